@@ -1,0 +1,10 @@
+//! Datasets and the image algorithms the data stages use. No burn here.
+
+pub mod augment;
+pub mod dataset;
+pub mod dhash;
+pub mod index;
+pub mod split;
+pub mod synthetic;
+
+pub use dataset::{Dataset, DatasetError, Shape};

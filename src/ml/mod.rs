@@ -1,0 +1,8 @@
+//! Everything that touches burn lives under here; the rest of the crate never sees a tensor.
+//! (`metrics` and `curve` are plain Rust and usable everywhere.)
+
+pub mod backend;
+pub mod curve;
+pub mod metrics;
+pub mod models;
+pub mod train;

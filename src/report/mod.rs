@@ -1,0 +1,4 @@
+//! PNG figures: image grids and plots.
+
+pub mod grid;
+pub mod plot;
