@@ -2,6 +2,15 @@
 //!
 //! Data flows one way: YAML → validated spec → DAG → keys → cache hit or stage run → artifacts.
 
+pub mod cache;
+pub mod cli;
+pub mod commands;
 pub mod data;
+pub mod error;
+pub mod graph;
 pub mod ml;
+pub mod record;
 pub mod report;
+pub mod run;
+pub mod spec;
+pub mod stages;

@@ -1,0 +1,98 @@
+//! A stage key: blake3 over a serialised struct of everything that determines the output.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Bumping this invalidates every cache entry (a change of the key or object format).
+pub const CACHE_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageKey {
+    pub format: u32,
+    pub kind: String,
+    /// The stage implementation's version.
+    pub version: u32,
+    /// Canonical configuration, defaults applied (serde_json maps are ordered: BTreeMap).
+    pub config: serde_json::Value,
+    /// Input slot → output digest of the producing stage.
+    pub inputs: BTreeMap<String, String>,
+    /// External file role → digest of the files' contents (sources only).
+    pub files: BTreeMap<String, String>,
+}
+
+impl StageKey {
+    pub fn digest(&self) -> String {
+        let bytes = serde_json::to_vec(self).expect("a key serialises");
+        blake3::hash(&bytes).to_hex().to_string()
+    }
+
+    /// Human-readable differences from an older key (for `pipe why` and `pipe status`).
+    pub fn diff(&self, old: &StageKey) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.format != old.format {
+            out.push(format!("cache format {} → {}", old.format, self.format));
+        }
+        if self.kind != old.kind {
+            out.push(format!("kind {} → {}", old.kind, self.kind));
+        }
+        if self.version != old.version {
+            out.push(format!("{} implementation version {} → {}", self.kind, old.version, self.version));
+        }
+        diff_json("", &old.config, &self.config, &mut out);
+        for (slot, d) in &self.inputs {
+            match old.inputs.get(slot) {
+                Some(o) if o == d => {}
+                Some(o) => out.push(format!("input `{slot}` changed ({} → {})", &o[..12.min(o.len())], &d[..12.min(d.len())])),
+                None => out.push(format!("input `{slot}` added")),
+            }
+        }
+        for slot in old.inputs.keys().filter(|s| !self.inputs.contains_key(*s)) {
+            out.push(format!("input `{slot}` removed"));
+        }
+        for (role, d) in &self.files {
+            if old.files.get(role) != Some(d) {
+                out.push(format!("source files ({role}) changed"));
+            }
+        }
+        out
+    }
+}
+
+fn diff_json(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                diff_json(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+            }
+        }
+        (a, b) if a != b => out.push(format!("field `{path}`: {a} → {b}")),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(lr: f64) -> StageKey {
+        StageKey {
+            format: CACHE_FORMAT,
+            kind: "train".into(),
+            version: 1,
+            config: serde_json::json!({"lr": lr, "epochs": 3}),
+            inputs: BTreeMap::from([("data".to_string(), "ab".repeat(32))]),
+            files: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_field_change_changes_the_digest_and_is_named() {
+        assert_eq!(key(1e-3).digest(), key(1e-3).digest());
+        assert_ne!(key(1e-3).digest(), key(1e-4).digest());
+        let d = key(1e-4).diff(&key(1e-3));
+        assert_eq!(d, vec!["field `lr`: 0.001 → 0.0001".to_string()]);
+    }
+}

@@ -1,0 +1,63 @@
+//! One `pipe run` (or `gc`) at a time per cache: an exclusive advisory lock (flock) on
+//! `cache/lock`. The kernel drops it when the holder dies, so a lock left by a killed process
+//! is taken over at once.
+
+use fs4::fs_std::FileExt;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+pub struct CacheLock {
+    file: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the cache {path} is in use by another pipe run{holder}; rerun without --no-wait to wait for it")]
+    Busy { path: std::path::PathBuf, holder: String },
+}
+
+impl CacheLock {
+    /// Takes the lock; when busy, waits (printing who holds it) unless `no_wait`.
+    pub fn acquire(root: &Path, no_wait: bool) -> Result<Self, LockError> {
+        let path = root.join("lock");
+        let io = |source| LockError::Io { path: path.clone(), source };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let got = FileExt::try_lock_exclusive(&file).map_err(io)?;
+        if !got {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => String::new(),
+                h => format!(" (pid {h})"),
+            };
+            if no_wait {
+                return Err(LockError::Busy { path: root.to_path_buf(), holder });
+            }
+            eprintln!("waiting for another pipe run on {}{holder} to finish…", root.display());
+            FileExt::lock_exclusive(&file).map_err(io)?;
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        write!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(Self { file })
+    }
+}
+
+impl Drop for CacheLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+    }
+}

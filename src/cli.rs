@@ -1,0 +1,116 @@
+//! Command-line interface (clap derive).
+
+use crate::ml::backend::DeviceChoice;
+use crate::spec::Override;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "pipe", version, about = "Declarative ML pipelines with a content-addressed cache")]
+pub struct Cli {
+    /// Cache directory.
+    #[arg(long, global = true, env = "PIPE_CACHE", default_value = "cache")]
+    pub cache: PathBuf,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run (or resume) a pipeline: only stages whose key changed execute.
+    Run {
+        file: PathBuf,
+        /// Override a value: stages.ID.FIELD=VALUE or params.NAME=VALUE (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<Override>,
+        /// Stages run in parallel at most.
+        #[arg(short, long, default_value_t = 2)]
+        jobs: usize,
+        /// Rerun this stage even if cached (repeatable).
+        #[arg(long, value_name = "ID")]
+        force: Vec<String>,
+        /// Run only this stage and what it needs.
+        #[arg(long, value_name = "ID")]
+        until: Option<String>,
+        /// Print what would run and why; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Training/inference device, overriding the YAML.
+        #[arg(long)]
+        device: Option<DeviceChoice>,
+        /// Fail at once if another run holds the cache, instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Check pipelines: schema, types, inputs, artifact kinds, cycles; every error at once.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<Override>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// What would run and why.
+    Status {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<Override>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The pipeline graph as Graphviz DOT or Mermaid.
+    Dag {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = DagFormat::Dot)]
+        format: DagFormat,
+    },
+    /// Which key components of a stage changed since its last recorded run.
+    Why {
+        file: PathBuf,
+        stage: String,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<Override>,
+    },
+    /// Remove cache objects that no kept run record reaches.
+    Gc {
+        /// Run records to keep (newest first).
+        #[arg(long, default_value_t = 20)]
+        keep_runs: usize,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List recorded runs.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Evaluation metrics of the latest runs of these pipelines, side by side (Markdown).
+    Compare {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print a model's Keras-like summary (layers, output shapes, parameters).
+    Model {
+        /// b1, b2 or b3.
+        name: String,
+        /// Input shape HxWxC.
+        #[arg(long, default_value = "56x56x3")]
+        input: String,
+    },
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum DagFormat {
+    Dot,
+    Mermaid,
+}

@@ -1,0 +1,248 @@
+//! One function per subcommand; each returns the process exit code.
+
+use crate::cli::{Cli, Command, DagFormat, Format};
+use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
+use crate::graph::Dag;
+use crate::record::{Outcome, load_all};
+use crate::run::{Engine, RunOptions, StageState};
+use crate::spec::{Diagnostic, Override, Pipeline, load};
+use std::path::Path;
+
+pub fn dispatch(cli: Cli) -> i32 {
+    let cache = cli.cache.as_path();
+    match cli.command {
+        Command::Run { file, set, jobs, force, until, dry_run, device, no_wait } => {
+            let opts = RunOptions { jobs, force, until, dry_run, device, no_wait };
+            with_pipeline(&file, &set, |p| run(p, cache, &opts))
+        }
+        Command::Validate { files, set, format } => validate(&files, &set, format),
+        Command::Status { file, set, json } => with_pipeline(&file, &set, |p| status(p, cache, json)),
+        Command::Dag { file, format } => with_pipeline(&file, &[], |p| dag(p, format)),
+        Command::Why { file, stage, set } => with_pipeline(&file, &set, |p| why(p, cache, &stage)),
+        Command::Gc { keep_runs, dry_run } => gc(cache, keep_runs, dry_run),
+        Command::Runs { limit } => runs(cache, limit),
+        Command::Compare { files } => compare(cache, &files),
+        Command::Model { name, input } => model(&name, &input),
+    }
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("error: {d}");
+    }
+    eprintln!("{} error{}", diags.len(), if diags.len() == 1 { "" } else { "s" });
+}
+
+fn with_pipeline(file: &Path, set: &[Override], f: impl FnOnce(&Pipeline) -> i32) -> i32 {
+    match load(file, set) {
+        Ok(p) => f(&p),
+        Err(diags) => {
+            print_diagnostics(&diags);
+            EXIT_INVALID
+        }
+    }
+}
+
+fn fail(e: &crate::run::RunError) -> i32 {
+    eprintln!("error: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !e.to_string().contains(&text) {
+            eprintln!("  caused by: {text}");
+        }
+        source = s.source();
+    }
+    if e.is_user_error() { EXIT_INVALID } else { EXIT_INTERNAL }
+}
+
+fn run(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
+    let mut engine = match Engine::new(p, cache) {
+        Ok(e) => e,
+        Err(e) => return fail(&e),
+    };
+    println!("pipeline {} ({} stages), cache {}", p.name, p.stages.len(), cache.display());
+    match engine.run(opts) {
+        Ok(rec) => {
+            let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
+            println!(
+                "done in {:.1} s: {} ran, {} cached{}",
+                rec.seconds,
+                count(Outcome::Ran),
+                count(Outcome::Cached),
+                if opts.dry_run { format!(", {} would run", count(Outcome::Skipped)) } else { String::new() }
+            );
+            EXIT_OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn validate(files: &[std::path::PathBuf], set: &[Override], format: Format) -> i32 {
+    let mut all = Vec::new();
+    for f in files {
+        if let Err(d) = load(f, set) {
+            all.extend(d);
+        }
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::json!({"valid": all.is_empty(), "errors": all})),
+        Format::Text if all.is_empty() => println!("{} pipeline file(s) valid", files.len()),
+        Format::Text => print_diagnostics(&all),
+    }
+    if all.is_empty() { EXIT_OK } else { EXIT_INVALID }
+}
+
+fn status(p: &Pipeline, cache: &Path, json: bool) -> i32 {
+    let result = Engine::new(p, cache).and_then(|mut e| e.status());
+    match result {
+        Ok(states) => {
+            if json {
+                let map: serde_json::Map<String, serde_json::Value> = states
+                    .iter()
+                    .map(|(id, s)| (id.clone(), serde_json::to_value(s).unwrap_or_default()))
+                    .collect();
+                println!("{}", serde_json::Value::Object(map));
+            } else {
+                let width = states.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
+                for (id, s) in &states {
+                    match s {
+                        StageState::Cached { digest } => println!("{id:width$}  cached   {}", &digest[..12]),
+                        StageState::Missing => println!("{id:width$}  missing  (never run with this cache)"),
+                        StageState::Stale { reasons } => println!("{id:width$}  stale    {}", reasons.join("; ")),
+                    }
+                }
+            }
+            EXIT_OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn dag(p: &Pipeline, format: DagFormat) -> i32 {
+    match Dag::build(&p.stages) {
+        Ok(d) => {
+            print!("{}", if format == DagFormat::Dot { d.to_dot(&p.stages) } else { d.to_mermaid(&p.stages) });
+            EXIT_OK
+        }
+        Err(cycle) => {
+            eprintln!("error: cycle: {}", cycle.join(" → "));
+            EXIT_INVALID
+        }
+    }
+}
+
+fn why(p: &Pipeline, cache: &Path, stage: &str) -> i32 {
+    match Engine::new(p, cache).and_then(|mut e| e.why(stage)) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            EXIT_OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn gc(cache: &Path, keep: usize, dry_run: bool) -> i32 {
+    let result = crate::cache::Store::open(cache)
+        .map_err(|e| e.to_string())
+        .and_then(|store| {
+            let _lock = crate::cache::lock::CacheLock::acquire(cache, false).map_err(|e| e.to_string())?;
+            crate::cache::gc::gc(&store, keep, dry_run).map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(r) => {
+            println!(
+                "{}{} objects, {} run records, {:.1} MB freed",
+                if dry_run { "would remove " } else { "removed " },
+                r.objects_removed,
+                r.runs_removed,
+                r.bytes_freed as f64 / 1e6
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_INTERNAL
+        }
+    }
+}
+
+fn runs(cache: &Path, limit: usize) -> i32 {
+    let all = load_all(cache);
+    println!("{:<26} {:<16} {:>5} {:>6} {:>8}  status", "started", "pipeline", "ran", "cached", "seconds");
+    for (_, r) in all.iter().rev().take(limit) {
+        let count = |o| r.stages.values().filter(|s| s.outcome == o).count();
+        println!(
+            "{:<26} {:<16} {:>5} {:>6} {:>8.1}  {}",
+            r.started,
+            r.pipeline,
+            count(Outcome::Ran),
+            count(Outcome::Cached),
+            r.seconds,
+            if r.ok { "ok" } else { "failed" }
+        );
+    }
+    EXIT_OK
+}
+
+fn compare(cache: &Path, files: &[std::path::PathBuf]) -> i32 {
+    let all = load_all(cache);
+    let mut rows = Vec::new();
+    for f in files {
+        let p = match load(f, &[]) {
+            Ok(p) => p,
+            Err(d) => {
+                print_diagnostics(&d);
+                return EXIT_INVALID;
+            }
+        };
+        let Some((_, rec)) = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok) else {
+            eprintln!("warning: {} has no successful run in {}", f.display(), cache.display());
+            continue;
+        };
+        for (id, s) in &rec.stages {
+            if s.kind == "evaluate"
+                && let Some(b) = s.report.metrics.get("balanced_accuracy")
+            {
+                let m = |k: &str| s.report.metrics.get(k).map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into());
+                rows.push(format!("| {} | {id} | {b:.4} | {} | {} | {} |", p.name, m("accuracy"), m("roc_auc"), m("threshold")));
+            }
+        }
+    }
+    println!("| pipeline | stage | balanced accuracy | accuracy | ROC AUC | threshold |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    EXIT_OK
+}
+
+fn model(name: &str, input: &str) -> i32 {
+    use crate::ml::models::{ModelKind, ModelSpec, summary};
+    let kind = match name.to_ascii_lowercase().as_str() {
+        "b1" => ModelKind::B1,
+        "b2" => ModelKind::B2,
+        "b3" => ModelKind::B3,
+        other => {
+            eprintln!("error: unknown model `{other}` (b1, b2, b3)");
+            return EXIT_INVALID;
+        }
+    };
+    let dims: Vec<u32> = input.split('x').filter_map(|s| s.parse().ok()).collect();
+    let [h, w, c] = dims[..] else {
+        eprintln!("error: --input must look like 56x56x3");
+        return EXIT_INVALID;
+    };
+    let spec = ModelSpec { kind, input: crate::data::Shape::new(h, w, c), init: Default::default(), dropout: 0.3 };
+    let problems = crate::ml::models::validate(&spec);
+    if !problems.is_empty() {
+        for p in problems {
+            eprintln!("error: {p}");
+        }
+        return EXIT_INVALID;
+    }
+    print!("{}", summary(&spec));
+    EXIT_OK
+}

@@ -1,0 +1,358 @@
+//! Reading pipeline files: includes (with loop detection), params, `--set` overrides and
+//! `${params.NAME}` substitution, producing one merged tree per stage that remembers where
+//! every value came from.
+
+use super::yaml::{self, Marked, Node, Pos};
+use super::{Diagnostic, Pipeline, hint};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const TOP_KEYS: &[&str] = &["name", "description", "include", "params", "stages"];
+
+/// `--set stages.ID.FIELD=VALUE` or `--set params.NAME=VALUE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub path: Vec<String>,
+    pub value: Marked,
+    pub text: String,
+}
+
+impl std::str::FromStr for Override {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (path, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected PATH=VALUE, e.g. stages.train.lr=1e-4"))?;
+        let path: Vec<String> = path.trim().split('.').map(str::to_string).collect();
+        let ok = match path.first().map(String::as_str) {
+            Some("stages") => path.len() >= 3,
+            Some("params") => path.len() == 2,
+            _ => false,
+        };
+        if !ok || path.iter().any(String::is_empty) {
+            return Err(format!(
+                "`{s}`: the path must be stages.ID.FIELD[.SUBFIELD] or params.NAME"
+            ));
+        }
+        let mut value =
+            yaml::parse_value(value).map_err(|e| format!("`{s}`: bad value: {}", e.message))?;
+        clear_positions(&mut value);
+        Ok(Override {
+            path,
+            value,
+            text: s.to_string(),
+        })
+    }
+}
+
+/// Values from `--set` have no position in any file.
+fn clear_positions(m: &mut Marked) {
+    m.pos = Pos::default();
+    match &mut m.node {
+        Node::Seq(items) => items.iter_mut().for_each(clear_positions),
+        Node::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            clear_positions(k);
+            clear_positions(v);
+        }),
+        _ => {}
+    }
+}
+
+/// A stage as written, before typing.
+#[derive(Debug, Clone)]
+pub struct RawStage {
+    pub id: String,
+    pub tree: Marked,
+    pub key_pos: Pos,
+    pub file: PathBuf,
+    pub base_dir: PathBuf,
+}
+
+#[derive(Default)]
+struct Collected {
+    name: Option<String>,
+    description: Option<String>,
+    params: BTreeMap<String, (Marked, PathBuf)>,
+    stages: Vec<RawStage>,
+    seen_files: Vec<PathBuf>,
+}
+
+/// Loads, merges and validates a pipeline file; every problem at once.
+pub fn load(path: &Path, overrides: &[Override]) -> Result<Pipeline, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let mut acc = Collected::default();
+    collect(path, None, &mut Vec::new(), &mut acc, &mut diags);
+    apply_overrides(&mut acc, overrides, &mut diags);
+    substitute_params(&mut acc, &mut diags);
+    let name = acc.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pipeline".into())
+    });
+    let pipeline = super::validate::validate(
+        name,
+        acc.description.clone().unwrap_or_default(),
+        path,
+        acc.stages,
+        &mut diags,
+    );
+    if diags.is_empty() {
+        Ok(pipeline)
+    } else {
+        Err(diags)
+    }
+}
+
+fn display_path(p: &Path) -> PathBuf {
+    // Shown as given on the command line (relative stays relative); never enters a key.
+    p.to_path_buf()
+}
+
+fn collect(
+    path: &Path,
+    included_at: Option<(&Path, Pos)>,
+    stack: &mut Vec<PathBuf>,
+    acc: &mut Collected,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Some(start) = stack.iter().position(|p| p == &canon) {
+        let chain: Vec<String> = stack[start..]
+            .iter()
+            .chain(std::iter::once(&canon))
+            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .collect();
+        let (file, pos) = included_at.map(|(f, p)| (f.to_path_buf(), Some(p))).unwrap_or((path.to_path_buf(), None));
+        diags.push(Diagnostic::new(file, pos, "include", format!("include loop: {}", chain.join(" → "))));
+        return;
+    }
+    if acc.seen_files.contains(&canon) {
+        return; // diamond include: the shared file's stages are already in
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let (file, pos) = included_at.map(|(f, p)| (f.to_path_buf(), Some(p))).unwrap_or((path.to_path_buf(), None));
+            diags.push(Diagnostic::new(file, pos, "", format!("cannot read {}: {e}", path.display())));
+            return;
+        }
+    };
+    acc.seen_files.push(canon.clone());
+    let file = display_path(path);
+    let tree = match yaml::parse(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(Diagnostic::new(&file, Some(e.pos), "", format!("YAML syntax: {}", e.message)));
+            return;
+        }
+    };
+    let Node::Map(entries) = &tree.node else {
+        diags.push(Diagnostic::new(&file, Some(tree.pos), "", format!("a pipeline file must be a mapping, got {}", tree.type_name())));
+        return;
+    };
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let is_top = stack.is_empty();
+    stack.push(canon);
+
+    // Includes first, so the including file's params win.
+    if let Some((_, inc)) = tree.get("include") {
+        match &inc.node {
+            Node::Seq(items) => {
+                for item in items {
+                    match item.as_str() {
+                        Some(rel) => collect(&base_dir.join(rel), Some((&file, item.pos)), stack, acc, diags),
+                        None => diags.push(Diagnostic::new(&file, Some(item.pos), "include", format!("expected a file name, got {}", item.type_name()))),
+                    }
+                }
+            }
+            Node::Str(rel) => collect(&base_dir.join(rel), Some((&file, inc.pos)), stack, acc, diags),
+            _ => diags.push(Diagnostic::new(&file, Some(inc.pos), "include", format!("expected a list of files, got {}", inc.type_name()))),
+        }
+    }
+
+    for (k, v) in entries {
+        let Some(key) = k.as_str() else {
+            diags.push(Diagnostic::new(&file, Some(k.pos), "", "keys must be strings"));
+            continue;
+        };
+        match key {
+            "name" | "description" => match v.as_str() {
+                Some(s) if is_top => {
+                    if key == "name" {
+                        acc.name = Some(s.to_string());
+                    } else {
+                        acc.description = Some(s.to_string());
+                    }
+                }
+                Some(_) => {}
+                None => diags.push(Diagnostic::new(&file, Some(v.pos), key, format!("expected a string, got {}", v.type_name()))),
+            },
+            "include" => {}
+            "params" => match &v.node {
+                Node::Map(params) => {
+                    for (pk, pv) in params {
+                        match pk.as_str() {
+                            Some(name) => {
+                                acc.params.insert(name.to_string(), (pv.clone(), file.clone()));
+                            }
+                            None => diags.push(Diagnostic::new(&file, Some(pk.pos), "params", "parameter names must be strings")),
+                        }
+                    }
+                }
+                Node::Null => {}
+                _ => diags.push(Diagnostic::new(&file, Some(v.pos), "params", format!("expected a mapping of NAME: value, got {}", v.type_name()))),
+            },
+            "stages" => match &v.node {
+                Node::Map(stages) => {
+                    for (sk, sv) in stages {
+                        let Some(id) = sk.as_str() else {
+                            diags.push(Diagnostic::new(&file, Some(sk.pos), "stages", "stage ids must be strings"));
+                            continue;
+                        };
+                        if let Some(prev) = acc.stages.iter().find(|s| s.id == id) {
+                            diags.push(Diagnostic::new(
+                                &file,
+                                Some(sk.pos),
+                                format!("stages.{id}"),
+                                format!("duplicate stage id `{id}` (first defined at {}:{})", prev.file.display(), prev.key_pos),
+                            ));
+                            continue;
+                        }
+                        acc.stages.push(RawStage {
+                            id: id.to_string(),
+                            tree: sv.clone(),
+                            key_pos: sk.pos,
+                            file: file.clone(),
+                            base_dir: base_dir.clone(),
+                        });
+                    }
+                }
+                Node::Null => {}
+                _ => diags.push(Diagnostic::new(&file, Some(v.pos), "stages", format!("expected a mapping of stage id → stage, got {}", v.type_name()))),
+            },
+            other => diags.push(Diagnostic::new(
+                &file,
+                Some(k.pos),
+                other,
+                format!("unknown top-level key `{other}`{}; expected one of {}", hint(other, TOP_KEYS.iter().copied()), TOP_KEYS.join(", ")),
+            )),
+        }
+    }
+    stack.pop();
+}
+
+fn apply_overrides(acc: &mut Collected, overrides: &[Override], diags: &mut Vec<Diagnostic>) {
+    for o in overrides {
+        let set = PathBuf::from("--set");
+        if o.path[0] == "params" {
+            acc.params.insert(o.path[1].clone(), (o.value.clone(), set));
+            continue;
+        }
+        let id = &o.path[1];
+        let Some(stage) = acc.stages.iter_mut().find(|s| &s.id == id) else {
+            let ids: Vec<&str> = acc.stages.iter().map(|s| s.id.as_str()).collect();
+            diags.push(Diagnostic::new(set, None, o.path.join("."), format!("`{}`: no stage `{id}`{}", o.text, hint(id, ids))));
+            continue;
+        };
+        let mut node = &mut stage.tree;
+        for seg in &o.path[2..o.path.len() - 1] {
+            if !matches!(node.node, Node::Map(_)) {
+                node.node = Node::Map(Vec::new());
+            }
+            if node.get_mut(seg).is_none()
+                && let Node::Map(entries) = &mut node.node
+            {
+                entries.push((Marked::new(Node::Str(seg.clone()), Pos::default()), Marked::new(Node::Map(Vec::new()), Pos::default())));
+            }
+            node = node.get_mut(seg).expect("inserted above");
+        }
+        let last = o.path.last().expect("path has at least 3 parts");
+        match node.get_mut(last) {
+            Some(v) => *v = o.value.clone(),
+            None => {
+                if let Node::Map(entries) = &mut node.node {
+                    entries.push((Marked::new(Node::Str(last.clone()), Pos::default()), o.value.clone()));
+                } else {
+                    node.node = Node::Map(vec![(Marked::new(Node::Str(last.clone()), Pos::default()), o.value.clone())]);
+                }
+            }
+        }
+    }
+}
+
+fn substitute_params(acc: &mut Collected, diags: &mut Vec<Diagnostic>) {
+    let params = acc.params.clone();
+    for stage in &mut acc.stages {
+        let field = format!("stages.{}", stage.id);
+        subst(&mut stage.tree, &params, &stage.file, &field, diags);
+    }
+}
+
+fn subst(m: &mut Marked, params: &BTreeMap<String, (Marked, PathBuf)>, file: &Path, field: &str, diags: &mut Vec<Diagnostic>) {
+    match &mut m.node {
+        Node::Str(s) if s.contains("${") => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            let mut whole: Option<Marked> = None;
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let Some(end) = rest[start..].find('}') else {
+                    diags.push(Diagnostic::new(file, Some(m.pos), field, format!("unterminated `${{` in `{s}`")));
+                    return;
+                };
+                let expr = &rest[start + 2..start + end];
+                let name = expr.strip_prefix("params.").unwrap_or("");
+                match params.get(name) {
+                    Some((v, _)) => {
+                        if start == 0 && end + 1 == rest.len() && out.is_empty() {
+                            whole = Some(v.clone());
+                        }
+                        out.push_str(&scalar_text(v));
+                    }
+                    None => {
+                        let names: Vec<&str> = params.keys().map(String::as_str).collect();
+                        let msg = if expr.starts_with("params.") {
+                            format!("unresolved `${{{expr}}}`: no parameter `{name}`{}", hint(name, names))
+                        } else {
+                            format!("unresolved `${{{expr}}}`: only `${{params.NAME}}` is supported")
+                        };
+                        diags.push(Diagnostic::new(file, Some(m.pos), field, msg));
+                        return;
+                    }
+                }
+                rest = &rest[start + end + 1..];
+            }
+            out.push_str(rest);
+            let pos = m.pos;
+            match whole {
+                // `lr: ${params.lr}` keeps the parameter's type (a number stays a number).
+                Some(v) => m.node = v.node,
+                None => m.node = Node::Str(out),
+            }
+            m.pos = pos;
+        }
+        Node::Seq(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                subst(item, params, file, &format!("{field}[{i}]"), diags);
+            }
+        }
+        Node::Map(entries) => {
+            for (k, v) in entries.iter_mut() {
+                let f = format!("{field}.{}", k.as_str().unwrap_or("?"));
+                subst(v, params, file, &f, diags);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn scalar_text(m: &Marked) -> String {
+    match &m.node {
+        Node::Str(s) => s.clone(),
+        Node::Int(i) => i.to_string(),
+        Node::Float(f) => f.to_string(),
+        Node::Bool(b) => b.to_string(),
+        Node::Null => String::new(),
+        _ => serde_json::to_string(&m.to_json()).unwrap_or_default(),
+    }
+}

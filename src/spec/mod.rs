@@ -1,0 +1,99 @@
+//! The YAML side: files → merged tree (includes, params, `--set`) → typed, validated
+//! [`Pipeline`]. Every problem is collected as a [`Diagnostic`] with file:line:column and the
+//! field path; nothing stops at the first error.
+
+pub mod load;
+pub mod validate;
+pub mod yaml;
+
+use crate::stages::StageConfig;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+pub use yaml::Pos;
+
+pub use load::{Override, load};
+
+/// One problem found in a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// Absent for problems that come from `--set` or a file that could not be read.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Dotted path of the field, e.g. `stages.train_b3.lr`.
+    pub field: String,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(
+        file: impl Into<PathBuf>,
+        pos: Option<Pos>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        let pos = pos.filter(|p| p.line > 0);
+        Self {
+            file: file.into(),
+            line: pos.map(|p| p.line),
+            column: pos.map(|p| p.col),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A validated pipeline: every stage typed, every input resolved, no cycle.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: String,
+    /// The file given on the command line.
+    pub file: PathBuf,
+    pub stages: BTreeMap<String, StageSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    pub id: String,
+    pub config: StageConfig,
+    /// Slot name → producing stage id.
+    pub inputs: BTreeMap<String, String>,
+    /// File that defined the stage and where.
+    pub file: PathBuf,
+    pub pos: Pos,
+    /// Relative paths in the stage's fields resolve against this directory.
+    pub base_dir: PathBuf,
+}
+
+/// The closest candidate to `word`, if one is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// ", did you mean `x`?" or "".
+pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    did_you_mean(word, candidates)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
+}

@@ -1,0 +1,373 @@
+//! The only YAML parser call site: text → a tree whose every node knows its line and column.
+//!
+//! serde_yaml (deprecated upstream) reports a position only for the first syntax or type error
+//! and none for semantic errors (an unknown input stage, a cycle). We parse with yaml-rust2's
+//! event API instead, keep a [`Pos`] on every key and value, and hand typed deserialisation to
+//! serde via [`Marked::to_json`], mapping serde's field path back to a position.
+
+use serde_json::Value;
+use std::fmt;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+impl From<Marker> for Pos {
+    fn from(m: Marker) -> Self {
+        Pos {
+            line: m.line(),
+            col: m.col() + 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Marked>),
+    /// Keys in file order, each with its own position.
+    Map(Vec<(Marked, Marked)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marked {
+    pub node: Node,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct YamlError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl Marked {
+    pub fn new(node: Node, pos: Pos) -> Self {
+        Self { node, pos }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.node {
+            Node::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[(Marked, Marked)]> {
+        match &self.node {
+            Node::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The value of `key` in a mapping, with the key's own node.
+    pub fn get(&self, key: &str) -> Option<(&Marked, &Marked)> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, v)| (k, v))
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Marked> {
+        match &mut self.node {
+            Node::Map(m) => m
+                .iter_mut()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// A short name of the node's type for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.node {
+            Node::Null => "null",
+            Node::Bool(_) => "a boolean",
+            Node::Int(_) => "an integer",
+            Node::Float(_) => "a number",
+            Node::Str(_) => "a string",
+            Node::Seq(_) => "a list",
+            Node::Map(_) => "a mapping",
+        }
+    }
+
+    /// Position of the node at a serde-style path below this one (`a.b[2].c`); the deepest
+    /// node that exists on the path when the rest does not.
+    pub fn locate(&self, path: &str) -> Pos {
+        let mut node = self;
+        for seg in split_path(path) {
+            let next = match (&node.node, seg) {
+                (Node::Map(m), Seg::Key(k)) => m.iter().find(|(key, _)| key.as_str() == Some(k)),
+                (Node::Seq(s), Seg::Index(i)) => {
+                    if let Some(v) = s.get(i) {
+                        node = v;
+                        continue;
+                    }
+                    None
+                }
+                _ => None,
+            };
+            match next {
+                Some((_, v)) => node = v,
+                None => break,
+            }
+        }
+        node.pos
+    }
+
+    /// Position of a mapping key (for "unknown field" messages), else of the node.
+    pub fn locate_key(&self, path: &str, key: &str) -> Pos {
+        let mut node = self;
+        for seg in split_path(path) {
+            if let (Node::Map(m), Seg::Key(k)) = (&node.node, seg)
+                && let Some((_, v)) = m.iter().find(|(kk, _)| kk.as_str() == Some(k))
+            {
+                node = v;
+                continue;
+            }
+            break;
+        }
+        node.get(key).map(|(k, _)| k.pos).unwrap_or(node.pos)
+    }
+
+    pub fn to_json(&self) -> Value {
+        match &self.node {
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Int(i) => Value::from(*i),
+            Node::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            Node::Str(s) => Value::String(s.clone()),
+            Node::Seq(items) => Value::Array(items.iter().map(Marked::to_json).collect()),
+            Node::Map(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (key_string(k), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn key_string(k: &Marked) -> String {
+    match &k.node {
+        Node::Str(s) => s.clone(),
+        Node::Int(i) => i.to_string(),
+        Node::Float(f) => f.to_string(),
+        Node::Bool(b) => b.to_string(),
+        Node::Null => "null".into(),
+        Node::Seq(_) | Node::Map(_) => "<complex key>".into(),
+    }
+}
+
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn split_path(path: &str) -> impl Iterator<Item = Seg<'_>> {
+    path.split('.')
+        .filter(|s| !s.is_empty() && *s != "?")
+        .flat_map(|part| {
+            let mut segs = Vec::new();
+            let (key, rest) = part.split_once('[').unwrap_or((part, ""));
+            if !key.is_empty() {
+                segs.push(Seg::Key(key));
+            }
+            for idx in rest.split('[') {
+                if let Ok(i) = idx.trim_end_matches(']').parse() {
+                    segs.push(Seg::Index(i));
+                }
+            }
+            segs
+        })
+}
+
+/// Parses one YAML document. An empty document is `Null`.
+pub fn parse(text: &str) -> Result<Marked, YamlError> {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    parser
+        .load(&mut builder, false)
+        .map_err(|e| YamlError {
+            pos: (*e.marker()).into(),
+            message: e.info().to_string(),
+        })?;
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    Ok(builder
+        .root
+        .unwrap_or(Marked::new(Node::Null, Pos { line: 1, col: 1 })))
+}
+
+/// Parses a `--set` value as a YAML scalar or flow collection (`3`, `1e-4`, `true`, `[a, b]`).
+pub fn parse_value(text: &str) -> Result<Marked, YamlError> {
+    parse(text)
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    root: Option<Marked>,
+    error: Option<YamlError>,
+}
+
+enum Frame {
+    Seq(Vec<Marked>, Pos),
+    Map(Vec<(Marked, Marked)>, Option<Marked>, Pos),
+}
+
+impl Builder {
+    fn push_value(&mut self, v: Marked) {
+        match self.stack.last_mut() {
+            None => self.root = Some(v),
+            Some(Frame::Seq(items, _)) => items.push(v),
+            Some(Frame::Map(entries, pending_key, _)) => match pending_key.take() {
+                None => *pending_key = Some(v),
+                Some(k) => {
+                    if self.error.is_none()
+                        && let Some((prev, _)) = entries.iter().find(|(e, _)| e.node == k.node)
+                    {
+                        self.error = Some(YamlError {
+                            pos: k.pos,
+                            message: format!(
+                                "duplicate key `{}` (first at line {})",
+                                key_string(&k),
+                                prev.pos.line
+                            ),
+                        });
+                    }
+                    entries.push((k, v));
+                }
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = Pos::from(mark);
+        match ev {
+            Event::Scalar(text, style, _, tag) => {
+                let node = if style == TScalarStyle::Plain && tag.is_none() {
+                    resolve_plain(&text)
+                } else {
+                    Node::Str(text)
+                };
+                self.push_value(Marked::new(node, pos));
+            }
+            Event::SequenceStart(..) => self.stack.push(Frame::Seq(Vec::new(), pos)),
+            Event::MappingStart(..) => self.stack.push(Frame::Map(Vec::new(), None, pos)),
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq(items, p)) = self.stack.pop() {
+                    self.push_value(Marked::new(Node::Seq(items), p));
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map(entries, _, p)) = self.stack.pop() {
+                    self.push_value(Marked::new(Node::Map(entries), p));
+                }
+            }
+            Event::Alias(_) => {
+                if self.error.is_none() {
+                    self.error = Some(YamlError {
+                        pos,
+                        message: "YAML aliases are not supported; use `params:` and `${params.NAME}`"
+                            .into(),
+                    });
+                }
+                self.push_value(Marked::new(Node::Null, pos));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar.
+fn resolve_plain(s: &str) -> Node {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Node::Null,
+        "true" | "True" | "TRUE" => return Node::Bool(true),
+        "false" | "False" | "FALSE" => return Node::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" => return Node::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Node::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Node::Float(f64::NAN),
+        _ => {}
+    }
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
+        if let Ok(i) = s.replace('_', "").parse::<i64>() {
+            return Node::Int(i);
+        }
+    }
+    if let Some(hex) = s.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Node::Int(i);
+    }
+    let looks_numeric = digits
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+' | b'_'));
+    if looks_numeric && let Ok(f) = s.replace('_', "").parse::<f64>() {
+        return Node::Float(f);
+    }
+    Node::Str(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_and_types() {
+        let t = parse("a: 1\nb:\n  c: [x, 2.5, true]\n  d: '1'\n").unwrap();
+        assert_eq!(t.get("a").unwrap().1.node, Node::Int(1));
+        assert_eq!(t.locate("b.c"), Pos { line: 3, col: 6 });
+        assert_eq!(t.locate("b.c[1]"), Pos { line: 3, col: 10 });
+        assert_eq!(t.locate_key("b", "d"), Pos { line: 4, col: 3 });
+        assert_eq!(t.get("b").unwrap().1.get("d").unwrap().1.node, Node::Str("1".into()));
+        assert_eq!(
+            t.to_json(),
+            serde_json::json!({"a": 1, "b": {"c": ["x", 2.5, true], "d": "1"}})
+        );
+    }
+
+    #[test]
+    fn scalars_resolve_like_yaml_1_2() {
+        assert_eq!(resolve_plain("1e-4"), Node::Float(1e-4));
+        assert_eq!(resolve_plain("-3"), Node::Int(-3));
+        assert_eq!(resolve_plain("0.595"), Node::Float(0.595));
+        assert_eq!(resolve_plain("yes"), Node::Str("yes".into()));
+        assert_eq!(resolve_plain("e5"), Node::Str("e5".into()));
+        assert_eq!(resolve_plain("b3"), Node::Str("b3".into()));
+    }
+
+    #[test]
+    fn syntax_and_duplicate_key_errors_have_positions() {
+        let e = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(e.pos.line >= 1, "{e:?}");
+        let e = parse("a: 1\na: 2\n").unwrap_err();
+        assert_eq!(e.pos, Pos { line: 2, col: 1 });
+        assert!(e.message.contains("duplicate key `a`"));
+    }
+}
