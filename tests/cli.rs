@@ -1,0 +1,456 @@
+//! Integration tests: the real `pipe` binary on temporary directories with tiny generated data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pipe"));
+        c.current_dir(self.dir.path()).env_remove("PIPE_CACHE").env_remove("RUST_LOG").args(args);
+        c
+    }
+
+    fn pipe(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.pipe(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "pipe {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        stdout
+    }
+
+    /// Runs and asserts failure with `code`; returns stderr.
+    fn err(&self, args: &[&str], code: i32) -> String {
+        let out = self.pipe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "pipe {args:?}\nstdout: {}\nstderr: {stderr}", String::from_utf8_lossy(&out.stdout));
+        stderr
+    }
+}
+
+/// Stage ids that ran (not cached) in a `pipe run` output.
+fn ran(stdout: &str) -> Vec<String> {
+    let mut v: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("ran "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// `n` images of 16x16x3 in the challenge's raw layout, smooth enough for dHash, with images
+/// 1 and 3 exact copies of 0 and 2, and image 3 labelled against image 2 (a conflict).
+fn write_raw(env: &Env, n: usize) {
+    let (h, w, c) = (16usize, 16usize, 3usize);
+    let mut pixels = Vec::with_capacity(n * h * w * c);
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..n {
+        if i == 1 || i == 3 {
+            let start = (i - 1) * h * w * c;
+            pixels.extend_from_within(start..start + h * w * c);
+            continue;
+        }
+        let (a, b, d) = (xorshift(&mut s) % 7 + 1, xorshift(&mut s) % 5 + 1, xorshift(&mut s) % 200);
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    let v = ((x as u64 * a + y as u64 * b + ch as u64 * 31 + d) * 13) % 256;
+                    pixels.push(v as u8);
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    std::fs::write(env.path("data/db_train.raw"), &pixels).unwrap();
+    let labels: String = (0..n)
+        .map(|i| match i {
+            2 => "1\n".to_string(),
+            3 => "-1\n".to_string(),
+            _ => format!("{}\n", if i % 2 == 0 { 1 } else { -1 }),
+        })
+        .collect();
+    std::fs::write(env.path("data/label_train.txt"), labels).unwrap();
+}
+
+const DATA_PIPELINE: &str = "\
+name: data
+params:
+  seed: 3
+stages:
+  train_raw:
+    kind: source
+    format: raw
+    images: data/db_train.raw
+    labels: data/label_train.txt
+    height: 16
+    width: 16
+  hashes:
+    kind: hash
+    inputs: {data: train_raw}
+  groups:
+    kind: dedup
+    inputs: {hashes: hashes, data: train_raw}
+  clean:
+    kind: filter_conflicts
+    inputs: {groups: groups, data: train_raw}
+  split:
+    kind: split
+    seed: ${params.seed}
+    inputs: {data: train_raw, selection: clean, groups: groups}
+";
+
+fn data_env(n: usize) -> Env {
+    let env = Env::new();
+    write_raw(&env, n);
+    env.write("p.yaml", DATA_PIPELINE);
+    env
+}
+
+const ALL: [&str; 5] = ["clean", "groups", "hashes", "split", "train_raw"];
+
+#[test]
+fn first_run_runs_everything_and_second_run_nothing() {
+    let env = data_env(60);
+    let out = env.ok(&["run", "p.yaml"]);
+    assert_eq!(ran(&out), ALL);
+    assert!(out.contains("kept 58 of 60"), "{out}");
+    let out = env.ok(&["run", "p.yaml"]);
+    assert!(ran(&out).is_empty(), "{out}");
+    assert!(out.contains("0 ran, 5 cached"), "{out}");
+}
+
+#[test]
+fn changing_a_stage_field_reruns_that_stage_and_its_dependents_only() {
+    let env = data_env(60);
+    env.ok(&["run", "p.yaml"]);
+    env.write("p.yaml", &DATA_PIPELINE.replace("  clean:\n    kind: filter_conflicts\n", "  clean:\n    kind: filter_conflicts\n    policy: majority\n"));
+    let out = env.ok(&["run", "p.yaml"]);
+    assert_eq!(ran(&out), ["clean", "split"]);
+}
+
+#[test]
+fn touching_a_source_file_without_changing_its_bytes_reruns_nothing() {
+    let env = data_env(40);
+    env.ok(&["run", "p.yaml"]);
+    let bytes = std::fs::read(env.path("data/db_train.raw")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(env.path("data/db_train.raw"), bytes).unwrap();
+    let out = env.ok(&["run", "p.yaml"]);
+    assert!(ran(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn changing_one_source_byte_reruns_the_source_and_everything_downstream() {
+    let env = data_env(40);
+    env.ok(&["run", "p.yaml"]);
+    let mut bytes = std::fs::read(env.path("data/db_train.raw")).unwrap();
+    bytes[16 * 16 * 3 * 10 + 5] ^= 0xff;
+    std::fs::write(env.path("data/db_train.raw"), bytes).unwrap();
+    let out = env.ok(&["run", "p.yaml"]);
+    assert_eq!(ran(&out), ALL);
+}
+
+#[test]
+fn a_set_override_equals_the_file_edit() {
+    let env = data_env(40);
+    let out = env.ok(&["run", "p.yaml", "--set", "stages.split.seed=11"]);
+    assert_eq!(ran(&out), ALL);
+    env.write("p.yaml", &DATA_PIPELINE.replace("seed: ${params.seed}", "seed: 11"));
+    let out = env.ok(&["run", "p.yaml"]);
+    assert!(ran(&out).is_empty(), "{out}");
+    let out = env.ok(&["run", "p.yaml", "--set", "stages.split.seed=12"]);
+    assert_eq!(ran(&out), ["split"]);
+    // params too
+    env.write("p.yaml", DATA_PIPELINE);
+    let out = env.ok(&["run", "p.yaml", "--set", "params.seed=12"]);
+    assert!(ran(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn status_why_dag_runs_and_gc_explain_the_cache() {
+    let env = data_env(40);
+    let st = env.ok(&["status", "p.yaml"]);
+    assert!(st.lines().all(|l| l.contains("missing")), "{st}");
+    env.ok(&["run", "p.yaml"]);
+    let st = env.ok(&["status", "p.yaml", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&st).unwrap();
+    assert_eq!(v["split"]["state"], "cached");
+    let st = env.ok(&["status", "p.yaml", "--set", "stages.split.train=0.5", "--set", "stages.split.val=0.2"]);
+    assert!(st.contains("split") && st.contains("field `train`: 0.595 → 0.5"), "{st}");
+    let why = env.ok(&["why", "p.yaml", "split", "--set", "stages.split.seed=9"]);
+    assert!(why.contains("`split`: field `seed`: 3 → 9"), "{why}");
+    let why = env.ok(&["why", "p.yaml", "hashes"]);
+    assert!(why.contains("cached"), "{why}");
+    let dot = env.ok(&["dag", "p.yaml"]);
+    assert!(dot.contains("\"hashes\" -> \"groups\""), "{dot}");
+    let mer = env.ok(&["dag", "p.yaml", "--format", "mermaid"]);
+    assert!(mer.starts_with("flowchart LR"), "{mer}");
+    env.ok(&["run", "p.yaml", "--set", "stages.split.seed=5"]);
+    let runs = env.ok(&["runs"]);
+    assert_eq!(runs.lines().count(), 3, "{runs}");
+    let gc = env.ok(&["gc", "--keep-runs", "1"]);
+    assert!(gc.contains("removed 1 objects, 1 run records"), "{gc}");
+    let out = env.ok(&["run", "p.yaml", "--set", "stages.split.seed=5"]);
+    assert!(ran(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn force_until_and_dry_run() {
+    let env = data_env(40);
+    let out = env.ok(&["run", "p.yaml", "--until", "hashes"]);
+    assert_eq!(ran(&out), ["hashes", "train_raw"]);
+    let out = env.ok(&["run", "p.yaml", "--dry-run"]);
+    assert!(ran(&out).is_empty());
+    assert!(out.contains("would run groups"), "{out}");
+    env.ok(&["run", "p.yaml"]);
+    let out = env.ok(&["run", "p.yaml", "--force", "hashes"]);
+    // identical output: early cutoff keeps everything downstream cached
+    assert_eq!(ran(&out), ["hashes"]);
+    let e = env.err(&["run", "p.yaml", "--force", "hashs"], 2);
+    assert!(e.contains("did you mean `hashes`"), "{e}");
+}
+
+#[test]
+fn a_damaged_object_is_detected_on_use_and_rebuilt() {
+    let env = data_env(40);
+    env.ok(&["run", "p.yaml"]);
+    // Flip a byte inside the source's cached pixels, keeping the size.
+    let pixels = find_files(&env.path("cache/objects"), "pixels.u8");
+    assert_eq!(pixels.len(), 1);
+    let mut b = std::fs::read(&pixels[0]).unwrap();
+    b[7] ^= 1;
+    std::fs::write(&pixels[0], b).unwrap();
+    let out = env.ok(&["run", "p.yaml", "--set", "stages.split.seed=8"]);
+    assert!(out.contains("damaged train_raw"), "{out}");
+    assert!(ran(&out).contains(&"train_raw".to_string()), "{out}");
+    let b = std::fs::read(&find_files(&env.path("cache/objects"), "pixels.u8")[0]).unwrap();
+    assert_eq!(b, std::fs::read(env.path("data/db_train.raw")).unwrap());
+}
+
+fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(find_files(&p, name));
+            } else if p.file_name().is_some_and(|n| n == name) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Output digests of the last run record.
+fn last_digests(env: &Env) -> Vec<(String, String)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs")).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(files.last().unwrap()).unwrap()).unwrap();
+    rec["stages"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v["digest"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+#[test]
+fn killing_pipe_mid_stage_leaves_a_valid_cache_and_a_correct_next_run() {
+    let reference = data_env(3000);
+    reference.ok(&["run", "p.yaml"]);
+    let expected = last_digests(&reference);
+
+    let env = data_env(3000);
+    for delay_ms in [5u64, 30, 80, 150, 300] {
+        let mut child = env.cmd(&["run", "p.yaml", "-j", "1"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Whatever was committed verifies.
+        for m in find_files(&env.path("cache/objects"), ".manifest.json") {
+            let dir = m.parent().unwrap();
+            let man: serde_json::Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+            for f in man["files"].as_array().unwrap() {
+                let bytes = std::fs::read(dir.join(f["path"].as_str().unwrap())).unwrap();
+                assert_eq!(blake3::hash(&bytes).to_hex().as_str(), f["blake3"].as_str().unwrap());
+            }
+        }
+    }
+    env.ok(&["run", "p.yaml"]);
+    assert_eq!(last_digests(&env), expected);
+    assert!(std::fs::read_dir(env.path("cache/tmp")).unwrap().next().is_none(), "tmp is cleaned");
+}
+
+#[test]
+fn two_concurrent_runs_on_one_cache_both_finish_correctly() {
+    let env = data_env(3000);
+    let a = env.cmd(&["run", "p.yaml"]).output();
+    let b = env.cmd(&["run", "p.yaml"]).spawn().unwrap();
+    let a = a.unwrap();
+    let b = b.wait_with_output().unwrap();
+    assert!(a.status.success() && b.status.success());
+    let out = env.ok(&["run", "p.yaml", "--no-wait"]);
+    assert!(ran(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn no_wait_fails_clearly_while_another_run_holds_the_lock() {
+    let env = data_env(10);
+    std::fs::create_dir_all(env.path("cache")).unwrap();
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(env.path("cache/lock")).unwrap();
+    fs4::fs_std::FileExt::lock_exclusive(&f).unwrap();
+    let e = env.err(&["run", "p.yaml", "--no-wait"], 2);
+    assert!(e.contains("in use by another pipe run"), "{e}");
+}
+
+// ---------- bad data ----------
+
+#[test]
+fn bad_raw_data_gets_a_clear_error_naming_the_file() {
+    let env = data_env(10);
+    std::fs::write(env.path("data/db_train.raw"), vec![0u8; 16 * 16 * 3 * 10 + 5]).unwrap();
+    let e = env.err(&["run", "p.yaml"], 2);
+    assert!(e.contains("db_train.raw") && e.contains("not a multiple of 16x16x3 = 768"), "{e}");
+
+    let env = data_env(10);
+    env.write("data/label_train.txt", "1\n0\n");
+    let e = env.err(&["run", "p.yaml"], 2);
+    assert!(e.contains("label_train.txt") && e.contains("2 labels for 10 images"), "{e}");
+
+    let env = data_env(10);
+    env.write("data/label_train.txt", "1\n0\n1\n2\n0\n0\n0\n0\n0\n0\n");
+    let e = env.err(&["run", "p.yaml"], 2);
+    assert!(e.contains("line 4: unknown label `2`"), "{e}");
+
+    let env = data_env(10);
+    std::fs::remove_file(env.path("data/db_train.raw")).unwrap();
+    let e = env.err(&["run", "p.yaml"], 2);
+    assert!(e.contains("db_train.raw"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn a_folder_source_reads_png_and_jpeg_and_names_bad_images() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("imgs")).unwrap();
+    for i in 0..6u8 {
+        let img = image::RgbImage::from_fn(20, 12, |x, y| image::Rgb([x as u8 * 10, y as u8 * 10 + i, i * 30]));
+        let ext = if i % 2 == 0 { "png" } else { "jpg" };
+        img.save(env.path(&format!("imgs/{i}.{ext}"))).unwrap();
+    }
+    env.write("labels.csv", "filename,label\n0.png,0\n1.jpg,1\n2.png,0\n3.jpg,1\n4.png,1\n5.jpg,0\n");
+    env.write(
+        "f.yaml",
+        "stages:\n  src:\n    kind: source\n    format: folder\n    dir: imgs\n    labels: labels.csv\n    height: 10\n    width: 10\n    channels: 1\n",
+    );
+    let out = env.ok(&["run", "f.yaml"]);
+    assert!(out.contains("6 images 10x10x1, 3 labelled 1"), "{out}");
+    std::fs::write(env.path("imgs/2.png"), b"not a png").unwrap();
+    env.write("labels.csv", "filename,label\n0.png,0\n1.jpg,1\n2.png,0\n3.jpg,1\n4.png,1\n5.jpg,0\nmissing.png,1\n");
+    let e = env.err(&["run", "f.yaml"], 2);
+    assert!(e.contains("2 of 7 images could not be read"), "{e}");
+    assert!(e.contains("image 2 `2.png` (labels line 4): cannot decode"), "{e}");
+    assert!(e.contains("image 6 `missing.png` (labels line 8)"), "{e}");
+}
+
+// ---------- validation ----------
+
+/// (pipeline text, expected substrings of the diagnostics, including line:column).
+const INVALID: &[(&str, &[&str])] = &[
+    ("stages:\n  a:\n    kind: sorce\n", &["p.yaml:3:11: stages.a.kind: unknown stage kind `sorce` (did you mean `source`?)"]),
+    ("stages:\n  a:\n    format: raw\n", &["p.yaml:2:3: stages.a: missing `kind`"]),
+    ("stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    hieght: 5\n", &["p.yaml:6:5: stages.a.hieght: unknown field `hieght` (did you mean `height`?)"]),
+    ("stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    height: big\n", &["p.yaml:6:13: stages.a.height: invalid type: string \"big\", expected u32"]),
+    ("stages:\n  a:\n    kind: source\n    format: rw\n    images: x\n", &["p.yaml:4:13: stages.a: unknown value `rw` (did you mean `raw`?)"]),
+    ("stages:\n  h:\n    kind: hash\n    inputs: {data: nope}\n", &["p.yaml:4:20: stages.h.inputs.data: unknown stage `nope`"]),
+    ("stages:\n  a:\n    kind: source\n    format: synthetic\n  h:\n    kind: hash\n    inputs: {dat: a}\n", &["p.yaml:7:14: stages.h.inputs.dat: `hash` has no input `dat` (did you mean `data`?)", "stages.h.inputs: missing input `data`"]),
+    ("stages:\n  a:\n    kind: source\n    format: synthetic\n  h:\n    kind: hash\n    inputs: {data: a}\n  g:\n    kind: dedup\n    inputs: {hashes: a, data: a}\n", &["p.yaml:10:22: stages.g.inputs.hashes: input `hashes` expects a hashes artifact, but stage `a` (source) produces dataset"]),
+    ("stages:\n  a:\n    kind: source\n    format: synthetic\n  a:\n    kind: hash\n", &["p.yaml:5:3: duplicate key `a`"]),
+    ("stages:\n  h:\n    kind: hash\n    inputs: {data: g}\n  g:\n    kind: dedup\n    inputs: {hashes: h, data: h}\n", &["cycle: g → h → g", "produces hashes"]),
+    ("stages:\n  g:\n    kind: dedup\n    radius: 9\n", &["p.yaml:4:13: stages.g.radius: radius 9 exceeds the maximum of 8"]),
+    ("stages:\n  s:\n    kind: split\n    train: 0.5\n    val: 0.1\n    test: 0.1\n", &["stages.s.test: train + val + test must sum to 1, got 0.5 + 0.1 + 0.1"]),
+    ("stages:\n  s:\n    kind: split\n    seed: ${params.sed}\nparams:\n  seed: 1\n", &["p.yaml:4:11: stages.s.seed: unresolved `${params.sed}`: no parameter `sed` (did you mean `seed`?)"]),
+    ("stagess:\n  a: 1\n", &["p.yaml:1:1: stagess: unknown top-level key `stagess` (did you mean `stages`?)"]),
+    ("include: [p.yaml]\nstages: {}\n", &["p.yaml:1:11: include: include loop: p.yaml → p.yaml"]),
+    ("stages:\n  a: [1, 2\n", &["p.yaml:", "YAML syntax"]),
+    ("stages:\n  t:\n    kind: train\n    model: b4\n", &["p.yaml:4:12: stages.t.model: unknown value `b4`"]),
+    ("stages:\n  h:\n    kind: hash\n    hash_size: 1\n    algorithm: fast\n", &["stages.h.algorithm: unknown value `fast`"]),
+    ("stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    channels: 2\n    colour: rgb\n", &["stages.a.colour: unknown field `colour`"]),
+];
+
+#[test]
+fn invalid_pipelines_are_reported_with_positions() {
+    assert!(INVALID.len() >= 15);
+    for (i, (yaml, expected)) in INVALID.iter().enumerate() {
+        let env = Env::new();
+        env.write("p.yaml", yaml);
+        let e = env.err(&["validate", "p.yaml"], 2);
+        for want in *expected {
+            assert!(e.contains(want), "case {i}: expected `{want}` in:\n{e}\n--- yaml ---\n{yaml}");
+        }
+        assert!(!e.contains("panicked"), "case {i}: {e}");
+    }
+}
+
+#[test]
+fn validation_reports_every_error_at_once_and_json() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        "stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    hieght: 5\n    wdth: 3\n  g:\n    kind: dedup\n    radius: 12\n    inputs: {hashes: zz, data: a}\n",
+    );
+    let e = env.err(&["validate", "p.yaml"], 2);
+    for want in ["`hieght`", "`wdth`", "radius 12", "unknown stage `zz`", "4 errors"] {
+        assert!(e.contains(want), "expected {want} in\n{e}");
+    }
+    let out = env.pipe(&["validate", "p.yaml", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 4);
+    assert_eq!(v["errors"][0]["line"], 6);
+}
+
+#[test]
+fn includes_share_stages_and_cache_entries() {
+    let env = data_env(40);
+    env.write(
+        "exp.yaml",
+        "name: exp\ninclude: [p.yaml]\nstages:\n  split2:\n    kind: split\n    seed: 99\n    inputs: {data: train_raw, selection: clean}\n",
+    );
+    env.ok(&["validate", "p.yaml", "exp.yaml"]);
+    env.ok(&["run", "p.yaml"]);
+    let out = env.ok(&["run", "exp.yaml"]);
+    assert_eq!(ran(&out), ["split2"]);
+}
