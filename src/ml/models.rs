@@ -1,1 +1,527 @@
-//! (to be written)
+//! The report's CNNs built from scratch (§3.1): B1, B2 and B3 (= B2's architecture).
+//!
+//! Layout (Keras, input `H x W x C`, 56x56x3 in the report):
+//! Conv(16, 3x3 valid, relu) → MaxPool2 → Conv(64) → MaxPool2 → Conv(128) → MaxPool2 →
+//! Flatten → Dense(512, relu) [→ Dropout → Dense(512, relu) → Dropout] → Dense(1).
+//! The output layer emits a logit: the sigmoid is folded into BCE-with-logits for training and
+//! applied explicitly at inference.
+//!
+//! Weights are drawn on the host from a seeded ChaCha8 stream (Glorot-uniform like Keras by
+//! default, He-uniform optionally) and biases start at zero like Keras, so a model's initial
+//! weights depend on the seed only, not on the backend or on its global RNG state.
+
+use crate::data::Shape;
+use crate::ml::backend::MlError;
+use burn::module::{Param, ParamId};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Initializer, Linear, LinearConfig, LinearLayout, Relu};
+use burn::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Which of the report's from-scratch CNNs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Three conv+pool blocks, one hidden dense layer.
+    B1,
+    /// B1 plus a second hidden dense layer and dropout after each hidden dense layer.
+    B2,
+    /// B2's architecture (it differs by training: augmentation, lr 1e-4).
+    B3,
+}
+
+impl ModelKind {
+    /// Whether the architecture has the second hidden dense layer and dropout.
+    pub fn regularised(self) -> bool {
+        !matches!(self, ModelKind::B1)
+    }
+
+    /// Lower-case name (`b1`, `b2`, `b3`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::B1 => "b1",
+            ModelKind::B2 => "b2",
+            ModelKind::B3 => "b3",
+        }
+    }
+}
+
+/// Weight initialisation of conv and dense kernels (biases always start at zero).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// Keras' default `glorot_uniform`: U(-l, l), l = sqrt(6 / (fan_in + fan_out)).
+    #[default]
+    GlorotUniform,
+    /// Keras' `he_uniform`: U(-l, l), l = sqrt(6 / fan_in).
+    He,
+}
+
+fn default_dropout() -> f64 {
+    0.3
+}
+
+/// A model's architecture: everything needed to rebuild it (weights aside).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub kind: ModelKind,
+    /// Input image shape (height x width x channels).
+    pub input: Shape,
+    #[serde(default)]
+    pub init: Init,
+    /// Dropout rate after each hidden dense layer (B2/B3 only).
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+}
+
+impl ModelSpec {
+    /// The report's defaults for `kind` at 56x56x3.
+    pub fn new(kind: ModelKind) -> Self {
+        Self {
+            kind,
+            input: Shape::default(),
+            init: Init::default(),
+            dropout: default_dropout(),
+        }
+    }
+}
+
+const CONV_CHANNELS: [usize; 3] = [16, 64, 128];
+const KERNEL: usize = 3;
+const HIDDEN: usize = 512;
+/// Smallest input side for which three valid 3x3 convolutions and 2x2 poolings leave at least
+/// one pixel: 22 → 20 → 10 → 8 → 4 → 2 → 1.
+pub const MIN_INPUT_SIDE: u32 = 22;
+
+/// Spatial size after one conv(3x3 valid) + maxpool(2) block.
+fn block_out(side: usize) -> usize {
+    side.saturating_sub(KERNEL - 1) / 2
+}
+
+/// Every problem with `spec`, all at once (empty when valid).
+pub fn validate(spec: &ModelSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    let s = spec.input;
+    if s.channels == 0 {
+        problems.push("model.input: channels must be at least 1".to_owned());
+    }
+    for (name, side) in [("height", s.height), ("width", s.width)] {
+        if side < MIN_INPUT_SIDE {
+            problems.push(format!(
+                "model.input: {name} {side} is too small for three conv(3x3)+maxpool(2) blocks \
+                 (minimum {MIN_INPUT_SIDE})"
+            ));
+        }
+    }
+    if !(0.0..1.0).contains(&spec.dropout) || spec.dropout.is_nan() {
+        problems.push(format!("model.dropout: {} must be in [0, 1)", spec.dropout));
+    }
+    problems
+}
+
+/// Spatial side after the three blocks, for one input side.
+fn final_side(side: u32) -> usize {
+    (0..3).fold(side as usize, |s, _| block_out(s))
+}
+
+/// Length of the flattened feature vector fed to the first dense layer.
+pub(crate) fn flat_features(spec: &ModelSpec) -> usize {
+    final_side(spec.input.height) * final_side(spec.input.width) * CONV_CHANNELS[2]
+}
+
+/// The burn module. Dropout is applied with masks supplied by the caller (drawn on the host
+/// from the training seed) rather than by burn's `Dropout`, whose backend RNG is global state.
+#[derive(Module, Debug)]
+pub(crate) struct Cnn {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv3: Conv2d,
+    pool: MaxPool2d,
+    fc1: Linear,
+    fc2: Option<Linear>,
+    out: Linear,
+    relu: Relu,
+}
+
+/// Dropout masks for one batch: `[n, 512]` each, entries 0 or `1 / (1 - rate)` (inverted
+/// dropout, as Keras does).
+pub(crate) struct DropoutMasks {
+    pub after_fc1: Tensor<2>,
+    pub after_fc2: Tensor<2>,
+}
+
+/// Draws one weight tensor's values: uniform in (-limit, limit).
+fn uniform(rng: &mut ChaCha8Rng, n: usize, limit: f64) -> Vec<f32> {
+    let limit = limit as f32;
+    (0..n)
+        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * limit)
+        .collect()
+}
+
+/// A parameter initialised lazily from host values (zeros when `values` is `None`), with a
+/// fixed id so records and optimiser state are reproducible byte for byte.
+fn host_param<const D: usize>(
+    id: u64,
+    values: Option<Vec<f32>>,
+    shape: [usize; D],
+    device: &Device,
+) -> Param<Tensor<D>> {
+    Param::uninitialized(
+        ParamId::from(id),
+        move |device: &Device, require_grad: bool| {
+            let t = match values {
+                Some(v) => Tensor::<D>::from_data(TensorData::new(v, shape), device),
+                None => Tensor::<D>::zeros(shape, device),
+            };
+            if require_grad { t.require_grad() } else { t }
+        },
+        device.clone(),
+        true,
+        shape.into(),
+    )
+}
+
+/// Weight-draw plan: (fan_in, fan_out, element count) per kernel.
+struct Draw<'a> {
+    rng: Option<&'a mut ChaCha8Rng>,
+    init: Init,
+    next_id: u64,
+}
+
+impl Draw<'_> {
+    fn kernel<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        fan_in: usize,
+        fan_out: usize,
+        device: &Device,
+    ) -> Param<Tensor<D>> {
+        let n = shape.iter().product();
+        let limit = match self.init {
+            Init::GlorotUniform => (6.0 / (fan_in + fan_out) as f64).sqrt(),
+            Init::He => (6.0 / fan_in as f64).sqrt(),
+        };
+        let values = self.rng.as_deref_mut().map(|r| uniform(r, n, limit));
+        self.param(values, shape, device)
+    }
+
+    fn bias(&mut self, n: usize, device: &Device) -> Param<Tensor<1>> {
+        self.param(None, [n], device)
+    }
+
+    fn param<const D: usize>(
+        &mut self,
+        values: Option<Vec<f32>>,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Param<Tensor<D>> {
+        self.next_id += 1;
+        host_param(self.next_id, values, shape, device)
+    }
+
+    fn conv(&mut self, c_in: usize, c_out: usize, device: &Device) -> Conv2d {
+        let mut conv = Conv2dConfig::new([c_in, c_out], [KERNEL, KERNEL])
+            .with_initializer(Initializer::Zeros)
+            .init(device);
+        let k2 = KERNEL * KERNEL;
+        conv.weight = self.kernel([c_out, c_in, KERNEL, KERNEL], c_in * k2, c_out * k2, device);
+        conv.bias = Some(self.bias(c_out, device));
+        conv
+    }
+
+    fn dense(&mut self, d_in: usize, d_out: usize, device: &Device) -> Linear {
+        let mut lin = LinearConfig::new(d_in, d_out)
+            .with_layout(LinearLayout::Row)
+            .with_initializer(Initializer::Zeros)
+            .init(device);
+        lin.weight = self.kernel([d_in, d_out], d_in, d_out, device);
+        lin.bias = Some(self.bias(d_out, device));
+        lin
+    }
+}
+
+impl Cnn {
+    /// Builds the module on `device`. With `seed`, kernels are drawn from it; without, every
+    /// parameter is a lazy zero (for counting parameters or loading a record).
+    ///
+    /// The caller must have validated `spec` (see [`validate`]).
+    pub(crate) fn new(spec: &ModelSpec, seed: Option<u64>, device: &Device) -> Self {
+        let mut rng = seed.map(ChaCha8Rng::seed_from_u64);
+        let mut d = Draw {
+            rng: rng.as_mut(),
+            init: spec.init,
+            next_id: 0,
+        };
+        let c = spec.input.channels as usize;
+        let conv1 = d.conv(c, CONV_CHANNELS[0], device);
+        let conv2 = d.conv(CONV_CHANNELS[0], CONV_CHANNELS[1], device);
+        let conv3 = d.conv(CONV_CHANNELS[1], CONV_CHANNELS[2], device);
+        let fc1 = d.dense(flat_features(spec), HIDDEN, device);
+        let fc2 = spec
+            .kind
+            .regularised()
+            .then(|| d.dense(HIDDEN, HIDDEN, device));
+        let out = d.dense(HIDDEN, 1, device);
+        Self {
+            conv1,
+            conv2,
+            conv3,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            fc1,
+            fc2,
+            out,
+            relu: Relu::new(),
+        }
+    }
+
+    /// `x`: `[N, C, H, W]` → logits `[N, 1]`. `masks` only in training, for B2/B3.
+    pub(crate) fn forward(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
+        let x = self.pool.forward(self.relu.forward(self.conv1.forward(x)));
+        let x = self.pool.forward(self.relu.forward(self.conv2.forward(x)));
+        let x = self.pool.forward(self.relu.forward(self.conv3.forward(x)));
+        // burn is NCHW, so this flattens in (C, H, W) order where Keras (NHWC) flattens in
+        // (H, W, C) order. Irrelevant when training from scratch; it would matter only when
+        // importing Keras dense weights, whose rows would need permuting.
+        let x: Tensor<2> = x.flatten(1, 3);
+        let mut x = self.relu.forward(self.fc1.forward(x));
+        let (m1, m2) = match masks {
+            Some(m) => (Some(m.after_fc1), Some(m.after_fc2)),
+            None => (None, None),
+        };
+        if let Some(fc2) = &self.fc2 {
+            if let Some(m) = m1 {
+                x = x * m;
+            }
+            x = self.relu.forward(fc2.forward(x));
+            if let Some(m) = m2 {
+                x = x * m;
+            }
+        }
+        self.out.forward(x)
+    }
+
+    /// Parameter counts per layer, in layer order (for the summary table).
+    fn layer_params(&self) -> [usize; 5] {
+        [
+            self.conv1.num_params(),
+            self.conv2.num_params(),
+            self.conv3.num_params(),
+            self.fc1.num_params(),
+            self.fc2.as_ref().map_or(0, |l| l.num_params()),
+        ]
+    }
+}
+
+/// A device for building lazy modules that are never run (parameter counts, summaries).
+fn any_device() -> Result<Device, MlError> {
+    let choice = crate::ml::backend::compiled_devices()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    crate::ml::backend::device(choice)
+}
+
+/// Number of trainable parameters, from the real burn module (nothing is allocated).
+///
+/// Returns 0 when `spec` is invalid or when the build has no backend at all.
+pub fn param_count(spec: &ModelSpec) -> usize {
+    if !validate(spec).is_empty() {
+        return 0;
+    }
+    any_device().map_or(0, |d| Cnn::new(spec, None, &d).num_params())
+}
+
+/// Formats an integer with thousands separators (1723009 → "1,723,009").
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A Keras-like summary table (shapes in Keras NHWC notation, like the report's Figure 4).
+pub fn summary(spec: &ModelSpec) -> String {
+    let problems = validate(spec);
+    if !problems.is_empty() {
+        return format!("invalid model: {}\n", problems.join("; "));
+    }
+    let Ok(device) = any_device() else {
+        return "no backend compiled in\n".to_owned();
+    };
+    let model = Cnn::new(spec, None, &device);
+    let per = model.layer_params();
+    let total = model.num_params();
+
+    let shape = |dims: &[usize]| {
+        let inner: Vec<String> = dims.iter().map(usize::to_string).collect();
+        format!("(None, {})", inner.join(", "))
+    };
+    let c = spec.input.channels as usize;
+    let (mut h, mut w) = (spec.input.height as usize, spec.input.width as usize);
+    let mut rows: Vec<(String, String, usize)> =
+        vec![("input (InputLayer)".into(), shape(&[h, w, c]), 0)];
+    for (i, &ch) in CONV_CHANNELS.iter().enumerate() {
+        h -= KERNEL - 1;
+        w -= KERNEL - 1;
+        rows.push((
+            format!("conv2d_{} (Conv2D)", i + 1),
+            shape(&[h, w, ch]),
+            per[i],
+        ));
+        h /= 2;
+        w /= 2;
+        rows.push((
+            format!("max_pooling2d_{} (MaxPooling2D)", i + 1),
+            shape(&[h, w, ch]),
+            0,
+        ));
+    }
+    rows.push((
+        "flatten (Flatten)".into(),
+        shape(&[h * w * CONV_CHANNELS[2]]),
+        0,
+    ));
+    rows.push(("dense_1 (Dense)".into(), shape(&[HIDDEN]), per[3]));
+    let mut dense = 1;
+    if spec.kind.regularised() {
+        rows.push(("dropout_1 (Dropout)".into(), shape(&[HIDDEN]), 0));
+        dense += 1;
+        rows.push((format!("dense_{dense} (Dense)"), shape(&[HIDDEN]), per[4]));
+        rows.push(("dropout_2 (Dropout)".into(), shape(&[HIDDEN]), 0));
+    }
+    dense += 1;
+    let out_params = total - per.iter().sum::<usize>();
+    rows.push((format!("dense_{dense} (Dense)"), shape(&[1]), out_params));
+
+    let rule = |c: char| c.to_string().repeat(72);
+    let mut s = format!("Model: \"{}\"\n{}\n", spec.kind.as_str(), rule('_'));
+    s.push_str(&format!(
+        "{:<34}{:<26}{:>12}\n{}\n",
+        "Layer (type)",
+        "Output Shape",
+        "Param #",
+        rule('=')
+    ));
+    for (i, (name, shp, p)) in rows.iter().enumerate() {
+        s.push_str(&format!("{name:<34}{shp:<26}{:>12}\n", thousands(*p)));
+        s.push_str(&rule(if i + 1 == rows.len() { '=' } else { '_' }));
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "Total params: {t}\nTrainable params: {t}\nNon-trainable params: 0\n",
+        t = thousands(total)
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_counts_match_the_report() {
+        assert_eq!(param_count(&ModelSpec::new(ModelKind::B1)), 1_723_009);
+        assert_eq!(param_count(&ModelSpec::new(ModelKind::B2)), 1_985_665);
+        assert_eq!(param_count(&ModelSpec::new(ModelKind::B3)), 1_985_665);
+    }
+
+    #[test]
+    fn summary_shows_keras_shapes_and_totals() {
+        let s = summary(&ModelSpec::new(ModelKind::B1));
+        assert!(s.contains("Total params: 1,723,009"), "{s}");
+        assert!(
+            s.contains("(None, 54, 54, 16)") && s.contains("(None, 3200)"),
+            "{s}"
+        );
+        assert!(s.contains("1,638,912") && s.contains("73,856"), "{s}");
+        let s2 = summary(&ModelSpec::new(ModelKind::B2));
+        assert!(s2.contains("Total params: 1,985,665"), "{s2}");
+        assert!(
+            s2.contains("dropout_2 (Dropout)") && s2.contains("262,656"),
+            "{s2}"
+        );
+    }
+
+    #[test]
+    fn minimum_input_is_22_pixels() {
+        let mut spec = ModelSpec::new(ModelKind::B1);
+        spec.input = Shape::new(MIN_INPUT_SIDE, MIN_INPUT_SIDE, 3);
+        assert!(validate(&spec).is_empty());
+        assert_eq!(flat_features(&spec), 128);
+        spec.input = Shape::new(21, 40, 0);
+        spec.dropout = 1.0;
+        let problems = validate(&spec);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("height 21")));
+        assert_eq!(param_count(&spec), 0);
+    }
+
+    #[test]
+    fn spec_serde_defaults_and_rejects_unknown_fields() {
+        let spec: ModelSpec =
+            serde_json::from_str(r#"{"kind":"b3","input":{"height":56,"width":56,"channels":3}}"#)
+                .unwrap();
+        assert_eq!(spec, ModelSpec::new(ModelKind::B3));
+        let err = serde_json::from_str::<ModelSpec>(
+            r#"{"kind":"b3","input":{"height":56,"width":56,"channels":3},"dropot":0.1}"#,
+        );
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn seeded_init_is_reproducible_glorot_and_zero_bias() {
+        let device = any_device().unwrap();
+        let mut spec = ModelSpec::new(ModelKind::B1);
+        spec.input = Shape::new(22, 22, 3);
+        let a = Cnn::new(&spec, Some(7), &device);
+        let b = Cnn::new(&spec, Some(7), &device);
+        let c = Cnn::new(&spec, Some(8), &device);
+        let wa = a
+            .fc1
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let wb = b
+            .fc1
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let wc = c
+            .fc1
+            .weight
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_eq!(wa, wb);
+        assert_ne!(wa, wc);
+        let limit = (6.0f32 / (128 + 512) as f32).sqrt();
+        assert!(wa.iter().all(|v| v.abs() <= limit));
+        assert!(wa.iter().any(|v| v.abs() > 0.9 * limit));
+        let bias = a
+            .conv2
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert!(bias.iter().all(|&v| v == 0.0));
+        let x = Tensor::<4>::zeros([2, 3, 22, 22], &device);
+        assert_eq!(a.forward(x, None).dims(), [2, 1]);
+    }
+}

@@ -1,1 +1,260 @@
-//! (to be written)
+//! PNG image grids (the report's Figures 1-3 and 8): one row per entry, images upscaled by an
+//! integer factor (nearest neighbour), 2-pixel white separators and border.
+
+use crate::data::Shape;
+use std::path::{Path, PathBuf};
+
+/// White space between images, between rows and around the grid, in output pixels.
+const SEP: u32 = 2;
+
+/// One image of a grid: HWC `u8` pixels, 1 (grey) or 3 (RGB) channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridImage {
+    pub pixels: Vec<u8>,
+    pub shape: Shape,
+}
+
+impl GridImage {
+    /// Wraps pixels of the given shape.
+    pub fn new(pixels: Vec<u8>, shape: Shape) -> Self {
+        Self { pixels, shape }
+    }
+}
+
+/// Errors of [`save_grid`].
+#[derive(Debug, thiserror::Error)]
+pub enum GridError {
+    #[error("{path}: cannot write PNG grid: {source}")]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+    #[error("{path}: cannot create directory: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: grid image (row {row}, column {col}) is invalid: {message}")]
+    BadImage {
+        path: PathBuf,
+        row: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("{path}: grid has no images")]
+    Empty { path: PathBuf },
+    #[error("{path}: grid scale must be between 1 and 64, got {scale}")]
+    BadScale { path: PathBuf, scale: u32 },
+}
+
+/// Saves `rows` as one RGB PNG: one row per entry, each image upscaled by `scale` (nearest),
+/// 2-px white separators and border; rows are left-aligned and as tall as their tallest image.
+pub fn save_grid(path: &Path, rows: &[Vec<GridImage>], scale: u32) -> Result<(), GridError> {
+    let canvas = render_grid(path, rows, scale)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| GridError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    canvas
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| GridError::Image {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn render_grid(
+    path: &Path,
+    rows: &[Vec<GridImage>],
+    scale: u32,
+) -> Result<image::RgbImage, GridError> {
+    if !(1..=64).contains(&scale) {
+        return Err(GridError::BadScale {
+            path: path.to_path_buf(),
+            scale,
+        });
+    }
+    for (r, row) in rows.iter().enumerate() {
+        for (c, img) in row.iter().enumerate() {
+            let bad = |message: String| GridError::BadImage {
+                path: path.to_path_buf(),
+                row: r,
+                col: c,
+                message,
+            };
+            let s = img.shape;
+            if s.channels != 1 && s.channels != 3 {
+                return Err(bad(format!("{} channels (need 1 or 3)", s.channels)));
+            }
+            if s.height == 0 || s.width == 0 {
+                return Err(bad(format!("empty shape {s}")));
+            }
+            if img.pixels.len() != s.image_len() {
+                return Err(bad(format!(
+                    "{} bytes for shape {s} (expected {})",
+                    img.pixels.len(),
+                    s.image_len()
+                )));
+            }
+        }
+    }
+    if rows.iter().all(Vec::is_empty) {
+        return Err(GridError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+
+    let row_w = |row: &Vec<GridImage>| -> u64 {
+        row.iter()
+            .map(|i| i.shape.width as u64 * scale as u64 + SEP as u64)
+            .sum::<u64>()
+    };
+    let row_h = |row: &Vec<GridImage>| -> u64 {
+        row.iter()
+            .map(|i| i.shape.height as u64 * scale as u64)
+            .max()
+            .unwrap_or(0)
+    };
+    let width = SEP as u64 + rows.iter().map(row_w).max().unwrap_or(0);
+    let height = SEP as u64 + rows.iter().map(|r| row_h(r) + SEP as u64).sum::<u64>();
+    const LIMIT: u64 = 1 << 15;
+    if width > LIMIT || height > LIMIT {
+        return Err(GridError::BadImage {
+            path: path.to_path_buf(),
+            row: 0,
+            col: 0,
+            message: format!("grid would be {width} x {height} pixels (limit {LIMIT} per side)"),
+        });
+    }
+    let mut canvas = image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([255; 3]));
+    let mut y0 = SEP;
+    for row in rows {
+        let mut x0 = SEP;
+        for img in row {
+            let s = img.shape;
+            let c = s.channels as usize;
+            for y in 0..s.height * scale {
+                for x in 0..s.width * scale {
+                    let i = ((y / scale) as usize * s.width as usize + (x / scale) as usize) * c;
+                    let px = if c == 1 {
+                        [img.pixels[i]; 3]
+                    } else {
+                        [img.pixels[i], img.pixels[i + 1], img.pixels[i + 2]]
+                    };
+                    canvas.put_pixel(x0 + x, y0 + y, image::Rgb(px));
+                }
+            }
+            x0 += s.width * scale + SEP;
+        }
+        y0 += row_h(row) as u32 + SEP;
+    }
+    Ok(canvas)
+}
+
+/// `|a - b|` per byte, stretched so the largest difference becomes 255 (all black when the
+/// images are equal). `a` and `b` should both hold `shape.image_len()` bytes; bytes missing
+/// from either are treated as no difference.
+pub fn abs_difference(a: &[u8], b: &[u8], shape: Shape) -> GridImage {
+    let mut diff = vec![0u8; shape.image_len()];
+    for ((d, &x), &y) in diff.iter_mut().zip(a).zip(b) {
+        *d = x.abs_diff(y);
+    }
+    let max = diff.iter().copied().max().unwrap_or(0);
+    if max > 0 {
+        for d in &mut diff {
+            *d = ((*d as u32 * 255 + max as u32 / 2) / max as u32) as u8;
+        }
+    }
+    GridImage::new(diff, shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic::{SyntheticConfig, draw_face};
+
+    /// Renders 16 synthetic faces (two rows of 8: RGB then greyscale) into a grid at `path`.
+    fn faces_grid(path: &Path) -> Result<(), GridError> {
+        let rgb = SyntheticConfig::default();
+        let grey = SyntheticConfig {
+            channels: 1,
+            ..SyntheticConfig::default()
+        };
+        let row = |cfg: &SyntheticConfig, from: usize| -> Vec<GridImage> {
+            (from..from + 8)
+                .map(|i| GridImage::new(draw_face(cfg, i).1, cfg.shape()))
+                .collect()
+        };
+        save_grid(path, &[row(&rgb, 0), row(&rgb, 8), row(&grey, 16)], 3)
+    }
+
+    #[test]
+    fn grid_round_trips_through_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/grid.png");
+        let red = GridImage::new([200, 10, 10].repeat(6), Shape::new(2, 3, 3));
+        let grey = GridImage::new(vec![7, 100, 250, 30], Shape::new(4, 1, 1));
+        let rows = vec![vec![red.clone(), grey], vec![red]];
+        save_grid(&path, &rows, 2).unwrap();
+        let back = image::open(&path).unwrap().into_rgb8();
+        // width: 2 + (3*2 + 2) + (1*2 + 2) = 14; height: 2 + (8 + 2) + (4 + 2) = 18
+        assert_eq!(back.dimensions(), (14, 18));
+        assert_eq!(back.get_pixel(0, 0).0, [255; 3]);
+        assert_eq!(back.get_pixel(2, 2).0, [200, 10, 10]);
+        assert_eq!(back.get_pixel(7, 5).0, [200, 10, 10]);
+        assert_eq!(back.get_pixel(8, 2).0, [255; 3], "separator");
+        // grey column at x = 10..12, its second pixel at y = 4..6
+        assert_eq!(back.get_pixel(10, 4).0, [100; 3]);
+        assert_eq!(back.get_pixel(11, 9).0, [30; 3]);
+        // short first image: white below it in the tall row
+        assert_eq!(back.get_pixel(3, 7).0, [255; 3]);
+        // second row starts at y = 12
+        assert_eq!(back.get_pixel(2, 12).0, [200, 10, 10]);
+        assert_eq!(back.get_pixel(10, 12).0, [255; 3]);
+    }
+
+    #[test]
+    fn invalid_grids_are_reported() {
+        let p = Path::new("x.png");
+        let bad = GridImage::new(vec![1, 2], Shape::new(2, 2, 1));
+        let err = render_grid(p, &[vec![bad]], 1).unwrap_err().to_string();
+        assert!(err.contains("2 bytes") && err.contains("row 0"), "{err}");
+        assert!(matches!(
+            render_grid(p, &[vec![]], 1),
+            Err(GridError::Empty { .. })
+        ));
+        let ok = GridImage::new(vec![1; 4], Shape::new(2, 2, 1));
+        assert!(matches!(
+            render_grid(p, &[vec![ok]], 0),
+            Err(GridError::BadScale { .. })
+        ));
+    }
+
+    #[test]
+    fn difference_is_stretched() {
+        let s = Shape::new(1, 3, 1);
+        let d = abs_difference(&[10, 20, 30], &[12, 20, 26], s);
+        assert_eq!(d.pixels, vec![128, 0, 255]);
+        assert_eq!(abs_difference(&[5, 5, 5], &[5, 5, 5], s).pixels, vec![0; 3]);
+    }
+
+    #[test]
+    fn synthetic_faces_grid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("faces.png");
+        faces_grid(&path).unwrap();
+        let img = image::open(&path).unwrap();
+        assert_eq!(
+            (img.width(), img.height()),
+            (2 + 8 * (56 * 3 + 2), 2 + 3 * (56 * 3 + 2))
+        );
+        // Set PIPE_FACES_PNG to keep a copy to look at.
+        if let Some(out) = std::env::var_os("PIPE_FACES_PNG") {
+            faces_grid(Path::new(&out)).unwrap();
+        }
+    }
+}
