@@ -1,1 +1,618 @@
-//! (to be written)
+//! PNG charts: learning curves and confusion matrices, drawn with `plotters` into an RGB
+//! buffer and encoded with `image`. Text uses DejaVu Sans embedded in the binary
+//! (assets/fonts), so no system font is needed and output is identical on every machine.
+//!
+//! Text is rasterised here ([`Canvas`]) rather than by plotters' `ab_glyph` text drawing,
+//! which ignores glyph side bearings and so spaces letters unevenly ("Tr ue l abel").
+//! plotters' own layout estimate (sum of advances and kerning) is still what sizes label
+//! areas; it agrees with the positions used here.
+
+use crate::ml::curve::CurveRow;
+use crate::ml::metrics::Confusion;
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+// `BackendStyle` stays unimported: its `stroke_width` would clash with `Color`'s.
+use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErrorKind};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const FONT: &str = "sans-serif";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("the embedded font could not be loaded")]
+    Font,
+    #[error("drawing {what}: {message}")]
+    Draw { what: String, message: String },
+    #[error("{path}: {source}")]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+    #[error("nothing to plot: {0}")]
+    Empty(&'static str),
+}
+
+/// The embedded font, parsed once; also registered with plotters for its layout estimates.
+fn font() -> Result<&'static FontRef<'static>, PlotError> {
+    static FONT_REF: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
+    FONT_REF
+        .get_or_init(|| {
+            let parsed = FontRef::try_from_slice(DEJAVU_SANS).ok()?;
+            plotters::style::register_font(FONT, FontStyle::Normal, DEJAVU_SANS).ok()?;
+            Some(parsed)
+        })
+        .as_ref()
+        .ok_or(PlotError::Font)
+}
+
+/// A bitmap backend whose text is rasterised with correct glyph placement.
+struct Canvas<'a> {
+    inner: BitMapBackend<'a>,
+    font: &'static FontRef<'static>,
+}
+
+type CanvasError<'a> = DrawingErrorKind<<BitMapBackend<'a> as DrawingBackend>::ErrorType>;
+
+impl<'a> DrawingBackend for Canvas<'a> {
+    type ErrorType = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
+
+    fn get_size(&self) -> (u32, u32) {
+        self.inner.get_size()
+    }
+    fn ensure_prepared(&mut self) -> Result<(), CanvasError<'a>> {
+        self.inner.ensure_prepared()
+    }
+    fn present(&mut self) -> Result<(), CanvasError<'a>> {
+        self.inner.present()
+    }
+    fn draw_pixel(&mut self, p: BackendCoord, c: BackendColor) -> Result<(), CanvasError<'a>> {
+        self.inner.draw_pixel(p, c)
+    }
+    fn draw_line<S: plotters_backend::BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> Result<(), CanvasError<'a>> {
+        self.inner.draw_line(from, to, style)
+    }
+    fn draw_rect<S: plotters_backend::BackendStyle>(
+        &mut self,
+        upper_left: BackendCoord,
+        bottom_right: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), CanvasError<'a>> {
+        self.inner.draw_rect(upper_left, bottom_right, style, fill)
+    }
+    fn draw_path<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        path: I,
+        style: &S,
+    ) -> Result<(), CanvasError<'a>> {
+        self.inner.draw_path(path, style)
+    }
+    fn draw_circle<S: plotters_backend::BackendStyle>(
+        &mut self,
+        center: BackendCoord,
+        radius: u32,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), CanvasError<'a>> {
+        self.inner.draw_circle(center, radius, style, fill)
+    }
+    fn fill_polygon<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        vert: I,
+        style: &S,
+    ) -> Result<(), CanvasError<'a>> {
+        self.inner.fill_polygon(vert, style)
+    }
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        size: (u32, u32),
+        src: &[u8],
+    ) -> Result<(), CanvasError<'a>> {
+        self.inner.blit_bitmap(pos, size, src)
+    }
+
+    fn estimate_text_size<S: BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &S,
+    ) -> Result<(u32, u32), CanvasError<'a>> {
+        let (width, height) = text_box(self.font, text, style.size() as f32);
+        Ok((width.max(0) as u32, height.max(0) as u32))
+    }
+
+    fn draw_text<S: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> Result<(), CanvasError<'a>> {
+        let color = style.color();
+        if color.alpha == 0.0 {
+            return Ok(());
+        }
+        let size = style.size() as f32;
+        let (width, height) = text_box(self.font, text, size);
+        let dx = match style.anchor().h_pos {
+            HPos::Left => 0,
+            HPos::Right => -width,
+            HPos::Center => -width / 2,
+        };
+        let dy = match style.anchor().v_pos {
+            VPos::Top => 0,
+            VPos::Center => -height / 2,
+            VPos::Bottom => -height,
+        };
+        let trans = style.transform();
+        let (w, h) = self.get_size();
+        let mut coverage = Vec::new();
+        for glyph in layout(self.font, text, size) {
+            if let Some(outline) = self.font.outline_glyph(glyph) {
+                let b = outline.px_bounds();
+                outline.draw(|gx, gy, c| {
+                    coverage.push((b.min.x as i32 + gx as i32, b.min.y as i32 + gy as i32, c));
+                });
+            }
+        }
+        for (x, y, c) in coverage {
+            let (x, y) = trans.transform(x + dx, y + dy);
+            let (x, y) = (pos.0 + x, pos.1 + y);
+            if x >= 0 && x < w as i32 && y >= 0 && y < h as i32 && c > 0.0 {
+                let alpha = color.alpha * f64::from(c.min(1.0));
+                self.inner
+                    .draw_pixel((x, y), BackendColor { alpha, ..color })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Glyphs of `text` at `size` px, laid out on one line in a box whose top is y = 0.
+fn layout(font: &FontRef<'static>, text: &str, size: f32) -> Vec<ab_glyph::Glyph> {
+    let scaled = font.as_scaled(PxScale::from(size));
+    // Baseline so that the span from baseline to cap height (0.63 of the size for DejaVu
+    // Sans) is centred in the box of height size / 1.24 that plotters assumes.
+    let baseline = 0.72 * size;
+    let mut x = 0.0f32;
+    let mut prev = None;
+    let mut glyphs = Vec::with_capacity(text.len());
+    for ch in text.chars() {
+        let id = scaled.glyph_id(ch);
+        if let Some(p) = prev {
+            x += scaled.kern(p, id);
+        }
+        glyphs.push(id.with_scale_and_position(size, point(x, baseline)));
+        x += scaled.h_advance(id);
+        prev = Some(id);
+    }
+    glyphs
+}
+
+/// Width and height of the text box, the same as plotters' own estimate for this font.
+fn text_box(font: &FontRef<'static>, text: &str, size: f32) -> (i32, i32) {
+    let scaled = font.as_scaled(PxScale::from(size));
+    let mut x = 0.0f32;
+    let mut prev = None;
+    for ch in text.chars() {
+        let id = scaled.glyph_id(ch);
+        if let Some(p) = prev {
+            x += scaled.kern(p, id);
+        }
+        x += scaled.h_advance(id);
+        prev = Some(id);
+    }
+    (x as i32, (size / 1.24) as i32)
+}
+
+fn draw_err<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> PlotError + '_ {
+    move |e| PlotError::Draw {
+        what: what.to_owned(),
+        message: format!("{e:?}"),
+    }
+}
+
+/// Renders `(width, height)` pixels with `draw` and writes them to `path` as PNG.
+fn render_png(
+    path: &Path,
+    (width, height): (u32, u32),
+    draw: impl FnOnce(&DrawingArea<Canvas<'_>, Shift>) -> Result<(), PlotError>,
+) -> Result<(), PlotError> {
+    let font = font()?;
+    let mut buf = vec![255u8; width as usize * height as usize * 3];
+    {
+        let root = Canvas {
+            inner: BitMapBackend::with_buffer(&mut buf, (width, height)),
+            font,
+        }
+        .into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err("background"))?;
+        draw(&root)?;
+        root.present().map_err(draw_err("image"))?;
+    }
+    let img = image::RgbImage::from_raw(width, height, buf).ok_or(PlotError::Draw {
+        what: "image".into(),
+        message: "buffer size mismatch".into(),
+    })?;
+    img.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| PlotError::Encode {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+// Matplotlib's default colours, which the report's figures use.
+const TRAIN: RGBColor = RGBColor(31, 119, 180);
+const VAL: RGBColor = RGBColor(255, 127, 14);
+const TEST: RGBColor = RGBColor(44, 160, 44);
+
+/// Two panels side by side like the report's figures: loss (train/val) and balanced accuracy
+/// (train/val, and test points where present) per epoch. Non-finite values are skipped.
+pub fn learning_curve_png(path: &Path, title: &str, rows: &[CurveRow]) -> Result<(), PlotError> {
+    if rows.is_empty() {
+        return Err(PlotError::Empty("learning curve without epochs"));
+    }
+    render_png(path, (1400, 560), |root| {
+        let body = root
+            .titled(title, (FONT, 28).into_font().color(&BLACK))
+            .map_err(draw_err("title"))?;
+        let panels = body.split_evenly((1, 2));
+        let series = |f: fn(&CurveRow) -> f64| -> Vec<(u32, f64)> {
+            rows.iter()
+                .map(|r| (r.epoch, f(r)))
+                .filter(|(_, v)| v.is_finite())
+                .collect()
+        };
+        let test: Vec<(u32, f64)> = rows
+            .iter()
+            .filter_map(|r| r.test_bacc.map(|v| (r.epoch, v)))
+            .filter(|(_, v)| v.is_finite())
+            .collect();
+        let loss = [
+            ("train", TRAIN, series(|r| r.train_loss)),
+            ("validation", VAL, series(|r| r.val_loss)),
+        ];
+        let bacc = [
+            ("train", TRAIN, series(|r| r.train_bacc)),
+            ("validation", VAL, series(|r| r.val_bacc)),
+        ];
+        let epochs = || rows.iter().map(|r| r.epoch);
+        // One epoch of margin each side so end points (test markers) are not clipped.
+        let (e0, e1) = (
+            epochs().min().unwrap_or(0).saturating_sub(1),
+            epochs().max().unwrap_or(0).saturating_add(1),
+        );
+
+        let max_loss = loss
+            .iter()
+            .flat_map(|(_, _, s)| s.iter().map(|p| p.1))
+            .fold(0.0f64, f64::max);
+        let loss_hi = if max_loss > 0.0 { max_loss * 1.08 } else { 1.0 };
+        let loss_panel = Panel {
+            caption: "Loss",
+            y_desc: "Binary cross-entropy",
+            x: (e0, e1),
+            y: (0.0, loss_hi),
+            legend_at: SeriesLabelPosition::UpperRight,
+        };
+        line_panel(&panels[0], loss_panel, &loss, None)?;
+
+        let min_bacc = bacc
+            .iter()
+            .flat_map(|(_, _, s)| s.iter().map(|p| p.1))
+            .chain(test.iter().map(|p| p.1))
+            .fold(1.0f64, f64::min);
+        let bacc_lo = ((min_bacc - 0.05) * 20.0).floor().clamp(0.0, 18.0) / 20.0;
+        let bacc_panel = Panel {
+            caption: "Balanced accuracy",
+            y_desc: "Balanced accuracy",
+            x: (e0, e1),
+            y: (bacc_lo, 1.0),
+            legend_at: SeriesLabelPosition::LowerRight,
+        };
+        line_panel(&panels[1], bacc_panel, &bacc, Some(&test))
+    })
+}
+
+type Series = (&'static str, RGBColor, Vec<(u32, f64)>);
+
+/// One chart panel's captions, axis ranges (epochs, values) and legend corner.
+struct Panel {
+    caption: &'static str,
+    y_desc: &'static str,
+    x: (u32, u32),
+    y: (f64, f64),
+    legend_at: SeriesLabelPosition,
+}
+
+fn line_panel(
+    area: &DrawingArea<Canvas<'_>, Shift>,
+    panel: Panel,
+    lines: &[Series],
+    test: Option<&[(u32, f64)]>,
+) -> Result<(), PlotError> {
+    let Panel {
+        caption,
+        y_desc,
+        x: (e0, e1),
+        y: (y0, y1),
+        legend_at,
+    } = panel;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, 22))
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(e0..e1, y0..y1)
+        .map_err(draw_err(caption))?;
+    chart
+        .configure_mesh()
+        .x_desc("Epoch")
+        .y_desc(y_desc)
+        .x_labels(12)
+        .y_labels(10)
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 17))
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(220, 220, 220))
+        .draw()
+        .map_err(draw_err(caption))?;
+    for (name, color, points) in lines {
+        let style = color.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), style))
+            .map_err(draw_err(caption))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        // Short runs get point markers too, so that a single epoch is visible at all.
+        if points.len() <= 40 {
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(draw_err(caption))?;
+        }
+    }
+    if let Some(points) = test.filter(|t| !t.is_empty()) {
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, 6, TEST.filled().stroke_width(1))),
+            )
+            .map_err(draw_err(caption))?
+            .label("test")
+            .legend(|(x, y)| Circle::new((x + 12, y), 6, TEST.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(legend_at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(160, 160, 160))
+        .label_font((FONT, 16))
+        .draw()
+        .map_err(draw_err(caption))
+}
+
+/// 2x2 confusion matrix heat map with counts and row-normalised rates, labelled axes
+/// (true/predicted, 0/1).
+pub fn confusion_png(path: &Path, title: &str, c: &Confusion) -> Result<(), PlotError> {
+    render_png(path, (560, 560), |root| confusion_panel(root, title, c))
+}
+
+/// Several confusion matrices side by side (report Figure 18), each with its title.
+pub fn confusion_grid_png(path: &Path, items: &[(String, Confusion)]) -> Result<(), PlotError> {
+    if items.is_empty() {
+        return Err(PlotError::Empty("no confusion matrices"));
+    }
+    let n = u32::try_from(items.len()).unwrap_or(u32::MAX).min(64);
+    render_png(path, (480 * n, 500), |root| {
+        for (area, (title, c)) in root.split_evenly((1, n as usize)).iter().zip(items) {
+            confusion_panel(area, title, c)?;
+        }
+        Ok(())
+    })
+}
+
+/// Matplotlib's "Blues" end points, interpolated linearly by `t` in [0, 1].
+fn blues(t: f64) -> RGBColor {
+    let (a, b) = ((247.0, 251.0, 255.0), (8.0, 48.0, 107.0));
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let mix = |x: f64, y: f64| (x + (y - x) * t).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+fn confusion_panel(
+    area: &DrawingArea<Canvas<'_>, Shift>,
+    title: &str,
+    c: &Confusion,
+) -> Result<(), PlotError> {
+    let (w, h) = area.dim_in_pixel();
+    let (w, h) = (w as i32, h as i32);
+    let centred = |size: f64| {
+        (FONT, size)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center))
+    };
+    let text = |s: &str, at: (i32, i32), style: &TextStyle<'_>| {
+        area.draw(&Text::new(s.to_owned(), at, style.clone()))
+            .map_err(draw_err("confusion matrix"))
+    };
+
+    // Layout: title on top, "True label" + tick labels on the left, "Predicted label" below.
+    let (left, top, bottom, right) = (90, 64, 84, 24);
+    let side = (w - left - right).min(h - top - bottom).max(40);
+    let cell = side / 2;
+    let x0 = left + (w - left - right - 2 * cell) / 2;
+    let y0 = top;
+
+    text(title, (w / 2, 30), &centred(22.0))?;
+
+    let rows = [[c.tn, c.fp], [c.fn_, c.tp]];
+    for (t, row) in rows.iter().enumerate() {
+        let row_total = row[0] + row[1];
+        for (p, &count) in row.iter().enumerate() {
+            let rate = if row_total > 0 {
+                count as f64 / row_total as f64
+            } else {
+                0.0
+            };
+            let (cx, cy) = (x0 + p as i32 * cell, y0 + t as i32 * cell);
+            area.draw(&Rectangle::new(
+                [(cx, cy), (cx + cell, cy + cell)],
+                blues(rate).filled(),
+            ))
+            .map_err(draw_err("confusion matrix"))?;
+            let ink = if rate > 0.5 { WHITE } else { BLACK };
+            let mid = (cx + cell / 2, cy + cell / 2);
+            let count_style = centred(30.0).color(&ink);
+            let rate_style = centred(18.0).color(&ink);
+            text(&count.to_string(), (mid.0, mid.1 - 14), &count_style)?;
+            let rate_text = if row_total > 0 {
+                format!("{:.1}%", 100.0 * rate)
+            } else {
+                "-".to_owned()
+            };
+            text(&rate_text, (mid.0, mid.1 + 20), &rate_style)?;
+        }
+    }
+    area.draw(&Rectangle::new(
+        [(x0, y0), (x0 + 2 * cell, y0 + 2 * cell)],
+        RGBColor(90, 90, 90).stroke_width(1),
+    ))
+    .map_err(draw_err("confusion matrix"))?;
+
+    let tick = centred(18.0);
+    for k in 0..2 {
+        let label = k.to_string();
+        text(
+            &label,
+            (x0 + k * cell + cell / 2, y0 + 2 * cell + 16),
+            &tick,
+        )?;
+        text(&label, (x0 - 16, y0 + k * cell + cell / 2), &tick)?;
+    }
+    text(
+        "Predicted label",
+        (x0 + cell, y0 + 2 * cell + 48),
+        &centred(19.0),
+    )?;
+    let vertical = (FONT, 19)
+        .into_font()
+        .transform(FontTransform::Rotate270)
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    text("True label", (x0 - 52, y0 + cell), &vertical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded_size(path: &Path) -> (u32, u32) {
+        let img = image::open(path).unwrap().to_rgb8();
+        // Not blank: something besides the white background was drawn.
+        assert!(img.pixels().any(|p| p.0 != [255, 255, 255]));
+        img.dimensions()
+    }
+
+    fn rows() -> Vec<CurveRow> {
+        (1..=30)
+            .map(|e| {
+                let x = f64::from(e);
+                CurveRow {
+                    epoch: e,
+                    lr: 1e-3,
+                    train_loss: 0.7 * (-x / 10.0).exp() + 0.05,
+                    train_acc: 0.6 + 0.35 * (1.0 - (-x / 8.0).exp()),
+                    train_bacc: 0.55 + 0.4 * (1.0 - (-x / 8.0).exp()),
+                    val_loss: 0.6 * (-x / 12.0).exp() + 0.15 + 0.004 * x,
+                    val_acc: 0.6 + 0.3 * (1.0 - (-x / 9.0).exp()),
+                    val_bacc: 0.55 + 0.32 * (1.0 - (-x / 9.0).exp()),
+                    test_bacc: (e % 10 == 0).then_some(0.5 + 0.3 * (1.0 - (-x / 9.0).exp())),
+                    seconds: 10.0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn learning_curve_png_decodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("curve.png");
+        learning_curve_png(&p, "B3: augmented CNN", &rows()).unwrap();
+        assert_eq!(decoded_size(&p), (1400, 560));
+        if let Ok(copy) = std::env::var("PIPE_PLOT_COPY_DIR") {
+            std::fs::copy(&p, Path::new(&copy).join("curve.png")).unwrap();
+        }
+        // A single epoch and non-finite values still plot.
+        let mut one = rows()[..1].to_vec();
+        one[0].val_loss = f64::NAN;
+        learning_curve_png(&p, "one epoch", &one).unwrap();
+        if let Ok(copy) = std::env::var("PIPE_PLOT_COPY_DIR") {
+            std::fs::copy(&p, Path::new(&copy).join("curve1.png")).unwrap();
+        }
+        assert!(matches!(
+            learning_curve_png(&p, "none", &[]),
+            Err(PlotError::Empty(_))
+        ));
+    }
+
+    #[test]
+    fn confusion_pngs_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Confusion {
+            tn: 1800,
+            fp: 212,
+            fn_: 35,
+            tp: 153,
+        };
+        let p = dir.path().join("cm.png");
+        confusion_png(&p, "B3 test (threshold 0.42)", &c).unwrap();
+        assert_eq!(decoded_size(&p), (560, 560));
+        let items = vec![
+            ("B1".to_owned(), c),
+            (
+                "B2".to_owned(),
+                Confusion {
+                    tp: 0,
+                    fn_: 188,
+                    ..c
+                },
+            ),
+            ("B3".to_owned(), Confusion::default()),
+        ];
+        let g = dir.path().join("grid.png");
+        confusion_grid_png(&g, &items).unwrap();
+        assert_eq!(decoded_size(&g), (1440, 500));
+        if let Ok(copy) = std::env::var("PIPE_PLOT_COPY_DIR") {
+            std::fs::copy(&p, Path::new(&copy).join("cm.png")).unwrap();
+            std::fs::copy(&g, Path::new(&copy).join("grid.png")).unwrap();
+        }
+        assert!(matches!(
+            confusion_grid_png(&g, &[]),
+            Err(PlotError::Empty(_))
+        ));
+    }
+
+    #[test]
+    fn unwritable_path_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("missing-dir").join("cm.png");
+        let e = confusion_png(&p, "x", &Confusion::default()).unwrap_err();
+        assert!(matches!(e, PlotError::Encode { .. }), "{e}");
+    }
+}
