@@ -120,7 +120,7 @@ pub enum StageError {
     #[error("input slot `{0}` is not connected")]
     MissingInput(&'static str),
     #[error(transparent)]
-    Ml(#[from] crate::ml::train::MlError),
+    Ml(#[from] crate::ml::backend::MlError),
     #[error("{path}: {message}")]
     Artifact { path: PathBuf, message: String },
 }
