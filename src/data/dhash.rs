@@ -493,7 +493,7 @@ mod tests {
                 "{what}: {worse} hashes differ by more than 2 bits"
             );
             assert!(
-                same as f64 >= 0.995 * n as f64,
+                same as f64 >= min_identical * n as f64,
                 "{what}: only {same}/{n} identical"
             );
         }
