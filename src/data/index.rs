@@ -209,9 +209,9 @@ mod tests {
             let mut members = vec![s as u32];
             let mut stack = vec![s];
             while let Some(a) = stack.pop() {
-                for b in 0..n {
-                    if comp[b] == usize::MAX && hamming(row(a), row(b)) <= radius {
-                        comp[b] = g;
+                for (b, cb) in comp.iter_mut().enumerate() {
+                    if *cb == usize::MAX && hamming(row(a), row(b)) <= radius {
+                        *cb = g;
                         members.push(b as u32);
                         stack.push(b);
                     }
