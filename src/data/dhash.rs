@@ -291,8 +291,8 @@ impl Plan {
             .max(row0 + 1);
         let horizontal = (out_w != w).then(|| Kernel::new(&pillow_coeffs(w, out_w), 0, w));
         let vertical = (out_h != h).then(|| Kernel::new(&vcoeffs, row0, row1));
-        // Pillow (13.0, Resample.c) runs the vertical pass first when the height shrinks by more than
-        // twice as many pixels as the width.
+        // Pillow (13.0, Resample.c) runs the vertical pass first when the height shrinks by
+        // more than twice as many pixels as the width.
         let shrink_h = h as i64 - out_h as i64;
         let vertical_first = shrink_h > 0 && shrink_h > (w as i64 - out_w as i64) * 2;
         Some(Self {
