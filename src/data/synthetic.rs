@@ -843,6 +843,9 @@ fn generate_full(cfg: &SyntheticConfig) -> Result<Generated, SyntheticError> {
     let mut base_pos = vec![0; n];
     let mut copies = Vec::with_capacity(p);
     let mut next_base = 0;
+    // Base images are consumed in order, so their pixels are freed as the dataset fills.
+    let mut faces = Vec::with_capacity(n);
+    let mut bases = drawn.into_iter();
     for (pos, s) in slot.iter().enumerate() {
         match *s {
             Some(k) => {
@@ -853,7 +856,10 @@ fn generate_full(cfg: &SyntheticConfig) -> Result<Generated, SyntheticError> {
                 copies.push((*orig, pos, *kind));
             }
             None => {
-                pixels.extend_from_slice(&drawn[next_base].pixels);
+                if let Some(d) = bases.next() {
+                    pixels.extend_from_slice(&d.pixels);
+                    faces.push(d.face);
+                }
                 out_labels.push(labels[next_base]);
                 names.push(format!("syn_{next_base:06}.png"));
                 base_pos[next_base] = pos;
@@ -880,7 +886,7 @@ fn generate_full(cfg: &SyntheticConfig) -> Result<Generated, SyntheticError> {
     Ok(Generated {
         dataset: Dataset::new(shape, pixels, Some(out_labels), names),
         truth,
-        faces: drawn.into_iter().map(|d| d.face).collect(),
+        faces,
         base_pos,
         copies,
         jpeg_copies,
