@@ -25,7 +25,6 @@ use burn::store::{ModuleRecord, ModuleSnapshot, SafetensorsStore};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
@@ -404,22 +403,6 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Fills one batch's `[n, C, H, W]` floats, in parallel over groups of images.
-fn fill_parallel(
-    ds: &Dataset,
-    idx: &[usize],
-    spec: Option<&AugmentSpec>,
-    epoch: u64,
-    rescale: f32,
-    out: &mut [f32],
-) {
-    const GROUP: usize = 32;
-    let img = ds.shape.image_len();
-    out.par_chunks_mut(img * GROUP)
-        .zip(idx.par_chunks(GROUP))
-        .for_each(|(o, i)| fill_batch(ds, i, spec, epoch, rescale, o));
-}
-
 /// Runs the model (no autodiff) over `indices` in batches, data prepared one batch ahead on a
 /// second thread. Returns the logits in input order.
 fn infer_logits(
@@ -439,7 +422,7 @@ fn infer_logits(
         scope.spawn(move || {
             for chunk in indices.chunks(batch) {
                 let mut x = vec![0.0f32; chunk.len() * img];
-                fill_parallel(ds, chunk, None, 0, rescale, &mut x);
+                fill_batch(ds, chunk, None, 0, rescale, &mut x);
                 if tx.send((chunk.len(), x)).is_err() {
                     break;
                 }
@@ -676,7 +659,7 @@ pub fn train(
                 for chunk in order.chunks(bs) {
                     let n = chunk.len();
                     let mut x = vec![0.0f32; n * img];
-                    fill_parallel(
+                    fill_batch(
                         ds,
                         chunk,
                         inputs.augment,
@@ -1046,12 +1029,14 @@ mod tests {
         let train: Vec<usize> = (0..120).collect();
         let val: Vec<usize> = (120..160).collect();
         let test: Vec<usize> = (160..200).collect();
+        // B3 trains with the report's augmentation (seeded per epoch and image).
+        let aug = AugmentSpec::default();
         let inputs = TrainInputs {
             data: ds,
             train: &train,
             val: &val,
             test: &test,
-            augment: None,
+            augment: (cfg.model.kind == ModelKind::B3).then_some(&aug),
             rescale: 1.0 / 255.0,
         };
         let out = tempfile::tempdir().unwrap();
