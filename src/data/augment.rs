@@ -73,6 +73,7 @@ pub struct AugmentSpec {
     pub horizontal_flip: bool,
     /// Mirror top-bottom with probability 1/2.
     pub vertical_flip: bool,
+    /// How points that map outside the image are filled.
     pub fill_mode: FillMode,
     /// Fill value for [`FillMode::Constant`], in raw pixel units (before `rescale`).
     pub cval: f32,
@@ -165,7 +166,9 @@ pub struct Transform {
     pub tx: f32,
     /// Vertical shift as a fraction of the height; positive moves the content up.
     pub ty: f32,
+    /// Mirror left-right (after the affine map, as Keras does).
     pub flip_h: bool,
+    /// Mirror top-bottom (after the affine map).
     pub flip_v: bool,
 }
 
@@ -683,6 +686,98 @@ mod tests {
         let mut out = vec![0.0; 8];
         render(&spec, &t(0.0, 1.0, 0.5, 0.0, false), &img, shape, &mut out);
         assert_eq!(&out[..4], &[10.0, 15.0, 50.0, 50.0]);
+    }
+
+    #[test]
+    fn matches_keras_and_scipy_reference() {
+        // Expected values computed by Keras' legacy `apply_affine_transform` code (matrix
+        // construction, centring and x/y swap) with scipy 1.17 `ndimage.affine_transform`
+        // (order=1, cval=17), then `flip_axis` for the flips: 5x5, one channel, rescale 1.
+        // Keras shift parameters in pixels are `tx * 5` (columns) and `ty * 5` (rows).
+        let image: Vec<u8> = (0..25u32).map(|i| (i * 37 % 251) as u8).collect();
+        let shape = Shape::new(5, 5, 1);
+        let cases: [(FillMode, Transform, [f32; 25]); 4] = [
+            (
+                FillMode::Nearest,
+                Transform {
+                    theta_deg: 20.0,
+                    zx: 1.1,
+                    zy: 0.9,
+                    tx: 0.1,
+                    ty: -0.1,
+                    flip_h: true,
+                    flip_v: false,
+                },
+                [
+                    97.697, 122.528, 119.849, 82.245, 43.999, 41.880, 67.084, 52.642, 49.450,
+                    51.664, 99.917, 93.647, 161.427, 120.137, 196.734, 181.244, 175.566, 169.228,
+                    155.813, 142.398, 135.000, 115.436, 102.021, 88.641, 76.749,
+                ],
+            ),
+            (
+                FillMode::Constant,
+                Transform {
+                    theta_deg: -25.0,
+                    zx: 0.85,
+                    zy: 1.15,
+                    tx: 0.0,
+                    ty: 0.15,
+                    flip_h: false,
+                    flip_v: true,
+                },
+                [
+                    17.000, 17.000, 17.000, 17.000, 17.000, 17.000, 17.000, 109.059, 161.271,
+                    17.000, 77.804, 107.653, 159.865, 197.184, 47.627, 106.247, 158.409, 135.061,
+                    81.725, 64.096, 17.000, 197.832, 108.344, 62.690, 17.000,
+                ],
+            ),
+            (
+                FillMode::Reflect,
+                Transform {
+                    theta_deg: 12.5,
+                    zx: 1.2,
+                    zy: 1.2,
+                    tx: -0.15,
+                    ty: 0.05,
+                    flip_h: false,
+                    flip_v: false,
+                },
+                [
+                    0.000, 20.778, 64.126, 107.473, 130.966, 72.286, 131.503, 114.750, 63.298,
+                    66.642, 152.678, 132.305, 158.511, 184.716, 155.189, 84.966, 53.424, 74.506,
+                    97.784, 123.989, 97.043, 238.000, 89.438, 56.033, 99.381,
+                ],
+            ),
+            (
+                FillMode::Wrap,
+                Transform {
+                    theta_deg: -7.0,
+                    zx: 0.9,
+                    zy: 1.05,
+                    tx: 0.2,
+                    ty: 0.0,
+                    flip_h: true,
+                    flip_v: true,
+                },
+                [
+                    42.252, 185.668, 109.670, 82.379, 66.649, 106.300, 66.010, 171.308, 133.428,
+                    93.137, 170.349, 49.078, 207.178, 194.418, 157.186, 138.163, 91.107, 50.816,
+                    17.340, 202.740, 103.191, 142.156, 101.865, 61.574, 37.584,
+                ],
+            ),
+        ];
+        for (mode, t, expected) in cases {
+            let spec = AugmentSpec {
+                fill_mode: mode,
+                cval: 17.0,
+                ..AugmentSpec::identity(1.0)
+            };
+            let mut out = vec![0.0; 25];
+            render(&spec, &t, &image, shape, &mut out);
+            for (i, (a, e)) in out.iter().zip(expected).enumerate() {
+                assert!((a - e).abs() < 2e-3, "{mode:?} pixel {i}: {a} vs keras {e}");
+            }
+        }
     }
 
     #[test]

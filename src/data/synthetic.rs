@@ -20,7 +20,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// The dHash size the truth is computed for (the report's method).
 pub const TRUTH_HASH_SIZE: u32 = 8;
@@ -688,27 +688,34 @@ fn perturb(pixels: &[u8], shape: Shape, p: Perturbation) -> Result<Vec<u8>, imag
     }
 }
 
+/// Base images a JPEG-preferring near copy may look through for one whose re-encode keeps
+/// its dHash, before it settles for a brightness shift.
+const JPEG_LOOKAHEAD: usize = 16;
+
 /// A near copy of `pixels` that differs in bytes but keeps dHash `hash`, or `None`.
-/// Tries the kind the RNG prefers first (JPEG re-encodes at qualities around 90, or brightness
-/// shifts), then the other kind; each candidate's hash is checked.
+/// With `jpeg_only`, only JPEG re-encodes at qualities around 90 are tried; otherwise
+/// brightness shifts first, then re-encodes. Each candidate's hash is checked.
 fn near_copy(
     pixels: &[u8],
     hash: &[u8],
     shape: Shape,
     rng: &mut ChaCha8Rng,
+    jpeg_only: bool,
 ) -> Result<Option<(Vec<u8>, Perturbation)>, image::ImageError> {
     let d = rng.random_range(5..=12);
     let sign = if rng.random_bool(0.5) { 1 } else { -1 };
     let shifts = [sign * d, -sign * d, sign * 3, -sign * 3, sign, -sign];
     let jpegs = [90u8, 88, 92, 86, 94, 84, 96];
-    let mut order: Vec<Perturbation> = Vec::with_capacity(shifts.len() + jpegs.len());
     let jpeg = jpegs.iter().map(|&q| Perturbation::Jpeg(q));
-    let bright = shifts.iter().map(|&d| Perturbation::Brightness(d));
-    if rng.random_bool(0.5) {
-        order.extend(jpeg.chain(bright));
+    let order: Vec<Perturbation> = if jpeg_only {
+        jpeg.collect()
     } else {
-        order.extend(bright.chain(jpeg));
-    }
+        shifts
+            .iter()
+            .map(|&d| Perturbation::Brightness(d))
+            .chain(jpeg)
+            .collect()
+    };
     for p in order {
         let c = perturb(pixels, shape, p)?;
         if c != pixels && dhash(&c, shape, TRUTH_HASH_SIZE) == hash {
@@ -787,41 +794,60 @@ fn generate_full(cfg: &SyntheticConfig) -> Result<Generated, SyntheticError> {
     }));
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut plan);
-    let mut next = order.into_iter();
+    let mut pool: VecDeque<usize> = order.into();
     let mut jpeg_copies = 0;
+    let near_rng =
+        |orig: usize| ChaCha8Rng::seed_from_u64(mix(&[cfg.seed, STREAM_NEAR, orig as u64]));
     // (original, pixels, label, kind)
     let mut planted: Vec<(usize, Vec<u8>, u8, Plant)> = Vec::with_capacity(kinds.len());
     for (done, &kind) in kinds.iter().enumerate() {
-        loop {
-            let Some(orig) = next.next() else {
-                return Err(SyntheticError::NotEnoughOriginals {
-                    planted: done,
-                    wanted: kinds.len(),
-                });
-            };
-            let src = &drawn[orig];
-            let pixels = match kind {
-                Plant::Exact | Plant::ConflictExact => Some(src.pixels.clone()),
-                Plant::Near | Plant::ConflictNear => {
-                    let mut rng =
-                        ChaCha8Rng::seed_from_u64(mix(&[cfg.seed, STREAM_NEAR, orig as u64]));
-                    near_copy(&src.pixels, &src.hash, shape, &mut rng)?.map(|(px, how)| {
-                        if matches!(how, Perturbation::Jpeg(_)) {
-                            jpeg_copies += 1;
-                        }
-                        px
-                    })
-                }
-            };
-            if let Some(pixels) = pixels {
-                let label = match kind {
-                    Plant::ConflictExact | Plant::ConflictNear => labels[orig] ^ 1,
-                    _ => labels[orig],
-                };
-                planted.push((orig, pixels, label, kind));
-                break;
+        let exhausted = SyntheticError::NotEnoughOriginals {
+            planted: done,
+            wanted: kinds.len(),
+        };
+        let (orig, pixels) = match kind {
+            Plant::Exact | Plant::ConflictExact => {
+                let orig = pool.pop_front().ok_or(exhausted)?;
+                (orig, drawn[orig].pixels.clone())
             }
-        }
+            Plant::Near | Plant::ConflictNear => {
+                let mut chosen = None;
+                // Half the near copies are JPEG re-encodes where a nearby original allows it.
+                if plan.random_bool(0.5) {
+                    for k in 0..pool.len().min(JPEG_LOOKAHEAD) {
+                        let orig = pool[k];
+                        let src = &drawn[orig];
+                        if let Some((px, _)) =
+                            near_copy(&src.pixels, &src.hash, shape, &mut near_rng(orig), true)?
+                        {
+                            pool.remove(k);
+                            jpeg_copies += 1;
+                            chosen = Some((orig, px));
+                            break;
+                        }
+                    }
+                }
+                while chosen.is_none() {
+                    let Some(orig) = pool.pop_front() else {
+                        return Err(exhausted);
+                    };
+                    let src = &drawn[orig];
+                    chosen = near_copy(&src.pixels, &src.hash, shape, &mut near_rng(orig), false)?
+                        .map(|(px, how)| {
+                            if matches!(how, Perturbation::Jpeg(_)) {
+                                jpeg_copies += 1;
+                            }
+                            (orig, px)
+                        });
+                }
+                chosen.ok_or(exhausted)?
+            }
+        };
+        let label = match kind {
+            Plant::ConflictExact | Plant::ConflictNear => labels[orig] ^ 1,
+            _ => labels[orig],
+        };
+        planted.push((orig, pixels, label, kind));
     }
 
     // Interleave: copies take a random subset of positions, in shuffled order.
@@ -843,6 +869,9 @@ fn generate_full(cfg: &SyntheticConfig) -> Result<Generated, SyntheticError> {
     let mut base_pos = vec![0; n];
     let mut copies = Vec::with_capacity(p);
     let mut next_base = 0;
+    // Base images are consumed in order, so their pixels are freed as the dataset fills.
+    let mut faces = Vec::with_capacity(n);
+    let mut bases = drawn.into_iter();
     for (pos, s) in slot.iter().enumerate() {
         match *s {
             Some(k) => {
@@ -853,7 +882,10 @@ fn generate_full(cfg: &SyntheticConfig) -> Result<Generated, SyntheticError> {
                 copies.push((*orig, pos, *kind));
             }
             None => {
-                pixels.extend_from_slice(&drawn[next_base].pixels);
+                if let Some(d) = bases.next() {
+                    pixels.extend_from_slice(&d.pixels);
+                    faces.push(d.face);
+                }
                 out_labels.push(labels[next_base]);
                 names.push(format!("syn_{next_base:06}.png"));
                 base_pos[next_base] = pos;
@@ -880,7 +912,7 @@ fn generate_full(cfg: &SyntheticConfig) -> Result<Generated, SyntheticError> {
     Ok(Generated {
         dataset: Dataset::new(shape, pixels, Some(out_labels), names),
         truth,
-        faces: drawn.into_iter().map(|d| d.face).collect(),
+        faces,
         base_pos,
         copies,
         jpeg_copies,

@@ -30,6 +30,7 @@ pub struct CurveRow {
     pub seconds: f64,
 }
 
+/// Why a curve CSV could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CurveError {
     #[error("{path}: {source}")]

@@ -10,10 +10,14 @@ use serde::{Deserialize, Serialize};
 /// Counts of a 2x2 confusion matrix (rows: true class, columns: predicted class).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Confusion {
+    /// True negatives.
     pub tn: u64,
+    /// False positives.
     pub fp: u64,
+    /// False negatives (`"fn"` when serialised).
     #[serde(rename = "fn")]
     pub fn_: u64,
+    /// True positives.
     pub tp: u64,
 }
 

@@ -92,7 +92,7 @@ impl ModelSpec {
 
 const CONV_CHANNELS: [usize; 3] = [16, 64, 128];
 const KERNEL: usize = 3;
-const HIDDEN: usize = 512;
+pub(crate) const HIDDEN: usize = 512;
 /// Smallest input side for which three valid 3x3 convolutions and 2x2 poolings leave at least
 /// one pixel: 22 → 20 → 10 → 8 → 4 → 2 → 1.
 pub const MIN_INPUT_SIDE: u32 = 22;
@@ -244,6 +244,22 @@ impl Draw<'_> {
     }
 }
 
+/// 2x2 max pooling, stride 2, odd trailing row/column dropped (Keras "valid"), as a crop,
+/// a reshape and two `max_dim`s.
+pub(crate) fn max_pool_2x2(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let (ho, wo) = (h / 2, w / 2);
+    let x = if h % 2 == 1 || w % 2 == 1 {
+        x.slice([0..n, 0..c, 0..2 * ho, 0..2 * wo])
+    } else {
+        x
+    };
+    x.reshape([n * c * ho, 2, wo, 2])
+        .max_dim(3)
+        .max_dim(1)
+        .reshape([n, c, ho, wo])
+}
+
 impl Cnn {
     /// Builds the module on `device`. With `seed`, kernels are drawn from it; without, every
     /// parameter is a lazy zero (for counting parameters or loading a record).
@@ -278,11 +294,28 @@ impl Cnn {
         }
     }
 
-    /// `x`: `[N, C, H, W]` → logits `[N, 1]`. `masks` only in training, for B2/B3.
+    /// Training forward pass: `x` `[N, C, H, W]` → logits `[N, 1]`, with dropout `masks` for
+    /// B2/B3. Uses burn's `MaxPool2d`, whose backward pass is the fast one.
     pub(crate) fn forward(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
         let x = self.pool.forward(self.relu.forward(self.conv1.forward(x)));
         let x = self.pool.forward(self.relu.forward(self.conv2.forward(x)));
         let x = self.pool.forward(self.relu.forward(self.conv3.forward(x)));
+        self.head(x, masks)
+    }
+
+    /// Inference forward pass (no dropout), same result as [`Cnn::forward`] without masks.
+    ///
+    /// Pools with a reshape + `max_dim` (3-4x faster than flex's `max_pool2d`, which also
+    /// computes argmax indices) and applies ReLU after pooling: max and ReLU commute, so the
+    /// output is bit-identical while ReLU touches 4x fewer values.
+    pub(crate) fn infer(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self.relu.forward(max_pool_2x2(self.conv1.forward(x)));
+        let x = self.relu.forward(max_pool_2x2(self.conv2.forward(x)));
+        let x = self.relu.forward(max_pool_2x2(self.conv3.forward(x)));
+        self.head(x, None)
+    }
+
+    fn head(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
         // burn is NCHW, so this flattens in (C, H, W) order where Keras (NHWC) flattens in
         // (H, W, C) order. Irrelevant when training from scratch; it would matter only when
         // importing Keras dense weights, whose rows would need permuting.
@@ -523,5 +556,33 @@ mod tests {
         assert!(bias.iter().all(|&v| v == 0.0));
         let x = Tensor::<4>::zeros([2, 3, 22, 22], &device);
         assert_eq!(a.forward(x, None).dims(), [2, 1]);
+    }
+
+    #[test]
+    fn fast_inference_path_is_bit_identical() {
+        let device = any_device().unwrap();
+        let mut spec = ModelSpec::new(ModelKind::B2);
+        spec.input = Shape::new(25, 23, 3);
+        let m = Cnn::new(&spec, Some(3), &device).valid();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let v: Vec<f32> = (0..5 * 3 * 25 * 23).map(|_| rng.random::<f32>()).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(v, [5, 3, 25, 23]), &device);
+        let slow = m.forward(x.clone(), None).into_data();
+        let fast = m.infer(x).into_data();
+        assert_eq!(slow, fast);
+        let pool = MaxPool2dConfig::new([2, 2]).init();
+        let y = Tensor::<4>::from_data(
+            TensorData::new(
+                (0..2 * 7 * 5)
+                    .map(|i| ((i * 37) % 11) as f32)
+                    .collect::<Vec<_>>(),
+                [1, 2, 7, 5],
+            ),
+            &device,
+        );
+        assert_eq!(
+            pool.forward(y.clone()).into_data(),
+            max_pool_2x2(y).into_data()
+        );
     }
 }

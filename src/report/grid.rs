@@ -177,7 +177,8 @@ mod tests {
     use super::*;
     use crate::data::synthetic::{SyntheticConfig, draw_face};
 
-    /// Renders 16 synthetic faces (two rows of 8: RGB then greyscale) into a grid at `path`.
+    /// Renders synthetic faces into a grid at `path`: 16 RGB (two rows of 8), 8 greyscale and
+    /// 4 at other sizes (28x28, 40x64, 84x84, 16x16).
     fn faces_grid(path: &Path) -> Result<(), GridError> {
         let rgb = SyntheticConfig::default();
         let grey = SyntheticConfig {
@@ -189,7 +190,20 @@ mod tests {
                 .map(|i| GridImage::new(draw_face(cfg, i).1, cfg.shape()))
                 .collect()
         };
-        save_grid(path, &[row(&rgb, 0), row(&rgb, 8), row(&grey, 16)], 3)
+        let sizes: Vec<GridImage> = [(28, 28), (40, 64), (84, 84), (16, 16)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(height, width))| {
+                let cfg = SyntheticConfig {
+                    height,
+                    width,
+                    ..SyntheticConfig::default()
+                };
+                GridImage::new(draw_face(&cfg, 24 + i).1, cfg.shape())
+            })
+            .collect();
+        let rows = [row(&rgb, 0), row(&rgb, 8), row(&grey, 16), sizes];
+        save_grid(path, &rows, 3)
     }
 
     #[test]
@@ -250,7 +264,7 @@ mod tests {
         let img = image::open(&path).unwrap();
         assert_eq!(
             (img.width(), img.height()),
-            (2 + 8 * (56 * 3 + 2), 2 + 3 * (56 * 3 + 2))
+            (2 + 8 * (56 * 3 + 2), 2 + 3 * (56 * 3 + 2) + 84 * 3 + 2)
         );
         // Set PIPE_FACES_PNG to keep a copy to look at.
         if let Some(out) = std::env::var_os("PIPE_FACES_PNG") {

@@ -2,7 +2,7 @@
 //! buffer and encoded with `image`. Text uses DejaVu Sans embedded in the binary
 //! (assets/fonts), so no system font is needed and output is identical on every machine.
 //!
-//! Text is rasterised here ([`Canvas`]) rather than by plotters' `ab_glyph` text drawing,
+//! Text is rasterised here (`Canvas`) rather than by plotters' `ab_glyph` text drawing,
 //! which ignores glyph side bearings and so spaces letters unevenly ("Tr ue l abel").
 //! plotters' own layout estimate (sum of advances and kerning) is still what sizes label
 //! areas; it agrees with the positions used here.
@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const FONT: &str = "sans-serif";
 
+/// Why a chart could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
     #[error("the embedded font could not be loaded")]
@@ -35,6 +36,8 @@ pub enum PlotError {
     },
     #[error("nothing to plot: {0}")]
     Empty(&'static str),
+    #[error("{count} confusion matrices in one figure, at most {max} fit")]
+    TooMany { count: usize, max: usize },
 }
 
 /// The embedded font, parsed once; also registered with plotters for its layout estimates.
@@ -408,14 +411,27 @@ pub fn confusion_png(path: &Path, title: &str, c: &Confusion) -> Result<(), Plot
     render_png(path, (560, 560), |root| confusion_panel(root, title, c))
 }
 
-/// Several confusion matrices side by side (report Figure 18), each with its title.
+/// Most panels per row of [`confusion_grid_png`].
+pub const GRID_COLUMNS: usize = 4;
+/// Most matrices [`confusion_grid_png`] draws in one figure.
+pub const GRID_MAX: usize = 32;
+
+/// Several confusion matrices side by side (report Figure 18), each with its title; more
+/// than [`GRID_COLUMNS`] wrap onto further rows.
 pub fn confusion_grid_png(path: &Path, items: &[(String, Confusion)]) -> Result<(), PlotError> {
     if items.is_empty() {
         return Err(PlotError::Empty("no confusion matrices"));
     }
-    let n = u32::try_from(items.len()).unwrap_or(u32::MAX).min(64);
-    render_png(path, (480 * n, 500), |root| {
-        for (area, (title, c)) in root.split_evenly((1, n as usize)).iter().zip(items) {
+    if items.len() > GRID_MAX {
+        return Err(PlotError::TooMany {
+            count: items.len(),
+            max: GRID_MAX,
+        });
+    }
+    let cols = items.len().min(GRID_COLUMNS);
+    let rows = items.len().div_ceil(cols);
+    render_png(path, (480 * cols as u32, 500 * rows as u32), |root| {
+        for (area, (title, c)) in root.split_evenly((rows, cols)).iter().zip(items) {
             confusion_panel(area, title, c)?;
         }
         Ok(())
@@ -459,7 +475,18 @@ fn confusion_panel(
     let x0 = left + (w - left - right - 2 * cell) / 2;
     let y0 = top;
 
-    text(title, (w / 2, 30), &centred(22.0))?;
+    // Long titles shrink to fit the panel rather than run off its edges.
+    let mut title_size = 22.0;
+    while title_size > 11.0 {
+        let (tw, _) = area
+            .estimate_text_size(title, &centred(title_size))
+            .map_err(draw_err("confusion matrix title"))?;
+        if (tw as i32) <= w - 16 {
+            break;
+        }
+        title_size -= 1.0;
+    }
+    text(title, (w / 2, 30), &centred(title_size))?;
 
     let rows = [[c.tn, c.fp], [c.fn_, c.tp]];
     for (t, row) in rows.iter().enumerate() {
@@ -605,6 +632,19 @@ mod tests {
         assert!(matches!(
             confusion_grid_png(&g, &[]),
             Err(PlotError::Empty(_))
+        ));
+        // Five wrap onto a second row of four columns.
+        let mut five: Vec<_> = (0..5).map(|i| (format!("model {i}"), c)).collect();
+        five[1].0 = "B3 with augmentation, tuned threshold 0.37, test split".to_owned();
+        confusion_grid_png(&g, &five).unwrap();
+        assert_eq!(decoded_size(&g), (1920, 1000));
+        if let Ok(copy) = std::env::var("PIPE_PLOT_COPY_DIR") {
+            std::fs::copy(&g, Path::new(&copy).join("grid5.png")).unwrap();
+        }
+        let many = vec![("m".to_owned(), c); GRID_MAX + 1];
+        assert!(matches!(
+            confusion_grid_png(&g, &many),
+            Err(PlotError::TooMany { .. })
         ));
     }
 
