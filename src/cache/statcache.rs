@@ -106,7 +106,14 @@ impl StatCache {
             .par_iter()
             .map(|p| {
                 let err = |source| FileError { path: p.clone(), source };
-                let meta = std::fs::metadata(p).map_err(err)?;
+                let meta = match std::fs::metadata(p) {
+                    Ok(m) => m,
+                    // The stage itself reports missing files, all of them, with their lines.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Ok((Stat { size: 0, mtime_ns: 0, ctime_ns: 0, inode: 0 }, "missing".into(), false));
+                    }
+                    Err(e) => return Err(err(e)),
+                };
                 let stat = Stat::of(&meta);
                 if let Some((s, d)) = entries.get(p)
                     && *s == stat

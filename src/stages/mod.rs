@@ -201,7 +201,14 @@ pub trait Stage: Serialize + DeserializeOwned + Clone + fmt::Debug {
     }
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError>;
+
+    /// Typed configuration from the stage's fields, with the path of the first bad field.
+    fn from_json(fields: serde_json::Value) -> Result<Self, PathError> {
+        serde_path_to_error::deserialize(fields)
+    }
 }
+
+pub type PathError = serde_path_to_error::Error<serde_json::Error>;
 
 macro_rules! stage_kinds {
     ($($variant:ident => $ty:ty),* $(,)?) => {
@@ -214,9 +221,9 @@ macro_rules! stage_kinds {
 
         impl StageConfig {
             /// Deserialises a stage's fields (everything but `kind` and `inputs`) for `kind`.
-            pub fn from_json(kind: &str, fields: serde_json::Value) -> Option<Result<Self, serde_path_to_error::Error<serde_json::Error>>> {
+            pub fn from_json(kind: &str, fields: serde_json::Value) -> Option<Result<Self, PathError>> {
                 $(if kind == <$ty as Stage>::KIND {
-                    return Some(serde_path_to_error::deserialize(fields).map(StageConfig::$variant));
+                    return Some(<$ty as Stage>::from_json(fields).map(StageConfig::$variant));
                 })*
                 None
             }

@@ -132,6 +132,22 @@ impl Stage for Source {
         })
     }
 
+    /// Internally tagged enums lose serde's field path; deserialising the variant's struct
+    /// directly keeps it (`stages.x.height` rather than `stages.x`).
+    fn from_json(fields: serde_json::Value) -> Result<Self, super::PathError> {
+        let mut rest = fields.clone();
+        let format = rest
+            .as_object_mut()
+            .and_then(|o| o.remove("format"))
+            .and_then(|f| f.as_str().map(str::to_owned));
+        match format.as_deref() {
+            Some("raw") => serde_path_to_error::deserialize(rest).map(Source::Raw),
+            Some("folder") => serde_path_to_error::deserialize(rest).map(Source::Folder),
+            Some("synthetic") => serde_path_to_error::deserialize(rest).map(Source::Synthetic),
+            _ => serde_path_to_error::deserialize(fields),
+        }
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
         match self {
             Source::Raw(r) => run_raw(r, ctx),
@@ -170,7 +186,12 @@ fn run_raw(r: &RawSource, ctx: &StageContext) -> Result<StageReport, StageError>
     let shape = Shape::new(r.height, r.width, r.channels);
     let path = ctx.base_dir.join(&r.images);
     let per = shape.image_len();
-    let size = std::fs::metadata(&path).map_err(io_err(&path))?.len() as usize;
+    let size = std::fs::metadata(&path)
+        .map_err(|e| StageError::Input {
+            path: path.clone(),
+            message: format!("cannot read: {e}"),
+        })?
+        .len() as usize;
     if size % per != 0 {
         return Err(StageError::Input {
             path,
@@ -186,7 +207,10 @@ fn run_raw(r: &RawSource, ctx: &StageContext) -> Result<StageReport, StageError>
     let labels = match &r.labels {
         Some(l) => {
             let lpath = ctx.base_dir.join(l);
-            let text = std::fs::read_to_string(&lpath).map_err(io_err(&lpath))?;
+            let text = std::fs::read_to_string(&lpath).map_err(|e| StageError::Input {
+                path: lpath.clone(),
+                message: format!("cannot read: {e}"),
+            })?;
             let mut labels = Vec::with_capacity(count);
             for (i, line) in text.lines().enumerate() {
                 if line.trim().is_empty() {
