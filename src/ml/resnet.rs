@@ -125,6 +125,7 @@ impl std::fmt::Display for TransferMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResNetSpec {
+    /// Which layers train.
     pub mode: TransferMode,
     /// Shape of the dataset images (1 or 3 channels; the network always sees 3 after
     /// [`caffe_preprocess`]).
@@ -1707,9 +1708,11 @@ mod tests {
         assert_ne!(before.5, after.5, "the head trains");
     }
 
-    /// Throughput of ResNet-50 + head (TL3: everything trains) at batch 32 on 56x56 inputs, next
-    /// to Keras' (`bench/resnet_keras.py`, run when `python3` can import tensorflow):
-    /// `cargo test --release --lib bench_resnet -- --ignored --nocapture`.
+    /// Training and inference throughput of ResNet-50 + head for TL3 (everything trains) and
+    /// TL1 (head only) at batch 32 on 56x56 inputs, next to Keras' (`bench/resnet_keras.py`,
+    /// run when `python3` can import tensorflow):
+    /// `cargo test --release --lib bench_resnet -- --ignored --nocapture`
+    /// (`BENCH_STEPS` = timed training steps, default 10).
     #[test]
     #[ignore = "benchmark: minutes of CPU"]
     fn bench_resnet() {
@@ -1717,97 +1720,109 @@ mod tests {
         let train_steps: usize = std::env::var("BENCH_STEPS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(5);
-        let infer_batches = 5;
+            .unwrap_or(10);
+        let infer_batches = 10;
         let base = Device::default();
         let device = base.clone().autodiff();
         device.seed(1);
-        let spec = ResNetSpec {
-            mode: TransferMode::Tl3,
-            input: Shape::default(),
-            weights: None,
-        };
-        let mut model = build(&spec, &device).unwrap_or_else(|e| panic!("{e}"));
-        let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
-        let bce = BinaryCrossEntropyLossConfig::new()
-            .with_logits(true)
-            .init(&device);
         let host: Vec<f32> = (0..BATCH * 3 * 56 * 56)
             .map(|i| (i % 251) as f32 - 125.0)
             .collect();
         let labels: Vec<i64> = (0..BATCH as i64).map(|i| i % 2).collect();
-        let mut step = |model: ResNet50Classifier| {
-            let x =
-                Tensor::<4>::from_data(TensorData::new(host.clone(), [BATCH, 3, 56, 56]), &device);
-            let y =
-                Tensor::<2, Int>::from_data(TensorData::new(labels.clone(), [BATCH, 1]), &device);
-            let loss = bce.forward(model.forward(x), y);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let model = optim.step(1e-4, model, grads);
-            let _ = loss.into_scalar::<f32>();
-            model
-        };
-        model = step(model); // warm-up
-        let t = Instant::now();
-        for _ in 0..train_steps {
-            model = step(model);
-        }
-        let train_rate = (train_steps * BATCH) as f64 / t.elapsed().as_secs_f64();
+        let mut burn_rates = BTreeMap::new();
+        for mode in [TransferMode::Tl3, TransferMode::Tl1] {
+            let spec = ResNetSpec {
+                mode,
+                input: Shape::default(),
+                weights: None,
+            };
+            let mut model = build(&spec, &device).unwrap_or_else(|e| panic!("{e}"));
+            let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
+            let bce = BinaryCrossEntropyLossConfig::new()
+                .with_logits(true)
+                .init(&device);
+            let mut step = |model: ResNet50Classifier| {
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(host.clone(), [BATCH, 3, 56, 56]),
+                    &device,
+                );
+                let y = Tensor::<2, Int>::from_data(
+                    TensorData::new(labels.clone(), [BATCH, 1]),
+                    &device,
+                );
+                let loss = bce.forward(model.forward(x), y);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let model = optim.step(1e-4, model, grads);
+                let _ = loss.into_scalar::<f32>();
+                model
+            };
+            model = step(model); // warm-up
+            let t = Instant::now();
+            for _ in 0..train_steps {
+                model = step(model);
+            }
+            let train_rate = (train_steps * BATCH) as f64 / t.elapsed().as_secs_f64();
 
-        let eval = model.valid();
-        let infer = |m: &ResNet50Classifier| {
-            let x =
-                Tensor::<4>::from_data(TensorData::new(host.clone(), [BATCH, 3, 56, 56]), &base);
-            let _ = m.forward(x).into_data();
-        };
-        infer(&eval); // warm-up
-        let t = Instant::now();
-        for _ in 0..infer_batches {
-            infer(&eval);
+            let eval = model.valid();
+            let infer = |m: &ResNet50Classifier| {
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(host.clone(), [BATCH, 3, 56, 56]),
+                    &base,
+                );
+                let _ = m.forward(x).into_data();
+            };
+            infer(&eval); // warm-up
+            let t = Instant::now();
+            for _ in 0..infer_batches {
+                infer(&eval);
+            }
+            let infer_rate = (infer_batches * BATCH) as f64 / t.elapsed().as_secs_f64();
+            println!(
+                "burn  {base:?} {mode}: train {train_rate:.1} img/s ({train_steps} steps of \
+                 {BATCH}), inference {infer_rate:.1} img/s"
+            );
+            burn_rates.insert(mode.to_string(), (train_rate, infer_rate));
         }
-        let infer_rate = (infer_batches * BATCH) as f64 / t.elapsed().as_secs_f64();
-        println!(
-            "burn  {:?}: train {train_rate:.1} img/s ({train_steps} steps of {BATCH}), \
-             inference {infer_rate:.1} img/s",
-            base
-        );
 
         let keras = std::process::Command::new("python3")
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/bench/resnet_keras.py"
             ))
+            .arg(train_steps.to_string())
+            .arg(infer_batches.to_string())
             .output();
-        match keras {
-            Ok(out) if out.status.success() => {
-                let text = String::from_utf8_lossy(&out.stdout);
-                let result = text
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("RESULT "))
-                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                    .next_back();
-                match result {
-                    Some(r) => {
-                        let kt = r["train_img_s"].as_f64().unwrap_or(f64::NAN);
-                        let ki = r["infer_img_s"].as_f64().unwrap_or(f64::NAN);
-                        println!(
-                            "keras {}: train {kt:.1} img/s, inference {ki:.1} img/s",
-                            r["backend"]
-                        );
-                        println!(
-                            "burn / keras: train {:.2}x, inference {:.2}x",
-                            train_rate / kt,
-                            infer_rate / ki
-                        );
-                    }
-                    None => println!("keras: no RESULT line in\n{text}"),
-                }
+        let out = match keras {
+            Ok(out) if out.status.success() => out,
+            Ok(out) => {
+                let err = String::from_utf8_lossy(&out.stderr);
+                println!("keras benchmark failed: {err}");
+                return;
             }
-            Ok(out) => println!(
-                "keras benchmark failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => println!("keras benchmark not run: {e}"),
+            Err(e) => {
+                println!("keras benchmark not run: {e}");
+                return;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines().filter_map(|l| l.strip_prefix("RESULT ")) {
+            let Ok(r) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let mode = r["mode"].as_str().unwrap_or("?");
+            let kt = r["train_img_s"].as_f64().unwrap_or(f64::NAN);
+            let ki = r["infer_img_s"].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "keras {} {mode}: {} trainable, train {kt:.1} img/s, inference {ki:.1} img/s",
+                r["backend"], r["trainable"]
+            );
+            if let Some((bt, bi)) = burn_rates.get(mode) {
+                println!(
+                    "burn / keras {mode}: train {:.2}x, inference {:.2}x",
+                    bt / kt,
+                    bi / ki
+                );
+            }
         }
     }
 }
