@@ -5,4 +5,5 @@ pub mod backend;
 pub mod curve;
 pub mod metrics;
 pub mod models;
+pub mod resnet;
 pub mod train;
