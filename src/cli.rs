@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "pipe", version, about = "Declarative ML pipelines with a content-addressed cache")]
+#[command(
+    name = "pipe",
+    version,
+    about = "Declarative ML pipelines with a content-addressed cache"
+)]
 pub struct Cli {
     /// Cache directory.
     #[arg(long, global = true, env = "PIPE_CACHE", default_value = "cache")]

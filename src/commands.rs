@@ -11,12 +11,30 @@ use std::path::Path;
 pub fn dispatch(cli: Cli) -> i32 {
     let cache = cli.cache.as_path();
     match cli.command {
-        Command::Run { file, set, jobs, force, until, dry_run, device, no_wait } => {
-            let opts = RunOptions { jobs, force, until, dry_run, device, no_wait };
+        Command::Run {
+            file,
+            set,
+            jobs,
+            force,
+            until,
+            dry_run,
+            device,
+            no_wait,
+        } => {
+            let opts = RunOptions {
+                jobs,
+                force,
+                until,
+                dry_run,
+                device,
+                no_wait,
+            };
             with_pipeline(&file, &set, |p| run(p, cache, &opts))
         }
         Command::Validate { files, set, format } => validate(&files, &set, format),
-        Command::Status { file, set, json } => with_pipeline(&file, &set, |p| status(p, cache, json)),
+        Command::Status { file, set, json } => {
+            with_pipeline(&file, &set, |p| status(p, cache, json))
+        }
         Command::Dag { file, format } => with_pipeline(&file, &[], |p| dag(p, format)),
         Command::Why { file, stage, set } => with_pipeline(&file, &set, |p| why(p, cache, &stage)),
         Command::Gc { keep_runs, dry_run } => gc(cache, keep_runs, dry_run),
@@ -30,7 +48,11 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     for d in diags {
         eprintln!("error: {d}");
     }
-    eprintln!("{} error{}", diags.len(), if diags.len() == 1 { "" } else { "s" });
+    eprintln!(
+        "{} error{}",
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" }
+    );
 }
 
 fn with_pipeline(file: &Path, set: &[Override], f: impl FnOnce(&Pipeline) -> i32) -> i32 {
@@ -53,7 +75,11 @@ fn fail(e: &crate::run::RunError) -> i32 {
         }
         source = s.source();
     }
-    if e.is_user_error() { EXIT_INVALID } else { EXIT_INTERNAL }
+    if e.is_user_error() {
+        EXIT_INVALID
+    } else {
+        EXIT_INTERNAL
+    }
 }
 
 fn run(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
@@ -61,7 +87,12 @@ fn run(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
         Ok(e) => e,
         Err(e) => return fail(&e),
     };
-    println!("pipeline {} ({} stages), cache {}", p.name, p.stages.len(), cache.display());
+    println!(
+        "pipeline {} ({} stages), cache {}",
+        p.name,
+        p.stages.len(),
+        cache.display()
+    );
     match engine.run(opts) {
         Ok(rec) => {
             let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
@@ -70,7 +101,11 @@ fn run(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
                 rec.seconds,
                 count(Outcome::Ran),
                 count(Outcome::Cached),
-                if opts.dry_run { format!(", {} would run", count(Outcome::Skipped)) } else { String::new() }
+                if opts.dry_run {
+                    format!(", {} would run", count(Outcome::Skipped))
+                } else {
+                    String::new()
+                }
             );
             EXIT_OK
         }
@@ -86,11 +121,18 @@ fn validate(files: &[std::path::PathBuf], set: &[Override], format: Format) -> i
         }
     }
     match format {
-        Format::Json => println!("{}", serde_json::json!({"valid": all.is_empty(), "errors": all})),
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"valid": all.is_empty(), "errors": all})
+        ),
         Format::Text if all.is_empty() => println!("{} pipeline file(s) valid", files.len()),
         Format::Text => print_diagnostics(&all),
     }
-    if all.is_empty() { EXIT_OK } else { EXIT_INVALID }
+    if all.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_INVALID
+    }
 }
 
 fn status(p: &Pipeline, cache: &Path, json: bool) -> i32 {
@@ -107,9 +149,15 @@ fn status(p: &Pipeline, cache: &Path, json: bool) -> i32 {
                 let width = states.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
                 for (id, s) in &states {
                     match s {
-                        StageState::Cached { digest } => println!("{id:width$}  cached   {}", &digest[..12]),
-                        StageState::Missing => println!("{id:width$}  missing  (never run with this cache)"),
-                        StageState::Stale { reasons } => println!("{id:width$}  stale    {}", reasons.join("; ")),
+                        StageState::Cached { digest } => {
+                            println!("{id:width$}  cached   {}", &digest[..12])
+                        }
+                        StageState::Missing => {
+                            println!("{id:width$}  missing  (never run with this cache)")
+                        }
+                        StageState::Stale { reasons } => {
+                            println!("{id:width$}  stale    {}", reasons.join("; "))
+                        }
                     }
                 }
             }
@@ -122,7 +170,14 @@ fn status(p: &Pipeline, cache: &Path, json: bool) -> i32 {
 fn dag(p: &Pipeline, format: DagFormat) -> i32 {
     match Dag::build(&p.stages) {
         Ok(d) => {
-            print!("{}", if format == DagFormat::Dot { d.to_dot(&p.stages) } else { d.to_mermaid(&p.stages) });
+            print!(
+                "{}",
+                if format == DagFormat::Dot {
+                    d.to_dot(&p.stages)
+                } else {
+                    d.to_mermaid(&p.stages)
+                }
+            );
             EXIT_OK
         }
         Err(cycle) => {
@@ -148,7 +203,8 @@ fn gc(cache: &Path, keep: usize, dry_run: bool) -> i32 {
     let result = crate::cache::Store::open(cache)
         .map_err(|e| e.to_string())
         .and_then(|store| {
-            let _lock = crate::cache::lock::CacheLock::acquire(cache, false).map_err(|e| e.to_string())?;
+            let _lock =
+                crate::cache::lock::CacheLock::acquire(cache, false).map_err(|e| e.to_string())?;
             crate::cache::gc::gc(&store, keep, dry_run).map_err(|e| e.to_string())
         });
     match result {
@@ -171,7 +227,10 @@ fn gc(cache: &Path, keep: usize, dry_run: bool) -> i32 {
 
 fn runs(cache: &Path, limit: usize) -> i32 {
     let all = load_all(cache);
-    println!("{:<26} {:<16} {:>5} {:>6} {:>8}  status", "started", "pipeline", "ran", "cached", "seconds");
+    println!(
+        "{:<26} {:<16} {:>5} {:>6} {:>8}  status",
+        "started", "pipeline", "ran", "cached", "seconds"
+    );
     for (_, r) in all.iter().rev().take(limit) {
         let count = |o| r.stages.values().filter(|s| s.outcome == o).count();
         println!(
@@ -199,15 +258,31 @@ fn compare(cache: &Path, files: &[std::path::PathBuf]) -> i32 {
             }
         };
         let Some((_, rec)) = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok) else {
-            eprintln!("warning: {} has no successful run in {}", f.display(), cache.display());
+            eprintln!(
+                "warning: {} has no successful run in {}",
+                f.display(),
+                cache.display()
+            );
             continue;
         };
         for (id, s) in &rec.stages {
             if s.kind == "evaluate"
                 && let Some(b) = s.report.metrics.get("balanced_accuracy")
             {
-                let m = |k: &str| s.report.metrics.get(k).map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into());
-                rows.push(format!("| {} | {id} | {b:.4} | {} | {} | {} |", p.name, m("accuracy"), m("roc_auc"), m("threshold")));
+                let m = |k: &str| {
+                    s.report
+                        .metrics
+                        .get(k)
+                        .map(|v| format!("{v:.4}"))
+                        .unwrap_or_else(|| "–".into())
+                };
+                rows.push(format!(
+                    "| {} | {id} | {b:.4} | {} | {} | {} |",
+                    p.name,
+                    m("accuracy"),
+                    m("roc_auc"),
+                    m("threshold")
+                ));
             }
         }
     }
@@ -235,7 +310,12 @@ fn model(name: &str, input: &str) -> i32 {
         eprintln!("error: --input must look like 56x56x3");
         return EXIT_INVALID;
     };
-    let spec = ModelSpec { kind, input: crate::data::Shape::new(h, w, c), init: Default::default(), dropout: 0.3 };
+    let spec = ModelSpec {
+        kind,
+        input: crate::data::Shape::new(h, w, c),
+        init: Default::default(),
+        dropout: 0.3,
+    };
     let problems = crate::ml::models::validate(&spec);
     if !problems.is_empty() {
         for p in problems {

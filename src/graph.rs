@@ -44,7 +44,12 @@ impl Dag {
         let mut indeg: BTreeMap<NodeIndex, usize> = self
             .graph
             .node_indices()
-            .map(|n| (n, self.graph.neighbors_directed(n, petgraph::Incoming).count()))
+            .map(|n| {
+                (
+                    n,
+                    self.graph.neighbors_directed(n, petgraph::Incoming).count(),
+                )
+            })
             .collect();
         let mut ready: std::collections::BTreeSet<String> = indeg
             .iter()
@@ -91,7 +96,8 @@ impl Dag {
     }
 
     pub fn to_dot(&self, stages: &BTreeMap<String, StageSpec>) -> String {
-        let mut s = String::from("digraph pipeline {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
+        let mut s =
+            String::from("digraph pipeline {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
         for id in self.order() {
             let kind = stages[&id].config.kind();
             s.push_str(&format!("  \"{id}\" [label=\"{id}\\n({kind})\"];\n"));
@@ -111,11 +117,17 @@ impl Dag {
     pub fn to_mermaid(&self, stages: &BTreeMap<String, StageSpec>) -> String {
         let mut s = String::from("flowchart LR\n");
         for id in self.order() {
-            s.push_str(&format!("  {id}[\"{id} ({})\"]\n", stages[&id].config.kind()));
+            s.push_str(&format!(
+                "  {id}[\"{id} ({})\"]\n",
+                stages[&id].config.kind()
+            ));
         }
         for e in self.graph.edge_indices() {
             if let Some((a, b)) = self.graph.edge_endpoints(e) {
-                s.push_str(&format!("  {} -->|{}| {}\n", self.graph[a], self.graph[e], self.graph[b]));
+                s.push_str(&format!(
+                    "  {} -->|{}| {}\n",
+                    self.graph[a], self.graph[e], self.graph[b]
+                ));
             }
         }
         s

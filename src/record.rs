@@ -61,7 +61,12 @@ impl RunRecord {
 /// Every readable run record, oldest first (file names start with the UTC start time).
 pub fn load_all(cache_root: &Path) -> Vec<(PathBuf, RunRecord)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(cache_root.join("runs"))
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files
@@ -75,10 +80,12 @@ pub fn load_all(cache_root: &Path) -> Vec<(PathBuf, RunRecord)> {
 
 /// The most recent record of `stage` in pipeline `name` that has a key.
 pub fn last_stage_record(cache_root: &Path, stage: &str) -> Option<StageRecord> {
-    load_all(cache_root)
-        .into_iter()
-        .rev()
-        .find_map(|(_, r)| r.stages.get(stage).filter(|s| s.outcome != Outcome::Skipped).cloned())
+    load_all(cache_root).into_iter().rev().find_map(|(_, r)| {
+        r.stages
+            .get(stage)
+            .filter(|s| s.outcome != Outcome::Skipped)
+            .cloned()
+    })
 }
 
 pub fn now_rfc3339() -> String {

@@ -90,10 +90,16 @@ pub struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     pub fn new(pipeline: &'a Pipeline, cache_root: &Path) -> Result<Self, RunError> {
-        let dag = Dag::build(&pipeline.stages).map_err(|c| RunError::Other(format!("cycle: {}", c.join(" → "))))?;
+        let dag = Dag::build(&pipeline.stages)
+            .map_err(|c| RunError::Other(format!("cycle: {}", c.join(" → "))))?;
         let store = Store::open(cache_root)?;
         let stat = StatCache::load(cache_root);
-        Ok(Self { pipeline, dag, store, stat })
+        Ok(Self {
+            pipeline,
+            dag,
+            store,
+            stat,
+        })
     }
 
     fn check_stage(&self, id: &str) -> Result<(), RunError> {
@@ -101,50 +107,66 @@ impl<'a> Engine<'a> {
             Ok(())
         } else {
             let ids = self.pipeline.stages.keys().map(String::as_str);
-            Err(RunError::UnknownStage(id.to_string(), crate::spec::hint(id, ids)))
+            Err(RunError::UnknownStage(
+                id.to_string(),
+                crate::spec::hint(id, ids),
+            ))
         }
     }
 
     /// The key of `spec` given its inputs' digests (None when an input is not yet known).
-    pub fn key(&mut self, spec: &StageSpec, digests: &BTreeMap<String, String>) -> Result<Option<StageKey>, RunError> {
+    pub fn key(
+        &mut self,
+        spec: &StageSpec,
+        digests: &BTreeMap<String, String>,
+    ) -> Result<Option<StageKey>, RunError> {
         compute_key(&mut self.stat, spec, digests)
     }
 }
 
 /// The key of `spec` given its inputs' digests (None when an input is not yet known).
-pub fn compute_key(stat: &mut StatCache, spec: &StageSpec, digests: &BTreeMap<String, String>) -> Result<Option<StageKey>, RunError> {
-        let mut inputs = BTreeMap::new();
-        for (slot, producer) in &spec.inputs {
-            match digests.get(producer) {
-                Some(d) => {
-                    inputs.insert(slot.clone(), d.clone());
-                }
-                None => return Ok(None),
+pub fn compute_key(
+    stat: &mut StatCache,
+    spec: &StageSpec,
+    digests: &BTreeMap<String, String>,
+) -> Result<Option<StageKey>, RunError> {
+    let mut inputs = BTreeMap::new();
+    for (slot, producer) in &spec.inputs {
+        match digests.get(producer) {
+            Some(d) => {
+                inputs.insert(slot.clone(), d.clone());
             }
+            None => return Ok(None),
         }
-        let mut files = BTreeMap::new();
-        let external = spec
-            .config
-            .external_files(&spec.base_dir)
-            .map_err(|source| RunError::Sources { stage: spec.id.clone(), source })?;
-        for (role, paths) in external {
-            let d = stat
-                .digest_files(&spec.base_dir, &paths)
-                .map_err(|source| RunError::Files { stage: spec.id.clone(), source })?;
-            files.insert(role, d);
-        }
-        Ok(Some(StageKey {
-            format: CACHE_FORMAT,
-            kind: spec.config.kind().to_string(),
-            version: spec.config.version(),
-            config: spec.config.canonical(),
-            inputs,
-            files,
-        }))
+    }
+    let mut files = BTreeMap::new();
+    let external = spec
+        .config
+        .external_files(&spec.base_dir)
+        .map_err(|source| RunError::Sources {
+            stage: spec.id.clone(),
+            source,
+        })?;
+    for (role, paths) in external {
+        let d = stat
+            .digest_files(&spec.base_dir, &paths)
+            .map_err(|source| RunError::Files {
+                stage: spec.id.clone(),
+                source,
+            })?;
+        files.insert(role, d);
+    }
+    Ok(Some(StageKey {
+        format: CACHE_FORMAT,
+        kind: spec.config.kind().to_string(),
+        version: spec.config.version(),
+        config: spec.config.canonical(),
+        inputs,
+        files,
+    }))
 }
 
 impl<'a> Engine<'a> {
-
     fn selected(&self, until: Option<&str>) -> Result<Vec<String>, RunError> {
         let order = self.dag.order();
         Ok(match until {
@@ -221,9 +243,15 @@ impl<'a> Engine<'a> {
             if !ancestors.contains(&sid) {
                 continue;
             }
-            let who = if sid == id { format!("`{sid}`") } else { format!("upstream `{sid}`") };
+            let who = if sid == id {
+                format!("`{sid}`")
+            } else {
+                format!("upstream `{sid}`")
+            };
             match state {
-                StageState::Cached { .. } if sid == id => lines.push(format!("`{sid}` is cached: nothing changed")),
+                StageState::Cached { .. } if sid == id => {
+                    lines.push(format!("`{sid}` is cached: nothing changed"))
+                }
                 StageState::Cached { .. } => {}
                 StageState::Missing => lines.push(format!("{who} has never run with this cache")),
                 StageState::Stale { reasons } => {
@@ -242,7 +270,11 @@ impl<'a> Engine<'a> {
             self.check_stage(f)?;
         }
         let selected = self.selected(opts.until.as_deref())?;
-        let _lock = if opts.dry_run { None } else { Some(CacheLock::acquire(&self.store.root, opts.no_wait)?) };
+        let _lock = if opts.dry_run {
+            None
+        } else {
+            Some(CacheLock::acquire(&self.store.root, opts.no_wait)?)
+        };
         if !opts.dry_run {
             self.store.clean_tmp();
         }
@@ -261,7 +293,12 @@ impl<'a> Engine<'a> {
         let mut running: BTreeSet<String> = BTreeSet::new();
         let mut verified: BTreeSet<String> = BTreeSet::new();
         let mut failure: Option<RunError> = None;
-        let (tx, rx) = mpsc::channel::<(String, StageKey, f64, Result<(String, StageReport), RunError>)>();
+        let (tx, rx) = mpsc::channel::<(
+            String,
+            StageKey,
+            f64,
+            Result<(String, StageReport), RunError>,
+        )>();
 
         std::thread::scope(|scope| -> Result<(), RunError> {
             loop {
@@ -272,7 +309,12 @@ impl<'a> Engine<'a> {
                     let ready: Vec<String> = selected
                         .iter()
                         .filter(|id| pending.contains(*id))
-                        .filter(|id| pipeline.stages[*id].inputs.values().all(|p| digests.contains_key(p)))
+                        .filter(|id| {
+                            pipeline.stages[*id]
+                                .inputs
+                                .values()
+                                .all(|p| digests.contains_key(p))
+                        })
                         .cloned()
                         .collect();
                     for id in ready {
@@ -290,7 +332,17 @@ impl<'a> Engine<'a> {
                         if !forced && let Some(entry) = self.store.lookup(&key_hex) {
                             pending.remove(&id);
                             say(format!("  cached  {id:width$}  {}", short(&entry.digest)));
-                            records.insert(id.clone(), record(spec, &key, Some(entry.digest.clone()), Outcome::Cached, 0.0, last_report(&self.store.root, &id, &entry)));
+                            records.insert(
+                                id.clone(),
+                                record(
+                                    spec,
+                                    &key,
+                                    Some(entry.digest.clone()),
+                                    Outcome::Cached,
+                                    0.0,
+                                    last_report(&self.store.root, &id, &entry),
+                                ),
+                            );
                             digests.insert(id.clone(), entry.digest);
                             progressed = true;
                             continue;
@@ -302,7 +354,17 @@ impl<'a> Engine<'a> {
                                 _ => "never ran".into(),
                             };
                             say(format!("  would run {id:width$}  ({why})"));
-                            records.insert(id.clone(), record(spec, &key, None, Outcome::Skipped, 0.0, StageReport::default()));
+                            records.insert(
+                                id.clone(),
+                                record(
+                                    spec,
+                                    &key,
+                                    None,
+                                    Outcome::Skipped,
+                                    0.0,
+                                    StageReport::default(),
+                                ),
+                            );
                             continue;
                         }
                         if running.len() >= jobs {
@@ -327,7 +389,9 @@ impl<'a> Engine<'a> {
                         }
                         if let Some((producer, e)) = damaged {
                             say(format!("  damaged {producer:width$}  {e}: rebuilding"));
-                            let d = digests.remove(&producer).expect("verified input had a digest");
+                            let d = digests
+                                .remove(&producer)
+                                .expect("verified input had a digest");
                             self.store.remove_object(&d)?;
                             pending.insert(producer);
                             progressed = true;
@@ -384,7 +448,8 @@ impl<'a> Engine<'a> {
                 if running.is_empty() {
                     break;
                 }
-                let (id, key, secs, result) = rx.recv().map_err(|e| RunError::Other(e.to_string()))?;
+                let (id, key, secs, result) =
+                    rx.recv().map_err(|e| RunError::Other(e.to_string()))?;
                 running.remove(&id);
                 let spec = &pipeline.stages[&id];
                 match result {
@@ -400,12 +465,22 @@ impl<'a> Engine<'a> {
                             self.store.object_dir(&digest).display()
                         ));
                         verified.insert(id.clone());
-                        records.insert(id.clone(), record(spec, &key, Some(digest.clone()), Outcome::Ran, secs, report));
+                        records.insert(
+                            id.clone(),
+                            record(spec, &key, Some(digest.clone()), Outcome::Ran, secs, report),
+                        );
                         digests.insert(id, digest);
                     }
                     Err(e) => {
                         say(format!("  failed  {id:width$}  after {secs:.1} s"));
-                        let mut r = record(spec, &key, None, Outcome::Failed, secs, StageReport::default());
+                        let mut r = record(
+                            spec,
+                            &key,
+                            None,
+                            Outcome::Failed,
+                            secs,
+                            StageReport::default(),
+                        );
                         r.error = Some(e.to_string());
                         records.insert(id, r);
                         if failure.is_none() {
@@ -428,7 +503,8 @@ impl<'a> Engine<'a> {
             stages: records,
         };
         if !opts.dry_run {
-            rec.save(&self.store.root).map_err(|e| RunError::Other(format!("saving the run record: {e}")))?;
+            rec.save(&self.store.root)
+                .map_err(|e| RunError::Other(format!("saving the run record: {e}")))?;
         }
         match failure {
             Some(e) => Err(e),
@@ -441,7 +517,14 @@ fn short(d: &str) -> &str {
     &d[..12.min(d.len())]
 }
 
-fn record(spec: &StageSpec, key: &StageKey, digest: Option<String>, outcome: Outcome, seconds: f64, report: StageReport) -> StageRecord {
+fn record(
+    spec: &StageSpec,
+    key: &StageKey,
+    digest: Option<String>,
+    outcome: Outcome,
+    seconds: f64,
+    report: StageReport,
+) -> StageRecord {
     StageRecord {
         kind: spec.config.kind().to_string(),
         key: key.digest(),
@@ -456,6 +539,9 @@ fn record(spec: &StageSpec, key: &StageKey, digest: Option<String>, outcome: Out
 
 /// A cached stage's report, read back from its object so metrics stay in every run record.
 fn last_report(root: &Path, _id: &str, entry: &KeyEntry) -> StageReport {
-    let store = Store { root: root.to_path_buf() };
-    crate::stages::artifacts::read_json(&store.object_dir(&entry.digest).join("report.json")).unwrap_or_default()
+    let store = Store {
+        root: root.to_path_buf(),
+    };
+    crate::stages::artifacts::read_json(&store.object_dir(&entry.digest).join("report.json"))
+        .unwrap_or_default()
 }

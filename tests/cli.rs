@@ -9,7 +9,9 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        Env { dir: tempfile::tempdir().unwrap() }
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -24,7 +26,10 @@ impl Env {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pipe"));
-        c.current_dir(self.dir.path()).env_remove("PIPE_CACHE").env_remove("RUST_LOG").args(args);
+        c.current_dir(self.dir.path())
+            .env_remove("PIPE_CACHE")
+            .env_remove("RUST_LOG")
+            .args(args);
         c
     }
 
@@ -37,7 +42,10 @@ impl Env {
         let out = self.pipe(args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "pipe {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            out.status.success(),
+            "pipe {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
         stdout
     }
 
@@ -45,7 +53,12 @@ impl Env {
     fn err(&self, args: &[&str], code: i32) -> String {
         let out = self.pipe(args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(code), "pipe {args:?}\nstdout: {}\nstderr: {stderr}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "pipe {args:?}\nstdout: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         stderr
     }
 }
@@ -81,7 +94,9 @@ fn write_raw(env: &Env, n: usize) {
             continue;
         }
         // Random 4x4-pixel blocks: distinct dHashes, yet smooth enough to survive resizing.
-        let blocks: Vec<u8> = (0..16 * c).map(|_| (xorshift(&mut s) >> 24) as u8).collect();
+        let blocks: Vec<u8> = (0..16 * c)
+            .map(|_| (xorshift(&mut s) >> 24) as u8)
+            .collect();
         for y in 0..h {
             for x in 0..w {
                 for ch in 0..c {
@@ -143,7 +158,10 @@ fn first_run_runs_everything_and_second_run_nothing() {
     let env = data_env(60);
     let out = env.ok(&["run", "p.yaml"]);
     assert_eq!(ran(&out), ALL);
-    assert!(out.contains("kept 57 of 60 (removed 3: 1 copies, 2 in 1 conflicting groups)"), "{out}");
+    assert!(
+        out.contains("kept 57 of 60 (removed 3: 1 copies, 2 in 1 conflicting groups)"),
+        "{out}"
+    );
     let out = env.ok(&["run", "p.yaml"]);
     assert!(ran(&out).is_empty(), "{out}");
     assert!(out.contains("0 ran, 5 cached"), "{out}");
@@ -193,7 +211,10 @@ fn a_set_override_equals_the_file_edit() {
     let env = data_env(40);
     let out = env.ok(&["run", "p.yaml", "--set", "stages.split.seed=11"]);
     assert_eq!(ran(&out), ALL);
-    env.write("p.yaml", &DATA_PIPELINE.replace("seed: ${params.seed}", "seed: 11"));
+    env.write(
+        "p.yaml",
+        &DATA_PIPELINE.replace("seed: ${params.seed}", "seed: 11"),
+    );
     let out = env.ok(&["run", "p.yaml"]);
     assert!(ran(&out).is_empty(), "{out}");
     let out = env.ok(&["run", "p.yaml", "--set", "stages.split.seed=12"]);
@@ -213,8 +234,18 @@ fn status_why_dag_runs_and_gc_explain_the_cache() {
     let st = env.ok(&["status", "p.yaml", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&st).unwrap();
     assert_eq!(v["split"]["state"], "cached");
-    let st = env.ok(&["status", "p.yaml", "--set", "stages.split.train=0.5", "--set", "stages.split.val=0.2"]);
-    assert!(st.contains("split") && st.contains("field `train`: 0.595 → 0.5"), "{st}");
+    let st = env.ok(&[
+        "status",
+        "p.yaml",
+        "--set",
+        "stages.split.train=0.5",
+        "--set",
+        "stages.split.val=0.2",
+    ]);
+    assert!(
+        st.contains("split") && st.contains("field `train`: 0.595 → 0.5"),
+        "{st}"
+    );
     let why = env.ok(&["why", "p.yaml", "split", "--set", "stages.split.seed=9"]);
     assert!(why.contains("`split`: field `seed`: 3 → 9"), "{why}");
     let why = env.ok(&["why", "p.yaml", "hashes"]);
@@ -282,9 +313,14 @@ fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
 
 /// Output digests of the last run record.
 fn last_digests(env: &Env) -> Vec<(String, String)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs")).unwrap().flatten().map(|e| e.path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     files.sort();
-    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(files.last().unwrap()).unwrap()).unwrap();
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(files.last().unwrap()).unwrap()).unwrap();
     rec["stages"]
         .as_object()
         .unwrap()
@@ -301,23 +337,37 @@ fn killing_pipe_mid_stage_leaves_a_valid_cache_and_a_correct_next_run() {
 
     let env = data_env(3000);
     for delay_ms in [5u64, 30, 80, 150, 300] {
-        let mut child = env.cmd(&["run", "p.yaml", "-j", "1"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = env
+            .cmd(&["run", "p.yaml", "-j", "1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         // Whatever was committed verifies.
         for m in find_files(&env.path("cache/objects"), ".manifest.json") {
             let dir = m.parent().unwrap();
-            let man: serde_json::Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+            let man: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
             for f in man["files"].as_array().unwrap() {
                 let bytes = std::fs::read(dir.join(f["path"].as_str().unwrap())).unwrap();
-                assert_eq!(blake3::hash(&bytes).to_hex().as_str(), f["blake3"].as_str().unwrap());
+                assert_eq!(
+                    blake3::hash(&bytes).to_hex().as_str(),
+                    f["blake3"].as_str().unwrap()
+                );
             }
         }
     }
     env.ok(&["run", "p.yaml"]);
     assert_eq!(last_digests(&env), expected);
-    assert!(std::fs::read_dir(env.path("cache/tmp")).unwrap().next().is_none(), "tmp is cleaned");
+    assert!(
+        std::fs::read_dir(env.path("cache/tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "tmp is cleaned"
+    );
 }
 
 #[test]
@@ -336,7 +386,12 @@ fn two_concurrent_runs_on_one_cache_both_finish_correctly() {
 fn no_wait_fails_clearly_while_another_run_holds_the_lock() {
     let env = data_env(10);
     std::fs::create_dir_all(env.path("cache")).unwrap();
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(env.path("cache/lock")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(env.path("cache/lock"))
+        .unwrap();
     fs4::fs_std::FileExt::lock_exclusive(&f).unwrap();
     let e = env.err(&["run", "p.yaml", "--no-wait"], 2);
     assert!(e.contains("in use by another pipe run"), "{e}");
@@ -347,14 +402,24 @@ fn no_wait_fails_clearly_while_another_run_holds_the_lock() {
 #[test]
 fn bad_raw_data_gets_a_clear_error_naming_the_file() {
     let env = data_env(10);
-    std::fs::write(env.path("data/db_train.raw"), vec![0u8; 16 * 16 * 3 * 10 + 5]).unwrap();
+    std::fs::write(
+        env.path("data/db_train.raw"),
+        vec![0u8; 16 * 16 * 3 * 10 + 5],
+    )
+    .unwrap();
     let e = env.err(&["run", "p.yaml"], 2);
-    assert!(e.contains("db_train.raw") && e.contains("not a multiple of 16x16x3 = 768"), "{e}");
+    assert!(
+        e.contains("db_train.raw") && e.contains("not a multiple of 16x16x3 = 768"),
+        "{e}"
+    );
 
     let env = data_env(10);
     env.write("data/label_train.txt", "1\n0\n");
     let e = env.err(&["run", "p.yaml"], 2);
-    assert!(e.contains("label_train.txt") && e.contains("2 labels for 10 images"), "{e}");
+    assert!(
+        e.contains("label_train.txt") && e.contains("2 labels for 10 images"),
+        "{e}"
+    );
 
     let env = data_env(10);
     env.write("data/label_train.txt", "1\n0\n1\n2\n0\n0\n0\n0\n0\n0\n");
@@ -373,11 +438,16 @@ fn a_folder_source_reads_png_and_jpeg_and_names_bad_images() {
     let env = Env::new();
     std::fs::create_dir_all(env.path("imgs")).unwrap();
     for i in 0..6u8 {
-        let img = image::RgbImage::from_fn(20, 12, |x, y| image::Rgb([x as u8 * 10, y as u8 * 10 + i, i * 30]));
+        let img = image::RgbImage::from_fn(20, 12, |x, y| {
+            image::Rgb([x as u8 * 10, y as u8 * 10 + i, i * 30])
+        });
         let ext = if i % 2 == 0 { "png" } else { "jpg" };
         img.save(env.path(&format!("imgs/{i}.{ext}"))).unwrap();
     }
-    env.write("labels.csv", "filename,label\n0.png,0\n1.jpg,1\n2.png,0\n3.jpg,1\n4.png,1\n5.jpg,0\n");
+    env.write(
+        "labels.csv",
+        "filename,label\n0.png,0\n1.jpg,1\n2.png,0\n3.jpg,1\n4.png,1\n5.jpg,0\n",
+    );
     env.write(
         "f.yaml",
         "stages:\n  src:\n    kind: source\n    format: folder\n    dir: imgs\n    labels: labels.csv\n    height: 10\n    width: 10\n    channels: 1\n",
@@ -385,10 +455,16 @@ fn a_folder_source_reads_png_and_jpeg_and_names_bad_images() {
     let out = env.ok(&["run", "f.yaml"]);
     assert!(out.contains("6 images 10x10x1, 3 labelled 1"), "{out}");
     std::fs::write(env.path("imgs/2.png"), b"not a png").unwrap();
-    env.write("labels.csv", "filename,label\n0.png,0\n1.jpg,1\n2.png,0\n3.jpg,1\n4.png,1\n5.jpg,0\nmissing.png,1\n");
+    env.write(
+        "labels.csv",
+        "filename,label\n0.png,0\n1.jpg,1\n2.png,0\n3.jpg,1\n4.png,1\n5.jpg,0\nmissing.png,1\n",
+    );
     let e = env.err(&["run", "f.yaml"], 2);
     assert!(e.contains("2 of 7 images could not be read"), "{e}");
-    assert!(e.contains("image 2 `2.png` (labels line 4): cannot decode"), "{e}");
+    assert!(
+        e.contains("image 2 `2.png` (labels line 4): cannot decode"),
+        "{e}"
+    );
     assert!(e.contains("image 6 `missing.png` (labels line 8)"), "{e}");
 }
 
@@ -396,25 +472,86 @@ fn a_folder_source_reads_png_and_jpeg_and_names_bad_images() {
 
 /// (pipeline text, expected substrings of the diagnostics, including line:column).
 const INVALID: &[(&str, &[&str])] = &[
-    ("stages:\n  a:\n    kind: sorce\n", &["p.yaml:3:11: stages.a.kind: unknown stage kind `sorce` (did you mean `source`?)"]),
-    ("stages:\n  a:\n    format: raw\n", &["p.yaml:2:3: stages.a: missing `kind`"]),
-    ("stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    hieght: 5\n", &["p.yaml:6:5: stages.a.hieght: unknown field `hieght` (did you mean `height`?)"]),
-    ("stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    height: big\n", &["p.yaml:6:13: stages.a.height: invalid type: string \"big\", expected u32"]),
-    ("stages:\n  a:\n    kind: source\n    format: rw\n    images: x\n", &["p.yaml:4:13: stages.a.format: unknown value `rw` (did you mean `raw`?)"]),
-    ("stages:\n  h:\n    kind: hash\n    inputs: {data: nope}\n", &["p.yaml:4:20: stages.h.inputs.data: unknown stage `nope`"]),
-    ("stages:\n  a:\n    kind: source\n    format: synthetic\n  h:\n    kind: hash\n    inputs: {dat: a}\n", &["p.yaml:7:14: stages.h.inputs.dat: `hash` has no input `dat` (did you mean `data`?)", "stages.h.inputs: missing input `data`"]),
-    ("stages:\n  a:\n    kind: source\n    format: synthetic\n  h:\n    kind: hash\n    inputs: {data: a}\n  g:\n    kind: dedup\n    inputs: {hashes: a, data: a}\n", &["p.yaml:10:22: stages.g.inputs.hashes: input `hashes` expects a hashes artifact, but stage `a` (source) produces dataset"]),
-    ("stages:\n  a:\n    kind: source\n    format: synthetic\n  a:\n    kind: hash\n", &["p.yaml:5:3: YAML syntax: duplicate key `a` (first at line 2)"]),
-    ("stages:\n  h:\n    kind: hash\n    inputs: {data: g}\n  g:\n    kind: dedup\n    inputs: {hashes: h, data: h}\n", &["cycle: g → h → g", "produces hashes"]),
-    ("stages:\n  g:\n    kind: dedup\n    radius: 9\n", &["p.yaml:4:13: stages.g.radius: radius 9 exceeds the maximum of 8"]),
-    ("stages:\n  s:\n    kind: split\n    train: 0.5\n    val: 0.1\n    test: 0.1\n", &["stages.s.test: train + val + test must sum to 1, got 0.5 + 0.1 + 0.1"]),
-    ("stages:\n  s:\n    kind: split\n    seed: ${params.sed}\nparams:\n  seed: 1\n", &["p.yaml:4:11: stages.s.seed: unresolved `${params.sed}`: no parameter `sed` (did you mean `seed`?)"]),
-    ("stagess:\n  a: 1\n", &["p.yaml:1:1: stagess: unknown top-level key `stagess` (did you mean `stages`?)"]),
-    ("include: [p.yaml]\nstages: {}\n", &["p.yaml:1:11: include: include loop: p.yaml → p.yaml"]),
+    (
+        "stages:\n  a:\n    kind: sorce\n",
+        &["p.yaml:3:11: stages.a.kind: unknown stage kind `sorce` (did you mean `source`?)"],
+    ),
+    (
+        "stages:\n  a:\n    format: raw\n",
+        &["p.yaml:2:3: stages.a: missing `kind`"],
+    ),
+    (
+        "stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    hieght: 5\n",
+        &["p.yaml:6:5: stages.a.hieght: unknown field `hieght` (did you mean `height`?)"],
+    ),
+    (
+        "stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    height: big\n",
+        &["p.yaml:6:13: stages.a.height: invalid type: string \"big\", expected u32"],
+    ),
+    (
+        "stages:\n  a:\n    kind: source\n    format: rw\n    images: x\n",
+        &["p.yaml:4:13: stages.a.format: unknown value `rw` (did you mean `raw`?)"],
+    ),
+    (
+        "stages:\n  h:\n    kind: hash\n    inputs: {data: nope}\n",
+        &["p.yaml:4:20: stages.h.inputs.data: unknown stage `nope`"],
+    ),
+    (
+        "stages:\n  a:\n    kind: source\n    format: synthetic\n  h:\n    kind: hash\n    inputs: {dat: a}\n",
+        &[
+            "p.yaml:7:14: stages.h.inputs.dat: `hash` has no input `dat` (did you mean `data`?)",
+            "stages.h.inputs: missing input `data`",
+        ],
+    ),
+    (
+        "stages:\n  a:\n    kind: source\n    format: synthetic\n  h:\n    kind: hash\n    inputs: {data: a}\n  g:\n    kind: dedup\n    inputs: {hashes: a, data: a}\n",
+        &[
+            "p.yaml:10:22: stages.g.inputs.hashes: input `hashes` expects a hashes artifact, but stage `a` (source) produces dataset",
+        ],
+    ),
+    (
+        "stages:\n  a:\n    kind: source\n    format: synthetic\n  a:\n    kind: hash\n",
+        &["p.yaml:5:3: YAML syntax: duplicate key `a` (first at line 2)"],
+    ),
+    (
+        "stages:\n  h:\n    kind: hash\n    inputs: {data: g}\n  g:\n    kind: dedup\n    inputs: {hashes: h, data: h}\n",
+        &["cycle: g → h → g", "produces hashes"],
+    ),
+    (
+        "stages:\n  g:\n    kind: dedup\n    radius: 9\n",
+        &["p.yaml:4:13: stages.g.radius: radius 9 exceeds the maximum of 8"],
+    ),
+    (
+        "stages:\n  s:\n    kind: split\n    train: 0.5\n    val: 0.1\n    test: 0.1\n",
+        &["stages.s.test: train + val + test must sum to 1, got 0.5 + 0.1 + 0.1"],
+    ),
+    (
+        "stages:\n  s:\n    kind: split\n    seed: ${params.sed}\nparams:\n  seed: 1\n",
+        &[
+            "p.yaml:4:11: stages.s.seed: unresolved `${params.sed}`: no parameter `sed` (did you mean `seed`?)",
+        ],
+    ),
+    (
+        "stagess:\n  a: 1\n",
+        &["p.yaml:1:1: stagess: unknown top-level key `stagess` (did you mean `stages`?)"],
+    ),
+    (
+        "include: [p.yaml]\nstages: {}\n",
+        &["p.yaml:1:11: include: include loop: p.yaml → p.yaml"],
+    ),
     ("stages:\n  a: [1, 2\n", &["p.yaml:", "YAML syntax"]),
-    ("stages:\n  t:\n    kind: train\n    model: b4\n", &["p.yaml:4:12: stages.t.model: unknown value `b4`"]),
-    ("stages:\n  h:\n    kind: hash\n    hash_size: 1\n    algorithm: fast\n", &["stages.h.algorithm: unknown value `fast`"]),
-    ("stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    channels: 2\n    colour: rgb\n", &["stages.a.colour: unknown field `colour`"]),
+    (
+        "stages:\n  t:\n    kind: train\n    model: b4\n",
+        &["p.yaml:4:12: stages.t.model: unknown value `b4`"],
+    ),
+    (
+        "stages:\n  h:\n    kind: hash\n    hash_size: 1\n    algorithm: fast\n",
+        &["stages.h.algorithm: unknown value `fast`"],
+    ),
+    (
+        "stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    channels: 2\n    colour: rgb\n",
+        &["stages.a.colour: unknown field `colour`"],
+    ),
 ];
 
 #[test]
@@ -425,7 +562,10 @@ fn invalid_pipelines_are_reported_with_positions() {
         env.write("p.yaml", yaml);
         let e = env.err(&["validate", "p.yaml"], 2);
         for want in *expected {
-            assert!(e.contains(want), "case {i}: expected `{want}` in:\n{e}\n--- yaml ---\n{yaml}");
+            assert!(
+                e.contains(want),
+                "case {i}: expected `{want}` in:\n{e}\n--- yaml ---\n{yaml}"
+            );
         }
         assert!(!e.contains("panicked"), "case {i}: {e}");
     }
@@ -439,7 +579,13 @@ fn validation_reports_every_error_at_once_and_json() {
         "stages:\n  a:\n    kind: source\n    format: raw\n    images: x\n    hieght: 5\n    wdth: 3\n  g:\n    kind: dedup\n    radius: 12\n    inputs: {hashes: zz, data: a}\n",
     );
     let e = env.err(&["validate", "p.yaml"], 2);
-    for want in ["`hieght`", "`wdth`", "radius 12", "unknown stage `zz`", "4 errors"] {
+    for want in [
+        "`hieght`",
+        "`wdth`",
+        "radius 12",
+        "unknown stage `zz`",
+        "4 errors",
+    ] {
         assert!(e.contains(want), "expected {want} in\n{e}");
     }
     let out = env.pipe(&["validate", "p.yaml", "--format", "json"]);

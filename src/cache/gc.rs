@@ -35,7 +35,9 @@ pub fn gc(store: &Store, keep_runs: usize, dry_run: bool) -> std::io::Result<GcR
                 report.objects_removed += 1;
                 report.bytes_freed += dir_size(&obj.path());
                 if !dry_run {
-                    store.remove_object(&digest).map_err(std::io::Error::other)?;
+                    store
+                        .remove_object(&digest)
+                        .map_err(std::io::Error::other)?;
                 }
             }
         }

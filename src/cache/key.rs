@@ -36,13 +36,20 @@ impl StageKey {
             out.push(format!("kind {} → {}", old.kind, self.kind));
         }
         if self.version != old.version {
-            out.push(format!("{} implementation version {} → {}", self.kind, old.version, self.version));
+            out.push(format!(
+                "{} implementation version {} → {}",
+                self.kind, old.version, self.version
+            ));
         }
         diff_json("", &old.config, &self.config, &mut out);
         for (slot, d) in &self.inputs {
             match old.inputs.get(slot) {
                 Some(o) if o == d => {}
-                Some(o) => out.push(format!("input `{slot}` changed ({} → {})", &o[..12.min(o.len())], &d[..12.min(d.len())])),
+                Some(o) => out.push(format!(
+                    "input `{slot}` changed ({} → {})",
+                    &o[..12.min(o.len())],
+                    &d[..12.min(d.len())]
+                )),
                 None => out.push(format!("input `{slot}` added")),
             }
         }
@@ -64,8 +71,17 @@ fn diff_json(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: 
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                diff_json(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                diff_json(
+                    &p,
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         (a, b) if a != b => out.push(format!("field `{path}`: {a} → {b}")),

@@ -19,15 +19,23 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the cache {path} is in use by another pipe run{holder}; rerun without --no-wait to wait for it")]
-    Busy { path: std::path::PathBuf, holder: String },
+    #[error(
+        "the cache {path} is in use by another pipe run{holder}; rerun without --no-wait to wait for it"
+    )]
+    Busy {
+        path: std::path::PathBuf,
+        holder: String,
+    },
 }
 
 impl CacheLock {
     /// Takes the lock; when busy, waits (printing who holds it) unless `no_wait`.
     pub fn acquire(root: &Path, no_wait: bool) -> Result<Self, LockError> {
         let path = root.join("lock");
-        let io = |source| LockError::Io { path: path.clone(), source };
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -44,9 +52,15 @@ impl CacheLock {
                 h => format!(" (pid {h})"),
             };
             if no_wait {
-                return Err(LockError::Busy { path: root.to_path_buf(), holder });
+                return Err(LockError::Busy {
+                    path: root.to_path_buf(),
+                    holder,
+                });
             }
-            eprintln!("waiting for another pipe run on {}{holder} to finish…", root.display());
+            eprintln!(
+                "waiting for another pipe run on {}{holder} to finish…",
+                root.display()
+            );
             FileExt::lock_exclusive(&file).map_err(io)?;
         }
         file.set_len(0).map_err(io)?;

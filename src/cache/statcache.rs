@@ -68,11 +68,23 @@ impl StatCache {
                 };
                 entries.insert(
                     PathBuf::from(p),
-                    (Stat { size, mtime_ns, ctime_ns, inode }, d.to_string()),
+                    (
+                        Stat {
+                            size,
+                            mtime_ns,
+                            ctime_ns,
+                            inode,
+                        },
+                        d.to_string(),
+                    ),
                 );
             }
         }
-        StatCache { path, entries, dirty: false }
+        StatCache {
+            path,
+            entries,
+            dirty: false,
+        }
     }
 
     /// Writes the cache back (temp file + rename) if anything changed.
@@ -80,12 +92,18 @@ impl StatCache {
         if !self.dirty {
             return Ok(());
         }
-        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
         {
             let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             for (p, (s, d)) in &self.entries {
                 if let Some(ps) = p.to_str().filter(|s| !s.contains('\n')) {
-                    writeln!(w, "{d} {} {} {} {} {ps}", s.size, s.mtime_ns, s.ctime_ns, s.inode)?;
+                    writeln!(
+                        w,
+                        "{d} {} {} {} {} {ps}",
+                        s.size, s.mtime_ns, s.ctime_ns, s.inode
+                    )?;
                 }
             }
             w.flush()?;
@@ -105,12 +123,24 @@ impl StatCache {
         let results: Vec<Result<(Stat, String, bool), FileError>> = abs
             .par_iter()
             .map(|p| {
-                let err = |source| FileError { path: p.clone(), source };
+                let err = |source| FileError {
+                    path: p.clone(),
+                    source,
+                };
                 let meta = match std::fs::metadata(p) {
                     Ok(m) => m,
                     // The stage itself reports missing files, all of them, with their lines.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Ok((Stat { size: 0, mtime_ns: 0, ctime_ns: 0, inode: 0 }, "missing".into(), false));
+                        return Ok((
+                            Stat {
+                                size: 0,
+                                mtime_ns: 0,
+                                ctime_ns: 0,
+                                inode: 0,
+                            },
+                            "missing".into(),
+                            false,
+                        ));
                     }
                     Err(e) => return Err(err(e)),
                 };
@@ -156,12 +186,22 @@ mod tests {
         let f = dir.path().join("a.bin");
         std::fs::write(&f, b"hello").unwrap();
         let mut sc = StatCache::load(dir.path());
-        let d1 = sc.digest_files(dir.path(), std::slice::from_ref(&f)).unwrap();
+        let d1 = sc
+            .digest_files(dir.path(), std::slice::from_ref(&f))
+            .unwrap();
         sc.save().unwrap();
         let mut sc = StatCache::load(dir.path());
         std::fs::write(&f, b"hello").unwrap(); // same bytes, new mtime
-        assert_eq!(sc.digest_files(dir.path(), std::slice::from_ref(&f)).unwrap(), d1);
+        assert_eq!(
+            sc.digest_files(dir.path(), std::slice::from_ref(&f))
+                .unwrap(),
+            d1
+        );
         std::fs::write(&f, b"hellO").unwrap();
-        assert_ne!(sc.digest_files(dir.path(), std::slice::from_ref(&f)).unwrap(), d1);
+        assert_ne!(
+            sc.digest_files(dir.path(), std::slice::from_ref(&f))
+                .unwrap(),
+            d1
+        );
     }
 }

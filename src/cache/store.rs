@@ -24,7 +24,10 @@ pub enum StoreError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,7 +44,9 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn digest(&self) -> String {
-        blake3::hash(&serde_json::to_vec(self).expect("manifest serialises")).to_hex().to_string()
+        blake3::hash(&serde_json::to_vec(self).expect("manifest serialises"))
+            .to_hex()
+            .to_string()
     }
 
     pub fn bytes(&self) -> u64 {
@@ -92,7 +97,11 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), StoreErro
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let rel = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
         if entry.file_type().map_err(io(dir))?.is_dir() {
             walk(&entry.path(), &rel, out)?;
         } else if rel != MANIFEST {
@@ -108,7 +117,9 @@ impl Store {
             let p = root.join(sub);
             std::fs::create_dir_all(&p).map_err(io(&p))?;
         }
-        Ok(Store { root: root.to_path_buf() })
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn object_dir(&self, digest: &str) -> PathBuf {
@@ -116,7 +127,10 @@ impl Store {
     }
 
     fn key_file(&self, key: &str) -> PathBuf {
-        self.root.join("keys").join(&key[..2]).join(format!("{key}.json"))
+        self.root
+            .join("keys")
+            .join(&key[..2])
+            .join(format!("{key}.json"))
     }
 
     pub fn work_dir(&self, key: &str) -> PathBuf {
@@ -131,7 +145,9 @@ impl Store {
         let manifest = self.manifest(&entry.digest).ok()?;
         let dir = self.object_dir(&entry.digest);
         let intact = manifest.files.iter().all(|f| {
-            std::fs::metadata(dir.join(&f.path)).map(|m| m.len() == f.size).unwrap_or(false)
+            std::fs::metadata(dir.join(&f.path))
+                .map(|m| m.len() == f.size)
+                .unwrap_or(false)
         });
         intact.then_some(entry)
     }
@@ -144,7 +160,10 @@ impl Store {
     pub fn manifest(&self, digest: &str) -> Result<Manifest, StoreError> {
         let p = self.object_dir(digest).join(MANIFEST);
         let bytes = std::fs::read(&p).map_err(io(&p))?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt { path: p, message: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path: p,
+            message: e.to_string(),
+        })
     }
 
     /// Re-digests every file of an object against its manifest.
@@ -152,13 +171,19 @@ impl Store {
         let manifest = self.manifest(digest)?;
         let dir = self.object_dir(digest);
         if manifest.digest() != digest {
-            return Err(StoreError::Corrupt { path: dir, message: "manifest does not match the object's digest".into() });
+            return Err(StoreError::Corrupt {
+                path: dir,
+                message: "manifest does not match the object's digest".into(),
+            });
         }
         manifest.files.par_iter().try_for_each(|f| {
             let p = dir.join(&f.path);
             let (size, d) = hash_file(&p)?;
             if size != f.size || d != f.blake3 {
-                return Err(StoreError::Corrupt { path: p, message: "contents do not match the recorded digest".into() });
+                return Err(StoreError::Corrupt {
+                    path: p,
+                    message: "contents do not match the recorded digest".into(),
+                });
             }
             Ok(())
         })
@@ -170,7 +195,10 @@ impl Store {
         if !dir.exists() {
             return Ok(());
         }
-        let trash = self.root.join("tmp").join(format!("trash-{digest}-{}", std::process::id()));
+        let trash = self
+            .root
+            .join("tmp")
+            .join(format!("trash-{digest}-{}", std::process::id()));
         std::fs::rename(&dir, &trash).map_err(io(&dir))?;
         std::fs::remove_dir_all(&trash).map_err(io(&trash))
     }
@@ -178,14 +206,25 @@ impl Store {
     /// A fresh temporary output directory.
     pub fn begin(&self, stage: &str) -> Result<TempOut, StoreError> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = self.root.join("tmp").join(format!("{}-{n}-{stage}", std::process::id()));
+        let dir = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{n}-{stage}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(TempOut { dir, committed: false })
+        Ok(TempOut {
+            dir,
+            committed: false,
+        })
     }
 
     /// Digests the output, moves it into `objects/` and records the key. Returns the digest.
-    pub fn commit(&self, mut out: TempOut, stage: &str, key: &StageKey) -> Result<String, StoreError> {
+    pub fn commit(
+        &self,
+        mut out: TempOut,
+        stage: &str,
+        key: &StageKey,
+    ) -> Result<String, StoreError> {
         let mut files = Vec::new();
         walk(&out.dir, "", &mut files)?;
         files.sort();
@@ -193,13 +232,21 @@ impl Store {
             .par_iter()
             .map(|rel| {
                 let (size, blake3) = hash_file(&out.dir.join(rel))?;
-                Ok(ManifestEntry { path: rel.clone(), size, blake3 })
+                Ok(ManifestEntry {
+                    path: rel.clone(),
+                    size,
+                    blake3,
+                })
             })
             .collect::<Result<_, StoreError>>()?;
         let manifest = Manifest { files: entries };
         let digest = manifest.digest();
         let mpath = out.dir.join(MANIFEST);
-        std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).expect("serialises")).map_err(io(&mpath))?;
+        std::fs::write(
+            &mpath,
+            serde_json::to_vec_pretty(&manifest).expect("serialises"),
+        )
+        .map_err(io(&mpath))?;
         let target = self.object_dir(&digest);
         if target.exists() && self.verify(&digest).is_err() {
             self.remove_object(&digest)?;
@@ -213,12 +260,17 @@ impl Store {
             std::fs::rename(&out.dir, &target).map_err(io(&target))?;
             out.committed = true;
         }
-        let entry = KeyEntry { digest: digest.clone(), stage: stage.to_string(), key: key.clone() };
+        let entry = KeyEntry {
+            digest: digest.clone(),
+            stage: stage.to_string(),
+            key: key.clone(),
+        };
         let kpath = self.key_file(&key.digest());
         let parent = kpath.parent().expect("key files have a parent");
         std::fs::create_dir_all(parent).map_err(io(parent))?;
         let tmp = kpath.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&entry).expect("serialises")).map_err(io(&tmp))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&entry).expect("serialises"))
+            .map_err(io(&tmp))?;
         std::fs::rename(&tmp, &kpath).map_err(io(&kpath))?;
         Ok(digest)
     }
@@ -229,7 +281,8 @@ impl Store {
         if let Ok(rd) = std::fs::read_dir(self.root.join("tmp")) {
             for e in rd.flatten() {
                 freed += dir_size(&e.path());
-                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+                let _ =
+                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
             }
         }
         freed
@@ -274,7 +327,10 @@ mod tests {
         std::fs::write(store.object_dir(&digest).join("a.txt"), b"abd").unwrap();
         assert!(store.verify(&digest).is_err());
         std::fs::write(store.object_dir(&digest).join("a.txt"), b"ab").unwrap();
-        assert!(store.lookup(&key().digest()).is_none(), "size change is a miss");
+        assert!(
+            store.lookup(&key().digest()).is_none(),
+            "size change is a miss"
+        );
     }
 
     #[test]

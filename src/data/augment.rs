@@ -474,11 +474,23 @@ mod tests {
         assert_eq!(s.fill_mode, FillMode::Nearest);
         assert!(s.validate().is_empty());
         assert!(AugmentSpec::identity(1.0).validate().is_empty());
-        let y: AugmentSpec = serde_json::from_value(crate::spec::yaml::parse("rotation_range: 5\nfill_mode: reflect").unwrap().to_json()).unwrap();
+        let y: AugmentSpec = serde_json::from_value(
+            crate::spec::yaml::parse("rotation_range: 5\nfill_mode: reflect")
+                .unwrap()
+                .to_json(),
+        )
+        .unwrap();
         assert_eq!(y.rotation_range, 5.0);
         assert_eq!(y.fill_mode, FillMode::Reflect);
         assert_eq!(y.zoom_range, 0.1);
-        assert!(serde_json::from_value::<AugmentSpec>(crate::spec::yaml::parse("rotaton_range: 5").unwrap().to_json()).is_err());
+        assert!(
+            serde_json::from_value::<AugmentSpec>(
+                crate::spec::yaml::parse("rotaton_range: 5")
+                    .unwrap()
+                    .to_json()
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -162,7 +162,13 @@ impl Dataset {
 
     /// Writes the four files into `dir` (which must exist).
     pub fn write(&self, dir: &Path) -> Result<(), DatasetError> {
-        write_parts(dir, &self.meta(), &self.pixels, self.labels.as_deref(), &self.names)
+        write_parts(
+            dir,
+            &self.meta(),
+            &self.pixels,
+            self.labels.as_deref(),
+            &self.names,
+        )
     }
 
     /// Opens a dataset written by [`Dataset::write`], mapping its pixels.
@@ -306,7 +312,12 @@ mod tests {
     #[test]
     fn truncated_pixels_are_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let ds = Dataset::new(Shape::new(2, 2, 1), vec![0; 8], None, vec!["a".into(), "b".into()]);
+        let ds = Dataset::new(
+            Shape::new(2, 2, 1),
+            vec![0; 8],
+            None,
+            vec!["a".into(), "b".into()],
+        );
         ds.write(dir.path()).unwrap();
         std::fs::write(dir.path().join(PIXELS_FILE), [0u8; 7]).unwrap();
         let err = Dataset::open(dir.path()).unwrap_err().to_string();

@@ -120,10 +120,22 @@ fn collect(
         let chain: Vec<String> = stack[start..]
             .iter()
             .chain(std::iter::once(&canon))
-            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .map(|p| {
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
-        let (file, pos) = included_at.map(|(f, p)| (f.to_path_buf(), Some(p))).unwrap_or((path.to_path_buf(), None));
-        diags.push(Diagnostic::new(file, pos, "include", format!("include loop: {}", chain.join(" → "))));
+        let (file, pos) = included_at
+            .map(|(f, p)| (f.to_path_buf(), Some(p)))
+            .unwrap_or((path.to_path_buf(), None));
+        diags.push(Diagnostic::new(
+            file,
+            pos,
+            "include",
+            format!("include loop: {}", chain.join(" → ")),
+        ));
         return;
     }
     if acc.seen_files.contains(&canon) {
@@ -132,8 +144,15 @@ fn collect(
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            let (file, pos) = included_at.map(|(f, p)| (f.to_path_buf(), Some(p))).unwrap_or((path.to_path_buf(), None));
-            diags.push(Diagnostic::new(file, pos, "", format!("cannot read {}: {e}", path.display())));
+            let (file, pos) = included_at
+                .map(|(f, p)| (f.to_path_buf(), Some(p)))
+                .unwrap_or((path.to_path_buf(), None));
+            diags.push(Diagnostic::new(
+                file,
+                pos,
+                "",
+                format!("cannot read {}: {e}", path.display()),
+            ));
             return;
         }
     };
@@ -142,12 +161,25 @@ fn collect(
     let tree = match yaml::parse(&text) {
         Ok(t) => t,
         Err(e) => {
-            diags.push(Diagnostic::new(&file, Some(e.pos), "", format!("YAML syntax: {}", e.message)));
+            diags.push(Diagnostic::new(
+                &file,
+                Some(e.pos),
+                "",
+                format!("YAML syntax: {}", e.message),
+            ));
             return;
         }
     };
     let Node::Map(entries) = &tree.node else {
-        diags.push(Diagnostic::new(&file, Some(tree.pos), "", format!("a pipeline file must be a mapping, got {}", tree.type_name())));
+        diags.push(Diagnostic::new(
+            &file,
+            Some(tree.pos),
+            "",
+            format!(
+                "a pipeline file must be a mapping, got {}",
+                tree.type_name()
+            ),
+        ));
         return;
     };
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -160,19 +192,46 @@ fn collect(
             Node::Seq(items) => {
                 for item in items {
                     match item.as_str() {
-                        Some(rel) => collect(&base_dir.join(rel), Some((&file, item.pos)), stack, acc, diags),
-                        None => diags.push(Diagnostic::new(&file, Some(item.pos), "include", format!("expected a file name, got {}", item.type_name()))),
+                        Some(rel) => collect(
+                            &base_dir.join(rel),
+                            Some((&file, item.pos)),
+                            stack,
+                            acc,
+                            diags,
+                        ),
+                        None => diags.push(Diagnostic::new(
+                            &file,
+                            Some(item.pos),
+                            "include",
+                            format!("expected a file name, got {}", item.type_name()),
+                        )),
                     }
                 }
             }
-            Node::Str(rel) => collect(&base_dir.join(rel), Some((&file, inc.pos)), stack, acc, diags),
-            _ => diags.push(Diagnostic::new(&file, Some(inc.pos), "include", format!("expected a list of files, got {}", inc.type_name()))),
+            Node::Str(rel) => collect(
+                &base_dir.join(rel),
+                Some((&file, inc.pos)),
+                stack,
+                acc,
+                diags,
+            ),
+            _ => diags.push(Diagnostic::new(
+                &file,
+                Some(inc.pos),
+                "include",
+                format!("expected a list of files, got {}", inc.type_name()),
+            )),
         }
     }
 
     for (k, v) in entries {
         let Some(key) = k.as_str() else {
-            diags.push(Diagnostic::new(&file, Some(k.pos), "", "keys must be strings"));
+            diags.push(Diagnostic::new(
+                &file,
+                Some(k.pos),
+                "",
+                "keys must be strings",
+            ));
             continue;
         };
         match key {
@@ -185,7 +244,12 @@ fn collect(
                     }
                 }
                 Some(_) => {}
-                None => diags.push(Diagnostic::new(&file, Some(v.pos), key, format!("expected a string, got {}", v.type_name()))),
+                None => diags.push(Diagnostic::new(
+                    &file,
+                    Some(v.pos),
+                    key,
+                    format!("expected a string, got {}", v.type_name()),
+                )),
             },
             "include" => {}
             "params" => match &v.node {
@@ -193,20 +257,36 @@ fn collect(
                     for (pk, pv) in params {
                         match pk.as_str() {
                             Some(name) => {
-                                acc.params.insert(name.to_string(), (pv.clone(), file.clone()));
+                                acc.params
+                                    .insert(name.to_string(), (pv.clone(), file.clone()));
                             }
-                            None => diags.push(Diagnostic::new(&file, Some(pk.pos), "params", "parameter names must be strings")),
+                            None => diags.push(Diagnostic::new(
+                                &file,
+                                Some(pk.pos),
+                                "params",
+                                "parameter names must be strings",
+                            )),
                         }
                     }
                 }
                 Node::Null => {}
-                _ => diags.push(Diagnostic::new(&file, Some(v.pos), "params", format!("expected a mapping of NAME: value, got {}", v.type_name()))),
+                _ => diags.push(Diagnostic::new(
+                    &file,
+                    Some(v.pos),
+                    "params",
+                    format!("expected a mapping of NAME: value, got {}", v.type_name()),
+                )),
             },
             "stages" => match &v.node {
                 Node::Map(stages) => {
                     for (sk, sv) in stages {
                         let Some(id) = sk.as_str() else {
-                            diags.push(Diagnostic::new(&file, Some(sk.pos), "stages", "stage ids must be strings"));
+                            diags.push(Diagnostic::new(
+                                &file,
+                                Some(sk.pos),
+                                "stages",
+                                "stage ids must be strings",
+                            ));
                             continue;
                         };
                         if let Some(prev) = acc.stages.iter().find(|s| s.id == id) {
@@ -214,7 +294,11 @@ fn collect(
                                 &file,
                                 Some(sk.pos),
                                 format!("stages.{id}"),
-                                format!("duplicate stage id `{id}` (first defined at {}:{})", prev.file.display(), prev.key_pos),
+                                format!(
+                                    "duplicate stage id `{id}` (first defined at {}:{})",
+                                    prev.file.display(),
+                                    prev.key_pos
+                                ),
                             ));
                             continue;
                         }
@@ -228,13 +312,25 @@ fn collect(
                     }
                 }
                 Node::Null => {}
-                _ => diags.push(Diagnostic::new(&file, Some(v.pos), "stages", format!("expected a mapping of stage id → stage, got {}", v.type_name()))),
+                _ => diags.push(Diagnostic::new(
+                    &file,
+                    Some(v.pos),
+                    "stages",
+                    format!(
+                        "expected a mapping of stage id → stage, got {}",
+                        v.type_name()
+                    ),
+                )),
             },
             other => diags.push(Diagnostic::new(
                 &file,
                 Some(k.pos),
                 other,
-                format!("unknown top-level key `{other}`{}; expected one of {}", hint(other, TOP_KEYS.iter().copied()), TOP_KEYS.join(", ")),
+                format!(
+                    "unknown top-level key `{other}`{}; expected one of {}",
+                    hint(other, TOP_KEYS.iter().copied()),
+                    TOP_KEYS.join(", ")
+                ),
             )),
         }
     }
@@ -251,7 +347,12 @@ fn apply_overrides(acc: &mut Collected, overrides: &[Override], diags: &mut Vec<
         let id = &o.path[1];
         let Some(stage) = acc.stages.iter_mut().find(|s| &s.id == id) else {
             let ids: Vec<&str> = acc.stages.iter().map(|s| s.id.as_str()).collect();
-            diags.push(Diagnostic::new(set, None, o.path.join("."), format!("`{}`: no stage `{id}`{}", o.text, hint(id, ids))));
+            diags.push(Diagnostic::new(
+                set,
+                None,
+                o.path.join("."),
+                format!("`{}`: no stage `{id}`{}", o.text, hint(id, ids)),
+            ));
             continue;
         };
         let mut node = &mut stage.tree;
@@ -262,7 +363,10 @@ fn apply_overrides(acc: &mut Collected, overrides: &[Override], diags: &mut Vec<
             if node.get_mut(seg).is_none()
                 && let Node::Map(entries) = &mut node.node
             {
-                entries.push((Marked::new(Node::Str(seg.clone()), Pos::default()), Marked::new(Node::Map(Vec::new()), Pos::default())));
+                entries.push((
+                    Marked::new(Node::Str(seg.clone()), Pos::default()),
+                    Marked::new(Node::Map(Vec::new()), Pos::default()),
+                ));
             }
             node = node.get_mut(seg).expect("inserted above");
         }
@@ -271,9 +375,15 @@ fn apply_overrides(acc: &mut Collected, overrides: &[Override], diags: &mut Vec<
             Some(v) => *v = o.value.clone(),
             None => {
                 if let Node::Map(entries) = &mut node.node {
-                    entries.push((Marked::new(Node::Str(last.clone()), Pos::default()), o.value.clone()));
+                    entries.push((
+                        Marked::new(Node::Str(last.clone()), Pos::default()),
+                        o.value.clone(),
+                    ));
                 } else {
-                    node.node = Node::Map(vec![(Marked::new(Node::Str(last.clone()), Pos::default()), o.value.clone())]);
+                    node.node = Node::Map(vec![(
+                        Marked::new(Node::Str(last.clone()), Pos::default()),
+                        o.value.clone(),
+                    )]);
                 }
             }
         }
@@ -288,7 +398,13 @@ fn substitute_params(acc: &mut Collected, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-fn subst(m: &mut Marked, params: &BTreeMap<String, (Marked, PathBuf)>, file: &Path, field: &str, diags: &mut Vec<Diagnostic>) {
+fn subst(
+    m: &mut Marked,
+    params: &BTreeMap<String, (Marked, PathBuf)>,
+    file: &Path,
+    field: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
     match &mut m.node {
         Node::Str(s) if s.contains("${") => {
             let mut out = String::new();
@@ -297,7 +413,12 @@ fn subst(m: &mut Marked, params: &BTreeMap<String, (Marked, PathBuf)>, file: &Pa
             while let Some(start) = rest.find("${") {
                 out.push_str(&rest[..start]);
                 let Some(end) = rest[start..].find('}') else {
-                    diags.push(Diagnostic::new(file, Some(m.pos), field, format!("unterminated `${{` in `{s}`")));
+                    diags.push(Diagnostic::new(
+                        file,
+                        Some(m.pos),
+                        field,
+                        format!("unterminated `${{` in `{s}`"),
+                    ));
                     return;
                 };
                 let expr = &rest[start + 2..start + end];
@@ -312,9 +433,14 @@ fn subst(m: &mut Marked, params: &BTreeMap<String, (Marked, PathBuf)>, file: &Pa
                     None => {
                         let names: Vec<&str> = params.keys().map(String::as_str).collect();
                         let msg = if expr.starts_with("params.") {
-                            format!("unresolved `${{{expr}}}`: no parameter `{name}`{}", hint(name, names))
+                            format!(
+                                "unresolved `${{{expr}}}`: no parameter `{name}`{}",
+                                hint(name, names)
+                            )
                         } else {
-                            format!("unresolved `${{{expr}}}`: only `${{params.NAME}}` is supported")
+                            format!(
+                                "unresolved `${{{expr}}}`: only `${{params.NAME}}` is supported"
+                            )
                         };
                         diags.push(Diagnostic::new(file, Some(m.pos), field, msg));
                         return;

@@ -58,13 +58,21 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
             diags,
             stage.tree.pos,
             field,
-            format!("a stage must be a mapping with `kind:`, got {}", stage.tree.type_name()),
+            format!(
+                "a stage must be a mapping with `kind:`, got {}",
+                stage.tree.type_name()
+            ),
         );
         return None;
     };
     let kind = match stage.tree.get("kind") {
         None => {
-            push(diags, stage.key_pos, field, format!("missing `kind` (one of {})", KINDS.join(", ")));
+            push(
+                diags,
+                stage.key_pos,
+                field,
+                format!("missing `kind` (one of {})", KINDS.join(", ")),
+            );
             return None;
         }
         Some((_, k)) => match k.as_str() {
@@ -74,12 +82,21 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                     diags,
                     k.pos,
                     format!("{field}.kind"),
-                    format!("unknown stage kind `{s}`{}; known kinds: {}", hint(s, KINDS.iter().copied()), KINDS.join(", ")),
+                    format!(
+                        "unknown stage kind `{s}`{}; known kinds: {}",
+                        hint(s, KINDS.iter().copied()),
+                        KINDS.join(", ")
+                    ),
                 );
                 return None;
             }
             None => {
-                push(diags, k.pos, format!("{field}.kind"), format!("expected a string, got {}", k.type_name()));
+                push(
+                    diags,
+                    k.pos,
+                    format!("{field}.kind"),
+                    format!("expected a string, got {}", k.type_name()),
+                );
                 return None;
             }
         },
@@ -103,7 +120,15 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                 }
             }
             Node::Null => {}
-            _ => push(diags, inp.pos, format!("{field}.inputs"), format!("expected a mapping slot → stage id, got {}", inp.type_name())),
+            _ => push(
+                diags,
+                inp.pos,
+                format!("{field}.inputs"),
+                format!(
+                    "expected a mapping slot → stage id, got {}",
+                    inp.type_name()
+                ),
+            ),
         }
     }
 
@@ -124,8 +149,16 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                     return None;
                 }
                 for p in config.check() {
-                    let f = if p.field.is_empty() { field.clone() } else { format!("{field}.{}", p.field) };
-                    let pos = if p.field.is_empty() { stage.key_pos } else { stage.tree.locate(&p.field) };
+                    let f = if p.field.is_empty() {
+                        field.clone()
+                    } else {
+                        format!("{field}.{}", p.field)
+                    };
+                    let pos = if p.field.is_empty() {
+                        stage.key_pos
+                    } else {
+                        stage.tree.locate(&p.field)
+                    };
                     push(diags, pos, f, p.message);
                 }
                 return Some(StageSpec {
@@ -141,7 +174,11 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                 ok = false;
                 let path = err.path().to_string();
                 let message = err.inner().to_string();
-                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_string();
                 if let Some(bad) = unknown_name(&message, "unknown field `") {
                     let (parent, _) = split_parent(&path);
                     let candidates = backticked(&message);
@@ -151,7 +188,11 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                         diags,
                         pos,
                         f,
-                        format!("unknown field `{bad}`{}; expected one of {}", hint(&bad, candidates.iter().map(String::as_str)), candidates.join(", ")),
+                        format!(
+                            "unknown field `{bad}`{}; expected one of {}",
+                            hint(&bad, candidates.iter().map(String::as_str)),
+                            candidates.join(", ")
+                        ),
                     );
                     if !remove_field(&mut fields, parent, &bad) {
                         return None;
@@ -171,7 +212,11 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                         candidates.join(", ")
                     );
                 }
-                let f = if path == "." { field.clone() } else { join(&field, &path) };
+                let f = if path == "." {
+                    field.clone()
+                } else {
+                    join(&field, &path)
+                };
                 push(diags, pos, f, message);
                 return None;
             }
@@ -213,7 +258,11 @@ fn backticked(message: &str) -> Vec<String> {
         .collect()
 }
 
-fn remove_field(fields: &mut serde_json::Map<String, serde_json::Value>, parent: &str, name: &str) -> bool {
+fn remove_field(
+    fields: &mut serde_json::Map<String, serde_json::Value>,
+    parent: &str,
+    name: &str,
+) -> bool {
     let mut obj = fields;
     for seg in parent.split('.').filter(|s| !s.is_empty() && *s != ".") {
         match obj.get_mut(seg).and_then(|v| v.as_object_mut()) {
@@ -231,9 +280,16 @@ fn find_value(tree: &Marked, text: &str) -> Option<super::Pos> {
         .map(|(_, v)| v.pos)
 }
 
-fn check_inputs(raw: &[RawStage], specs: &BTreeMap<String, StageSpec>, ids: &[String], diags: &mut Vec<Diagnostic>) {
+fn check_inputs(
+    raw: &[RawStage],
+    specs: &BTreeMap<String, StageSpec>,
+    ids: &[String],
+    diags: &mut Vec<Diagnostic>,
+) {
     for stage in raw {
-        let Some(spec) = specs.get(&stage.id) else { continue };
+        let Some(spec) = specs.get(&stage.id) else {
+            continue;
+        };
         let slots = spec.config.inputs();
         let field = format!("stages.{}.inputs", stage.id);
         let input_tree = stage.tree.get("inputs").map(|(_, v)| v);
@@ -251,9 +307,18 @@ fn check_inputs(raw: &[RawStage], specs: &BTreeMap<String, StageSpec>, ids: &[St
                 };
                 diags.push(Diagnostic::new(
                     &spec.file,
-                    Some(input_tree.and_then(|t| t.get(slot)).map(|(k, _)| k.pos).unwrap_or(pos)),
+                    Some(
+                        input_tree
+                            .and_then(|t| t.get(slot))
+                            .map(|(k, _)| k.pos)
+                            .unwrap_or(pos),
+                    ),
                     format!("{field}.{slot}"),
-                    format!("`{}` has no input `{slot}`{}; {expected}", spec.config.kind(), hint(slot, names.iter().copied())),
+                    format!(
+                        "`{}` has no input `{slot}`{}; {expected}",
+                        spec.config.kind(),
+                        hint(slot, names.iter().copied())
+                    ),
                 ));
                 continue;
             };
@@ -288,7 +353,12 @@ fn check_inputs(raw: &[RawStage], specs: &BTreeMap<String, StageSpec>, ids: &[St
                     &spec.file,
                     Some(input_tree.map(|t| t.pos).unwrap_or(spec.pos)),
                     field.clone(),
-                    format!("missing input `{}` (a {} artifact) for `{}`", def.name, def.kind, spec.config.kind()),
+                    format!(
+                        "missing input `{}` (a {} artifact) for `{}`",
+                        def.name,
+                        def.kind,
+                        spec.config.kind()
+                    ),
                 ));
             }
         }

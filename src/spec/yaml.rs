@@ -202,12 +202,10 @@ fn split_path(path: &str) -> impl Iterator<Item = Seg<'_>> {
 pub fn parse(text: &str) -> Result<Marked, YamlError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, false)
-        .map_err(|e| YamlError {
-            pos: (*e.marker()).into(),
-            message: e.info().to_string(),
-        })?;
+    parser.load(&mut builder, false).map_err(|e| YamlError {
+        pos: (*e.marker()).into(),
+        message: e.info().to_string(),
+    })?;
     if let Some(err) = builder.error {
         return Err(err);
     }
@@ -288,8 +286,9 @@ impl MarkedEventReceiver for Builder {
                 if self.error.is_none() {
                     self.error = Some(YamlError {
                         pos,
-                        message: "YAML aliases are not supported; use `params:` and `${params.NAME}`"
-                            .into(),
+                        message:
+                            "YAML aliases are not supported; use `params:` and `${params.NAME}`"
+                                .into(),
                     });
                 }
                 self.push_value(Marked::new(Node::Null, pos));
@@ -345,7 +344,10 @@ mod tests {
         assert_eq!(t.locate("b.c"), Pos { line: 3, col: 6 });
         assert_eq!(t.locate("b.c[1]"), Pos { line: 3, col: 10 });
         assert_eq!(t.locate_key("b", "d"), Pos { line: 4, col: 3 });
-        assert_eq!(t.get("b").unwrap().1.get("d").unwrap().1.node, Node::Str("1".into()));
+        assert_eq!(
+            t.get("b").unwrap().1.get("d").unwrap().1.node,
+            Node::Str("1".into())
+        );
         assert_eq!(
             t.to_json(),
             serde_json::json!({"a": 1, "b": {"c": ["x", 2.5, true], "d": "1"}})

@@ -70,7 +70,12 @@ impl Hashes {
         if rows.len() != meta.count * meta.width {
             return Err(StageError::Artifact {
                 path: bin,
-                message: format!("{} bytes for {} hashes of {}", rows.len(), meta.count, meta.width),
+                message: format!(
+                    "{} bytes for {} hashes of {}",
+                    rows.len(),
+                    meta.count,
+                    meta.width
+                ),
             });
         }
         Ok(Self { meta, rows })

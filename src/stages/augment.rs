@@ -26,7 +26,11 @@ impl Stage for Augment {
     const INPUTS: &'static [Slot] = &[super::optional_slot("data", ArtifactKind::Dataset)];
 
     fn check(&self) -> Vec<Problem> {
-        self.0.validate().into_iter().map(|m| Problem::new("", m)).collect()
+        self.0
+            .validate()
+            .into_iter()
+            .map(|m| Problem::new("", m))
+            .collect()
     }
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
@@ -38,11 +42,17 @@ impl Stage for Augment {
             let mut buf = vec![0f32; shape.image_len()];
             let rows: Vec<Vec<GridImage>> = (0..ds.len().min(6))
                 .map(|i| {
-                    let mut row = vec![GridImage { pixels: ds.image(i).to_vec(), shape }];
+                    let mut row = vec![GridImage {
+                        pixels: ds.image(i).to_vec(),
+                        shape,
+                    }];
                     for epoch in 0..7 {
                         let t = augment::draw(&self.0, epoch, i as u64);
                         augment::render(&self.0, &t, ds.image(i), shape, &mut buf);
-                        row.push(GridImage { pixels: chw_to_hwc(&buf, shape, self.0.rescale), shape });
+                        row.push(GridImage {
+                            pixels: chw_to_hwc(&buf, shape, self.0.rescale),
+                            shape,
+                        });
                     }
                     row
                 })
@@ -70,7 +80,11 @@ impl Stage for Augment {
 
 /// Back from the model's CHW floats to displayable HWC bytes.
 fn chw_to_hwc(chw: &[f32], shape: crate::data::Shape, rescale: f32) -> Vec<u8> {
-    let (h, w, c) = (shape.height as usize, shape.width as usize, shape.channels as usize);
+    let (h, w, c) = (
+        shape.height as usize,
+        shape.width as usize,
+        shape.channels as usize,
+    );
     let scale = if rescale != 0.0 { 1.0 / rescale } else { 1.0 };
     let mut out = vec![0u8; h * w * c];
     for ch in 0..c {

@@ -51,8 +51,12 @@ impl Stage for Dedup {
         }
         let groups = index::group_by_radius(&hashes.rows, hashes.meta.width, self.radius)
             .map_err(|e| StageError::Invalid(e.to_string()))?;
-        let duplicate_groups: Vec<Vec<u32>> =
-            groups.groups.iter().filter(|g| g.len() > 1).cloned().collect();
+        let duplicate_groups: Vec<Vec<u32>> = groups
+            .groups
+            .iter()
+            .filter(|g| g.len() > 1)
+            .cloned()
+            .collect();
         let in_groups: usize = duplicate_groups.iter().map(Vec::len).sum();
         let artifact = GroupsArtifact {
             algorithm: hashes.meta.algorithm,

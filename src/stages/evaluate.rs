@@ -77,7 +77,10 @@ impl Stage for Evaluate {
     fn check(&self) -> Vec<Problem> {
         match self.threshold {
             Threshold::Fixed(t) if !(0.0..=1.0).contains(&t) => {
-                vec![Problem::new("threshold", format!("threshold must be within [0, 1] or `tune`, got {t}"))]
+                vec![Problem::new(
+                    "threshold",
+                    format!("threshold must be within [0, 1] or `tune`, got {t}"),
+                )]
             }
             _ => Vec::new(),
         }
@@ -126,7 +129,8 @@ impl Stage for Evaluate {
         let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).map_err(io_err(&csv))?);
         writeln!(w, "index,name,label,probability").map_err(io_err(&csv))?;
         for (k, &i) in idx.iter().enumerate() {
-            writeln!(w, "{i},{},{},{:.6}", ds.names[i], labels[i], probs[k]).map_err(io_err(&csv))?;
+            writeln!(w, "{i},{},{},{:.6}", ds.names[i], labels[i], probs[k])
+                .map_err(io_err(&csv))?;
         }
         w.flush().map_err(io_err(&csv))?;
         let png = ctx.out.join("confusion.png");

@@ -65,7 +65,9 @@ pub fn select(groups: &GroupsArtifact, labels: &[u8], policy: Policy) -> Selecti
         }
     }
     SelectionArtifact {
-        kept: (0..groups.count as u32).filter(|&i| !drop[i as usize]).collect(),
+        kept: (0..groups.count as u32)
+            .filter(|&i| !drop[i as usize])
+            .collect(),
         removed_copies: copies,
         removed_conflicting: conflicting,
         conflicting_groups: conflict_groups,
@@ -91,13 +93,23 @@ impl Stage for FilterConflicts {
         if labels.len() != groups.count {
             return Err(StageError::Artifact {
                 path: gpath,
-                message: format!("groups cover {} images, dataset has {}", groups.count, labels.len()),
+                message: format!(
+                    "groups cover {} images, dataset has {}",
+                    groups.count,
+                    labels.len()
+                ),
             });
         }
         let sel = select(&groups, labels, self.policy);
         write_json(&ctx.out.join(SELECTION), &sel)?;
         let mut figures = Vec::new();
-        if draw_conflicts(&ds, &groups, labels, self.figure_pairs, &ctx.out.join("conflicts.png"))? {
+        if draw_conflicts(
+            &ds,
+            &groups,
+            labels,
+            self.figure_pairs,
+            &ctx.out.join("conflicts.png"),
+        )? {
             figures.push("conflicts.png".into());
         }
         let removed = sel.removed_copies + sel.removed_conflicting;
@@ -135,8 +147,14 @@ fn draw_conflicts(
             let b = g.iter().find(|&&i| labels[i as usize] == 1)?;
             let (a, b) = (ds.image(*a as usize), ds.image(*b as usize));
             Some(vec![
-                GridImage { pixels: a.to_vec(), shape: ds.shape },
-                GridImage { pixels: b.to_vec(), shape: ds.shape },
+                GridImage {
+                    pixels: a.to_vec(),
+                    shape: ds.shape,
+                },
+                GridImage {
+                    pixels: b.to_vec(),
+                    shape: ds.shape,
+                },
                 abs_difference(a, b, ds.shape),
             ])
         })
@@ -171,7 +189,14 @@ mod tests {
         let labels = [1, 0, 1, 0, 1, 0, 0];
         let s = select(&groups(), &labels, Policy::DropAll);
         assert_eq!(s.kept, vec![0, 3, 5]);
-        assert_eq!((s.removed_copies, s.removed_conflicting, s.conflicting_groups), (1, 3, 1));
+        assert_eq!(
+            (
+                s.removed_copies,
+                s.removed_conflicting,
+                s.conflicting_groups
+            ),
+            (1, 3, 1)
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ impl Stage for Hash {
                         self.hash_size
                     )));
                 }
-                (dhash::dhash_all(&ds, self.hash_size), dhash::dhash_bytes(self.hash_size))
+                (
+                    dhash::dhash_all(&ds, self.hash_size),
+                    dhash::dhash_bytes(self.hash_size),
+                )
             }
             HashAlgorithm::Exact => {
                 let rows: Vec<u8> = (0..ds.len())
@@ -75,11 +78,17 @@ impl Stage for Hash {
         let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).map_err(io_err(&csv))?);
         writeln!(w, "index,name,hash").map_err(io_err(&csv))?;
         for i in 0..ds.len() {
-            writeln!(w, "{i},{},{}", ds.names[i], dhash::to_hex(hashes.row(i))).map_err(io_err(&csv))?;
+            writeln!(w, "{i},{},{}", ds.names[i], dhash::to_hex(hashes.row(i)))
+                .map_err(io_err(&csv))?;
         }
         w.flush().map_err(io_err(&csv))?;
         Ok(StageReport {
-            summary: format!("{} {:?} hashes of {} bits", ds.len(), self.algorithm, width * 8),
+            summary: format!(
+                "{} {:?} hashes of {} bits",
+                ds.len(),
+                self.algorithm,
+                width * 8
+            ),
             figures: vec!["hashes.csv".into()],
             ..Default::default()
         }

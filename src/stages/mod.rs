@@ -274,4 +274,3 @@ pub fn slots_of(kind: &str) -> Option<&'static [Slot]> {
         _ => return None,
     })
 }
-

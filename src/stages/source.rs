@@ -74,7 +74,10 @@ pub struct FolderSource {
 
 fn check_shape(problems: &mut Vec<Problem>, h: u32, w: u32, c: u32) {
     if h == 0 || w == 0 {
-        problems.push(Problem::new("height", "height and width must be at least 1"));
+        problems.push(Problem::new(
+            "height",
+            "height and width must be at least 1",
+        ));
     }
     if c != 1 && c != 3 {
         problems.push(Problem::new(
@@ -119,7 +122,10 @@ impl Stage for Source {
                     Some(csv) => {
                         let csv_path = base.join(csv);
                         let rows = read_labels_csv(&csv_path)?;
-                        let files = rows.into_iter().map(|(name, _, _)| dir.join(name)).collect();
+                        let files = rows
+                            .into_iter()
+                            .map(|(name, _, _)| dir.join(name))
+                            .collect();
                         vec![
                             ("labels".to_string(), vec![csv_path]),
                             ("images".to_string(), files),
@@ -228,11 +234,7 @@ fn run_raw(r: &RawSource, ctx: &StageContext) -> Result<StageReport, StageError>
             if labels.len() != count {
                 return Err(StageError::Input {
                     path: lpath,
-                    message: format!(
-                        "{} labels for {count} images in {}",
-                        labels.len(),
-                        r.images
-                    ),
+                    message: format!("{} labels for {count} images in {}", labels.len(), r.images),
                 });
             }
             Some(labels)
@@ -290,7 +292,10 @@ pub fn read_labels_csv(path: &Path) -> Result<Vec<(String, u8, usize)>, StageErr
 
 fn is_image(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("png" | "jpg" | "jpeg")
     )
 }

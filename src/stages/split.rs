@@ -44,9 +44,16 @@ impl Stage for SplitStage {
 
     fn check(&self) -> Vec<Problem> {
         let mut p = Vec::new();
-        for (name, v) in [("train", self.train), ("val", self.val), ("test", self.test)] {
+        for (name, v) in [
+            ("train", self.train),
+            ("val", self.val),
+            ("test", self.test),
+        ] {
             if !(0.0..=1.0).contains(&v) {
-                p.push(Problem::new(name, format!("fraction must be within [0, 1], got {v}")));
+                p.push(Problem::new(
+                    name,
+                    format!("fraction must be within [0, 1], got {v}"),
+                ));
             }
         }
         let sum = self.train + self.val + self.test;
