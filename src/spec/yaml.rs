@@ -310,10 +310,11 @@ fn resolve_plain(s: &str) -> Node {
         _ => {}
     }
     let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
-        if let Ok(i) = s.replace('_', "").parse::<i64>() {
-            return Node::Int(i);
-        }
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+        && let Ok(i) = s.replace('_', "").parse::<i64>()
+    {
+        return Node::Int(i);
     }
     if let Some(hex) = s.strip_prefix("0x")
         && let Ok(i) = i64::from_str_radix(hex, 16)

@@ -198,7 +198,7 @@ fn run_raw(r: &RawSource, ctx: &StageContext) -> Result<StageReport, StageError>
             message: format!("cannot read: {e}"),
         })?
         .len() as usize;
-    if size % per != 0 {
+    if !size.is_multiple_of(per) {
         return Err(StageError::Input {
             path,
             message: format!(
