@@ -7,7 +7,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/bench/out/noop
 mkdir -p "$out"
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" 2>/dev/null || cargo build --release --manifest-path "$root/Cargo.toml"
 pipe=$root/target/release/pipe
 python3 -m pip install --quiet pillow numpy dvc >/dev/null
 
@@ -33,8 +33,9 @@ time_cmd() { # repeats cmd...
 }
 
 # ---- 20,000 files: pipe vs dvc ----
-d=$out/n20000
-if [ ! -f "$d/labels.csv" ]; then python3 "$root/bench/make_folder.py" "$d" 20000; fi
+n_small=${N_SMALL:-20000}
+d=$out/n$n_small
+if [ ! -f "$d/labels.csv" ]; then python3 "$root/bench/make_folder.py" "$d" "$n_small"; fi
 write_pipeline "$d"
 cd "$d"
 rm -rf cache
@@ -72,16 +73,17 @@ stages:
 YAML
 dvc repro -q >/dev/null
 dvc_s=$(time_cmd 3 dvc repro -q)
-printf 'no-op rerun, 20,000 files: pipe %.3f s, dvc repro %.3f s, pipe is %.1fx faster\n' \
+printf "no-op rerun, $n_small files: pipe %.3f s, dvc repro %.3f s, pipe is %.1fx faster\n" \
   "$pipe_s" "$dvc_s" "$(echo "$dvc_s / $pipe_s" | bc -l)"
 
 # ---- 116,000 files: pipe only ----
-d=$out/n116000
-if [ ! -f "$d/labels.csv" ]; then python3 "$root/bench/make_folder.py" "$d" 116000; fi
+n_big=${N_BIG:-116000}
+d=$out/n$n_big
+if [ ! -f "$d/labels.csv" ]; then python3 "$root/bench/make_folder.py" "$d" "$n_big"; fi
 write_pipeline "$d"
 cd "$d"
 rm -rf cache
 cold=$( { /usr/bin/time -f '%e %M' "$pipe" run noop.yaml >/dev/null; } 2>&1 | tail -1)
 big_s=$(time_cmd 5 "$pipe" run noop.yaml)
-printf 'first run, 116,000 files: %s s wall, %s KiB peak RSS\n' ${cold}
-printf 'no-op rerun, 116,000 files: pipe %.3f s (target < 0.5 s)\n' "$big_s"
+printf "first run, $n_big files: %s s wall, %s KiB peak RSS\n" ${cold}
+printf "no-op rerun, $n_big files: pipe %.3f s (target < 0.5 s)\n" "$big_s"

@@ -96,6 +96,9 @@ pub enum Command {
     Compare {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Also draw every evaluation's confusion matrix side by side into this PNG.
+        #[arg(long, value_name = "FILE")]
+        png: Option<PathBuf>,
     },
     /// Print a model's Keras-like summary (layers, output shapes, parameters).
     Model {

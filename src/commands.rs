@@ -39,7 +39,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Why { file, stage, set } => with_pipeline(&file, &set, |p| why(p, cache, &stage)),
         Command::Gc { keep_runs, dry_run } => gc(cache, keep_runs, dry_run),
         Command::Runs { limit } => runs(cache, limit),
-        Command::Compare { files } => compare(cache, &files),
+        Command::Compare { files, png } => compare(cache, &files, png.as_deref()),
         Command::Model { name, input } => model(&name, &input),
     }
 }
@@ -117,7 +117,12 @@ fn validate(files: &[std::path::PathBuf], set: &[Override], format: Format) -> i
     let mut all = Vec::new();
     for f in files {
         if let Err(d) = load(f, set) {
-            all.extend(d);
+            // A file included by several of the given files is reported once.
+            for diag in d {
+                if !all.contains(&diag) {
+                    all.push(diag);
+                }
+            }
         }
     }
     match format {
@@ -246,9 +251,12 @@ fn runs(cache: &Path, limit: usize) -> i32 {
     EXIT_OK
 }
 
-fn compare(cache: &Path, files: &[std::path::PathBuf]) -> i32 {
+fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i32 {
+    use crate::stages::evaluate::{EvaluationResult, RESULT_FILE};
     let all = load_all(cache);
+    let store = crate::cache::Store { root: cache.to_path_buf() };
     let mut rows = Vec::new();
+    let mut matrices = Vec::new();
     for f in files {
         let p = match load(f, &[]) {
             Ok(p) => p,
@@ -258,38 +266,43 @@ fn compare(cache: &Path, files: &[std::path::PathBuf]) -> i32 {
             }
         };
         let Some((_, rec)) = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok) else {
-            eprintln!(
-                "warning: {} has no successful run in {}",
-                f.display(),
-                cache.display()
-            );
+            eprintln!("warning: {} has no successful run in {}", f.display(), cache.display());
             continue;
         };
         for (id, s) in &rec.stages {
-            if s.kind == "evaluate"
-                && let Some(b) = s.report.metrics.get("balanced_accuracy")
-            {
-                let m = |k: &str| {
-                    s.report
-                        .metrics
-                        .get(k)
-                        .map(|v| format!("{v:.4}"))
-                        .unwrap_or_else(|| "–".into())
-                };
-                rows.push(format!(
-                    "| {} | {id} | {b:.4} | {} | {} | {} |",
-                    p.name,
-                    m("accuracy"),
-                    m("roc_auc"),
-                    m("threshold")
-                ));
+            let Some(b) = s.report.metrics.get("balanced_accuracy") else { continue };
+            if !matches!(s.kind.as_str(), "evaluate" | "ensemble") {
+                continue;
+            }
+            let m = |k: &str| s.report.metrics.get(k).map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into());
+            rows.push((id.clone(), format!("| {} | {id} | {b:.4} | {} | {} | {} |", p.name, m("accuracy"), m("roc_auc"), m("threshold"))));
+            if let Some(d) = &s.digest {
+                let path = store.object_dir(d).join(RESULT_FILE);
+                if let Ok(r) = crate::stages::artifacts::read_json::<EvaluationResult>(&path) {
+                    matrices.push((id.clone(), r.confusion));
+                } else if let Ok(v) = crate::stages::artifacts::read_json::<serde_json::Value>(&path)
+                    && let Ok(c) = serde_json::from_value(v["confusion"].clone())
+                {
+                    matrices.push((id.clone(), c));
+                }
             }
         }
     }
+    rows.sort();
+    rows.dedup();
     println!("| pipeline | stage | balanced accuracy | accuracy | ROC AUC | threshold |");
     println!("|---|---|---|---|---|---|");
-    for r in rows {
+    for (_, r) in &rows {
         println!("{r}");
+    }
+    if let Some(png) = png {
+        matrices.sort_by(|a, b| a.0.cmp(&b.0));
+        matrices.dedup_by(|a, b| a.0 == b.0);
+        if let Err(e) = crate::report::plot::confusion_grid_png(png, &matrices) {
+            eprintln!("error: {}: {e}", png.display());
+            return EXIT_INTERNAL;
+        }
+        println!("\nconfusion matrices: {}", png.display());
     }
     EXIT_OK
 }

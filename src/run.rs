@@ -328,6 +328,7 @@ impl<'a> Engine<'a> {
                             }
                         };
                         let key_hex = key.digest();
+                        tracing::debug!(stage = %id, key = %key_hex, "key computed");
                         let forced = opts.force.contains(&id);
                         if !forced && let Some(entry) = self.store.lookup(&key_hex) {
                             pending.remove(&id);
@@ -399,6 +400,7 @@ impl<'a> Engine<'a> {
                         }
                         pending.remove(&id);
                         running.insert(id.clone());
+                        tracing::info!(stage = %id, key = %key_hex, forced, "cache miss: running");
                         let out = self.store.begin(&id)?;
                         let work = self.store.work_dir(&key_hex);
                         let inputs: BTreeMap<String, PathBuf> = spec

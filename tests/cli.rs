@@ -608,3 +608,138 @@ fn includes_share_stages_and_cache_entries() {
     let out = env.ok(&["run", "exp.yaml"]);
     assert_eq!(ran(&out), ["split2"]);
 }
+
+// ---------- shipped pipelines, end to end on tiny synthetic data ----------
+
+/// Copies `pipelines/` into a temp dir and writes tiny challenge files into its `data/`:
+/// synthetic faces as `db_train.raw` + `label_train.txt`, and a `db_test.raw` made of new faces
+/// with `copies` training images planted at known positions.
+fn shipped_env(n_train: usize, copies: &[usize]) -> (Env, Vec<usize>) {
+    use pipe::data::synthetic::{SyntheticConfig, generate};
+    let env = Env::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        std::fs::create_dir_all(env.path("pipelines")).unwrap();
+        std::fs::copy(e.path(), env.path("pipelines").join(e.file_name())).unwrap();
+    }
+    let cfg = SyntheticConfig {
+        count: n_train,
+        exact_duplicates: 4,
+        near_duplicates: 4,
+        conflicting_duplicates: 2,
+        ..SyntheticConfig::default()
+    };
+    let (train, _) = generate(&cfg).unwrap();
+    let (fresh, _) = generate(&SyntheticConfig { seed: 1234, count: 30, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0, ..cfg.clone() }).unwrap();
+    std::fs::create_dir_all(env.path("data")).unwrap();
+    std::fs::write(env.path("data/db_train.raw"), &train.pixels[..]).unwrap();
+    let labels: String = train.labels.as_ref().unwrap().iter().map(|&l| if l == 1 { "1\n" } else { "-1\n" }).collect();
+    std::fs::write(env.path("data/label_train.txt"), labels).unwrap();
+    let mut test = Vec::new();
+    let mut positions = Vec::new();
+    let mut next_copy = copies.iter();
+    for i in 0..fresh.len() {
+        if i % 4 == 1
+            && let Some(&c) = next_copy.next()
+        {
+            positions.push(test.len() / fresh.shape.image_len());
+            test.extend_from_slice(train.image(c));
+        }
+        test.extend_from_slice(fresh.image(i));
+    }
+    std::fs::write(env.path("data/db_test.raw"), &test).unwrap();
+    (env, positions)
+}
+
+fn small_training(stage: &str) -> Vec<String> {
+    [format!("stages.{stage}.epochs=1"), format!("stages.{stage}.batch_size=32")].to_vec()
+}
+
+fn run_with(env: &Env, file: &str, sets: &[String]) -> String {
+    let mut args = vec!["run", file];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    env.ok(&args)
+}
+
+#[test]
+fn final_b3_pipeline_writes_the_submission_with_hash_overrides() {
+    let copies = [2usize, 40, 90, 150, 199];
+    let (env, positions) = shipped_env(240, &copies);
+    let out = run_with(&env, "pipelines/final_b3.yaml", &small_training("train_final"));
+    assert!(out.contains("took a training label by hash"), "{out}");
+    let obj = find_files(&env.path("cache/objects"), "submission.txt");
+    assert_eq!(obj.len(), 1);
+    let sub = std::fs::read_to_string(&obj[0]).unwrap();
+    let lines: Vec<&str> = sub.lines().collect();
+    assert_eq!(lines.len(), 30 + copies.len(), "one label per test image");
+    assert!(lines.iter().all(|l| *l == "1" || *l == "-1"));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(obj[0].with_file_name("predict.json")).unwrap()).unwrap();
+    assert_eq!(summary["overridden"], copies.len());
+    // The planted copies carry their training labels, in input order.
+    let train_labels: Vec<String> = std::fs::read_to_string(env.path("data/label_train.txt")).unwrap().lines().map(str::to_string).collect();
+    for (p, c) in positions.iter().zip(copies) {
+        assert_eq!(lines[*p], train_labels[c], "test image {p} is a copy of training image {c}");
+    }
+    assert!(obj[0].with_file_name("overrides.png").exists());
+    let analyze = find_files(&env.path("cache/objects"), "saliency.png");
+    assert_eq!(analyze.len(), 1);
+}
+
+#[test]
+fn model_pipelines_run_end_to_end_and_compare_prints_table_1() {
+    let (env, _) = shipped_env(160, &[]);
+    let mut sets = Vec::new();
+    for m in ["b1", "b2", "b3", "tl1", "tl2", "tl3"] {
+        sets.extend(small_training(&format!("train_{m}")));
+    }
+    for m in ["tl1", "tl2", "tl3"] {
+        sets.push(format!("stages.train_{m}.weights=null"));
+    }
+    let out = run_with(&env, "pipelines/compare.yaml", &sets);
+    assert!(out.contains("ensemble balanced accuracy"), "{out}");
+    let table = env.ok(&["compare", "pipelines/compare.yaml", "--png", "table1.png"]);
+    for m in ["evaluate_b1", "evaluate_b2", "evaluate_b3", "evaluate_tl1", "evaluate_tl2", "evaluate_tl3", "ensemble_tl1_tl3"] {
+        assert!(table.contains(m), "{m} missing from\n{table}");
+    }
+    assert!(env.path("table1.png").exists());
+    // Each single-model pipeline shares the data stages and the trained models' cache entries.
+    for m in ["b1", "b2", "b3", "tl1", "tl2", "tl3"] {
+        let mut s = small_training(&format!("train_{m}"));
+        if m.starts_with("tl") {
+            s.push(format!("stages.train_{m}.weights=null"));
+        }
+        let out = run_with(&env, &format!("pipelines/{m}.yaml"), &s);
+        assert!(ran(&out).is_empty(), "{m}: {out}");
+    }
+}
+
+#[test]
+fn a_killed_training_resumes_from_its_last_epoch() {
+    let env = Env::new();
+    env.write(
+        "t.yaml",
+        "stages:\n  faces: {kind: source, format: synthetic, count: 150, height: 24, width: 24, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}\n  split: {kind: split, inputs: {data: faces}}\n  train: {kind: train, model: b1, epochs: 30, batch_size: 16, inputs: {data: faces, split: split}}\n",
+    );
+    let mut child = env.cmd(&["run", "t.yaml"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if !find_files(&env.path("cache/work"), "state.json").is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no epoch checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.ok(&["run", "t.yaml"]);
+    let summary = find_files(&env.path("cache/objects"), "summary.json");
+    assert_eq!(summary.len(), 1);
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary[0]).unwrap()).unwrap();
+    assert!(s["resumed_from_epoch"].as_u64().is_some_and(|e| (1..30).contains(&e)), "{s}");
+    assert_eq!(s["epochs_run"], 30);
+    assert!(find_files(&env.path("cache/work"), "state.json").is_empty(), "work dir removed after commit");
+}

@@ -298,7 +298,11 @@ fn check_inputs(
                 .and_then(|t| t.get(slot))
                 .map(|(_, v)| v.pos)
                 .unwrap_or(spec.pos);
-            let Some(def) = slots.iter().find(|s| s.name == slot) else {
+            let def = slots
+                .iter()
+                .find(|s| s.name == slot)
+                .or_else(|| slots.iter().find(|s| s.name == stages::ANY_SLOT));
+            let Some(def) = def else {
                 let names: Vec<&str> = slots.iter().map(|s| s.name).collect();
                 let expected = if names.is_empty() {
                     "it takes no inputs".to_string()

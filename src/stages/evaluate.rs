@@ -95,7 +95,6 @@ impl Stage for Evaluate {
         let split = SplitArtifact::read(ctx.input("split")?)?;
         let model_dir = ctx.input("model")?;
         let device = ctx.device.unwrap_or_default();
-        let rescale = read_rescale(model_dir);
         let pick = |on: On| match on {
             On::Train => to_usize(&split.train),
             On::Val => to_usize(&split.val),
@@ -105,13 +104,13 @@ impl Stage for Evaluate {
             Threshold::Fixed(t) => t,
             Threshold::Named(ThresholdName::Tune) => {
                 let val = pick(On::Val);
-                let p = predict(model_dir, self.checkpoint, &ds, &val, rescale, device)?;
+                let p = model_probs(model_dir, self.checkpoint, &ds, &val, device)?;
                 let l: Vec<u8> = val.iter().map(|&i| labels[i]).collect();
                 metrics::tune_threshold(&l, &p)
             }
         };
         let idx = pick(self.on);
-        let probs = predict(model_dir, self.checkpoint, &ds, &idx, rescale, device)?;
+        let probs = model_probs(model_dir, self.checkpoint, &ds, &idx, device)?;
         let l: Vec<u8> = idx.iter().map(|&i| labels[i]).collect();
         let c = metrics::confusion(&l, &probs, threshold);
         let result = EvaluationResult {
@@ -156,6 +155,17 @@ impl Stage for Evaluate {
         }
         Ok(report)
     }
+}
+
+/// Probabilities of a trained model (a `train` output directory) for `indices`.
+pub(crate) fn model_probs(
+    model_dir: &std::path::Path,
+    checkpoint: Checkpoint,
+    ds: &crate::data::Dataset,
+    indices: &[usize],
+    device: crate::ml::backend::DeviceChoice,
+) -> Result<Vec<f32>, StageError> {
+    Ok(predict(model_dir, checkpoint, ds, indices, read_rescale(model_dir), device)?)
 }
 
 /// The rescale factor the model was trained with (recorded by `train` in `stage.json`).

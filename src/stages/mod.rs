@@ -6,10 +6,13 @@
 
 pub mod artifacts;
 pub mod augment;
+pub mod analyze;
 pub mod dedup;
+pub mod ensemble;
 pub mod evaluate;
 pub mod filter_conflicts;
 pub mod hash;
+pub mod predict;
 pub mod source;
 pub mod split;
 pub mod train;
@@ -35,6 +38,9 @@ pub enum ArtifactKind {
     Augment,
     Model,
     Evaluation,
+    Ensemble,
+    Predictions,
+    Analysis,
 }
 
 impl fmt::Display for ArtifactKind {
@@ -59,6 +65,17 @@ pub(crate) const fn required_slot(name: &'static str, kind: ArtifactKind) -> Slo
         required: true,
     }
 }
+
+/// Accepts inputs under any other slot name (e.g. the members of an ensemble).
+pub(crate) const fn any_slot(kind: ArtifactKind) -> Slot {
+    Slot {
+        name: ANY_SLOT,
+        kind,
+        required: false,
+    }
+}
+
+pub const ANY_SLOT: &str = "*";
 
 pub(crate) const fn optional_slot(name: &'static str, kind: ArtifactKind) -> Slot {
     Slot {
@@ -256,21 +273,8 @@ stage_kinds! {
     Augment => augment::Augment,
     Train => train::Train,
     Evaluate => evaluate::Evaluate,
+    Ensemble => ensemble::Ensemble,
+    Predict => predict::Predict,
+    Analyze => analyze::Analyze,
 }
 
-/// Input slots of a kind by name (for validation before a config exists).
-pub fn slots_of(kind: &str) -> Option<&'static [Slot]> {
-    Some(match kind {
-        k if k == source::Source::KIND => source::Source::INPUTS,
-        k if k == hash::Hash::KIND => hash::Hash::INPUTS,
-        k if k == dedup::Dedup::KIND => dedup::Dedup::INPUTS,
-        k if k == filter_conflicts::FilterConflicts::KIND => {
-            filter_conflicts::FilterConflicts::INPUTS
-        }
-        k if k == split::SplitStage::KIND => split::SplitStage::INPUTS,
-        k if k == augment::Augment::KIND => augment::Augment::INPUTS,
-        k if k == train::Train::KIND => train::Train::INPUTS,
-        k if k == evaluate::Evaluate::KIND => evaluate::Evaluate::INPUTS,
-        _ => return None,
-    })
-}

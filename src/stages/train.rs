@@ -121,6 +121,14 @@ impl Stage for Train {
             Some(dir) => Some(Augment::read(dir)?),
             None => None,
         };
+        if let Some(s) = &spec
+            && (s.rescale - self.rescale).abs() > f32::EPSILON * self.rescale.abs().max(1.0)
+        {
+            return Err(StageError::Invalid(format!(
+                "the augment input rescales by {} but this stage by {}: set both `rescale` fields alike",
+                s.rescale, self.rescale
+            )));
+        }
         let mut train_idx = to_usize(&split.train);
         if self.train_on == TrainOn::TrainVal {
             train_idx.extend(to_usize(&split.val));

@@ -1,0 +1,284 @@
+//! `ensemble`: combines the probabilities of N trained models — mean, weighted mean (weights
+//! fitted on the validation split to maximise balanced accuracy) or majority vote — and reports
+//! every member and the ensemble on the evaluation split (the report's §3.3 suggestion of
+//! combining TL1's class-1 strength with TL3's class-0 strength).
+
+use super::artifacts::{SplitArtifact, read_json, to_usize};
+use super::evaluate::{On, model_probs};
+use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
+use crate::ml::metrics::{self, Confusion};
+use crate::ml::train::Checkpoint;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    #[default]
+    Mean,
+    /// Weights fitted on the validation split.
+    Weighted,
+    /// Majority of the members' thresholded predictions (ties: mean probability).
+    Vote,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Ensemble {
+    #[serde(default)]
+    pub method: Method,
+    #[serde(default)]
+    pub checkpoint: Checkpoint,
+    #[serde(default)]
+    pub on: On,
+    #[serde(default = "half")]
+    pub threshold: f32,
+}
+
+fn half() -> f32 {
+    0.5
+}
+
+/// What the ensemble artifact records; `predict` reads it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnsembleFile {
+    pub method: Method,
+    pub checkpoint: Checkpoint,
+    pub threshold: f32,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    /// Input slot name (the stage id it came from is in the run record).
+    pub slot: String,
+    /// Digest of the member's `train` output, a sibling object in the cache.
+    pub digest: String,
+    pub weight: f64,
+    pub balanced_accuracy: f64,
+}
+
+pub const ENSEMBLE_FILE: &str = "ensemble.json";
+
+impl EnsembleFile {
+    /// Object directories of the members, next to the ensemble's own object.
+    pub fn member_dirs(&self, ensemble_dir: &Path) -> Vec<PathBuf> {
+        let objects = ensemble_dir.parent().and_then(Path::parent).unwrap_or(ensemble_dir);
+        self.members.iter().map(|m| objects.join(&m.digest[..2]).join(&m.digest)).collect()
+    }
+
+    /// Combined probabilities from per-member probabilities (member-major).
+    pub fn combine(&self, probs: &[Vec<f32>]) -> Vec<f32> {
+        let weights: Vec<f64> = self.members.iter().map(|m| m.weight).collect();
+        combine(self.method, &weights, probs, self.threshold)
+    }
+}
+
+pub fn combine(method: Method, weights: &[f64], probs: &[Vec<f32>], threshold: f32) -> Vec<f32> {
+    let n = probs.first().map_or(0, Vec::len);
+    let total: f64 = weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+    (0..n)
+        .map(|i| {
+            let mean = probs.iter().zip(weights).map(|(p, w)| p[i] as f64 * w).sum::<f64>() / total;
+            match method {
+                Method::Mean | Method::Weighted => mean as f32,
+                Method::Vote => {
+                    let votes = probs.iter().filter(|p| p[i] >= threshold).count() * 2;
+                    match votes.cmp(&probs.len()) {
+                        std::cmp::Ordering::Greater => 1.0,
+                        std::cmp::Ordering::Less => 0.0,
+                        std::cmp::Ordering::Equal => mean as f32,
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Weights (summing to 1) maximising balanced accuracy of the weighted mean on `labels`:
+/// coordinate ascent from equal weights in steps of 0.05, deterministic.
+pub fn fit_weights(probs: &[Vec<f32>], labels: &[u8], threshold: f32) -> Vec<f64> {
+    let k = probs.len();
+    let score = |w: &[f64]| {
+        let p = combine(Method::Weighted, w, probs, threshold);
+        metrics::confusion(labels, &p, threshold).balanced_accuracy()
+    };
+    let mut w = vec![1.0 / k as f64; k];
+    let mut best = score(&w);
+    for _ in 0..200 {
+        let mut improved = false;
+        for i in 0..k {
+            for delta in [0.05, -0.05] {
+                let mut c = w.clone();
+                c[i] = (c[i] + delta).max(0.0);
+                let sum: f64 = c.iter().sum();
+                if sum <= 0.0 {
+                    continue;
+                }
+                c.iter_mut().for_each(|v| *v /= sum);
+                let s = score(&c);
+                if s > best + 1e-12 {
+                    best = s;
+                    w = c;
+                    improved = true;
+                }
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
+    w
+}
+
+impl Stage for Ensemble {
+    const KIND: &'static str = "ensemble";
+    const VERSION: u32 = 1;
+    const OUTPUT: ArtifactKind = ArtifactKind::Ensemble;
+    /// Every other slot (any name) takes a trained model.
+    const INPUTS: &'static [Slot] = &[
+        super::required_slot("data", ArtifactKind::Dataset),
+        super::required_slot("split", ArtifactKind::Split),
+        super::any_slot(ArtifactKind::Model),
+    ];
+
+    fn check(&self) -> Vec<Problem> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return vec![Problem::new("threshold", "threshold must be within [0, 1]")];
+        }
+        Vec::new()
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
+        let members: Vec<(&String, &PathBuf)> =
+            ctx.inputs.iter().filter(|(slot, _)| *slot != "data" && *slot != "split").collect();
+        if members.len() < 2 {
+            return Err(StageError::Invalid(format!(
+                "an ensemble needs at least two model inputs, got {}",
+                members.len()
+            )));
+        }
+        let ds = ctx.dataset("data")?;
+        let labels = ds
+            .labels
+            .as_deref()
+            .ok_or_else(|| StageError::Invalid("ensemble needs a labelled dataset".into()))?;
+        let split = SplitArtifact::read(ctx.input("split")?)?;
+        let device = ctx.device.unwrap_or_default();
+        let val = to_usize(&split.val);
+        let eval = to_usize(match self.on {
+            On::Train => &split.train,
+            On::Val => &split.val,
+            On::Test => &split.test,
+        });
+        let pick = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<u8>>();
+        let (val_labels, eval_labels) = (pick(&val), pick(&eval));
+        let mut val_probs = Vec::new();
+        let mut eval_probs = Vec::new();
+        for (_, dir) in &members {
+            if self.method == Method::Weighted {
+                val_probs.push(model_probs(dir, self.checkpoint, &ds, &val, device)?);
+            }
+            eval_probs.push(model_probs(dir, self.checkpoint, &ds, &eval, device)?);
+        }
+        let weights = match self.method {
+            Method::Weighted => fit_weights(&val_probs, &val_labels, self.threshold),
+            _ => vec![1.0 / members.len() as f64; members.len()],
+        };
+        let file = EnsembleFile {
+            method: self.method,
+            checkpoint: self.checkpoint,
+            threshold: self.threshold,
+            members: members
+                .iter()
+                .zip(&weights)
+                .zip(&eval_probs)
+                .map(|(((slot, dir), &weight), p)| Member {
+                    slot: (*slot).clone(),
+                    digest: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    weight,
+                    balanced_accuracy: metrics::confusion(&eval_labels, p, self.threshold).balanced_accuracy(),
+                })
+                .collect(),
+        };
+        let combined = file.combine(&eval_probs);
+        let c: Confusion = metrics::confusion(&eval_labels, &combined, self.threshold);
+        ctx.write_json(ENSEMBLE_FILE, &file)?;
+        ctx.write_json(
+            "metrics.json",
+            &serde_json::json!({
+                "on": self.on,
+                "balanced_accuracy": c.balanced_accuracy(),
+                "accuracy": c.accuracy(),
+                "roc_auc": metrics::roc_auc(&eval_labels, &combined),
+                "confusion": c,
+            }),
+        )?;
+        let mut items: Vec<(String, Confusion)> = file
+            .members
+            .iter()
+            .zip(&eval_probs)
+            .map(|(m, p)| (m.slot.clone(), metrics::confusion(&eval_labels, p, self.threshold)))
+            .collect();
+        items.push((format!("ensemble ({:?})", self.method).to_lowercase(), c));
+        let png = ctx.out.join("confusion.png");
+        crate::report::plot::confusion_grid_png(&png, &items).map_err(|e| StageError::Artifact {
+            path: png.clone(),
+            message: e.to_string(),
+        })?;
+        let members_text: Vec<String> = file
+            .members
+            .iter()
+            .map(|m| format!("{} {:.4} (w {:.2})", m.slot, m.balanced_accuracy, m.weight))
+            .collect();
+        let mut report = StageReport {
+            summary: format!(
+                "{:?} ensemble balanced accuracy {:.4} on {:?}; members: {}",
+                self.method,
+                c.balanced_accuracy(),
+                self.on,
+                members_text.join(", ")
+            ),
+            figures: vec!["confusion.png".into(), "metrics.json".into()],
+            ..Default::default()
+        }
+        .metric("balanced_accuracy", c.balanced_accuracy())
+        .metric("accuracy", c.accuracy());
+        for m in &file.members {
+            report = report.metric(&format!("member_{}_bacc", m.slot), m.balanced_accuracy);
+        }
+        Ok(report)
+    }
+}
+
+pub fn read(dir: &Path) -> Result<EnsembleFile, StageError> {
+    read_json(&dir.join(ENSEMBLE_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_vote_and_weights_on_hand_made_probabilities() {
+        // Model a is right on class 1 only, model b right on class 0 only, c is noise.
+        let labels = [1u8, 1, 1, 1, 0, 0, 0, 0];
+        let a = vec![0.9f32, 0.8, 0.9, 0.7, 0.9, 0.8, 0.7, 0.6];
+        let b = vec![0.2f32, 0.1, 0.3, 0.2, 0.1, 0.2, 0.1, 0.3];
+        let c = vec![0.9f32, 0.1, 0.9, 0.1, 0.9, 0.1, 0.9, 0.1];
+        let probs = vec![a.clone(), b.clone(), c.clone()];
+        let mean = combine(Method::Mean, &[1.0, 1.0, 1.0], &probs, 0.5);
+        assert!((mean[0] - (0.9 + 0.2 + 0.9) / 3.0).abs() < 1e-6);
+        let vote = combine(Method::Vote, &[1.0, 1.0, 1.0], &probs, 0.5);
+        assert_eq!(vote[1], 0.0); // a yes, b no, c no
+        assert_eq!(vote[0], 1.0); // a yes, b no, c yes
+        let w = fit_weights(&probs, &labels, 0.5);
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let fitted = combine(Method::Weighted, &w, &probs, 0.5);
+        let bacc = metrics::confusion(&labels, &fitted, 0.5).balanced_accuracy();
+        assert_eq!(bacc, 1.0, "weights {w:?}");
+        for p in &probs {
+            assert!(metrics::confusion(&labels, p, 0.5).balanced_accuracy() < 1.0);
+        }
+    }
+}
