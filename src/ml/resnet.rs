@@ -51,7 +51,7 @@
 //! replicated to three channels).
 
 use crate::data::Shape;
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
@@ -429,7 +429,7 @@ pub fn build(spec: &ResNetSpec, device: &Device) -> Result<ResNet50Classifier, R
 /// [`ResNet50Classifier::new`]; biases, batch-norm scales/offsets and statistics keep their
 /// constant initial values), and parameter ids numbered in module order. The result depends on
 /// `seed` only, never on the backend's global generator, so concurrent builds cannot disturb
-/// each other and records are comparable across runs. Pretrained weights (if any) are loaded
+/// each other and records are identical byte for byte across runs. Pretrained weights (if any) are loaded
 /// over the random init, then `spec.mode` freezes.
 pub fn build_seeded(
     spec: &ResNetSpec,
@@ -441,15 +441,49 @@ pub fn build_seeded(
         rng: ChaCha8Rng::seed_from_u64(seed),
         next_id: 0,
     };
-    let model = ResNet50Classifier::new(device).map(&mut init);
+    let mut model = ResNet50Classifier::new(device).map(&mut init);
+    number_running_stats(&mut model);
     load_weights_and_freeze(spec, model)
+}
+
+/// First id of the batch-norm statistics in [`build_seeded`] (parameters count from 1).
+const RUNNING_ID_BASE: u64 = 1 << 32;
+
+/// Gives the batch-norm statistics fixed ids, in module order. They are not parameters (a
+/// mapper cannot renumber them, and loading a record keeps the destination's ids) but their
+/// ids are written into records.
+fn number_running_stats(model: &mut ResNet50Classifier) {
+    let mut next = RUNNING_ID_BASE;
+    let mut renumber = |bn: &mut BatchNorm| {
+        for stat in [&mut bn.running_mean, &mut bn.running_var] {
+            next += 1;
+            *stat = RunningState::with_id(ParamId::from(next), stat.value());
+        }
+    };
+    renumber(&mut model.bn_conv1);
+    for block in model
+        .res2
+        .iter_mut()
+        .chain(&mut model.res3)
+        .chain(&mut model.res4)
+        .chain(&mut model.res5)
+    {
+        renumber(&mut block.bn_branch2a);
+        renumber(&mut block.bn_branch2b);
+        renumber(&mut block.bn_branch2c);
+        if let Some(bn) = &mut block.bn_branch1 {
+            renumber(bn);
+        }
+    }
 }
 
 /// The network skeleton for loading a record written from a model built for `spec` (same
 /// freezing; values and parameter ids come from the record). Nothing is materialised.
 pub fn skeleton(spec: &ResNetSpec, device: &Device) -> Result<ResNet50Classifier, ResNetError> {
     validate_input(spec.input)?;
-    Ok(ResNet50Classifier::new(device).apply_transfer_mode(spec.mode))
+    let mut model = ResNet50Classifier::new(device);
+    number_running_stats(&mut model);
+    Ok(model.apply_transfer_mode(spec.mode))
 }
 
 fn load_weights_and_freeze(

@@ -1518,6 +1518,21 @@ mod tests {
         .unwrap();
         assert_eq!(p.len(), 3);
         assert!(p.iter().all(|v| (0.0..=1.0).contains(v)), "{p:?}");
+        // Saliency runs through the frozen ResNet too.
+        let maps = crate::ml::saliency::saliency(
+            out.path(),
+            Checkpoint::BestBacc,
+            &ds,
+            &[0, 5],
+            DeviceChoice::Cpu,
+        )
+        .unwrap();
+        assert_eq!(maps.len(), 2);
+        for m in &maps {
+            assert_eq!(m.len(), 32 * 32);
+            assert!(m.iter().all(|v| v.is_finite() && *v >= 0.0));
+            assert!(m.iter().any(|v| *v > 0.0));
+        }
         // Caffe preprocessing is recorded: the `rescale` argument is not used.
         let q = predict(
             out.path(),
@@ -1568,6 +1583,8 @@ mod tests {
         let s = go(None, r2.path(), o2.path()).unwrap();
         assert_eq!(s.resumed_from_epoch, Some(1));
         assert!(last(o1.path()) == last(o2.path()), "resumed run differs");
+        let bpk = |out: &Path| std::fs::read(out.join(Checkpoint::Last.file_name())).unwrap();
+        assert!(bpk(o1.path()) == bpk(o2.path()), "records differ");
         let a: ResumeState = read_json(&r1.path().join(RESUME_STATE)).unwrap();
         let b: ResumeState = read_json(&r2.path().join(RESUME_STATE)).unwrap();
         assert_eq!(curve::strip_seconds(&a.rows), curve::strip_seconds(&b.rows));
