@@ -328,6 +328,7 @@ fn model(name: &str, input: &str) -> i32 {
         input: crate::data::Shape::new(h, w, c),
         init: Default::default(),
         dropout: 0.3,
+        weights: None,
     };
     let problems = crate::ml::models::validate(&spec);
     if !problems.is_empty() {

@@ -6,4 +6,5 @@ pub mod curve;
 pub mod metrics;
 pub mod models;
 pub mod resnet;
+pub mod saliency;
 pub mod train;

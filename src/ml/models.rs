@@ -1,4 +1,6 @@
-//! The report's CNNs built from scratch (§3.1): B1, B2 and B3 (= B2's architecture).
+//! The report's CNNs built from scratch (§3.1): B1, B2 and B3 (= B2's architecture), and the
+//! model descriptions of the ResNet-50 transfer-learning models TL1–TL3 (§3.2, built in
+//! [`crate::ml::resnet`]).
 //!
 //! Layout (Keras, input `H x W x C`, 56x56x3 in the report):
 //! Conv(16, 3x3 valid, relu) → MaxPool2 → Conv(64) → MaxPool2 → Conv(128) → MaxPool2 →
@@ -12,6 +14,7 @@
 
 use crate::data::Shape;
 use crate::ml::backend::MlError;
+use crate::ml::resnet::{self, ResNetSpec, TransferMode};
 use burn::module::{Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -20,8 +23,10 @@ use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
-/// Which of the report's from-scratch CNNs.
+/// Which of the report's models: the from-scratch CNNs B1–B3 or the ResNet-50 transfer-learning
+/// models TL1–TL3.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
@@ -31,21 +36,77 @@ pub enum ModelKind {
     B2,
     /// B2's architecture (it differs by training: augmentation, lr 1e-4).
     B3,
+    /// ResNet-50 + dense head, only the head trains.
+    Tl1,
+    /// ResNet-50 + dense head, trained from `res5b_branch2b` on.
+    Tl2,
+    /// ResNet-50 + dense head, everything trains.
+    Tl3,
 }
 
 impl ModelKind {
-    /// Whether the architecture has the second hidden dense layer and dropout.
+    /// Every kind, in display order.
+    pub const ALL: [ModelKind; 6] = [
+        ModelKind::B1,
+        ModelKind::B2,
+        ModelKind::B3,
+        ModelKind::Tl1,
+        ModelKind::Tl2,
+        ModelKind::Tl3,
+    ];
+
+    /// Whether the architecture has the second hidden dense layer and dropout (B2, B3).
     pub fn regularised(self) -> bool {
-        !matches!(self, ModelKind::B1)
+        matches!(self, ModelKind::B2 | ModelKind::B3)
     }
 
-    /// Lower-case name (`b1`, `b2`, `b3`).
+    /// The freezing mode of a transfer-learning kind (`None` for B1–B3).
+    pub fn transfer_mode(self) -> Option<TransferMode> {
+        match self {
+            ModelKind::Tl1 => Some(TransferMode::Tl1),
+            ModelKind::Tl2 => Some(TransferMode::Tl2),
+            ModelKind::Tl3 => Some(TransferMode::Tl3),
+            ModelKind::B1 | ModelKind::B2 | ModelKind::B3 => None,
+        }
+    }
+
+    /// The report's learning rate for this kind: 1e-3 for B1/B2, 1e-4 for B3 and TL1–TL3.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            ModelKind::B1 | ModelKind::B2 => 1e-3,
+            _ => 1e-4,
+        }
+    }
+
+    /// Lower-case name (`b1`, …, `tl3`).
     pub fn as_str(self) -> &'static str {
         match self {
             ModelKind::B1 => "b1",
             ModelKind::B2 => "b2",
             ModelKind::B3 => "b3",
+            ModelKind::Tl1 => "tl1",
+            ModelKind::Tl2 => "tl2",
+            ModelKind::Tl3 => "tl3",
         }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ModelKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!("unknown model `{s}`: expected one of b1, b2, b3, tl1, tl2, tl3")
+            })
     }
 }
 
@@ -76,17 +137,31 @@ pub struct ModelSpec {
     /// Dropout rate after each hidden dense layer (B2/B3 only).
     #[serde(default = "default_dropout")]
     pub dropout: f64,
+    /// TL1–TL3: a torchvision ResNet-50 state dict (`.pth`, `.pt` or `.safetensors`) to start
+    /// from; `None` = random init (with a warning). Ignored by B1–B3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
 }
 
 impl ModelSpec {
-    /// The report's defaults for `kind` at 56x56x3.
+    /// The report's defaults for `kind` at 56x56x3 (no pretrained weights).
     pub fn new(kind: ModelKind) -> Self {
         Self {
             kind,
             input: Shape::default(),
             init: Init::default(),
             dropout: default_dropout(),
+            weights: None,
         }
+    }
+
+    /// The ResNet description of a transfer-learning spec (`None` for B1–B3).
+    pub fn resnet(&self) -> Option<ResNetSpec> {
+        self.kind.transfer_mode().map(|mode| ResNetSpec {
+            mode,
+            input: self.input,
+            weights: self.weights.clone(),
+        })
     }
 }
 
@@ -105,6 +180,12 @@ fn block_out(side: usize) -> usize {
 /// Every problem with `spec`, all at once (empty when valid).
 pub fn validate(spec: &ModelSpec) -> Vec<String> {
     let mut problems = Vec::new();
+    if spec.kind.transfer_mode().is_some() {
+        if let Err(e) = resnet::validate_input(spec.input) {
+            problems.push(format!("model.input: {e}"));
+        }
+        return problems;
+    }
     let s = spec.input;
     if s.channels == 0 {
         problems.push("model.input: channels must be at least 1".to_owned());
@@ -362,10 +443,22 @@ fn any_device() -> Result<Device, MlError> {
 ///
 /// Returns 0 when `spec` is invalid or when the build has no backend at all.
 pub fn param_count(spec: &ModelSpec) -> usize {
+    param_counts(spec).0
+}
+
+/// (trainable, total) parameters, counted as Keras does (for TL kinds the total includes the
+/// frozen layers and the batch-norm moving statistics; B1–B3 have no non-trainable ones).
+///
+/// Returns (0, 0) when `spec` is invalid or when the build has no backend at all.
+pub fn param_counts(spec: &ModelSpec) -> (usize, usize) {
     if !validate(spec).is_empty() {
-        return 0;
+        return (0, 0);
     }
-    any_device().map_or(0, |d| Cnn::new(spec, None, &d).num_params())
+    if let Some(mode) = spec.kind.transfer_mode() {
+        return resnet::param_counts(mode, spec.input);
+    }
+    let n = any_device().map_or(0, |d| Cnn::new(spec, None, &d).num_params());
+    (n, n)
 }
 
 /// Formats an integer with thousands separators (1723009 → "1,723,009").
@@ -386,6 +479,11 @@ pub fn summary(spec: &ModelSpec) -> String {
     let problems = validate(spec);
     if !problems.is_empty() {
         return format!("invalid model: {}\n", problems.join("; "));
+    }
+    if let Some(rs) = spec.resnet() {
+        let mut s = resnet::summary_tail(&rs);
+        s.push('\n');
+        return s;
     }
     let Ok(device) = any_device() else {
         return "no backend compiled in\n".to_owned();
@@ -465,6 +563,52 @@ mod tests {
         assert_eq!(param_count(&ModelSpec::new(ModelKind::B1)), 1_723_009);
         assert_eq!(param_count(&ModelSpec::new(ModelKind::B2)), 1_985_665);
         assert_eq!(param_count(&ModelSpec::new(ModelKind::B3)), 1_985_665);
+    }
+
+    #[test]
+    fn transfer_learning_counts_and_summary() {
+        let tl = |kind| ModelSpec::new(kind);
+        assert_eq!(param_count(&tl(ModelKind::Tl1)), 1_312_257);
+        assert_eq!(param_count(&tl(ModelKind::Tl2)), 9_193_473);
+        assert_eq!(param_count(&tl(ModelKind::Tl3)), 24_846_849);
+        assert_eq!(param_counts(&tl(ModelKind::Tl1)), (1_312_257, 24_899_969));
+        assert_eq!(
+            param_counts(&ModelSpec::new(ModelKind::B1)),
+            (1_723_009, 1_723_009)
+        );
+        let s = summary(&tl(ModelKind::Tl2));
+        assert!(s.contains("Trainable params: 9,193,473"), "{s}");
+        let mut small = tl(ModelKind::Tl1);
+        small.input = Shape::new(31, 56, 3);
+        let p = validate(&small);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("32x32"), "{p:?}");
+        assert_eq!(param_count(&small), 0);
+        small.input = Shape::new(32, 32, 1);
+        assert!(validate(&small).is_empty());
+        assert_eq!(ModelKind::Tl3.default_lr(), 1e-4);
+        assert_eq!(ModelKind::B2.default_lr(), 1e-3);
+        assert!(!ModelKind::Tl2.regularised() && ModelKind::B3.regularised());
+        for k in ModelKind::ALL {
+            assert_eq!(k.to_string().parse::<ModelKind>(), Ok(k));
+        }
+    }
+
+    #[test]
+    fn tl_spec_serde() {
+        let spec: ModelSpec = serde_json::from_str(
+            r#"{"kind":"tl2","input":{"height":56,"width":56,"channels":3},"weights":"/w/r50.pth"}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.kind, ModelKind::Tl2);
+        assert_eq!(spec.weights, Some(PathBuf::from("/w/r50.pth")));
+        let rs = spec.resnet().unwrap();
+        assert_eq!(rs.mode, TransferMode::Tl2);
+        assert_eq!(rs.weights, spec.weights);
+        // No `weights` key for B models: their serialised form is unchanged.
+        let b = serde_json::to_string(&ModelSpec::new(ModelKind::B1)).unwrap();
+        assert!(!b.contains("weights"), "{b}");
+        assert!(ModelSpec::new(ModelKind::B1).resnet().is_none());
     }
 
     #[test]

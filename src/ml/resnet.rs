@@ -51,7 +51,7 @@
 //! replicated to three channels).
 
 use crate::data::Shape;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
@@ -61,6 +61,8 @@ use burn::prelude::*;
 use burn::store::{
     KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -419,7 +421,75 @@ fn block_tag(stage: usize, block: usize) -> String {
 /// draws from the device's generator, so seed it (`device.seed(..)`) for repeatable runs.
 pub fn build(spec: &ResNetSpec, device: &Device) -> Result<ResNet50Classifier, ResNetError> {
     validate_input(spec.input)?;
-    let model = ResNet50Classifier::new(device);
+    load_weights_and_freeze(spec, ResNet50Classifier::new(device))
+}
+
+/// [`build`] with reproducible random init: every weight drawn on the host from a ChaCha8
+/// stream of `seed` (He-normal convolution kernels, Glorot-uniform dense kernels, like
+/// [`ResNet50Classifier::new`]; biases, batch-norm scales/offsets and statistics keep their
+/// constant initial values), and parameter ids numbered in module order. The result depends on
+/// `seed` only, never on the backend's global generator, so concurrent builds cannot disturb
+/// each other and records are identical byte for byte across runs. Pretrained weights (if any) are loaded
+/// over the random init, then `spec.mode` freezes.
+pub fn build_seeded(
+    spec: &ResNetSpec,
+    seed: u64,
+    device: &Device,
+) -> Result<ResNet50Classifier, ResNetError> {
+    validate_input(spec.input)?;
+    let mut init = HostInit {
+        rng: ChaCha8Rng::seed_from_u64(seed),
+        next_id: 0,
+    };
+    let mut model = ResNet50Classifier::new(device).map(&mut init);
+    number_running_stats(&mut model);
+    load_weights_and_freeze(spec, model)
+}
+
+/// First id of the batch-norm statistics in [`build_seeded`] (parameters count from 1).
+const RUNNING_ID_BASE: u64 = 1 << 32;
+
+/// Gives the batch-norm statistics fixed ids, in module order. They are not parameters (a
+/// mapper cannot renumber them, and loading a record keeps the destination's ids) but their
+/// ids are written into records.
+fn number_running_stats(model: &mut ResNet50Classifier) {
+    let mut next = RUNNING_ID_BASE;
+    let mut renumber = |bn: &mut BatchNorm| {
+        for stat in [&mut bn.running_mean, &mut bn.running_var] {
+            next += 1;
+            *stat = RunningState::with_id(ParamId::from(next), stat.value());
+        }
+    };
+    renumber(&mut model.bn_conv1);
+    for block in model
+        .res2
+        .iter_mut()
+        .chain(&mut model.res3)
+        .chain(&mut model.res4)
+        .chain(&mut model.res5)
+    {
+        renumber(&mut block.bn_branch2a);
+        renumber(&mut block.bn_branch2b);
+        renumber(&mut block.bn_branch2c);
+        if let Some(bn) = &mut block.bn_branch1 {
+            renumber(bn);
+        }
+    }
+}
+
+/// The network skeleton for loading a record written from a model built for `spec` (same
+/// freezing; values and parameter ids come from the record). Nothing is materialised.
+pub fn skeleton(spec: &ResNetSpec, device: &Device) -> Result<ResNet50Classifier, ResNetError> {
+    validate_input(spec.input)?;
+    let mut model = ResNet50Classifier::new(device);
+    number_running_stats(&mut model);
+    Ok(model.apply_transfer_mode(spec.mode))
+}
+
+fn load_weights_and_freeze(
+    spec: &ResNetSpec,
+    model: ResNet50Classifier,
+) -> Result<ResNet50Classifier, ResNetError> {
     let model = match &spec.weights {
         Some(path) => {
             let (model, report) = load_pretrained(model, path)?;
@@ -445,6 +515,74 @@ pub fn build(spec: &ResNetSpec, device: &Device) -> Result<ResNet50Classifier, R
         }
     };
     Ok(model.apply_transfer_mode(spec.mode))
+}
+
+/// Re-initialises every parameter from a host RNG (see [`build_seeded`]). Kernels are
+/// recognised by rank: 4 = convolution `[out, in, k, k]`, 2 = dense `[in, out]` (or
+/// `[out, in]`: Glorot is symmetric in the fans).
+struct HostInit {
+    rng: ChaCha8Rng,
+    next_id: u64,
+}
+
+impl HostInit {
+    fn normal(&mut self, n: usize, std: f64) -> Vec<f32> {
+        // Box-Muller, two values per pair of uniforms.
+        let mut out = Vec::with_capacity(n + 1);
+        while out.len() < n {
+            let u1: f64 = 1.0 - self.rng.random::<f64>();
+            let u2: f64 = self.rng.random::<f64>();
+            let r = (-2.0 * u1.ln()).sqrt() * std;
+            let t = std::f64::consts::TAU * u2;
+            out.push((r * t.cos()) as f32);
+            out.push((r * t.sin()) as f32);
+        }
+        out.truncate(n);
+        out
+    }
+}
+
+impl ModuleMapper for HostInit {
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        self.next_id += 1;
+        let id = ParamId::from(self.next_id);
+        let dims: [usize; D] = param.lazy_shape().dims::<D>();
+        let n: usize = dims.iter().product();
+        let values = match D {
+            4 => {
+                let fan_in = dims[1] * dims[2] * dims[3];
+                Some(self.normal(n, (2.0 / fan_in as f64).sqrt()))
+            }
+            2 => {
+                let limit = (6.0 / (dims[0] + dims[1]) as f64).sqrt() as f32;
+                Some(
+                    (0..n)
+                        .map(|_| (self.rng.random::<f32>() * 2.0 - 1.0) * limit)
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        match values {
+            Some(v) => {
+                let device = param.lazy_device();
+                Param::uninitialized(
+                    id,
+                    move |device: &Device, require_grad: bool| {
+                        let t = Tensor::<D>::from_data(TensorData::new(v, dims), device);
+                        if require_grad { t.require_grad() } else { t }
+                    },
+                    device,
+                    true,
+                    dims.into(),
+                )
+            }
+            None => {
+                param.id = id;
+                param
+            }
+        }
+    }
 }
 
 /// Checks that `shape` is an input the network (and Keras' `ResNet50`) accepts.

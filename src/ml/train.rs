@@ -8,6 +8,12 @@
 //! per-epoch checkpoint continues exactly as the uninterrupted run would have (bit for bit on
 //! the CPU backend).
 //!
+//! Both model families run through the same loop: the from-scratch CNNs B1–B3 and the
+//! ResNet-50 transfer-learning models TL1–TL3 ([`Net`]). Frozen layers of a TL model do not
+//! require gradients, so Adam never sees (or changes) them. Input preprocessing
+//! ([`Preprocess`]) is `rescale` for B models and ResNet's 'caffe' mode for TL models (applied
+//! after augmentation, which then runs with rescale 1); it is recorded in `model.json`.
+//!
 //! Weights are saved as burnpack records (`.bpk`, burn 0.22's native format, full precision;
 //! burn 0.22 no longer has the `.mpk` recorders) and exported as `.safetensors`.
 
@@ -17,11 +23,13 @@ use crate::ml::backend::{self, DeviceChoice, MlError};
 use crate::ml::curve::{self, CurveRow};
 use crate::ml::metrics;
 use crate::ml::models::{self, Cnn, DropoutMasks, ModelSpec};
+use crate::ml::resnet::{self, CAFFE_MEANS_BGR, ResNet50Classifier};
 use burn::module::Module;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::{ModuleRecord, ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Gradients;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -233,8 +241,95 @@ pub struct TrainInputs<'a> {
     pub test: &'a [usize],
     /// Augmentation of training batches (validation/test batches are never augmented).
     pub augment: Option<&'a AugmentSpec>,
-    /// Pixel scale (the report: 1/255).
+    /// Pixel scale of B models (the report: 1/255); TL models ignore it (caffe preprocessing).
     pub rescale: f32,
+}
+
+/// How images become network input (recorded in `model.json`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum Preprocess {
+    /// Multiply the pixel values by `factor` (B1–B3; the report: 1/255).
+    Rescale { factor: f32 },
+    /// ResNet-50's Keras 'caffe' mode: RGB → BGR, ImageNet means subtracted, no scaling
+    /// (grey images replicated to three channels). TL1–TL3.
+    Caffe,
+}
+
+impl Preprocess {
+    /// The preprocessing `kind` trains with: caffe for TL kinds, `rescale` otherwise.
+    pub fn for_model(kind: models::ModelKind, rescale: f32) -> Self {
+        if kind.transfer_mode().is_some() {
+            Preprocess::Caffe
+        } else {
+            Preprocess::Rescale { factor: rescale }
+        }
+    }
+
+    /// Channels of the network input for images with `channels` channels.
+    pub(crate) fn channels_out(self, channels: usize) -> usize {
+        match self {
+            Preprocess::Rescale { .. } => channels,
+            Preprocess::Caffe => 3,
+        }
+    }
+
+    /// The augmentation to apply before this preprocessing: caffe needs raw pixel values.
+    pub(crate) fn augment_spec(self, spec: Option<&AugmentSpec>) -> Option<AugmentSpec> {
+        spec.map(|a| match self {
+            Preprocess::Rescale { .. } => a.clone(),
+            Preprocess::Caffe => AugmentSpec {
+                rescale: 1.0,
+                ..a.clone()
+            },
+        })
+    }
+
+    /// Fills a `[indices.len(), C', H, W]` batch (C' = [`Preprocess::channels_out`]) with the
+    /// images at `indices`, augmented by `augment` (from [`Preprocess::augment_spec`]) if
+    /// given. Augmented B batches are scaled by the augmentation's own `rescale`, as in Keras.
+    pub(crate) fn fill(
+        self,
+        ds: &Dataset,
+        indices: &[usize],
+        augment: Option<&AugmentSpec>,
+        epoch: u64,
+    ) -> Vec<f32> {
+        let img = ds.shape.image_len();
+        match self {
+            Preprocess::Rescale { factor } => {
+                let mut x = vec![0.0f32; indices.len() * img];
+                fill_batch(ds, indices, augment, epoch, factor, &mut x);
+                x
+            }
+            Preprocess::Caffe => {
+                let mut raw = vec![0.0f32; indices.len() * img];
+                fill_batch(ds, indices, augment, epoch, 1.0, &mut raw);
+                let c = ds.shape.channels as usize;
+                let plane = ds.shape.height as usize * ds.shape.width as usize;
+                let mut x = vec![0.0f32; indices.len() * 3 * plane];
+                if img > 0 {
+                    for (src, dst) in raw.chunks_exact(img).zip(x.chunks_exact_mut(3 * plane)) {
+                        caffe_planes(src, c, plane, dst);
+                    }
+                }
+                x
+            }
+        }
+    }
+}
+
+/// Caffe mode on CHW planes with raw pixel values: `dst` gets B, G, R planes minus the
+/// ImageNet means (a single grey plane is replicated).
+fn caffe_planes(src: &[f32], channels: usize, plane: usize, dst: &mut [f32]) {
+    for (k, mean) in CAFFE_MEANS_BGR.iter().enumerate() {
+        // BGR output plane k comes from RGB input plane 2 - k.
+        let from = if channels >= 3 { 2 - k } else { 0 };
+        let s = &src[from * plane..(from + 1) * plane];
+        for (d, &v) in dst[k * plane..(k + 1) * plane].iter_mut().zip(s) {
+            *d = v - mean;
+        }
+    }
 }
 
 /// What a finished run reports (also written as `summary.json`).
@@ -306,7 +401,12 @@ pub struct ModelFile {
     pub format_version: u32,
     pub model: ModelSpec,
     pub train: TrainConfig,
+    /// Trainable parameters.
     pub params: usize,
+    /// Input preprocessing the model was trained with (absent in older model directories:
+    /// [`predict`] then uses its `rescale` argument).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<Preprocess>,
 }
 
 /// Best value of a monitored quantity and the epoch it was reached, with its record file.
@@ -406,23 +506,25 @@ fn sigmoid(x: f32) -> f32 {
 /// Runs the model (no autodiff) over `indices` in batches, data prepared one batch ahead on a
 /// second thread. Returns the logits in input order.
 fn infer_logits(
-    model: &Cnn,
+    model: &Net,
     ds: &Dataset,
     indices: &[usize],
-    rescale: f32,
+    prep: Preprocess,
     device: &Device,
     batch: usize,
 ) -> Result<Vec<f32>, MlError> {
     let s = ds.shape;
-    let (c, h, w) = (s.channels as usize, s.height as usize, s.width as usize);
-    let img = ds.shape.image_len();
+    let (c, h, w) = (
+        prep.channels_out(s.channels as usize),
+        s.height as usize,
+        s.width as usize,
+    );
     let mut logits = Vec::with_capacity(indices.len());
     std::thread::scope(|scope| -> Result<(), MlError> {
         let (tx, rx) = sync_channel::<(usize, Vec<f32>)>(2);
         scope.spawn(move || {
             for chunk in indices.chunks(batch) {
-                let mut x = vec![0.0f32; chunk.len() * img];
-                fill_batch(ds, chunk, None, 0, rescale, &mut x);
+                let x = prep.fill(ds, chunk, None, 0);
                 if tx.send((chunk.len(), x)).is_err() {
                     break;
                 }
@@ -505,19 +607,124 @@ fn check_inputs(cfg: &TrainConfig, inputs: &TrainInputs) -> Result<(), MlError> 
     }
 }
 
-fn save_record(model: &Cnn, path: &Path) -> Result<(), MlError> {
-    model
-        .valid()
-        .into_record()
-        .save(path)
-        .map_err(record_err(path))
+/// The network of either family. Records and SafeTensors exports are those of the inner
+/// module, so B1–B3 files are unchanged by the TL support.
+#[derive(Debug)]
+pub(crate) enum Net {
+    Cnn(Cnn),
+    ResNet(ResNet50Classifier),
 }
 
-fn load_model(spec: &ModelSpec, path: &Path, device: &Device) -> Result<Cnn, MlError> {
-    let record = ModuleRecord::load(path).map_err(record_err(path))?;
-    Cnn::new(spec, None, device)
-        .try_load_record(record)
+fn resnet_err(e: resnet::ResNetError) -> MlError {
+    match e {
+        resnet::ResNetError::Shape { .. } | resnet::ResNetError::Buffer { .. } => {
+            MlError::InvalidConfig(vec![e.to_string()])
+        }
+        resnet::ResNetError::WeightsNotFound { ref path }
+        | resnet::ResNetError::UnsupportedFormat { ref path }
+        | resnet::ResNetError::Load { ref path, .. }
+        | resnet::ResNetError::NoMatch { ref path } => MlError::Record {
+            path: path.clone(),
+            message: e.to_string(),
+        },
+    }
+}
+
+impl Net {
+    /// A freshly initialised network for `spec` (weights from `seed`; TL: then the pretrained
+    /// file, then freezing). The caller must have validated `spec`.
+    pub(crate) fn init(spec: &ModelSpec, seed: u64, device: &Device) -> Result<Self, MlError> {
+        match spec.resnet() {
+            Some(rs) => Ok(Net::ResNet(
+                resnet::build_seeded(&rs, seed, device).map_err(resnet_err)?,
+            )),
+            None => Ok(Net::Cnn(Cnn::new(spec, Some(seed), device))),
+        }
+    }
+
+    /// The network of `spec` with the weights of the record at `path`.
+    pub(crate) fn load(spec: &ModelSpec, path: &Path, device: &Device) -> Result<Self, MlError> {
+        let record = ModuleRecord::load(path).map_err(record_err(path))?;
+        match spec.resnet() {
+            Some(rs) => Ok(Net::ResNet(
+                resnet::skeleton(&rs, device)
+                    .map_err(resnet_err)?
+                    .try_load_record(record)
+                    .map_err(record_err(path))?,
+            )),
+            None => Ok(Net::Cnn(
+                Cnn::new(spec, None, device)
+                    .try_load_record(record)
+                    .map_err(record_err(path))?,
+            )),
+        }
+    }
+
+    /// Training forward pass → logits `[N, 1]` (dropout masks are used by B2/B3 only).
+    pub(crate) fn forward(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
+        match self {
+            Net::Cnn(m) => m.forward(x, masks),
+            Net::ResNet(m) => m.forward(x),
+        }
+    }
+
+    /// Inference forward pass (on a [`Net::valid`] copy) → logits `[N, 1]`.
+    pub(crate) fn infer(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Net::Cnn(m) => m.infer(x),
+            Net::ResNet(m) => m.forward(x),
+        }
+    }
+
+    /// The inference copy (no autodiff).
+    pub(crate) fn valid(&self) -> Self {
+        match self {
+            Net::Cnn(m) => Net::Cnn(m.valid()),
+            Net::ResNet(m) => Net::ResNet(m.valid()),
+        }
+    }
+
+    /// One optimiser step from the gradients of a backward pass.
+    fn step(self, optim: &mut ModuleOptimizer, lr: f64, grads: Gradients) -> Self {
+        match self {
+            Net::Cnn(m) => {
+                let g = GradientsParams::from_grads(grads, &m);
+                Net::Cnn(optim.step(lr, m, g))
+            }
+            Net::ResNet(m) => {
+                let g = GradientsParams::from_grads(grads, &m);
+                Net::ResNet(optim.step(lr, m, g))
+            }
+        }
+    }
+
+    fn save_record(&self, path: &Path) -> Result<(), MlError> {
+        match self.valid() {
+            Net::Cnn(m) => m.into_record().save(path),
+            Net::ResNet(m) => m.into_record().save(path),
+        }
         .map_err(record_err(path))
+    }
+
+    fn save_safetensors(&self, path: &Path) -> Result<(), MlError> {
+        let mut store = SafetensorsStore::from_file(path).overwrite(true);
+        match self {
+            Net::Cnn(m) => m.save_into(&mut store),
+            Net::ResNet(m) => m.save_into(&mut store),
+        }
+        .map_err(|e| MlError::Record {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn save_record(model: &Net, path: &Path) -> Result<(), MlError> {
+    model.save_record(path)
+}
+
+pub(crate) fn load_model(spec: &ModelSpec, path: &Path, device: &Device) -> Result<Net, MlError> {
+    Net::load(spec, path, device)
 }
 
 fn build_optim(cfg: &TrainConfig) -> ModuleOptimizer {
@@ -588,7 +795,6 @@ pub fn train(
         spec.input.height as usize,
         spec.input.width as usize,
     );
-    let img = spec.input.image_len();
     let bs = cfg.batch_size;
     let dropout = if spec.kind.regularised() && spec.dropout > 0.0 {
         Some(spec.dropout as f32)
@@ -599,7 +805,11 @@ pub fn train(
         .with_logits(true)
         .init(&ad);
 
-    let mut model = Cnn::new(spec, Some(derive_seed(cfg.seed, STREAM_INIT, 0)), &ad);
+    let prep = Preprocess::for_model(spec.kind, inputs.rescale);
+    let c = prep.channels_out(c);
+    let augment = prep.augment_spec(inputs.augment);
+    let augment = augment.as_ref();
+    let mut model = Net::init(spec, derive_seed(cfg.seed, STREAM_INIT, 0), &ad)?;
     let mut optim = build_optim(cfg);
     let resumed = read_resume(resume_dir, cfg)?;
     let mut st = match resumed.clone() {
@@ -648,7 +858,7 @@ pub fn train(
         let mut train_labels: Vec<u8> = Vec::with_capacity(order.len());
         let mut loss_sum = 0.0f64;
         let t_train = Instant::now();
-        model = std::thread::scope(|scope| -> Result<Cnn, MlError> {
+        model = std::thread::scope(|scope| -> Result<Net, MlError> {
             // The model moves in and out so the optimiser owns the only handle to its tensors.
             let mut model = model;
             let (tx, rx) = sync_channel::<Batch>(3);
@@ -658,15 +868,7 @@ pub fn train(
                     ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64));
                 for chunk in order.chunks(bs) {
                     let n = chunk.len();
-                    let mut x = vec![0.0f32; n * img];
-                    fill_batch(
-                        ds,
-                        chunk,
-                        inputs.augment,
-                        epoch as u64,
-                        inputs.rescale,
-                        &mut x,
-                    );
+                    let x = prep.fill(ds, chunk, augment, epoch as u64);
                     let labels: Vec<u8> = chunk.iter().map(|&i| all_labels[i]).collect();
                     let y = labels.iter().map(|&l| l as i64).collect();
                     let masks = dropout.map(|rate| {
@@ -708,8 +910,7 @@ pub fn train(
                 });
                 let logits = model.forward(x, masks);
                 let loss = bce.forward(logits.clone(), y);
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(lr, model, grads);
+                model = model.step(&mut optim, lr, loss.backward());
                 let data = logits.into_data();
                 let v = data.as_slice::<f32>().map_err(device_err)?;
                 let batch_loss: f64 = v
@@ -740,7 +941,7 @@ pub fn train(
         // Validation (and test) with the inference copy: no autodiff, no dropout.
         let eval = model.valid();
         let labels_of = |idx: &[usize]| idx.iter().map(|&i| all_labels[i]).collect::<Vec<u8>>();
-        let val_logits = infer_logits(&eval, ds, inputs.val, inputs.rescale, &base, INFER_BATCH)?;
+        let val_logits = infer_logits(&eval, ds, inputs.val, prep, &base, INFER_BATCH)?;
         let (val_loss, val_acc, val_bacc) = score(&val_logits, &labels_of(inputs.val));
         let mut row = CurveRow {
             epoch,
@@ -769,7 +970,7 @@ pub fn train(
         }
         let last = epoch == cfg.epochs || st.stopped_early;
         if cfg.test_every > 0 && !inputs.test.is_empty() && (epoch % cfg.test_every == 0 || last) {
-            let t = infer_logits(&eval, ds, inputs.test, inputs.rescale, &base, INFER_BATCH)?;
+            let t = infer_logits(&eval, ds, inputs.test, prep, &base, INFER_BATCH)?;
             row.test_bacc = Some(score(&t, &labels_of(inputs.test)).2);
         }
 
@@ -843,6 +1044,7 @@ pub fn train(
         out_dir,
         &base,
         resumed_from_epoch,
+        prep,
         {
             if session_train_secs > 0.0 {
                 session_images as f64 / session_train_secs
@@ -862,14 +1064,15 @@ pub const INFER_BATCH: usize = 256;
 fn finish(
     cfg: &TrainConfig,
     st: &ResumeState,
-    model: &Cnn,
+    model: &Net,
     resume_dir: &Path,
     out_dir: &Path,
     base: &Device,
     resumed_from_epoch: Option<u32>,
+    prep: Preprocess,
     images_per_second: f64,
 ) -> Result<TrainSummary, MlError> {
-    let params = model.num_params();
+    let params = models::param_count(&cfg.model);
     write_json(
         &out_dir.join(MODEL_FILE),
         &ModelFile {
@@ -877,6 +1080,7 @@ fn finish(
             model: cfg.model.clone(),
             train: cfg.clone(),
             params,
+            preprocess: Some(prep),
         },
     )?;
     let last_path = out_dir.join(Checkpoint::Last.file_name());
@@ -895,12 +1099,7 @@ fn finish(
     }
     for ck in Checkpoint::ALL {
         let m = load_model(&cfg.model, &out_dir.join(ck.file_name()), base)?;
-        let path = out_dir.join(ck.safetensors_name());
-        let mut store = SafetensorsStore::from_file(&path).overwrite(true);
-        m.save_into(&mut store).map_err(|e| MlError::Record {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        m.save_safetensors(&out_dir.join(ck.safetensors_name()))?;
     }
 
     let csv = out_dir.join(CURVE_CSV);
@@ -938,6 +1137,8 @@ fn finish(
 
 /// Sigmoid probabilities of the images at `indices` (input order) from a model directory
 /// written by [`train`]. Inference only (no autodiff), in batches of [`INFER_BATCH`].
+/// The images are preprocessed as recorded in `model.json`; `rescale` is used only for model
+/// directories that predate that record.
 pub fn predict(
     model_dir: &Path,
     checkpoint: Checkpoint,
@@ -946,6 +1147,23 @@ pub fn predict(
     rescale: f32,
     device: DeviceChoice,
 ) -> Result<Vec<f32>, MlError> {
+    let (mf, model, dev) = open_model(model_dir, checkpoint, data, indices, device)?;
+    let prep = mf
+        .preprocess
+        .unwrap_or(Preprocess::Rescale { factor: rescale });
+    let logits = infer_logits(&model.valid(), data, indices, prep, &dev, INFER_BATCH)?;
+    Ok(logits.into_iter().map(sigmoid).collect())
+}
+
+/// Reads `model.json`, checks `data`/`indices` against it and loads the `checkpoint` weights
+/// (on an autodiff device when `autodiff`, for gradients with respect to the input).
+pub(crate) fn open_model(
+    model_dir: &Path,
+    checkpoint: Checkpoint,
+    data: &Dataset,
+    indices: &[usize],
+    device: DeviceChoice,
+) -> Result<(ModelFile, Net, Device), MlError> {
     let mf_path = model_dir.join(MODEL_FILE);
     let mf: ModelFile = read_json(&mf_path)?;
     let mut problems = models::validate(&mf.model);
@@ -968,9 +1186,8 @@ pub fn predict(
     }
     let dev = backend::device(device)?;
     let path: PathBuf = model_dir.join(checkpoint.file_name());
-    let model = load_model(&mf.model, &path, &dev)?.valid();
-    let logits = infer_logits(&model, data, indices, rescale, &dev, INFER_BATCH)?;
-    Ok(logits.into_iter().map(sigmoid).collect())
+    let model = load_model(&mf.model, &path, &dev)?;
+    Ok((mf, model, dev))
 }
 
 #[cfg(test)]
@@ -1215,6 +1432,229 @@ mod tests {
         assert!(bce_of_logit(-100.0, 1) > 99.0 && bce_of_logit(-100.0, 0) < 1e-12);
     }
 
+    /// Every tensor of a SafeTensors file: name → little-endian bytes.
+    fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let bytes = std::fs::read(path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        st.tensors()
+            .into_iter()
+            .map(|(k, v)| (k, v.data().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn tl1_trains_only_the_head_and_predicts() {
+        let side = 32;
+        let shape = Shape::new(side, side, 3);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let n = 24;
+        let pixels: Vec<u8> = (0..n * shape.image_len()).map(|_| rng.random()).collect();
+        let labels = (0..n).map(|i| (i % 2) as u8).collect();
+        let names = (0..n).map(|i| i.to_string()).collect();
+        let ds = Dataset::new(shape, pixels, Some(labels), names);
+        let mut spec = ModelSpec::new(ModelKind::Tl1);
+        spec.input = shape;
+        let mut cfg = TrainConfig::new(spec, 1e-3, 1);
+        cfg.batch_size = 8;
+        cfg.seed = 4;
+        cfg.test_every = 1;
+        let train: Vec<usize> = (0..16).collect();
+        let val: Vec<usize> = (16..20).collect();
+        let test: Vec<usize> = (20..24).collect();
+        let aug = AugmentSpec::default();
+        let inputs = TrainInputs {
+            data: &ds,
+            train: &train,
+            val: &val,
+            test: &test,
+            augment: Some(&aug),
+            rescale: 1.0 / 255.0,
+        };
+        let out = tempfile::tempdir().unwrap();
+        let resume = tempfile::tempdir().unwrap();
+        let pb = indicatif::ProgressBar::hidden();
+        let s = train_fn(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false).unwrap();
+        assert_eq!(s.epochs_run, 1);
+        assert_eq!(s.params, 1_312_257);
+        for ck in Checkpoint::ALL {
+            assert!(out.path().join(ck.file_name()).is_file());
+            assert!(out.path().join(ck.safetensors_name()).is_file());
+        }
+        let mf: ModelFile = read_json(&out.path().join(MODEL_FILE)).unwrap();
+        assert_eq!(mf.preprocess, Some(Preprocess::Caffe));
+
+        // The initial weights depend on the seed only; tl1 changed the head and nothing else.
+        let dev = backend::device(DeviceChoice::Cpu).unwrap();
+        let init_path = out.path().join("init.safetensors");
+        let seed = derive_seed(cfg.seed, STREAM_INIT, 0);
+        Net::init(&cfg.model, seed, &dev)
+            .unwrap()
+            .save_safetensors(&init_path)
+            .unwrap();
+        let before = tensors(&init_path);
+        let after = tensors(&out.path().join(Checkpoint::Last.safetensors_name()));
+        assert_eq!(
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>()
+        );
+        let mut head_changed = 0;
+        for (k, v) in &before {
+            if k.starts_with("dense_") {
+                head_changed += usize::from(after[k] != *v);
+            } else {
+                assert!(after[k] == *v, "backbone tensor {k} changed");
+            }
+        }
+        assert!(head_changed >= 3, "{head_changed} head tensors changed");
+
+        let p = predict(
+            out.path(),
+            Checkpoint::Last,
+            &ds,
+            &[3, 2, 1],
+            0.5,
+            DeviceChoice::Cpu,
+        )
+        .unwrap();
+        assert_eq!(p.len(), 3);
+        assert!(p.iter().all(|v| (0.0..=1.0).contains(v)), "{p:?}");
+        // Saliency runs through the frozen ResNet too.
+        let maps = crate::ml::saliency::saliency(
+            out.path(),
+            Checkpoint::BestBacc,
+            &ds,
+            &[0, 5],
+            DeviceChoice::Cpu,
+        )
+        .unwrap();
+        assert_eq!(maps.len(), 2);
+        for m in &maps {
+            assert_eq!(m.len(), 32 * 32);
+            assert!(m.iter().all(|v| v.is_finite() && *v >= 0.0));
+            assert!(m.iter().any(|v| *v > 0.0));
+        }
+        // Caffe preprocessing is recorded: the `rescale` argument is not used.
+        let q = predict(
+            out.path(),
+            Checkpoint::Last,
+            &ds,
+            &[3, 2, 1],
+            1.0 / 255.0,
+            DeviceChoice::Cpu,
+        )
+        .unwrap();
+        assert_eq!(p, q);
+    }
+
+    #[test]
+    fn tl2_is_deterministic_and_resumes_exactly() {
+        let shape = Shape::new(32, 32, 1);
+        let mut rng = ChaCha8Rng::seed_from_u64(10);
+        let n = 20;
+        let pixels: Vec<u8> = (0..n * shape.image_len()).map(|_| rng.random()).collect();
+        let labels = (0..n).map(|i| (i % 2) as u8).collect();
+        let names = (0..n).map(|i| i.to_string()).collect();
+        let ds = Dataset::new(shape, pixels, Some(labels), names);
+        let mut spec = ModelSpec::new(ModelKind::Tl2);
+        spec.input = shape;
+        let mut cfg = TrainConfig::new(spec, 1e-4, 2);
+        cfg.batch_size = 8;
+        cfg.test_every = 0;
+        let train: Vec<usize> = (0..16).collect();
+        let val: Vec<usize> = (16..20).collect();
+        let inputs = TrainInputs {
+            data: &ds,
+            train: &train,
+            val: &val,
+            test: &[],
+            augment: None,
+            rescale: 1.0 / 255.0,
+        };
+        let pb = indicatif::ProgressBar::hidden();
+        let go = |stop_at: Option<u32>, resume: &Path, out: &Path| {
+            train_fn(&cfg, &inputs, out, resume, &pb, &|e| Some(e) == stop_at)
+        };
+        let last = |out: &Path| tensors(&out.join(Checkpoint::Last.safetensors_name()));
+        let (r1, o1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        go(None, r1.path(), o1.path()).unwrap();
+        let (r2, o2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let err = go(Some(1), r2.path(), o2.path()).err().unwrap();
+        assert!(matches!(err, MlError::Interrupted { epoch: 1 }), "{err}");
+        let s = go(None, r2.path(), o2.path()).unwrap();
+        assert_eq!(s.resumed_from_epoch, Some(1));
+        assert!(last(o1.path()) == last(o2.path()), "resumed run differs");
+        let bpk = |out: &Path| std::fs::read(out.join(Checkpoint::Last.file_name())).unwrap();
+        assert!(bpk(o1.path()) == bpk(o2.path()), "records differ");
+        let a: ResumeState = read_json(&r1.path().join(RESUME_STATE)).unwrap();
+        let b: ResumeState = read_json(&r2.path().join(RESUME_STATE)).unwrap();
+        assert_eq!(curve::strip_seconds(&a.rows), curve::strip_seconds(&b.rows));
+    }
+
+    #[test]
+    fn caffe_batches_match_resnet_preprocessing() {
+        let ds = toy_dataset(3, 7);
+        let x = Preprocess::Caffe.fill(&ds, &[2, 0], None, 0);
+        let len = ds.shape.image_len();
+        let mut want = vec![0.0f32; len];
+        resnet::caffe_preprocess(ds.image(0), ds.shape, &mut want).unwrap();
+        assert_eq!(&x[len..], &want[..]);
+        let r = Preprocess::for_model(ModelKind::B2, 0.5).fill(&ds, &[1], None, 0);
+        assert_eq!(r[0], f32::from(ds.image(1)[0]) * 0.5);
+        assert_eq!(
+            Preprocess::for_model(ModelKind::Tl3, 0.5),
+            Preprocess::Caffe
+        );
+    }
+
+    /// TL throughput at the report's shape, batch 32:
+    /// `cargo test --lib bench_tl -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn bench_tl() {
+        let n = 32 * 5;
+        let shape = Shape::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let pixels: Vec<u8> = (0..n * shape.image_len()).map(|_| rng.random()).collect();
+        let labels = (0..n).map(|i| (i % 2) as u8).collect();
+        let names = (0..n).map(|i| i.to_string()).collect();
+        let ds = Dataset::new(shape, pixels, Some(labels), names);
+        let train: Vec<usize> = (0..32 * 4).collect();
+        let val: Vec<usize> = (32 * 4..n).collect();
+        for kind in [ModelKind::Tl1, ModelKind::Tl2, ModelKind::Tl3] {
+            let mut cfg = TrainConfig::new(ModelSpec::new(kind), 1e-4, 1);
+            cfg.batch_size = 32;
+            cfg.test_every = 0;
+            let inputs = TrainInputs {
+                data: &ds,
+                train: &train,
+                val: &val,
+                test: &[],
+                augment: None,
+                rescale: 1.0 / 255.0,
+            };
+            let out = tempfile::tempdir().unwrap();
+            let resume = tempfile::tempdir().unwrap();
+            let pb = indicatif::ProgressBar::hidden();
+            let s = train_fn(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false).unwrap();
+            let t = Instant::now();
+            let p = predict(
+                out.path(),
+                Checkpoint::Last,
+                &ds,
+                &val,
+                1.0,
+                DeviceChoice::Cpu,
+            )
+            .unwrap();
+            println!(
+                "{kind} train: {:.1} img/s (1 epoch of {}, batch 32); predict {:.1} img/s",
+                s.train_images_per_second,
+                train.len(),
+                p.len() as f64 / t.elapsed().as_secs_f64()
+            );
+        }
+    }
+
     /// B3 throughput at the report's shape: `cargo test --release --lib bench_b3 -- --ignored --nocapture`.
     #[test]
     #[ignore]
@@ -1284,7 +1724,17 @@ mod tests {
             .valid();
         for batch in [128, 256, 512, 1024, 2048] {
             let t = Instant::now();
-            let l = infer_logits(&model, &ds, &all, 1.0 / 255.0, &dev, batch).unwrap();
+            let l = infer_logits(
+                &model,
+                &ds,
+                &all,
+                Preprocess::Rescale {
+                    factor: 1.0 / 255.0,
+                },
+                &dev,
+                batch,
+            )
+            .unwrap();
             assert_eq!(l.len(), n);
             let ips = n as f64 / t.elapsed().as_secs_f64();
             println!("  infer batch {batch}: {ips:.1} img/s");

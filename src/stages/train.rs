@@ -1,4 +1,4 @@
-//! `train`: fits B1/B2/B3 on the split's training images (optionally augmented), keeping the
+//! `train`: fits B1/B2/B3 or the ResNet-50 transfer-learning models TL1/TL2/TL3 on the split's training images (optionally augmented), keeping the
 //! best and last checkpoints, the learning curve (CSV + PNG) and the test score every N epochs.
 
 use super::artifacts::{SplitArtifact, to_usize};
@@ -9,6 +9,7 @@ use crate::ml::backend::DeviceChoice;
 use crate::ml::models::{Init, ModelKind, ModelSpec};
 use crate::ml::train::{self as trainer, EarlyStopping, Plateau, TrainConfig, TrainInputs};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 fn d_batch() -> usize {
     124
@@ -45,7 +46,11 @@ pub struct Train {
     pub init: Init,
     #[serde(default = "d_dropout")]
     pub dropout: f64,
-    /// Adam learning rate; default 1e-3 for b1/b2 and 1e-4 for b3 (the report's).
+    /// TL1–TL3: torchvision ResNet-50 weights (`.pth`/`.pt`/`.safetensors`), relative to the
+    /// pipeline file; absent = random init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
+    /// Adam learning rate; default 1e-3 for b1/b2 and 1e-4 for b3 and tl1–tl3 (the report's).
     #[serde(default)]
     pub lr: Option<f64>,
     #[serde(default = "d_batch")]
@@ -70,17 +75,17 @@ pub struct Train {
 }
 
 impl Train {
-    pub fn config(&self, input: Shape, device: DeviceChoice) -> TrainConfig {
-        let lr = self.lr.unwrap_or(match self.model {
-            ModelKind::B3 => 1e-4,
-            _ => 1e-3,
-        });
+    /// The trainer's configuration; `base_dir` (the pipeline file's directory) resolves
+    /// `weights`.
+    pub fn config(&self, input: Shape, device: DeviceChoice, base_dir: &Path) -> TrainConfig {
+        let lr = self.lr.unwrap_or(self.model.default_lr());
         TrainConfig {
             model: ModelSpec {
                 kind: self.model,
                 input,
                 init: self.init,
                 dropout: self.dropout,
+                weights: self.weights.as_ref().map(|w| base_dir.join(w)),
             },
             lr,
             batch_size: self.batch_size,
@@ -108,10 +113,28 @@ impl Stage for Train {
     ];
 
     fn check(&self) -> Vec<Problem> {
-        trainer::validate(&self.config(Shape::default(), self.device))
-            .into_iter()
-            .map(|m| Problem::new("", m))
-            .collect()
+        let mut problems: Vec<Problem> =
+            trainer::validate(&self.config(Shape::default(), self.device, Path::new("")))
+                .into_iter()
+                .map(|m| Problem::new("", m))
+                .collect();
+        if self.weights.is_some() && self.model.transfer_mode().is_none() {
+            problems.push(Problem::new(
+                "weights",
+                format!(
+                    "pretrained weights apply to tl1, tl2 and tl3 only, not {}",
+                    self.model
+                ),
+            ));
+        }
+        problems
+    }
+
+    fn external_files(&self, base: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, StageError> {
+        Ok(match &self.weights {
+            Some(w) => vec![("weights".into(), vec![base.join(w)])],
+            None => Vec::new(),
+        })
     }
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
@@ -135,7 +158,7 @@ impl Stage for Train {
         }
         let val_idx = to_usize(&split.val);
         let test_idx = to_usize(&split.test);
-        let cfg = self.config(ds.shape, ctx.device.unwrap_or(self.device));
+        let cfg = self.config(ds.shape, ctx.device.unwrap_or(self.device), ctx.base_dir);
         let inputs = TrainInputs {
             data: &ds,
             train: &train_idx,
@@ -172,5 +195,40 @@ impl Stage for Train {
             report = report.metric("test_bacc", t);
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(json: &str) -> Train {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn weights_resolve_against_the_pipeline_dir_and_enter_the_key() {
+        let t = stage(r#"{"model":"tl2","weights":"w/resnet50.pth"}"#);
+        let base = Path::new("/pipes");
+        let cfg = t.config(Shape::default(), DeviceChoice::Cpu, base);
+        assert_eq!(cfg.lr, 1e-4);
+        assert_eq!(
+            cfg.model.weights,
+            Some(PathBuf::from("/pipes/w/resnet50.pth"))
+        );
+        assert_eq!(
+            t.external_files(base).unwrap(),
+            vec![(
+                "weights".to_string(),
+                vec![PathBuf::from("/pipes/w/resnet50.pth")]
+            )]
+        );
+        assert!(t.check().is_empty(), "{:?}", t.check());
+
+        let b = stage(r#"{"model":"b1"}"#);
+        assert!(b.external_files(base).unwrap().is_empty());
+        assert_eq!(b.config(Shape::default(), DeviceChoice::Cpu, base).lr, 1e-3);
+        let bad = stage(r#"{"model":"b3","weights":"w.pth"}"#);
+        assert_eq!(bad.check().len(), 1);
     }
 }
