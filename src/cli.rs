@@ -102,7 +102,7 @@ pub enum Command {
     },
     /// Print a model's Keras-like summary (layers, output shapes, parameters).
     Model {
-        /// b1, b2 or b3.
+        /// b1, b2, b3, tl1, tl2 or tl3.
         name: String,
         /// Input shape HxWxC.
         #[arg(long, default_value = "56x56x3")]

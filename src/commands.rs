@@ -254,7 +254,9 @@ fn runs(cache: &Path, limit: usize) -> i32 {
 fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i32 {
     use crate::stages::evaluate::{EvaluationResult, RESULT_FILE};
     let all = load_all(cache);
-    let store = crate::cache::Store { root: cache.to_path_buf() };
+    let store = crate::cache::Store {
+        root: cache.to_path_buf(),
+    };
     let mut rows = Vec::new();
     let mut matrices = Vec::new();
     for f in files {
@@ -266,21 +268,43 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
             }
         };
         let Some((_, rec)) = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok) else {
-            eprintln!("warning: {} has no successful run in {}", f.display(), cache.display());
+            eprintln!(
+                "warning: {} has no successful run in {}",
+                f.display(),
+                cache.display()
+            );
             continue;
         };
         for (id, s) in &rec.stages {
-            let Some(b) = s.report.metrics.get("balanced_accuracy") else { continue };
+            let Some(b) = s.report.metrics.get("balanced_accuracy") else {
+                continue;
+            };
             if !matches!(s.kind.as_str(), "evaluate" | "ensemble") {
                 continue;
             }
-            let m = |k: &str| s.report.metrics.get(k).map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into());
-            rows.push((id.clone(), format!("| {} | {id} | {b:.4} | {} | {} | {} |", p.name, m("accuracy"), m("roc_auc"), m("threshold"))));
+            let m = |k: &str| {
+                s.report
+                    .metrics
+                    .get(k)
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "–".into())
+            };
+            rows.push((
+                id.clone(),
+                format!(
+                    "| {} | {id} | {b:.4} | {} | {} | {} |",
+                    p.name,
+                    m("accuracy"),
+                    m("roc_auc"),
+                    m("threshold")
+                ),
+            ));
             if let Some(d) = &s.digest {
                 let path = store.object_dir(d).join(RESULT_FILE);
                 if let Ok(r) = crate::stages::artifacts::read_json::<EvaluationResult>(&path) {
                     matrices.push((id.clone(), r.confusion));
-                } else if let Ok(v) = crate::stages::artifacts::read_json::<serde_json::Value>(&path)
+                } else if let Ok(v) =
+                    crate::stages::artifacts::read_json::<serde_json::Value>(&path)
                     && let Ok(c) = serde_json::from_value(v["confusion"].clone())
                 {
                     matrices.push((id.clone(), c));
@@ -309,12 +333,10 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
 
 fn model(name: &str, input: &str) -> i32 {
     use crate::ml::models::{ModelKind, ModelSpec, summary};
-    let kind = match name.to_ascii_lowercase().as_str() {
-        "b1" => ModelKind::B1,
-        "b2" => ModelKind::B2,
-        "b3" => ModelKind::B3,
-        other => {
-            eprintln!("error: unknown model `{other}` (b1, b2, b3)");
+    let kind: ModelKind = match name.parse() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
             return EXIT_INVALID;
         }
     };

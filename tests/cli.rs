@@ -630,10 +630,24 @@ fn shipped_env(n_train: usize, copies: &[usize]) -> (Env, Vec<usize>) {
         ..SyntheticConfig::default()
     };
     let (train, _) = generate(&cfg).unwrap();
-    let (fresh, _) = generate(&SyntheticConfig { seed: 1234, count: 30, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0, ..cfg.clone() }).unwrap();
+    let (fresh, _) = generate(&SyntheticConfig {
+        seed: 1234,
+        count: 30,
+        exact_duplicates: 0,
+        near_duplicates: 0,
+        conflicting_duplicates: 0,
+        ..cfg.clone()
+    })
+    .unwrap();
     std::fs::create_dir_all(env.path("data")).unwrap();
     std::fs::write(env.path("data/db_train.raw"), &train.pixels[..]).unwrap();
-    let labels: String = train.labels.as_ref().unwrap().iter().map(|&l| if l == 1 { "1\n" } else { "-1\n" }).collect();
+    let labels: String = train
+        .labels
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|&l| if l == 1 { "1\n" } else { "-1\n" })
+        .collect();
     std::fs::write(env.path("data/label_train.txt"), labels).unwrap();
     let mut test = Vec::new();
     let mut positions = Vec::new();
@@ -652,7 +666,11 @@ fn shipped_env(n_train: usize, copies: &[usize]) -> (Env, Vec<usize>) {
 }
 
 fn small_training(stage: &str) -> Vec<String> {
-    [format!("stages.{stage}.epochs=1"), format!("stages.{stage}.batch_size=32")].to_vec()
+    [
+        format!("stages.{stage}.epochs=1"),
+        format!("stages.{stage}.batch_size=32"),
+    ]
+    .to_vec()
 }
 
 fn run_with(env: &Env, file: &str, sets: &[String]) -> String {
@@ -668,7 +686,11 @@ fn run_with(env: &Env, file: &str, sets: &[String]) -> String {
 fn final_b3_pipeline_writes_the_submission_with_hash_overrides() {
     let copies = [2usize, 40, 90, 150, 199];
     let (env, positions) = shipped_env(240, &copies);
-    let out = run_with(&env, "pipelines/final_b3.yaml", &small_training("train_final"));
+    let out = run_with(
+        &env,
+        "pipelines/final_b3.yaml",
+        &small_training("train_final"),
+    );
     assert!(out.contains("took a training label by hash"), "{out}");
     let obj = find_files(&env.path("cache/objects"), "submission.txt");
     assert_eq!(obj.len(), 1);
@@ -677,12 +699,20 @@ fn final_b3_pipeline_writes_the_submission_with_hash_overrides() {
     assert_eq!(lines.len(), 30 + copies.len(), "one label per test image");
     assert!(lines.iter().all(|l| *l == "1" || *l == "-1"));
     let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(obj[0].with_file_name("predict.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(obj[0].with_file_name("predict.json")).unwrap())
+            .unwrap();
     assert_eq!(summary["overridden"], copies.len());
     // The planted copies carry their training labels, in input order.
-    let train_labels: Vec<String> = std::fs::read_to_string(env.path("data/label_train.txt")).unwrap().lines().map(str::to_string).collect();
+    let train_labels: Vec<String> = std::fs::read_to_string(env.path("data/label_train.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     for (p, c) in positions.iter().zip(copies) {
-        assert_eq!(lines[*p], train_labels[c], "test image {p} is a copy of training image {c}");
+        assert_eq!(
+            lines[*p], train_labels[c],
+            "test image {p} is a copy of training image {c}"
+        );
     }
     assert!(obj[0].with_file_name("overrides.png").exists());
     let analyze = find_files(&env.path("cache/objects"), "saliency.png");
@@ -702,7 +732,15 @@ fn model_pipelines_run_end_to_end_and_compare_prints_table_1() {
     let out = run_with(&env, "pipelines/compare.yaml", &sets);
     assert!(out.contains("ensemble balanced accuracy"), "{out}");
     let table = env.ok(&["compare", "pipelines/compare.yaml", "--png", "table1.png"]);
-    for m in ["evaluate_b1", "evaluate_b2", "evaluate_b3", "evaluate_tl1", "evaluate_tl2", "evaluate_tl3", "ensemble_tl1_tl3"] {
+    for m in [
+        "evaluate_b1",
+        "evaluate_b2",
+        "evaluate_b3",
+        "evaluate_tl1",
+        "evaluate_tl2",
+        "evaluate_tl3",
+        "ensemble_tl1_tl3",
+    ] {
         assert!(table.contains(m), "{m} missing from\n{table}");
     }
     assert!(env.path("table1.png").exists());
@@ -724,13 +762,20 @@ fn a_killed_training_resumes_from_its_last_epoch() {
         "t.yaml",
         "stages:\n  faces: {kind: source, format: synthetic, count: 150, height: 24, width: 24, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}\n  split: {kind: split, inputs: {data: faces}}\n  train: {kind: train, model: b1, epochs: 30, batch_size: 16, inputs: {data: faces, split: split}}\n",
     );
-    let mut child = env.cmd(&["run", "t.yaml"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = env
+        .cmd(&["run", "t.yaml"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         if !find_files(&env.path("cache/work"), "state.json").is_empty() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no epoch checkpoint appeared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no epoch checkpoint appeared"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     child.kill().unwrap();
@@ -738,8 +783,17 @@ fn a_killed_training_resumes_from_its_last_epoch() {
     env.ok(&["run", "t.yaml"]);
     let summary = find_files(&env.path("cache/objects"), "summary.json");
     assert_eq!(summary.len(), 1);
-    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary[0]).unwrap()).unwrap();
-    assert!(s["resumed_from_epoch"].as_u64().is_some_and(|e| (1..30).contains(&e)), "{s}");
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary[0]).unwrap()).unwrap();
+    assert!(
+        s["resumed_from_epoch"]
+            .as_u64()
+            .is_some_and(|e| (1..30).contains(&e)),
+        "{s}"
+    );
     assert_eq!(s["epochs_run"], 30);
-    assert!(find_files(&env.path("cache/work"), "state.json").is_empty(), "work dir removed after commit");
+    assert!(
+        find_files(&env.path("cache/work"), "state.json").is_empty(),
+        "work dir removed after commit"
+    );
 }

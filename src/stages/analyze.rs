@@ -38,7 +38,10 @@ impl Stage for Analyze {
 
     fn check(&self) -> Vec<Problem> {
         if self.per_class == 0 || self.per_class > 32 {
-            return vec![Problem::new("per_class", "per_class must be between 1 and 32")];
+            return vec![Problem::new(
+                "per_class",
+                "per_class must be between 1 and 32",
+            )];
         }
         Vec::new()
     }
@@ -60,31 +63,59 @@ impl Stage for Analyze {
             }
             None => (0..ds.len()).collect(),
         };
-        let means: Vec<GridImage> = (0..2u8).map(|c| class_mean(&ds, &pool, labels, c)).collect();
+        let means: Vec<GridImage> = (0..2u8)
+            .map(|c| class_mean(&ds, &pool, labels, c))
+            .collect();
         let diff = abs_difference(&means[0].pixels, &means[1].pixels, ds.shape);
         let png = ctx.out.join("class_means.png");
-        let [m0, m1]: [GridImage; 2] = means.try_into().map_err(|_| StageError::Invalid("two classes".into()))?;
-        save_grid(&png, &[vec![m0, m1, diff]], 4).map_err(|e| StageError::Artifact { path: png.clone(), message: e.to_string() })?;
+        let [m0, m1]: [GridImage; 2] = means
+            .try_into()
+            .map_err(|_| StageError::Invalid("two classes".into()))?;
+        save_grid(&png, &[vec![m0, m1, diff]], 4).map_err(|e| StageError::Artifact {
+            path: png.clone(),
+            message: e.to_string(),
+        })?;
         let mut figures = vec!["class_means.png".to_string()];
         let mut summary = "class means (0, 1, |difference|)".to_string();
 
         if let Some(model) = ctx.optional_input("model") {
             let mut picked = Vec::new();
             for c in 0..2u8 {
-                picked.extend(pool.iter().copied().filter(|&i| labels[i] == c).take(self.per_class));
+                picked.extend(
+                    pool.iter()
+                        .copied()
+                        .filter(|&i| labels[i] == c)
+                        .take(self.per_class),
+                );
             }
-            let maps = crate::ml::saliency::saliency(model, self.checkpoint, &ds, &picked, ctx.device.unwrap_or_default())?;
+            let maps = crate::ml::saliency::saliency(
+                model,
+                self.checkpoint,
+                &ds,
+                &picked,
+                ctx.device.unwrap_or_default(),
+            )?;
             let rows: Vec<Vec<GridImage>> = picked
                 .iter()
                 .zip(&maps)
                 .map(|(&i, map)| {
                     let heat = heat_map(map, ds.shape);
                     let overlay = blend(ds.image(i), ds.shape, &heat.pixels);
-                    vec![GridImage { pixels: ds.image(i).to_vec(), shape: ds.shape }, heat, overlay]
+                    vec![
+                        GridImage {
+                            pixels: ds.image(i).to_vec(),
+                            shape: ds.shape,
+                        },
+                        heat,
+                        overlay,
+                    ]
                 })
                 .collect();
             let png = ctx.out.join("saliency.png");
-            save_grid(&png, &rows, 3).map_err(|e| StageError::Artifact { path: png.clone(), message: e.to_string() })?;
+            save_grid(&png, &rows, 3).map_err(|e| StageError::Artifact {
+                path: png.clone(),
+                message: e.to_string(),
+            })?;
             figures.push("saliency.png".into());
             let (h, w) = (ds.shape.height as usize, ds.shape.width as usize);
             let mut mean_map = vec![0f64; h * w];
@@ -94,10 +125,20 @@ impl Stage for Analyze {
                     *acc += (*v / top) as f64 / maps.len() as f64;
                 }
             }
-            ctx.write_json("saliency_mean.json", &serde_json::json!({"height": h, "width": w, "mean": mean_map}))?;
-            summary.push_str(&format!("; saliency maps for {} images (image, map, overlay)", picked.len()));
+            ctx.write_json(
+                "saliency_mean.json",
+                &serde_json::json!({"height": h, "width": w, "mean": mean_map}),
+            )?;
+            summary.push_str(&format!(
+                "; saliency maps for {} images (image, map, overlay)",
+                picked.len()
+            ));
         }
-        Ok(StageReport { summary, figures, ..Default::default() })
+        Ok(StageReport {
+            summary,
+            figures,
+            ..Default::default()
+        })
     }
 }
 
@@ -111,7 +152,10 @@ fn class_mean(ds: &Dataset, pool: &[usize], labels: &[u8], class: u8) -> GridIma
         }
         count += 1;
     }
-    GridImage { pixels: sum.iter().map(|&s| (s / count.max(1)) as u8).collect(), shape: ds.shape }
+    GridImage {
+        pixels: sum.iter().map(|&s| (s / count.max(1)) as u8).collect(),
+        shape: ds.shape,
+    }
 }
 
 /// A saliency map normalised to its maximum, through a black → red → yellow → white ramp.
@@ -125,7 +169,10 @@ fn heat_map(map: &[f32], shape: Shape) -> GridImage {
             [ch(t), ch(t - 1.0), ch(t - 2.0)]
         })
         .collect();
-    GridImage { pixels, shape: Shape::new(shape.height, shape.width, 3) }
+    GridImage {
+        pixels,
+        shape: Shape::new(shape.height, shape.width, 3),
+    }
 }
 
 fn blend(image: &[u8], shape: Shape, heat: &[u8]) -> GridImage {
@@ -140,5 +187,8 @@ fn blend(image: &[u8], shape: Shape, heat: &[u8]) -> GridImage {
             })
         })
         .collect();
-    GridImage { pixels, shape: Shape::new(shape.height, shape.width, 3) }
+    GridImage {
+        pixels,
+        shape: Shape::new(shape.height, shape.width, 3),
+    }
 }

@@ -63,8 +63,14 @@ pub const ENSEMBLE_FILE: &str = "ensemble.json";
 impl EnsembleFile {
     /// Object directories of the members, next to the ensemble's own object.
     pub fn member_dirs(&self, ensemble_dir: &Path) -> Vec<PathBuf> {
-        let objects = ensemble_dir.parent().and_then(Path::parent).unwrap_or(ensemble_dir);
-        self.members.iter().map(|m| objects.join(&m.digest[..2]).join(&m.digest)).collect()
+        let objects = ensemble_dir
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(ensemble_dir);
+        self.members
+            .iter()
+            .map(|m| objects.join(&m.digest[..2]).join(&m.digest))
+            .collect()
     }
 
     /// Combined probabilities from per-member probabilities (member-major).
@@ -79,7 +85,12 @@ pub fn combine(method: Method, weights: &[f64], probs: &[Vec<f32>], threshold: f
     let total: f64 = weights.iter().sum::<f64>().max(f64::MIN_POSITIVE);
     (0..n)
         .map(|i| {
-            let mean = probs.iter().zip(weights).map(|(p, w)| p[i] as f64 * w).sum::<f64>() / total;
+            let mean = probs
+                .iter()
+                .zip(weights)
+                .map(|(p, w)| p[i] as f64 * w)
+                .sum::<f64>()
+                / total;
             match method {
                 Method::Mean | Method::Weighted => mean as f32,
                 Method::Vote => {
@@ -96,7 +107,8 @@ pub fn combine(method: Method, weights: &[f64], probs: &[Vec<f32>], threshold: f
 }
 
 /// Weights (summing to 1) maximising balanced accuracy of the weighted mean on `labels`:
-/// coordinate ascent from equal weights in steps of 0.05, deterministic.
+/// coordinate ascent from equal weights (steps of 0.05 and 0.25, or dropping a member),
+/// deterministic.
 pub fn fit_weights(probs: &[Vec<f32>], labels: &[u8], threshold: f32) -> Vec<f64> {
     let k = probs.len();
     let score = |w: &[f64]| {
@@ -108,7 +120,7 @@ pub fn fit_weights(probs: &[Vec<f32>], labels: &[u8], threshold: f32) -> Vec<f64
     for _ in 0..200 {
         let mut improved = false;
         for i in 0..k {
-            for delta in [0.05, -0.05] {
+            for delta in [0.05, -0.05, 0.25, -0.25, -1.0] {
                 let mut c = w.clone();
                 c[i] = (c[i] + delta).max(0.0);
                 let sum: f64 = c.iter().sum();
@@ -150,8 +162,11 @@ impl Stage for Ensemble {
     }
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
-        let members: Vec<(&String, &PathBuf)> =
-            ctx.inputs.iter().filter(|(slot, _)| *slot != "data" && *slot != "split").collect();
+        let members: Vec<(&String, &PathBuf)> = ctx
+            .inputs
+            .iter()
+            .filter(|(slot, _)| *slot != "data" && *slot != "split")
+            .collect();
         if members.len() < 2 {
             return Err(StageError::Invalid(format!(
                 "an ensemble needs at least two model inputs, got {}",
@@ -195,9 +210,13 @@ impl Stage for Ensemble {
                 .zip(&eval_probs)
                 .map(|(((slot, dir), &weight), p)| Member {
                     slot: (*slot).clone(),
-                    digest: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    digest: dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
                     weight,
-                    balanced_accuracy: metrics::confusion(&eval_labels, p, self.threshold).balanced_accuracy(),
+                    balanced_accuracy: metrics::confusion(&eval_labels, p, self.threshold)
+                        .balanced_accuracy(),
                 })
                 .collect(),
         };
@@ -218,13 +237,20 @@ impl Stage for Ensemble {
             .members
             .iter()
             .zip(&eval_probs)
-            .map(|(m, p)| (m.slot.clone(), metrics::confusion(&eval_labels, p, self.threshold)))
+            .map(|(m, p)| {
+                (
+                    m.slot.clone(),
+                    metrics::confusion(&eval_labels, p, self.threshold),
+                )
+            })
             .collect();
         items.push((format!("ensemble ({:?})", self.method).to_lowercase(), c));
         let png = ctx.out.join("confusion.png");
-        crate::report::plot::confusion_grid_png(&png, &items).map_err(|e| StageError::Artifact {
-            path: png.clone(),
-            message: e.to_string(),
+        crate::report::plot::confusion_grid_png(&png, &items).map_err(|e| {
+            StageError::Artifact {
+                path: png.clone(),
+                message: e.to_string(),
+            }
         })?;
         let members_text: Vec<String> = file
             .members
@@ -261,17 +287,19 @@ mod tests {
 
     #[test]
     fn mean_vote_and_weights_on_hand_made_probabilities() {
-        // Model a is right on class 1 only, model b right on class 0 only, c is noise.
+        // a misses one negative, b misses one positive, c is wrong everywhere.
         let labels = [1u8, 1, 1, 1, 0, 0, 0, 0];
-        let a = vec![0.9f32, 0.8, 0.9, 0.7, 0.9, 0.8, 0.7, 0.6];
-        let b = vec![0.2f32, 0.1, 0.3, 0.2, 0.1, 0.2, 0.1, 0.3];
-        let c = vec![0.9f32, 0.1, 0.9, 0.1, 0.9, 0.1, 0.9, 0.1];
+        let a = vec![0.9f32, 0.9, 0.9, 0.9, 0.6, 0.1, 0.1, 0.1];
+        let b = vec![0.6f32, 0.6, 0.6, 0.4, 0.0, 0.4, 0.4, 0.4];
+        let c = vec![0.0f32, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
         let probs = vec![a.clone(), b.clone(), c.clone()];
         let mean = combine(Method::Mean, &[1.0, 1.0, 1.0], &probs, 0.5);
-        assert!((mean[0] - (0.9 + 0.2 + 0.9) / 3.0).abs() < 1e-6);
+        assert!((mean[0] - 1.5 / 3.0).abs() < 1e-6);
+        assert!(metrics::confusion(&labels, &mean, 0.5).balanced_accuracy() < 1.0);
         let vote = combine(Method::Vote, &[1.0, 1.0, 1.0], &probs, 0.5);
-        assert_eq!(vote[1], 0.0); // a yes, b no, c no
-        assert_eq!(vote[0], 1.0); // a yes, b no, c yes
+        assert_eq!(vote[0], 1.0); // a yes, b yes, c no
+        assert_eq!(vote[3], 0.0); // a yes, b no, c no
+        assert_eq!(vote[4], 1.0); // a yes, b no, c yes
         let w = fit_weights(&probs, &labels, 0.5);
         assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         let fitted = combine(Method::Weighted, &w, &probs, 0.5);

@@ -165,7 +165,14 @@ pub(crate) fn model_probs(
     indices: &[usize],
     device: crate::ml::backend::DeviceChoice,
 ) -> Result<Vec<f32>, StageError> {
-    Ok(predict(model_dir, checkpoint, ds, indices, read_rescale(model_dir), device)?)
+    Ok(predict(
+        model_dir,
+        checkpoint,
+        ds,
+        indices,
+        read_rescale(model_dir),
+        device,
+    )?)
 }
 
 /// The rescale factor the model was trained with (recorded by `train` in `stage.json`).

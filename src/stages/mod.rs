@@ -4,9 +4,9 @@
 //! configuration, names the external files that enter its key (sources only), and runs into an
 //! output directory it is given.
 
+pub mod analyze;
 pub mod artifacts;
 pub mod augment;
-pub mod analyze;
 pub mod dedup;
 pub mod ensemble;
 pub mod evaluate;
@@ -277,4 +277,3 @@ stage_kinds! {
     Predict => predict::Predict,
     Analyze => analyze::Analyze,
 }
-

@@ -79,13 +79,20 @@ impl Stage for Predict {
         if self.override_radius > index::MAX_RADIUS {
             p.push(Problem::new(
                 "override_radius",
-                format!("radius {} exceeds the maximum of {}", self.override_radius, index::MAX_RADIUS),
+                format!(
+                    "radius {} exceeds the maximum of {}",
+                    self.override_radius,
+                    index::MAX_RADIUS
+                ),
             ));
         }
         if let Some(t) = self.threshold
             && !(0.0..=1.0).contains(&t)
         {
-            p.push(Problem::new("threshold", format!("threshold must be within [0, 1], got {t}")));
+            p.push(Problem::new(
+                "threshold",
+                format!("threshold must be within [0, 1], got {t}"),
+            ));
         }
         p
     }
@@ -112,7 +119,9 @@ impl Stage for Predict {
         };
         let threshold = match (self.threshold, ctx.optional_input("evaluation")) {
             (Some(t), _) => t,
-            (None, Some(dir)) => super::artifacts::read_json::<EvaluationResult>(&dir.join(RESULT_FILE))?.threshold,
+            (None, Some(dir)) => {
+                super::artifacts::read_json::<EvaluationResult>(&dir.join(RESULT_FILE))?.threshold
+            }
             (None, None) => 0.5,
         };
         let model_labels: Vec<u8> = probs.iter().map(|&p| u8::from(p >= threshold)).collect();
@@ -126,7 +135,10 @@ impl Stage for Predict {
             overridden_changed: 0,
             ambiguous_matches: 0,
         };
-        let mut figures = vec!["submission.txt".to_string(), "probabilities.csv".to_string()];
+        let mut figures = vec![
+            "submission.txt".to_string(),
+            "probabilities.csv".to_string(),
+        ];
         if self.hash_override
             && let Some(dir) = ctx.optional_input("train")
         {
@@ -145,13 +157,22 @@ impl Stage for Predict {
                     .take(self.figure_pairs)
                     .map(|&(t, tr, _)| {
                         vec![
-                            GridImage { pixels: test.image(t).to_vec(), shape: test.shape },
-                            GridImage { pixels: train.image(tr).to_vec(), shape: train.shape },
+                            GridImage {
+                                pixels: test.image(t).to_vec(),
+                                shape: test.shape,
+                            },
+                            GridImage {
+                                pixels: train.image(tr).to_vec(),
+                                shape: train.shape,
+                            },
                         ]
                     })
                     .collect();
                 let png = ctx.out.join("overrides.png");
-                save_grid(&png, &rows, 2).map_err(|e| StageError::Artifact { path: png.clone(), message: e.to_string() })?;
+                save_grid(&png, &rows, 2).map_err(|e| StageError::Artifact {
+                    path: png.clone(),
+                    message: e.to_string(),
+                })?;
                 figures.push("overrides.png".into());
             }
         }
@@ -173,8 +194,15 @@ impl Stage for Predict {
         writeln!(w, "index,name,probability,model_label,hash_label,label").map_err(io_err(&csv))?;
         for i in 0..test.len() {
             let h = hash_labels[i].map(fmt).unwrap_or_default();
-            writeln!(w, "{i},{},{:.6},{},{h},{}", test.names[i], probs[i], fmt(model_labels[i]), fmt(labels[i]))
-                .map_err(io_err(&csv))?;
+            writeln!(
+                w,
+                "{i},{},{:.6},{},{h},{}",
+                test.names[i],
+                probs[i],
+                fmt(model_labels[i]),
+                fmt(labels[i])
+            )
+            .map_err(io_err(&csv))?;
         }
         w.flush().map_err(io_err(&csv))?;
         ctx.write_json("predict.json", &summary)?;
@@ -193,17 +221,24 @@ impl Stage for Predict {
     }
 }
 
-/// (test index, a matching train index, label) for every test image whose 64-bit dHash is within
+/// (test index, a matching train index, label).
+pub type HashMatch = (usize, usize, u8);
+
+/// A [`HashMatch`] for every test image whose 64-bit dHash is within
 /// `radius` of training images that all carry one label; and how many matches were ambiguous.
-pub fn hash_matches(train: &Dataset, test: &Dataset, radius: u32) -> Result<(Vec<(usize, usize, u8)>, usize), StageError> {
-    let train_labels = train
-        .labels
-        .as_deref()
-        .ok_or_else(|| StageError::Invalid("the `train` input of predict must be labelled".into()))?;
+pub fn hash_matches(
+    train: &Dataset,
+    test: &Dataset,
+    radius: u32,
+) -> Result<(Vec<HashMatch>, usize), StageError> {
+    let train_labels = train.labels.as_deref().ok_or_else(|| {
+        StageError::Invalid("the `train` input of predict must be labelled".into())
+    })?;
     let width = dhash::dhash_bytes(8);
     let mut rows = dhash::dhash_all(train, 8);
     rows.extend(dhash::dhash_all(test, 8));
-    let groups = index::group_by_radius(&rows, width, radius).map_err(|e| StageError::Invalid(e.to_string()))?;
+    let groups = index::group_by_radius(&rows, width, radius)
+        .map_err(|e| StageError::Invalid(e.to_string()))?;
     let n = train.len();
     let mut matches = Vec::new();
     let mut ambiguous = 0;
@@ -239,7 +274,12 @@ mod tests {
             ..SyntheticConfig::default()
         };
         let (train, _) = generate(&cfg).unwrap();
-        let (other, _) = generate(&SyntheticConfig { seed: 99, count: 40, ..cfg.clone() }).unwrap();
+        let (other, _) = generate(&SyntheticConfig {
+            seed: 99,
+            count: 40,
+            ..cfg.clone()
+        })
+        .unwrap();
         // Test set: 40 new faces plus 7 copies of training images at known positions.
         let picks = [3usize, 50, 77, 120, 199, 250, 299];
         let mut order: Vec<(bool, usize)> = (0..40).map(|i| (false, i)).collect();
@@ -248,7 +288,11 @@ mod tests {
         }
         let mut pixels = Vec::new();
         for &(from_train, i) in &order {
-            pixels.extend_from_slice(if from_train { train.image(i) } else { other.image(i) });
+            pixels.extend_from_slice(if from_train {
+                train.image(i)
+            } else {
+                other.image(i)
+            });
         }
         let names = (0..order.len()).map(|i| format!("t{i}")).collect();
         let test = Dataset::new(train.shape, pixels, None, names);
