@@ -1,8 +1,11 @@
 //! Digests of external (source) files, remembered by (path, size, mtime, ctime, inode) so an
 //! unchanged 100k-file folder costs one `stat` per file, not one read.
 //!
-//! Stored as one line per file (`digest size mtime_ns ctime_ns inode path`): a hand-written
-//! format because parsing 116k JSON objects on every no-op run costs more than the stats.
+//! Two levels: `stat-lists.txt` maps a fingerprint of a whole file list (every path with its
+//! stat) to the list's combined digest, so an unchanged folder costs the stats plus one small
+//! lookup; `stat-cache.txt` holds one line per file (`digest size mtime_ns ctime_ns inode
+//! path`) and is parsed only when a list changed. Hand-written line formats: parsing 116k JSON
+//! objects on every no-op run would cost more than the stats.
 
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -27,12 +30,23 @@ impl Stat {
             inode: meta.ino(),
         }
     }
+
+    /// A missing file: the stage itself reports it (all of them, with their lines).
+    const MISSING: Stat = Stat {
+        size: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+    };
 }
 
 #[derive(Default)]
 pub struct StatCache {
     path: PathBuf,
+    lists_path: PathBuf,
     entries: BTreeMap<PathBuf, (Stat, String)>,
+    lists: BTreeMap<String, String>,
+    loaded: bool,
     dirty: bool,
 }
 
@@ -44,71 +58,97 @@ pub struct FileError {
     pub source: std::io::Error,
 }
 
+fn parse_entry(line: &str) -> Option<(PathBuf, (Stat, String))> {
+    let mut parts = line.splitn(6, ' ');
+    let d = parts.next()?;
+    let size = parts.next()?.parse().ok()?;
+    let mtime_ns = parts.next()?.parse().ok()?;
+    let ctime_ns = parts.next()?.parse().ok()?;
+    let inode = parts.next()?.parse().ok()?;
+    let p = parts.next()?;
+    Some((
+        PathBuf::from(p),
+        (
+            Stat {
+                size,
+                mtime_ns,
+                ctime_ns,
+                inode,
+            },
+            d.to_string(),
+        ),
+    ))
+}
+
+fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        write(&mut w)?;
+        w.flush()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
 impl StatCache {
     pub fn load(root: &Path) -> Self {
-        let path = root.join("stat-cache.txt");
-        let mut entries = BTreeMap::new();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            for line in text.lines() {
-                let mut parts = line.splitn(6, ' ');
-                let (Some(d), Some(s), Some(m), Some(c), Some(i), Some(p)) = (
-                    parts.next(),
-                    parts.next(),
-                    parts.next(),
-                    parts.next(),
-                    parts.next(),
-                    parts.next(),
-                ) else {
-                    continue;
-                };
-                let (Ok(size), Ok(mtime_ns), Ok(ctime_ns), Ok(inode)) =
-                    (s.parse(), m.parse(), c.parse(), i.parse())
-                else {
-                    continue;
-                };
-                entries.insert(
-                    PathBuf::from(p),
-                    (
-                        Stat {
-                            size,
-                            mtime_ns,
-                            ctime_ns,
-                            inode,
-                        },
-                        d.to_string(),
-                    ),
-                );
-            }
-        }
+        let lists_path = root.join("stat-lists.txt");
+        let lists = std::fs::read_to_string(&lists_path)
+            .map(|t| {
+                t.lines()
+                    .filter_map(|l| l.split_once(' '))
+                    .map(|(f, d)| (f.to_string(), d.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
         StatCache {
-            path,
-            entries,
-            dirty: false,
+            path: root.join("stat-cache.txt"),
+            lists_path,
+            lists,
+            ..Default::default()
         }
     }
 
-    /// Writes the cache back (temp file + rename) if anything changed.
+    /// Parses the per-file table on first need.
+    fn load_entries(&mut self) {
+        if !self.loaded {
+            self.loaded = true;
+            if let Ok(text) = std::fs::read_to_string(&self.path) {
+                self.entries = text.lines().filter_map(parse_entry).collect();
+            }
+        }
+    }
+
+    /// Writes the cache back (temp files + rename) if anything changed.
     pub fn save(&mut self) -> std::io::Result<()> {
         if !self.dirty {
             return Ok(());
         }
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
-        {
-            let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            for (p, (s, d)) in &self.entries {
-                if let Some(ps) = p.to_str().filter(|s| !s.contains('\n')) {
-                    writeln!(
-                        w,
-                        "{d} {} {} {} {} {ps}",
-                        s.size, s.mtime_ns, s.ctime_ns, s.inode
-                    )?;
+        if self.loaded {
+            let entries = &self.entries;
+            write_atomic(&self.path, |w| {
+                for (p, (s, d)) in entries {
+                    if let Some(ps) = p.to_str().filter(|s| !s.contains('\n')) {
+                        writeln!(
+                            w,
+                            "{d} {} {} {} {} {ps}",
+                            s.size, s.mtime_ns, s.ctime_ns, s.inode
+                        )?;
+                    }
                 }
-            }
-            w.flush()?;
+                Ok(())
+            })?;
         }
-        std::fs::rename(&tmp, &self.path)?;
+        let lists = &self.lists;
+        write_atomic(&self.lists_path, |w| {
+            for (f, d) in lists {
+                writeln!(w, "{f} {d}")?;
+            }
+            Ok(())
+        })?;
         self.dirty = false;
         Ok(())
     }
@@ -116,52 +156,68 @@ impl StatCache {
     /// One digest over `files` (in the given order) and their names relative to `base`.
     pub fn digest_files(&mut self, base: &Path, files: &[PathBuf]) -> Result<String, FileError> {
         let abs: Vec<PathBuf> = files
-            .iter()
+            .par_iter()
             .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
             .collect();
-        let entries = &self.entries;
-        let results: Vec<Result<(Stat, String, bool), FileError>> = abs
+        let stats: Vec<Stat> = abs
             .par_iter()
-            .map(|p| {
+            .map(|p| match std::fs::metadata(p) {
+                Ok(m) => Ok(Stat::of(&m)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stat::MISSING),
+                Err(source) => Err(FileError {
+                    path: p.clone(),
+                    source,
+                }),
+            })
+            .collect::<Result<_, _>>()?;
+        let mut fp = blake3::Hasher::new();
+        fp.update(base.to_string_lossy().as_bytes());
+        for ((f, p), s) in files.iter().zip(&abs).zip(&stats) {
+            fp.update(f.to_string_lossy().as_bytes());
+            fp.update(p.to_string_lossy().as_bytes());
+            fp.update(&s.size.to_le_bytes());
+            fp.update(&s.mtime_ns.to_le_bytes());
+            fp.update(&s.ctime_ns.to_le_bytes());
+            fp.update(&s.inode.to_le_bytes());
+            fp.update(b"\n");
+        }
+        let fingerprint = fp.finalize().to_hex().to_string();
+        if let Some(d) = self.lists.get(&fingerprint) {
+            return Ok(d.clone());
+        }
+
+        self.load_entries();
+        let entries = &self.entries;
+        let results: Vec<Result<(String, bool), FileError>> = abs
+            .par_iter()
+            .zip(&stats)
+            .map(|(p, stat)| {
+                if *stat == Stat::MISSING {
+                    return Ok(("missing".to_string(), false));
+                }
+                if let Some((s, d)) = entries.get(p)
+                    && s == stat
+                {
+                    return Ok((d.clone(), false));
+                }
                 let err = |source| FileError {
                     path: p.clone(),
                     source,
                 };
-                let meta = match std::fs::metadata(p) {
-                    Ok(m) => m,
-                    // The stage itself reports missing files, all of them, with their lines.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Ok((
-                            Stat {
-                                size: 0,
-                                mtime_ns: 0,
-                                ctime_ns: 0,
-                                inode: 0,
-                            },
-                            "missing".into(),
-                            false,
-                        ));
-                    }
-                    Err(e) => return Err(err(e)),
-                };
-                let stat = Stat::of(&meta);
-                if let Some((s, d)) = entries.get(p)
-                    && *s == stat
-                {
-                    return Ok((stat, d.clone(), false));
-                }
                 let mut h = blake3::Hasher::new();
                 if stat.size > 16 << 20 {
                     h.update_mmap_rayon(p).map_err(err)?;
                 } else {
                     h.update(&std::fs::read(p).map_err(err)?);
                 }
-                Ok((stat, h.finalize().to_hex().to_string(), true))
+                Ok((h.finalize().to_hex().to_string(), true))
             })
             .collect();
         let mut combined = blake3::Hasher::new();
-        for ((file, p), r) in files.iter().zip(&abs).zip(results) {
-            let (stat, digest, fresh) = r?;
+        let mut any_missing = false;
+        for (((file, p), stat), r) in files.iter().zip(&abs).zip(stats).zip(results) {
+            let (digest, fresh) = r?;
+            any_missing |= stat == Stat::MISSING;
             let rel = file.strip_prefix(base).unwrap_or(file);
             combined.update(rel.to_string_lossy().as_bytes());
             combined.update(b"\0");
@@ -172,7 +228,12 @@ impl StatCache {
                 self.dirty = true;
             }
         }
-        Ok(combined.finalize().to_hex().to_string())
+        let digest = combined.finalize().to_hex().to_string();
+        if !any_missing {
+            self.lists.insert(fingerprint, digest.clone());
+            self.dirty = true;
+        }
+        Ok(digest)
     }
 }
 
@@ -191,6 +252,15 @@ mod tests {
             .unwrap();
         sc.save().unwrap();
         let mut sc = StatCache::load(dir.path());
+        assert_eq!(
+            sc.digest_files(dir.path(), std::slice::from_ref(&f))
+                .unwrap(),
+            d1
+        );
+        assert!(
+            !sc.loaded,
+            "an unchanged list never reads the per-file table"
+        );
         std::fs::write(&f, b"hello").unwrap(); // same bytes, new mtime
         assert_eq!(
             sc.digest_files(dir.path(), std::slice::from_ref(&f))
