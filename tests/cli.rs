@@ -797,3 +797,54 @@ fn a_killed_training_resumes_from_its_last_epoch() {
         "work dir removed after commit"
     );
 }
+
+#[test]
+fn the_data_stages_recover_the_planted_synthetic_counts_exactly() {
+    let env = Env::new();
+    env.write(
+        "s.yaml",
+        "stages:\n  faces: {kind: source, format: synthetic, count: 3000, seed: 5, exact_duplicates: 40, near_duplicates: 30, conflicting_duplicates: 9}\n  hashes: {kind: hash, inputs: {data: faces}}\n  groups: {kind: dedup, inputs: {hashes: hashes, data: faces}}\n  clean: {kind: filter_conflicts, inputs: {groups: groups, data: faces}}\n  split: {kind: split, inputs: {data: faces, selection: clean, groups: groups}}\n",
+    );
+    env.ok(&["run", "s.yaml"]);
+    let truth: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&find_files(&env.path("cache/objects"), "truth.json")[0]).unwrap(),
+    )
+    .unwrap();
+    let groups: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&find_files(&env.path("cache/objects"), "groups.json")[0]).unwrap(),
+    )
+    .unwrap();
+    let sel: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&find_files(&env.path("cache/objects"), "selection.json")[0]).unwrap(),
+    )
+    .unwrap();
+    let dup = groups["duplicate_groups"].as_array().unwrap();
+    assert_eq!(
+        dup.len() as u64,
+        truth["duplicate_groups"].as_u64().unwrap()
+    );
+    let in_groups: usize = dup.iter().map(|g| g.as_array().unwrap().len()).sum();
+    assert_eq!(
+        in_groups as u64,
+        truth["images_in_duplicate_groups"].as_u64().unwrap()
+    );
+    assert_eq!(sel["conflicting_groups"], truth["conflicting_groups"]);
+    assert_eq!(
+        sel["kept"].as_array().unwrap().len() as u64,
+        truth["clean"].as_u64().unwrap()
+    );
+    assert_eq!(truth["conflicting_groups"], 9);
+    // No duplicate group straddles two splits.
+    let split: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&find_files(&env.path("cache/objects"), "split.json")[0]).unwrap(),
+    )
+    .unwrap();
+    let group_of = groups["group_of"].as_array().unwrap();
+    let mut part_of_group = std::collections::BTreeMap::new();
+    for part in ["train", "val", "test"] {
+        for i in split[part].as_array().unwrap() {
+            let g = group_of[i.as_u64().unwrap() as usize].as_u64().unwrap();
+            assert_eq!(*part_of_group.entry(g).or_insert(part), part);
+        }
+    }
+}
