@@ -31,6 +31,15 @@ impl Stat {
         }
     }
 
+    fn of_rustix(st: &rustix::fs::Stat) -> Self {
+        Stat {
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+            ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+            inode: st.st_ino as u64,
+        }
+    }
+
     /// A missing file: the stage itself reports it (all of them, with their lines).
     const MISSING: Stat = Stat {
         size: 0,
@@ -91,6 +100,50 @@ fn write_atomic(
         w.flush()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Stats every file; files sharing a directory are stat'ed relative to one directory handle
+/// (`fstatat`), which saves the kernel a full path walk per file on large folders.
+fn stat_all(abs: &[PathBuf]) -> Result<Vec<Stat>, FileError> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let one = |p: &PathBuf, dir: Option<&rustix::fd::OwnedFd>| -> Result<Stat, FileError> {
+        let res: std::io::Result<Stat> = match (dir, p.file_name()) {
+            (Some(fd), Some(name)) => rustix::fs::statat(fd, name, AtFlags::empty())
+                .map(|st| Stat::of_rustix(&st))
+                .map_err(std::io::Error::from),
+            _ => std::fs::metadata(p).map(|m| Stat::of(&m)),
+        };
+        match res {
+            Ok(s) => Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stat::MISSING),
+            Err(source) => Err(FileError {
+                path: p.clone(),
+                source,
+            }),
+        }
+    };
+    abs.par_chunks(2048)
+        .map(|chunk| {
+            let mut dir: Option<(&Path, rustix::fd::OwnedFd)> = None;
+            chunk
+                .iter()
+                .map(|p| {
+                    let parent = p.parent().unwrap_or(Path::new("/"));
+                    if dir.as_ref().is_none_or(|(d, _)| *d != parent) {
+                        dir = rustix::fs::open(
+                            parent,
+                            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .ok()
+                        .map(|fd| (parent, fd));
+                    }
+                    one(p, dir.as_ref().map(|(_, fd)| fd))
+                })
+                .collect::<Result<Vec<Stat>, FileError>>()
+        })
+        .collect::<Result<Vec<Vec<Stat>>, FileError>>()
+        .map(|v| v.into_iter().flatten().collect())
 }
 
 impl StatCache {
