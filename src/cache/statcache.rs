@@ -33,10 +33,10 @@ impl Stat {
 
     fn of_rustix(st: &rustix::fs::Stat) -> Self {
         Stat {
-            size: st.st_size as u64,
-            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
-            ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
-            inode: st.st_ino as u64,
+            size: u64::try_from(st.st_size).unwrap_or_default(),
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+            ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
+            inode: st.st_ino,
         }
     }
 
@@ -208,21 +208,18 @@ impl StatCache {
 
     /// One digest over `files` (in the given order) and their names relative to `base`.
     pub fn digest_files(&mut self, base: &Path, files: &[PathBuf]) -> Result<String, FileError> {
+        let cwd = std::env::current_dir().unwrap_or_default();
         let abs: Vec<PathBuf> = files
             .par_iter()
-            .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
-            .collect();
-        let stats: Vec<Stat> = abs
-            .par_iter()
-            .map(|p| match std::fs::metadata(p) {
-                Ok(m) => Ok(Stat::of(&m)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stat::MISSING),
-                Err(source) => Err(FileError {
-                    path: p.clone(),
-                    source,
-                }),
+            .map(|f| {
+                if f.is_absolute() {
+                    f.clone()
+                } else {
+                    cwd.join(f)
+                }
             })
-            .collect::<Result<_, _>>()?;
+            .collect();
+        let stats = stat_all(&abs)?;
         let mut fp = blake3::Hasher::new();
         fp.update(base.to_string_lossy().as_bytes());
         for ((f, p), s) in files.iter().zip(&abs).zip(&stats) {
