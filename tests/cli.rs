@@ -848,3 +848,39 @@ fn the_data_stages_recover_the_planted_synthetic_counts_exactly() {
         }
     }
 }
+
+#[test]
+fn the_quickstart_pipeline_runs_end_to_end_on_a_small_override() {
+    let (env, _) = shipped_env(10, &[]);
+    let out = run_with(
+        &env,
+        "pipelines/quickstart.yaml",
+        &[
+            "stages.faces.count=300".into(),
+            "stages.faces.exact_duplicates=6".into(),
+            "stages.faces.near_duplicates=6".into(),
+            "stages.faces.conflicting_duplicates=2".into(),
+            "params.epochs=1".into(),
+        ],
+    );
+    // 300 faces + 6 exact + 6 near + 2 conflicting copies; filter drops the 12 plain copies and
+    // both members of the 2 conflicting pairs.
+    assert!(
+        out.contains("kept 298 of 314 (removed 16: 12 copies, 4 in 2 conflicting groups)"),
+        "{out}"
+    );
+    assert!(out.contains("Test: balanced accuracy"), "{out}");
+    for png in [
+        "duplicates.png",
+        "conflicts.png",
+        "preview.png",
+        "curve.png",
+        "confusion.png",
+    ] {
+        assert_eq!(
+            find_files(&env.path("cache/objects"), png).len(),
+            1,
+            "{png}"
+        );
+    }
+}
