@@ -78,14 +78,20 @@ pub fn load_all(cache_root: &Path) -> Vec<(PathBuf, RunRecord)> {
         .collect()
 }
 
-/// The most recent record of `stage` in pipeline `name` that has a key.
-pub fn last_stage_record(cache_root: &Path, stage: &str) -> Option<StageRecord> {
-    load_all(cache_root).into_iter().rev().find_map(|(_, r)| {
-        r.stages
-            .get(stage)
-            .filter(|s| s.outcome != Outcome::Skipped)
-            .cloned()
-    })
+/// The most recent record of `stage`, from a run of `pipeline` if there is one (stage ids are
+/// shared through includes, so another pipeline's run is the fallback).
+pub fn last_stage_record(cache_root: &Path, pipeline: &str, stage: &str) -> Option<StageRecord> {
+    let runs = load_all(cache_root);
+    let find = |same: bool| {
+        runs.iter().rev().find_map(|(_, r)| {
+            (!same || r.pipeline == pipeline)
+                .then(|| r.stages.get(stage))
+                .flatten()
+                .filter(|s| s.outcome != Outcome::Skipped)
+                .cloned()
+        })
+    };
+    find(true).or_else(|| find(false))
 }
 
 pub fn now_rfc3339() -> String {

@@ -183,7 +183,6 @@ impl<'a> Engine<'a> {
     pub fn status(&mut self) -> Result<Vec<(String, StageState)>, RunError> {
         let mut digests = BTreeMap::new();
         let mut out = Vec::new();
-        let mut stale_upstream: BTreeMap<String, String> = BTreeMap::new();
         for id in self.dag.order() {
             let spec = &self.pipeline.stages[&id];
             let key = self.key(spec, &digests)?;
@@ -208,9 +207,6 @@ impl<'a> Engine<'a> {
                     }
                 }
             };
-            if !matches!(state, StageState::Cached { .. }) {
-                stale_upstream.insert(id.clone(), String::new());
-            }
             out.push((id, state));
         }
         Ok(out)
@@ -218,7 +214,9 @@ impl<'a> Engine<'a> {
 
     /// Why a stage with this (or an unknown) key is not cached, against its last recorded run.
     fn explain(&self, id: &str, key: Option<&StageKey>) -> StageState {
-        let Some(last) = crate::record::last_stage_record(&self.store.root, id) else {
+        let Some(last) =
+            crate::record::last_stage_record(&self.store.root, &self.pipeline.name, id)
+        else {
             return StageState::Missing;
         };
         let mut reasons = match key {
@@ -341,7 +339,7 @@ impl<'a> Engine<'a> {
                                     Some(entry.digest.clone()),
                                     Outcome::Cached,
                                     0.0,
-                                    last_report(&self.store.root, &id, &entry),
+                                    last_report(&self.store, &entry),
                                 ),
                             );
                             digests.insert(id.clone(), entry.digest);
@@ -540,10 +538,7 @@ fn record(
 }
 
 /// A cached stage's report, read back from its object so metrics stay in every run record.
-fn last_report(root: &Path, _id: &str, entry: &KeyEntry) -> StageReport {
-    let store = Store {
-        root: root.to_path_buf(),
-    };
+fn last_report(store: &Store, entry: &KeyEntry) -> StageReport {
     crate::stages::artifacts::read_json(&store.object_dir(&entry.digest).join("report.json"))
         .unwrap_or_default()
 }

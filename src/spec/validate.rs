@@ -367,5 +367,4 @@ fn check_inputs(
             }
         }
     }
-    let _ = stages::KINDS;
 }
