@@ -455,12 +455,15 @@ fn a_folder_source_reads_png_and_jpeg_and_names_bad_images() {
     let out = env.ok(&["run", "f.yaml"]);
     assert!(out.contains("6 images 10x10x1, 3 labelled 1"), "{out}");
     std::fs::write(env.path("imgs/2.png"), b"not a png").unwrap();
+    let jpg = std::fs::read(env.path("imgs/3.jpg")).unwrap();
+    std::fs::write(env.path("imgs/3.jpg"), &jpg[..jpg.len() / 2]).unwrap();
     env.write(
         "labels.csv",
         "filename,label\n0.png,0\n1.jpg,1\n2.png,0\n3.jpg,1\n4.png,1\n5.jpg,0\nmissing.png,1\n",
     );
     let e = env.err(&["run", "f.yaml"], 2);
-    assert!(e.contains("2 of 7 images could not be read"), "{e}");
+    assert!(e.contains("3 of 7 images could not be read"), "{e}");
+    assert!(e.contains("image 3 `3.jpg` (labels line 5): truncated JPEG"), "{e}");
     assert!(
         e.contains("image 2 `2.png` (labels line 4): cannot decode"),
         "{e}"

@@ -4,6 +4,7 @@ pub mod augment;
 pub mod dataset;
 pub mod dhash;
 pub mod index;
+pub mod jpeg;
 pub mod split;
 pub mod synthetic;
 

@@ -313,7 +313,11 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, StageError> {
 
 fn load_image(path: &Path, shape: Shape, filter: FilterType) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let img = image::load_from_memory(&bytes).map_err(|e| format!("cannot decode: {e}"))?;
+    let img = if crate::data::jpeg::is_jpeg(&bytes) {
+        crate::data::jpeg::decode(&bytes)?
+    } else {
+        image::load_from_memory(&bytes).map_err(|e| format!("cannot decode: {e}"))?
+    };
     let img = if img.width() != shape.width || img.height() != shape.height {
         img.resize_exact(shape.width, shape.height, filter)
     } else {
