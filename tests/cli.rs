@@ -463,7 +463,10 @@ fn a_folder_source_reads_png_and_jpeg_and_names_bad_images() {
     );
     let e = env.err(&["run", "f.yaml"], 2);
     assert!(e.contains("3 of 7 images could not be read"), "{e}");
-    assert!(e.contains("image 3 `3.jpg` (labels line 5): truncated JPEG"), "{e}");
+    assert!(
+        e.contains("image 3 `3.jpg` (labels line 5): truncated JPEG"),
+        "{e}"
+    );
     assert!(
         e.contains("image 2 `2.png` (labels line 4): cannot decode"),
         "{e}"
