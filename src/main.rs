@@ -3,6 +3,7 @@ use pipe::cli::Cli;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
+    pipe::ml::backend::tune_allocator();
     let cli = Cli::parse();
     let default = match cli.verbose {
         0 => "warn",

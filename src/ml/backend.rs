@@ -14,6 +14,22 @@ use std::str::FromStr;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc.h (index 15 in both v2 and v3; libmimalloc-sys does not
+/// export it as a constant).
+#[cfg(feature = "cpu")]
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed memory mapped instead of returning it to the OS: training frees and reallocates
+/// the same large tensor buffers every step, and re-faulting fresh zeroed pages cost ~7% of a
+/// B3 step here (measured: 300 → 320 img/s). Call once at start-up.
+pub fn tune_allocator() {
+    #[cfg(feature = "cpu")]
+    // SAFETY: sets a plain integer option; called once from `main` before any thread starts.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+    }
+}
+
 /// Errors of model building, training and inference.
 #[derive(Debug, thiserror::Error)]
 pub enum MlError {
