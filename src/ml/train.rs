@@ -1659,6 +1659,8 @@ mod tests {
     #[test]
     #[ignore]
     fn bench_b3() {
+        // As the `pipe` binary does at start-up.
+        crate::ml::backend::tune_allocator();
         let n = 124 * 12;
         let shape = Shape::default();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
