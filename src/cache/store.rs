@@ -48,10 +48,6 @@ impl Manifest {
             .to_hex()
             .to_string()
     }
-
-    pub fn bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
-    }
 }
 
 /// What `keys/ab/<key>.json` holds.
@@ -150,11 +146,6 @@ impl Store {
                 .unwrap_or(false)
         });
         intact.then_some(entry)
-    }
-
-    /// The key entry even if its object is gone (for `why`/`status` explanations).
-    pub fn key_entry(&self, key: &str) -> Option<KeyEntry> {
-        serde_json::from_slice(&std::fs::read(self.key_file(key)).ok()?).ok()
     }
 
     pub fn manifest(&self, digest: &str) -> Result<Manifest, StoreError> {

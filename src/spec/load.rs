@@ -35,7 +35,7 @@ impl std::str::FromStr for Override {
             ));
         }
         let mut value =
-            yaml::parse_value(value).map_err(|e| format!("`{s}`: bad value: {}", e.message))?;
+            yaml::parse(value).map_err(|e| format!("`{s}`: bad value: {}", e.message))?;
         clear_positions(&mut value);
         Ok(Override {
             path,
@@ -103,11 +103,6 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<Pipeline, Vec<Diagnos
     }
 }
 
-fn display_path(p: &Path) -> PathBuf {
-    // Shown as given on the command line (relative stays relative); never enters a key.
-    p.to_path_buf()
-}
-
 fn collect(
     path: &Path,
     included_at: Option<(&Path, Pos)>,
@@ -116,6 +111,10 @@ fn collect(
     diags: &mut Vec<Diagnostic>,
 ) {
     let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    // Problems with the file itself are reported where it was included (or on the file).
+    let origin = included_at
+        .map(|(f, p)| (f.to_path_buf(), Some(p)))
+        .unwrap_or((path.to_path_buf(), None));
     if let Some(start) = stack.iter().position(|p| p == &canon) {
         let chain: Vec<String> = stack[start..]
             .iter()
@@ -127,9 +126,7 @@ fn collect(
                     .into_owned()
             })
             .collect();
-        let (file, pos) = included_at
-            .map(|(f, p)| (f.to_path_buf(), Some(p)))
-            .unwrap_or((path.to_path_buf(), None));
+        let (file, pos) = origin;
         diags.push(Diagnostic::new(
             file,
             pos,
@@ -144,9 +141,7 @@ fn collect(
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            let (file, pos) = included_at
-                .map(|(f, p)| (f.to_path_buf(), Some(p)))
-                .unwrap_or((path.to_path_buf(), None));
+            let (file, pos) = origin;
             diags.push(Diagnostic::new(
                 file,
                 pos,
@@ -157,7 +152,8 @@ fn collect(
         }
     };
     acc.seen_files.push(canon.clone());
-    let file = display_path(path);
+    // Shown as given on the command line (relative stays relative); never enters a key.
+    let file = path.to_path_buf();
     let tree = match yaml::parse(&text) {
         Ok(t) => t,
         Err(e) => {

@@ -214,11 +214,6 @@ pub fn parse(text: &str) -> Result<Marked, YamlError> {
         .unwrap_or(Marked::new(Node::Null, Pos { line: 1, col: 1 })))
 }
 
-/// Parses a `--set` value as a YAML scalar or flow collection (`3`, `1e-4`, `true`, `[a, b]`).
-pub fn parse_value(text: &str) -> Result<Marked, YamlError> {
-    parse(text)
-}
-
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,

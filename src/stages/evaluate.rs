@@ -100,17 +100,29 @@ impl Stage for Evaluate {
             On::Val => to_usize(&split.val),
             On::Test => to_usize(&split.test),
         };
+        let idx = pick(self.on);
+        let tune = matches!(self.threshold, Threshold::Named(ThresholdName::Tune));
+        let val = if tune && self.on != On::Val {
+            pick(On::Val)
+        } else {
+            Vec::new()
+        };
+        // One model load and one inference pass for the tuning split and the evaluated one.
+        let all: Vec<usize> = val.iter().chain(&idx).copied().collect();
+        let mut val_probs = model_probs(model_dir, self.checkpoint, &ds, &all, device)?;
+        let probs = val_probs.split_off(val.len());
         let threshold = match self.threshold {
             Threshold::Fixed(t) => t,
             Threshold::Named(ThresholdName::Tune) => {
-                let val = pick(On::Val);
-                let p = model_probs(model_dir, self.checkpoint, &ds, &val, device)?;
-                let l: Vec<u8> = val.iter().map(|&i| labels[i]).collect();
-                metrics::tune_threshold(&l, &p)
+                let (vi, vp) = if self.on == On::Val {
+                    (&idx, &probs)
+                } else {
+                    (&val, &val_probs)
+                };
+                let l: Vec<u8> = vi.iter().map(|&i| labels[i]).collect();
+                metrics::tune_threshold(&l, vp)
             }
         };
-        let idx = pick(self.on);
-        let probs = model_probs(model_dir, self.checkpoint, &ds, &idx, device)?;
         let l: Vec<u8> = idx.iter().map(|&i| labels[i]).collect();
         let c = metrics::confusion(&l, &probs, threshold);
         let result = EvaluationResult {
