@@ -1,4 +1,11 @@
 //! Integration tests: the real `pipe` binary on temporary directories with tiny generated data.
+//!
+//! One test binary; topics live in submodules, which use this file's helpers through `super::`.
+
+mod cache_safety;
+mod determinism;
+mod engine;
+mod inputs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,1 @@
+//! Byte-identical outputs: forced retrains, kill and resume, golden digests per stage version.
