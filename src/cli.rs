@@ -42,7 +42,8 @@ pub enum Command {
         /// Print what would run and why; run nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Training/inference device, overriding the YAML.
+        /// Device of every stage that runs a model: the same as `--set stages.ID.device=D` on each
+        /// (after the other `--set`s), so it enters their keys like the YAML field.
         #[arg(long)]
         device: Option<DeviceChoice>,
         /// Fail at once if another run holds the cache, instead of waiting.

@@ -3,8 +3,11 @@
 use crate::cli::{Cli, Command, DagFormat, Format};
 use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use crate::graph::Dag;
+use crate::ml::backend::DeviceChoice;
+use crate::plan::{Plan, Reason, StageState};
 use crate::record::{Outcome, load_all};
-use crate::run::{Engine, RunOptions, StageState};
+use crate::run::{Engine, RunOptions};
+use crate::spec::yaml::{Marked, Node, Pos};
 use crate::spec::{Diagnostic, Override, Pipeline, load};
 use std::path::Path;
 
@@ -25,11 +28,15 @@ pub fn dispatch(cli: Cli) -> i32 {
                 jobs,
                 force,
                 until,
-                dry_run,
-                device,
                 no_wait,
             };
-            with_pipeline(&file, &set, |p| run(p, cache, &opts))
+            with_run_pipeline(&file, &set, device, |p| {
+                if dry_run {
+                    plan_only(p, cache, &opts)
+                } else {
+                    run(p, cache, &opts)
+                }
+            })
         }
         Command::Validate { files, set, format } => validate(&files, &set, format),
         Command::Status { file, set, json } => {
@@ -65,6 +72,37 @@ fn with_pipeline(file: &Path, set: &[Override], f: impl FnOnce(&Pipeline) -> i32
     }
 }
 
+/// Loads the pipeline for `run`. `--device D` is `--set stages.ID.device=D` on every stage whose
+/// kind has a `device` field (applied after the user's `--set`s), so it enters the key exactly
+/// as the YAML field does and the engine needs to know nothing about devices.
+fn with_run_pipeline(
+    file: &Path,
+    set: &[Override],
+    device: Option<DeviceChoice>,
+    f: impl FnOnce(&Pipeline) -> i32,
+) -> i32 {
+    let Some(device) = device else {
+        return with_pipeline(file, set, f);
+    };
+    with_pipeline(file, set, |p| {
+        let mut all = set.to_vec();
+        all.extend(device_overrides(p, device));
+        with_pipeline(file, &all, f)
+    })
+}
+
+fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
+    p.stages
+        .values()
+        .filter(|s| s.config.uses_device())
+        .map(|s| Override {
+            path: vec!["stages".into(), s.id.clone(), "device".into()],
+            value: Marked::new(Node::Str(device.to_string()), Pos::default()),
+            text: format!("--device {device}"),
+        })
+        .collect()
+}
+
 fn fail(e: &crate::run::RunError) -> i32 {
     eprintln!("error: {e}");
     let mut source = std::error::Error::source(e);
@@ -75,11 +113,7 @@ fn fail(e: &crate::run::RunError) -> i32 {
         }
         source = s.source();
     }
-    if e.is_user_error() {
-        EXIT_INVALID
-    } else {
-        EXIT_INTERNAL
-    }
+    e.exit_code()
 }
 
 fn run(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
@@ -87,30 +121,71 @@ fn run(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
         Ok(e) => e,
         Err(e) => return fail(&e),
     };
+    header(p, cache);
+    match engine.run(opts) {
+        Ok(rec) => {
+            let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
+            println!(
+                "done in {:.1} s: {} ran, {} cached",
+                rec.seconds,
+                count(Outcome::Ran),
+                count(Outcome::Cached),
+            );
+            EXIT_OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn header(p: &Pipeline, cache: &Path) {
     println!(
         "pipeline {} ({} stages), cache {}",
         p.name,
         p.stages.len(),
         cache.display()
     );
-    match engine.run(opts) {
-        Ok(rec) => {
-            let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
-            println!(
-                "done in {:.1} s: {} ran, {} cached{}",
-                rec.seconds,
-                count(Outcome::Ran),
-                count(Outcome::Cached),
-                if opts.dry_run {
-                    format!(", {} would run", count(Outcome::Skipped))
-                } else {
-                    String::new()
-                }
-            );
-            EXIT_OK
+}
+
+/// `run --dry-run`: the plan a real run would start from; runs and locks nothing.
+fn plan_only(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
+    let plan =
+        match Engine::new(p, cache).and_then(|mut e| e.plan(opts.until.as_deref(), &opts.force)) {
+            Ok(plan) => plan,
+            Err(e) => return fail(&e),
+        };
+    header(p, cache);
+    let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    let mut cached = 0;
+    for s in &plan.stages {
+        match &s.state {
+            StageState::Cached { digest } => {
+                cached += 1;
+                println!(
+                    "  cached    {:width$}  {}",
+                    s.id,
+                    &digest[..12.min(digest.len())]
+                );
+            }
+            StageState::WouldRun { reasons } => {
+                println!("  would run {:width$}  ({})", s.id, joined(reasons))
+            }
+            StageState::Blocked { .. } => {}
         }
-        Err(e) => fail(&e),
     }
+    println!(
+        "dry run: {cached} cached, {} would run (at most: a stage whose inputs come out \
+         byte-identical stays cached)",
+        plan.would_run().len()
+    );
+    EXIT_OK
+}
+
+fn joined(reasons: &[Reason]) -> String {
+    reasons
+        .iter()
+        .map(Reason::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn validate(files: &[std::path::PathBuf], set: &[Override], format: Format) -> i32 {
@@ -141,34 +216,46 @@ fn validate(files: &[std::path::PathBuf], set: &[Override], format: Format) -> i
 }
 
 fn status(p: &Pipeline, cache: &Path, json: bool) -> i32 {
-    let result = Engine::new(p, cache).and_then(|mut e| e.status());
-    match result {
-        Ok(states) => {
-            if json {
-                let map: serde_json::Map<String, serde_json::Value> = states
-                    .iter()
-                    .map(|(id, s)| (id.clone(), serde_json::to_value(s).unwrap_or_default()))
-                    .collect();
-                println!("{}", serde_json::Value::Object(map));
-            } else {
-                let width = states.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
-                for (id, s) in &states {
-                    match s {
-                        StageState::Cached { digest } => {
-                            println!("{id:width$}  cached   {}", &digest[..12])
-                        }
-                        StageState::Missing => {
-                            println!("{id:width$}  missing  (never run with this cache)")
-                        }
-                        StageState::Stale { reasons } => {
-                            println!("{id:width$}  stale    {}", reasons.join("; "))
-                        }
-                    }
-                }
-            }
+    match Engine::new(p, cache).and_then(|mut e| e.plan(None, &[])) {
+        Ok(plan) if json => {
+            let map: serde_json::Map<String, serde_json::Value> = plan
+                .stages
+                .iter()
+                .map(|s| {
+                    (
+                        s.id.clone(),
+                        serde_json::to_value(&s.state).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            println!("{}", serde_json::Value::Object(map));
+            EXIT_OK
+        }
+        Ok(plan) => {
+            print_status(&plan);
             EXIT_OK
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// One line per stage: `cached`, `missing` (never ran), `stale` (with why) or `blocked`.
+fn print_status(plan: &Plan) {
+    let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    for s in &plan.stages {
+        let id = &s.id;
+        match &s.state {
+            StageState::Cached { digest } => {
+                println!("{id:width$}  cached   {}", &digest[..12.min(digest.len())])
+            }
+            StageState::WouldRun { reasons } if reasons.contains(&Reason::NeverRan) => {
+                println!("{id:width$}  missing  ({})", joined(reasons))
+            }
+            StageState::WouldRun { reasons } => {
+                println!("{id:width$}  stale    {}", joined(reasons))
+            }
+            StageState::Blocked { reason } => println!("{id:width$}  blocked  {reason}"),
+        }
     }
 }
 

@@ -16,6 +16,10 @@ fn d4() -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Analyze {
+    /// Inference device; `--device` sets it on every stage that runs a model. The default
+    /// (`cpu`) is left out of the canonical config so adding the field changed no key.
+    #[serde(default, skip_serializing_if = "super::is_default_device")]
+    pub device: crate::ml::backend::DeviceChoice,
     /// Images per class in the saliency figure.
     #[serde(default = "d4")]
     pub per_class: usize,
@@ -30,6 +34,7 @@ impl Stage for Analyze {
     const KIND: &'static str = "analyze";
     const VERSION: u32 = 1;
     const OUTPUT: ArtifactKind = ArtifactKind::Analysis;
+    const USES_DEVICE: bool = true;
     const INPUTS: &'static [Slot] = &[
         super::required_slot("data", ArtifactKind::Dataset),
         super::optional_slot("model", ArtifactKind::Model),
@@ -88,13 +93,8 @@ impl Stage for Analyze {
                         .take(self.per_class),
                 );
             }
-            let maps = crate::ml::saliency::saliency(
-                model,
-                self.checkpoint,
-                &ds,
-                &picked,
-                ctx.device.unwrap_or_default(),
-            )?;
+            let maps =
+                crate::ml::saliency::saliency(model, self.checkpoint, &ds, &picked, self.device)?;
             let rows: Vec<Vec<GridImage>> = picked
                 .iter()
                 .zip(&maps)

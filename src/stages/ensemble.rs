@@ -25,6 +25,10 @@ pub enum Method {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Ensemble {
+    /// Inference device; `--device` sets it on every stage that runs a model. The default
+    /// (`cpu`) is left out of the canonical config so adding the field changed no key.
+    #[serde(default, skip_serializing_if = "super::is_default_device")]
+    pub device: crate::ml::backend::DeviceChoice,
     #[serde(default)]
     pub method: Method,
     #[serde(default)]
@@ -148,6 +152,7 @@ impl Stage for Ensemble {
     const VERSION: u32 = 1;
     const OUTPUT: ArtifactKind = ArtifactKind::Ensemble;
     /// Every other slot (any name) takes a trained model.
+    const USES_DEVICE: bool = true;
     const INPUTS: &'static [Slot] = &[
         super::required_slot("data", ArtifactKind::Dataset),
         super::required_slot("split", ArtifactKind::Split),
@@ -179,7 +184,7 @@ impl Stage for Ensemble {
             .as_deref()
             .ok_or_else(|| StageError::Invalid("ensemble needs a labelled dataset".into()))?;
         let split = SplitArtifact::read(ctx.input("split")?)?;
-        let device = ctx.device.unwrap_or_default();
+        let device = self.device;
         let val = to_usize(&split.val);
         let eval = to_usize(match self.on {
             On::Train => &split.train,

@@ -42,6 +42,10 @@ impl Default for Threshold {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Evaluate {
+    /// Inference device; `--device` sets it on every stage that runs a model. The default
+    /// (`cpu`) is left out of the canonical config so adding the field changed no key.
+    #[serde(default, skip_serializing_if = "super::is_default_device")]
+    pub device: crate::ml::backend::DeviceChoice,
     #[serde(default)]
     pub on: On,
     #[serde(default)]
@@ -68,6 +72,7 @@ impl Stage for Evaluate {
     const KIND: &'static str = "evaluate";
     const VERSION: u32 = 1;
     const OUTPUT: ArtifactKind = ArtifactKind::Evaluation;
+    const USES_DEVICE: bool = true;
     const INPUTS: &'static [Slot] = &[
         super::required_slot("model", ArtifactKind::Model),
         super::required_slot("data", ArtifactKind::Dataset),
@@ -94,7 +99,7 @@ impl Stage for Evaluate {
             .ok_or_else(|| StageError::Invalid("evaluate needs a labelled dataset".into()))?;
         let split = SplitArtifact::read(ctx.input("split")?)?;
         let model_dir = ctx.input("model")?;
-        let device = ctx.device.unwrap_or_default();
+        let device = self.device;
         let pick = |on: On| match on {
             On::Train => to_usize(&split.train),
             On::Val => to_usize(&split.val),

@@ -18,7 +18,6 @@ pub mod split;
 pub mod train;
 
 use crate::data::{Dataset, DatasetError};
-use crate::ml::backend::DeviceChoice;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -149,6 +148,11 @@ pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
     }
 }
 
+/// Whether a stage's `device` is the default one (then it stays out of the canonical config).
+pub(crate) fn is_default_device(d: &crate::ml::backend::DeviceChoice) -> bool {
+    *d == crate::ml::backend::DeviceChoice::default()
+}
+
 /// Everything a running stage may touch.
 pub struct StageContext<'a> {
     pub id: &'a str,
@@ -161,8 +165,6 @@ pub struct StageContext<'a> {
     /// Scratch directory that survives an interrupted run of the same key (training resume).
     pub work: &'a Path,
     pub progress: &'a MultiProgress,
-    /// `--device` from the command line, overriding the YAML.
-    pub device: Option<DeviceChoice>,
 }
 
 impl StageContext<'_> {
@@ -206,6 +208,9 @@ pub trait Stage: Serialize + DeserializeOwned + Clone + fmt::Debug {
     const VERSION: u32;
     const OUTPUT: ArtifactKind;
     const INPUTS: &'static [Slot];
+    /// Whether the kind has a `device` field (it runs a model), which `--device` sets like
+    /// `--set stages.ID.device=…`, so the flag enters the key exactly as the YAML field does.
+    const USES_DEVICE: bool = false;
 
     /// Every problem with the configuration, at once.
     fn check(&self) -> Vec<Problem> {
@@ -247,6 +252,7 @@ macro_rules! stage_kinds {
             pub fn kind(&self) -> &'static str { match self { $(StageConfig::$variant(_) => <$ty as Stage>::KIND),* } }
             pub fn version(&self) -> u32 { match self { $(StageConfig::$variant(_) => <$ty as Stage>::VERSION),* } }
             pub fn output(&self) -> ArtifactKind { match self { $(StageConfig::$variant(_) => <$ty as Stage>::OUTPUT),* } }
+            pub fn uses_device(&self) -> bool { match self { $(StageConfig::$variant(_) => <$ty as Stage>::USES_DEVICE),* } }
             pub fn inputs(&self) -> &'static [Slot] { match self { $(StageConfig::$variant(_) => <$ty as Stage>::INPUTS),* } }
             pub fn check(&self) -> Vec<Problem> { match self { $(StageConfig::$variant(c) => c.check()),* } }
             /// The canonical configuration (defaults applied) that enters the key.

@@ -31,6 +31,10 @@ fn d12() -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Predict {
+    /// Inference device; `--device` sets it on every stage that runs a model. The default
+    /// (`cpu`) is left out of the canonical config so adding the field changed no key.
+    #[serde(default, skip_serializing_if = "super::is_default_device")]
+    pub device: crate::ml::backend::DeviceChoice,
     #[serde(default)]
     pub checkpoint: Checkpoint,
     /// Probability threshold; default 0.5, or the threshold of the `evaluation` input.
@@ -66,6 +70,7 @@ impl Stage for Predict {
     const KIND: &'static str = "predict";
     const VERSION: u32 = 1;
     const OUTPUT: ArtifactKind = ArtifactKind::Predictions;
+    const USES_DEVICE: bool = true;
     const INPUTS: &'static [Slot] = &[
         super::required_slot("test", ArtifactKind::Dataset),
         super::optional_slot("model", ArtifactKind::Model),
@@ -100,7 +105,7 @@ impl Stage for Predict {
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
         let test = ctx.dataset("test")?;
         let all: Vec<usize> = (0..test.len()).collect();
-        let device = ctx.device.unwrap_or_default();
+        let device = self.device;
         let probs = match (ctx.optional_input("model"), ctx.optional_input("ensemble")) {
             (Some(model), None) => model_probs(model, self.checkpoint, &test, &all, device)?,
             (None, Some(dir)) => {

@@ -106,6 +106,7 @@ impl Stage for Train {
     const KIND: &'static str = "train";
     const VERSION: u32 = 1;
     const OUTPUT: ArtifactKind = ArtifactKind::Model;
+    const USES_DEVICE: bool = true;
     const INPUTS: &'static [Slot] = &[
         super::required_slot("data", ArtifactKind::Dataset),
         super::required_slot("split", ArtifactKind::Split),
@@ -158,7 +159,7 @@ impl Stage for Train {
         }
         let val_idx = to_usize(&split.val);
         let test_idx = to_usize(&split.test);
-        let cfg = self.config(ds.shape, ctx.device.unwrap_or(self.device), ctx.base_dir);
+        let cfg = self.config(ds.shape, self.device, ctx.base_dir);
         let inputs = TrainInputs {
             data: &ds,
             train: &train_idx,

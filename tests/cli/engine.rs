@@ -1,1 +1,285 @@
 //! The planner and the executor: dry runs, status and run agree; panics, exit codes, concurrency.
+
+use super::*;
+use std::time::{Duration, Instant};
+
+/// Stage ids a `run --dry-run` says would run.
+fn would_run(stdout: &str) -> Vec<String> {
+    let mut v: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("would run "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Stage ids `status` reports as not cached.
+fn not_cached(stdout: &str) -> Vec<String> {
+    let mut v: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.contains(" stale ") || l.contains(" missing "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The data pipeline's labels with image 10's label flipped, as a second labels file.
+fn write_flipped_labels(env: &Env) {
+    let text = std::fs::read_to_string(env.path("data/label_train.txt")).unwrap();
+    let flipped: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match (i, l) {
+            (10, "1") => "-1\n".to_string(),
+            (10, _) => "1\n".to_string(),
+            (_, l) => format!("{l}\n"),
+        })
+        .collect();
+    env.write("data/label2.txt", &flipped);
+}
+
+#[test]
+fn a_dry_run_lists_exactly_the_stages_the_real_run_then_runs() {
+    let env = data_env(60);
+    env.ok(&["run", "p.yaml"]);
+    write_flipped_labels(&env);
+    let set = "stages.train_raw.labels=data/label2.txt";
+    let dry = env.ok(&["run", "p.yaml", "--dry-run", "--set", set]);
+    // Every stage reads the source's dataset: all five would run, not only the source.
+    assert_eq!(would_run(&dry), ALL, "{dry}");
+    assert!(dry.contains("dry run: 0 cached, 5 would run"), "{dry}");
+    assert!(
+        dry.contains("input `data` would change (upstream `train_raw` will run)"),
+        "{dry}"
+    );
+    let status = env.ok(&["status", "p.yaml", "--set", set]);
+    assert_eq!(not_cached(&status), ALL, "{status}");
+    let real = env.ok(&["run", "p.yaml", "--set", set]);
+    assert_eq!(ran(&real), would_run(&dry), "{real}");
+    let dry = env.ok(&["run", "p.yaml", "--dry-run", "--set", set]);
+    assert!(would_run(&dry).is_empty(), "{dry}");
+}
+
+#[test]
+fn a_changed_middle_stage_plans_its_dependents_with_the_reason() {
+    let env = data_env(40);
+    env.ok(&["run", "p.yaml"]);
+    let set = "stages.groups.radius=2";
+    let dry = env.ok(&["run", "p.yaml", "--dry-run", "--set", set]);
+    assert_eq!(would_run(&dry), ["clean", "groups", "split"], "{dry}");
+    assert!(dry.contains("field `radius`: 0 → 2"), "{dry}");
+    let why = env.ok(&["why", "p.yaml", "split", "--set", set]);
+    assert!(
+        why.contains("upstream `groups`: field `radius`: 0 → 2")
+            && why.contains("`split`: input `groups` would change (upstream `groups` will run)"),
+        "{why}"
+    );
+    let real = env.ok(&["run", "p.yaml", "--set", set]);
+    assert_eq!(ran(&real), would_run(&dry), "{real}");
+}
+
+#[test]
+fn a_planned_stage_whose_inputs_come_out_unchanged_is_reported_cached() {
+    let env = data_env(40);
+    env.ok(&["run", "p.yaml"]);
+    let dry = env.ok(&["run", "p.yaml", "--dry-run", "--force", "hashes"]);
+    assert_eq!(
+        would_run(&dry),
+        ["clean", "groups", "hashes", "split"],
+        "{dry}"
+    );
+    assert!(dry.contains("would run hashes     (forced)"), "{dry}");
+    // The forced stage's output is byte-identical: early cutoff keeps its dependents cached,
+    // and the run says which planned stages turned out cached.
+    let out = env.ok(&["run", "p.yaml", "--force", "hashes"]);
+    assert_eq!(ran(&out), ["hashes"], "{out}");
+    let noted: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("planned to run: its inputs turned out unchanged"))
+        .collect();
+    assert_eq!(noted.len(), 1, "{out}");
+    assert!(noted[0].contains("cached  groups"), "{out}");
+}
+
+#[test]
+fn until_blocks_the_stages_it_does_not_need() {
+    let env = data_env(40);
+    let dry = env.ok(&["run", "p.yaml", "--dry-run", "--until", "hashes"]);
+    assert_eq!(would_run(&dry), ["hashes", "train_raw"], "{dry}");
+    let out = env.ok(&["run", "p.yaml", "--until", "hashes"]);
+    assert_eq!(ran(&out), would_run(&dry), "{out}");
+}
+
+/// The output of `child`, killing it (and failing) if it runs longer than `limit`.
+fn wait_with_limit(mut child: std::process::Child, limit: Duration) -> Output {
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("pipe still running after {limit:?}: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn records(env: &Env) -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_panicking_stage_ends_the_run_cleanly_and_releases_the_lock() {
+    let env = data_env(40);
+    let child = env
+        .cmd(&["run", "p.yaml", "-j", "1"])
+        .env("PIPE_TEST_PANIC_STAGE", "groups")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_with_limit(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("error: stage `groups` panicked: PIPE_TEST_PANIC_STAGE"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("blocked clean"), "{stdout}");
+    // The failure is recorded, nothing is left in tmp, and the lock is free.
+    let rec = records(&env).pop().unwrap();
+    assert_eq!(rec["ok"], false);
+    assert_eq!(rec["stages"]["groups"]["outcome"], "failed");
+    assert!(
+        rec["stages"]["groups"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("panicked")
+    );
+    assert!(
+        std::fs::read_dir(env.path("cache/tmp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    let out = env.ok(&["run", "p.yaml", "--no-wait"]);
+    assert_eq!(ran(&out), ["clean", "groups", "split"], "{out}");
+}
+
+#[test]
+fn two_concurrent_runs_on_one_cache_both_finish_correctly() {
+    let env = data_env(20000);
+    let start = || {
+        env.cmd(&["run", "p.yaml"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let outs = [
+        wait_with_limit(a, Duration::from_secs(300)),
+        wait_with_limit(b, Duration::from_secs(300)),
+    ];
+    let text = |o: &Output| {
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    for o in &outs {
+        assert!(o.status.success(), "{}", text(o));
+    }
+    let waited: Vec<&Output> = outs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("waiting for another pipe run"))
+        .collect();
+    assert_eq!(
+        waited.len(),
+        1,
+        "{}\n---\n{}",
+        text(&outs[0]),
+        text(&outs[1])
+    );
+    // The one that waited planned under the lock: everything the first committed is a hit.
+    let w = String::from_utf8_lossy(&waited[0].stdout);
+    assert!(ran(&w).is_empty() && w.contains("0 ran, 5 cached"), "{w}");
+    let recs = records(&env);
+    assert_eq!(recs.len(), 2);
+    let digests = |r: &serde_json::Value| -> Vec<(String, String)> {
+        r["stages"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v["digest"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    assert_eq!(digests(&recs[0]), digests(&recs[1]));
+    assert_eq!(digests(&recs[0]).len(), 5);
+}
+
+/// The quickstart, tiny, trained once; `train_b3` has no `device` field.
+fn trained_quickstart() -> (Env, Vec<String>) {
+    let (env, _) = shipped_env(10, &[]);
+    let sets: Vec<String> = [
+        "stages.faces.count=300",
+        "stages.faces.exact_duplicates=6",
+        "stages.faces.near_duplicates=6",
+        "stages.faces.conflicting_duplicates=2",
+        "params.epochs=1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_with(&env, "pipelines/quickstart.yaml", &sets);
+    (env, sets)
+}
+
+fn args<'a>(sets: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "pipelines/quickstart.yaml"];
+    for s in sets {
+        v.push("--set");
+        v.push(s);
+    }
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn the_device_flag_enters_the_key_exactly_like_the_yaml_field() {
+    let (env, sets) = trained_quickstart();
+    // `--device cpu` is what the YAML's default already says: every stage is a hit.
+    let out = env.ok(&args(&sets, &["--device", "cpu"]));
+    assert!(ran(&out).is_empty(), "{out}");
+    let yaml = std::fs::read_to_string(env.path("pipelines/quickstart.yaml")).unwrap();
+    env.write(
+        "pipelines/quickstart.yaml",
+        &yaml.replace("    model: b3\n", "    model: b3\n    device: cpu\n"),
+    );
+    let out = env.ok(&args(&sets, &[]));
+    assert!(ran(&out).is_empty(), "{out}");
+    // Another device is another key, for training and for inference alike.
+    let dry = env.ok(&args(&sets, &["--dry-run", "--device", "vulkan"]));
+    assert_eq!(would_run(&dry), ["evaluate", "train_b3"], "{dry}");
+    assert!(dry.contains(r#"field `device`: "cpu" → "vulkan""#), "{dry}");
+    if !cfg!(feature = "vulkan") {
+        let e = env.err(&args(&sets, &["--device", "vulkan"]), 2);
+        assert!(
+            e.contains("stage `train_b3`") && e.contains("--features vulkan"),
+            "{e}"
+        );
+    }
+}

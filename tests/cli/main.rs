@@ -378,18 +378,6 @@ fn killing_pipe_mid_stage_leaves_a_valid_cache_and_a_correct_next_run() {
 }
 
 #[test]
-fn two_concurrent_runs_on_one_cache_both_finish_correctly() {
-    let env = data_env(3000);
-    let a = env.cmd(&["run", "p.yaml"]).output();
-    let b = env.cmd(&["run", "p.yaml"]).spawn().unwrap();
-    let a = a.unwrap();
-    let b = b.wait_with_output().unwrap();
-    assert!(a.status.success() && b.status.success());
-    let out = env.ok(&["run", "p.yaml", "--no-wait"]);
-    assert!(ran(&out).is_empty(), "{out}");
-}
-
-#[test]
 fn no_wait_fails_clearly_while_another_run_holds_the_lock() {
     let env = data_env(10);
     std::fs::create_dir_all(env.path("cache")).unwrap();
