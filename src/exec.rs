@@ -217,7 +217,7 @@ pub(crate) fn execute(
         }
     });
     if let Some(f) = &failure {
-        for id in &pending {
+        for id in selected.iter().filter(|id| pending.contains(*id)) {
             say(format!(
                 "  blocked {id:width$}  ({})",
                 blocked_reason(plan, pipeline, id, &records, f)
