@@ -9,7 +9,7 @@ use crate::cache::store::Store;
 use crate::plan::{self, Decision, Plan, StageState};
 use crate::record::{Outcome, StageRecord};
 use crate::run::{CacheWorld, RunError};
-use crate::spec::StageSpec;
+use crate::spec::{Pipeline, StageSpec};
 use crate::stages::{StageContext, StageReport};
 use indicatif::MultiProgress;
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +35,31 @@ type Done = (
     Result<(String, StageReport), RunError>,
 );
 
+/// The executor's bookkeeping while the plan runs.
+struct State<'a> {
+    plan: &'a Plan,
+    pipeline: &'a Pipeline,
+    store: &'a Store,
+    multi: &'a MultiProgress,
+    /// Stages to handle, in plan order.
+    selected: Vec<&'a str>,
+    width: usize,
+    digests: BTreeMap<String, String>,
+    records: BTreeMap<String, StageRecord>,
+    pending: BTreeSet<&'a str>,
+    running: BTreeSet<String>,
+    verified: BTreeSet<String>,
+    failure: Option<RunError>,
+}
+
+/// What to do with a stage whose inputs are all known.
+enum Next {
+    Cached,
+    Run(StageKey),
+    /// An input was damaged and is scheduled for a rebuild; look again.
+    Rebuild,
+}
+
 /// Runs every stage of `plan` that is not blocked; returns once no stage is running.
 pub(crate) fn execute(
     world: &mut CacheWorld<'_>,
@@ -42,189 +67,265 @@ pub(crate) fn execute(
     jobs: usize,
     forced: &BTreeSet<String>,
 ) -> Executed {
-    let pipeline = world.pipeline;
-    let store = world.store;
+    let multi = MultiProgress::new();
     let selected: Vec<&str> = plan
         .stages
         .iter()
         .filter(|s| !matches!(s.state, StageState::Blocked { .. }))
         .map(|s| s.id.as_str())
         .collect();
-    let multi = MultiProgress::new();
-    let say = |line: String| multi.suspend(|| println!("{line}"));
-    let width = selected.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut st = State {
+        plan,
+        pipeline: world.pipeline,
+        store: world.store,
+        multi: &multi,
+        width: selected.iter().map(|s| s.len()).max().unwrap_or(0),
+        pending: selected.iter().copied().collect(),
+        selected,
+        digests: BTreeMap::new(),
+        records: BTreeMap::new(),
+        running: BTreeSet::new(),
+        verified: BTreeSet::new(),
+        failure: None,
+    };
     let jobs = jobs.max(1);
-
-    let mut digests: BTreeMap<String, String> = BTreeMap::new();
-    let mut records: BTreeMap<String, StageRecord> = BTreeMap::new();
-    let mut pending: BTreeSet<&str> = selected.iter().copied().collect();
-    let mut running: BTreeSet<String> = BTreeSet::new();
-    let mut verified: BTreeSet<String> = BTreeSet::new();
-    let mut failure: Option<RunError> = None;
     let (tx, rx) = mpsc::channel::<Done>();
-
     std::thread::scope(|scope| {
         loop {
             // Start every ready stage (in plan order) while slots are free.
-            let mut progressed = true;
-            while progressed && failure.is_none() {
-                progressed = false;
-                let ready: Vec<&str> = selected
-                    .iter()
-                    .copied()
-                    .filter(|id| pending.contains(id))
-                    .filter(|id| {
-                        pipeline.stages[*id]
-                            .inputs
-                            .values()
-                            .all(|p| digests.contains_key(p))
-                    })
-                    .collect();
-                for id in ready {
-                    let spec = &pipeline.stages[id];
-                    let inputs: BTreeMap<String, String> = spec
-                        .inputs
-                        .iter()
-                        .map(|(slot, p)| (slot.clone(), digests[p].clone()))
-                        .collect();
-                    let key = match plan::decide(world, id, &inputs, forced.contains(id)) {
-                        Ok(Decision::Hit { key, digest }) => {
-                            pending.remove(id);
-                            let note = match plan.get(id).map(|p| &p.state) {
-                                Some(StageState::WouldRun { .. }) => {
-                                    "  (planned to run: its inputs turned out unchanged)"
-                                }
-                                _ => "",
-                            };
-                            say(format!("  cached  {id:width$}  {}{note}", short(&digest)));
-                            let report = last_report(store, &digest);
-                            records.insert(
-                                id.to_string(),
-                                record(
-                                    spec,
-                                    &key,
-                                    Some(digest.clone()),
-                                    Outcome::Cached,
-                                    0.0,
-                                    report,
-                                ),
-                            );
-                            digests.insert(id.to_string(), digest);
-                            progressed = true;
-                            continue;
+            while st.failure.is_none() {
+                let Some(id) = st.first_ready() else {
+                    break;
+                };
+                match st.next(world, id, forced.contains(id)) {
+                    Ok(Next::Cached | Next::Rebuild) => {}
+                    Ok(Next::Run(_)) if st.running.len() >= jobs => break,
+                    Ok(Next::Run(key)) => {
+                        if let Err(e) = st.spawn(scope, &tx, id, key) {
+                            st.failure = Some(e);
                         }
-                        Ok(Decision::Miss { key }) => key,
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    };
-                    if running.len() >= jobs {
-                        break;
                     }
-                    // Inputs are about to be read: re-digest them, rebuild any that rotted.
-                    if let Some((producer, e)) = first_damaged(store, spec, &digests, &mut verified)
-                    {
-                        say(format!("  damaged {producer:width$}  {e}: rebuilding"));
-                        if let Some(d) = digests.remove(&producer)
-                            && let Err(e) = store.remove_object(&d)
-                        {
-                            failure = Some(e.into());
-                            break;
-                        }
-                        if let Some(p) = selected.iter().find(|s| **s == producer) {
-                            pending.insert(*p);
-                        }
-                        progressed = true;
-                        break;
-                    }
-                    let out = match store.begin(id) {
-                        Ok(o) => o,
-                        Err(e) => {
-                            failure = Some(e.into());
-                            break;
-                        }
-                    };
-                    pending.remove(id);
-                    running.insert(id.to_string());
-                    tracing::info!(stage = %id, key = %key.digest(), "cache miss: running");
-                    say(format!("  run     {id:width$}  ({})", spec.config.kind()));
-                    let dirs: BTreeMap<String, PathBuf> = inputs
-                        .iter()
-                        .map(|(slot, d)| (slot.clone(), store.object_dir(d)))
-                        .collect();
-                    let tx = tx.clone();
-                    let multi = &multi;
-                    scope.spawn(move || {
-                        let t = Instant::now();
-                        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            run_stage(store, spec, &key, out, dirs, multi)
-                        }))
-                        .unwrap_or_else(|payload| {
-                            Err(RunError::Panicked {
-                                stage: spec.id.clone(),
-                                message: panic_message(payload.as_ref()),
-                            })
-                        });
-                        let _ = tx.send((spec.id.clone(), key, t.elapsed().as_secs_f64(), result));
-                    });
-                    progressed = true;
+                    Err(e) => st.failure = Some(e),
                 }
             }
-            if running.is_empty() {
+            if st.running.is_empty() {
                 break;
             }
             // Every worker sends exactly once (panics included), so this returns.
-            let Ok((id, key, secs, result)) = rx.recv() else {
+            let Ok(done) = rx.recv() else {
                 break;
             };
-            running.remove(&id);
-            let spec = &pipeline.stages[&id];
-            match result {
-                Ok((digest, report)) => {
-                    let figures = if report.figures.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" [{}]", report.figures.join(", "))
-                    };
-                    say(format!(
-                        "  ran     {id:width$}  in {secs:.1} s: {} → {}{figures}",
-                        report.summary,
-                        store.object_dir(&digest).display()
-                    ));
-                    verified.insert(id.clone());
-                    records.insert(
-                        id.clone(),
-                        record(spec, &key, Some(digest.clone()), Outcome::Ran, secs, report),
-                    );
-                    digests.insert(id, digest);
-                }
-                Err(e) => {
-                    say(format!("  failed  {id:width$}  after {secs:.1} s"));
-                    let mut r = record(
-                        spec,
-                        &key,
-                        None,
-                        Outcome::Failed,
-                        secs,
-                        StageReport::default(),
-                    );
-                    r.error = Some(e.to_string());
-                    records.insert(id, r);
-                    failure.get_or_insert(e);
-                }
-            }
+            st.finished(done);
         }
     });
-    if let Some(f) = &failure {
-        for id in selected.iter().filter(|id| pending.contains(*id)) {
-            say(format!(
-                "  blocked {id:width$}  ({})",
-                blocked_reason(plan, pipeline, id, &records, f)
-            ));
+    st.report_blocked();
+    Executed {
+        records: st.records,
+        failure: st.failure,
+    }
+}
+
+impl<'a> State<'a> {
+    fn say(&self, line: String) {
+        self.multi.suspend(|| println!("{line}"));
+    }
+
+    /// The first pending stage (in plan order) whose inputs are all known.
+    fn first_ready(&self) -> Option<&'a str> {
+        self.selected
+            .iter()
+            .copied()
+            .filter(|id| self.pending.contains(id))
+            .find(|id| {
+                self.pipeline.stages[*id]
+                    .inputs
+                    .values()
+                    .all(|p| self.digests.contains_key(p))
+            })
+    }
+
+    /// Decides a ready stage on its real input digests; records a hit at once.
+    fn next(
+        &mut self,
+        world: &mut CacheWorld<'_>,
+        id: &'a str,
+        forced: bool,
+    ) -> Result<Next, RunError> {
+        let spec = &self.pipeline.stages[id];
+        let inputs = self.inputs(spec);
+        let key = match plan::decide(world, id, &inputs, forced)? {
+            Decision::Hit { key, digest } => {
+                self.cached(spec, key, digest);
+                return Ok(Next::Cached);
+            }
+            Decision::Miss { key } => key,
+        };
+        // Inputs are about to be read: re-digest them, rebuild any that rotted.
+        if let Some((producer, e)) = self.first_damaged(spec) {
+            let w = self.width;
+            self.say(format!("  damaged {producer:w$}  {e}: rebuilding"));
+            if let Some(d) = self.digests.remove(&producer) {
+                self.store.remove_object(&d)?;
+            }
+            if let Some(p) = self.selected.iter().find(|s| **s == producer) {
+                self.pending.insert(*p);
+            }
+            return Ok(Next::Rebuild);
+        }
+        Ok(Next::Run(key))
+    }
+
+    fn inputs(&self, spec: &StageSpec) -> BTreeMap<String, String> {
+        spec.inputs
+            .iter()
+            .map(|(slot, p)| (slot.clone(), self.digests[p].clone()))
+            .collect()
+    }
+
+    fn cached(&mut self, spec: &StageSpec, key: StageKey, digest: String) {
+        let id = spec.id.as_str();
+        self.pending.remove(id);
+        let note = match self.plan.get(id).map(|p| &p.state) {
+            Some(StageState::WouldRun { .. }) => {
+                "  (planned to run: its inputs turned out unchanged)"
+            }
+            _ => "",
+        };
+        let w = self.width;
+        self.say(format!("  cached  {id:w$}  {}{note}", short(&digest)));
+        let report = last_report(self.store, &digest);
+        self.records.insert(
+            id.to_string(),
+            record(
+                spec,
+                &key,
+                Some(digest.clone()),
+                Outcome::Cached,
+                0.0,
+                report,
+            ),
+        );
+        self.digests.insert(id.to_string(), digest);
+    }
+
+    /// The first input of `spec` whose object no longer matches its manifest.
+    fn first_damaged(&mut self, spec: &StageSpec) -> Option<(String, crate::cache::StoreError)> {
+        for producer in spec.inputs.values() {
+            if self.verified.contains(producer) {
+                continue;
+            }
+            match self.store.verify(&self.digests[producer]) {
+                Ok(()) => {
+                    self.verified.insert(producer.clone());
+                }
+                Err(e) => return Some((producer.clone(), e)),
+            }
+        }
+        None
+    }
+
+    /// Starts `id` on a worker thread; a panic in it is caught and sent as its result.
+    fn spawn<'scope>(
+        &mut self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        tx: &mpsc::Sender<Done>,
+        id: &'a str,
+        key: StageKey,
+    ) -> Result<(), RunError>
+    where
+        'a: 'scope,
+    {
+        let spec = &self.pipeline.stages[id];
+        let out = self.store.begin(id)?;
+        self.pending.remove(id);
+        self.running.insert(id.to_string());
+        tracing::info!(stage = %id, key = %key.digest(), "cache miss: running");
+        let w = self.width;
+        self.say(format!("  run     {id:w$}  ({})", spec.config.kind()));
+        let dirs: BTreeMap<String, PathBuf> = self
+            .inputs(spec)
+            .into_iter()
+            .map(|(slot, d)| (slot, self.store.object_dir(&d)))
+            .collect();
+        let (store, multi, tx) = (self.store, self.multi, tx.clone());
+        scope.spawn(move || {
+            let t = Instant::now();
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                run_stage(store, spec, &key, out, dirs, multi)
+            }))
+            .unwrap_or_else(|payload| {
+                Err(RunError::Panicked {
+                    stage: spec.id.clone(),
+                    message: panic_message(payload.as_ref()),
+                })
+            });
+            let _ = tx.send((spec.id.clone(), key, t.elapsed().as_secs_f64(), result));
+        });
+        Ok(())
+    }
+
+    /// Records a worker's result.
+    fn finished(&mut self, (id, key, secs, result): Done) {
+        self.running.remove(&id);
+        let spec = &self.pipeline.stages[&id];
+        let w = self.width;
+        match result {
+            Ok((digest, report)) => {
+                let figures = if report.figures.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", report.figures.join(", "))
+                };
+                self.say(format!(
+                    "  ran     {id:w$}  in {secs:.1} s: {} → {}{figures}",
+                    report.summary,
+                    self.store.object_dir(&digest).display()
+                ));
+                self.verified.insert(id.clone());
+                self.records.insert(
+                    id.clone(),
+                    record(spec, &key, Some(digest.clone()), Outcome::Ran, secs, report),
+                );
+                self.digests.insert(id, digest);
+            }
+            Err(e) => {
+                self.say(format!("  failed  {id:w$}  after {secs:.1} s"));
+                let mut r = record(
+                    spec,
+                    &key,
+                    None,
+                    Outcome::Failed,
+                    secs,
+                    StageReport::default(),
+                );
+                r.error = Some(e.to_string());
+                self.records.insert(id, r);
+                self.failure.get_or_insert(e);
+            }
         }
     }
-    Executed { records, failure }
+
+    /// After a failure: one line per stage that never started, saying why.
+    fn report_blocked(&self) {
+        let Some(failure) = &self.failure else {
+            return;
+        };
+        let failed: Vec<&String> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.outcome == Outcome::Failed)
+            .map(|(id, _)| id)
+            .collect();
+        let w = self.width;
+        for id in self.selected.iter().filter(|id| self.pending.contains(*id)) {
+            let upstream = failed.iter().find(|f| depends_on(self.pipeline, id, f));
+            let why = match upstream {
+                Some(f) => format!("upstream `{f}` failed"),
+                None => format!("not started: the run stopped ({failure})"),
+            };
+            self.say(format!("  blocked {id:w$}  ({why})"));
+        }
+    }
 }
 
 /// Runs one stage into `out` and commits it; everything a worker thread does.
@@ -267,53 +368,7 @@ fn run_stage(
     Ok((digest, report))
 }
 
-/// The first input of `spec` whose object no longer matches its manifest.
-fn first_damaged(
-    store: &Store,
-    spec: &StageSpec,
-    digests: &BTreeMap<String, String>,
-    verified: &mut BTreeSet<String>,
-) -> Option<(String, crate::cache::StoreError)> {
-    for producer in spec.inputs.values() {
-        if verified.contains(producer) {
-            continue;
-        }
-        match store.verify(&digests[producer]) {
-            Ok(()) => {
-                verified.insert(producer.clone());
-            }
-            Err(e) => return Some((producer.clone(), e)),
-        }
-    }
-    None
-}
-
-/// Why a stage that was never started did not run.
-fn blocked_reason(
-    plan: &Plan,
-    pipeline: &crate::spec::Pipeline,
-    id: &str,
-    records: &BTreeMap<String, StageRecord>,
-    failure: &RunError,
-) -> String {
-    let failed: Vec<&String> = records
-        .iter()
-        .filter(|(_, r)| r.outcome == Outcome::Failed)
-        .map(|(id, _)| id)
-        .collect();
-    let upstream = plan
-        .stages
-        .iter()
-        .map(|s| &s.id)
-        .filter(|s| failed.contains(s))
-        .find(|f| depends_on(pipeline, id, f));
-    match upstream {
-        Some(f) => format!("upstream `{f}` failed"),
-        None => format!("not started: the run stopped ({failure})"),
-    }
-}
-
-fn depends_on(pipeline: &crate::spec::Pipeline, id: &str, on: &str) -> bool {
+fn depends_on(pipeline: &Pipeline, id: &str, on: &str) -> bool {
     let mut stack = vec![id];
     let mut seen = BTreeSet::new();
     while let Some(s) = stack.pop() {
