@@ -160,6 +160,7 @@ pub fn compute_key(
         format: CACHE_FORMAT,
         kind: spec.config.kind().to_string(),
         version: spec.config.version(),
+        implementation: spec.config.implementation(),
         config: spec.config.canonical(),
         inputs,
         files,
@@ -434,7 +435,7 @@ impl<'a> Engine<'a> {
                                     })
                                 })
                                 .and_then(|report| {
-                                    crate::stages::artifacts::write_json(&out.dir.join("report.json"), &report)
+                                    crate::stages::artifacts::write_json(&out.dir.join("report.json"), &report.digested())
                                         .map_err(|source| RunError::Stage { stage: spec.id.clone(), kind: spec.config.kind().into(), source })?;
                                     let digest = store.commit(out, &spec.id, &key)?;
                                     let _ = std::fs::remove_dir_all(&work);
