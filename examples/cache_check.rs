@@ -29,13 +29,21 @@ fn check_object(dir: &Path) -> Vec<String> {
     };
     let mut problems = Vec::new();
     if name.as_deref() != Some(manifest.digest().as_str()) {
-        problems.push(format!("{}: manifest does not hash to the name", dir.display()));
+        problems.push(format!(
+            "{}: manifest does not hash to the name",
+            dir.display()
+        ));
     }
     for f in &manifest.files {
         let p = dir.join(&f.path);
         match std::fs::read(&p) {
-            Ok(bytes) if bytes.len() as u64 == f.size && blake3::hash(&bytes).to_hex().as_str() == f.blake3 => {}
-            Ok(_) => problems.push(format!("{}: contents differ from the manifest", p.display())),
+            Ok(bytes)
+                if bytes.len() as u64 == f.size
+                    && blake3::hash(&bytes).to_hex().as_str() == f.blake3 => {}
+            Ok(_) => problems.push(format!(
+                "{}: contents differ from the manifest",
+                p.display()
+            )),
             Err(e) => problems.push(format!("{}: {e}", p.display())),
         }
     }
@@ -63,10 +71,16 @@ fn main() {
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
             match entry {
-                Ok(e) if e.digest.len() == 64 && e.digest.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(e)
+                    if e.digest.len() == 64 && e.digest.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
                     let obj = root.join("objects").join(&e.digest[..2]).join(&e.digest);
                     if !obj.join(MANIFEST).is_file() {
-                        problems.push(format!("{}: names missing object {}", key.display(), e.digest));
+                        problems.push(format!(
+                            "{}: names missing object {}",
+                            key.display(),
+                            e.digest
+                        ));
                     }
                 }
                 Ok(e) => problems.push(format!("{}: bad digest {:?}", key.display(), e.digest)),

@@ -36,8 +36,8 @@ pub fn sort_header(path: &Path) -> Result<(), MlError> {
     let mut header = vec![0u8; len];
     file.read_exact(&mut header).map_err(MlError::io(path))?;
     // BTreeMaps at both levels fix the order whatever serde_json's map type is.
-    let mut entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|e| corrupt(format!("safetensors header: {e}")))?;
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| corrupt(format!("safetensors header: {e}")))?;
     let metadata = match entries.remove("__metadata__") {
         Some(m) => Some(
             serde_json::from_value::<BTreeMap<String, String>>(m)

@@ -1395,10 +1395,7 @@ mod tests {
                 .collect()
         };
         let (la, lb) = (listing(a), listing(b));
-        assert_eq!(
-            la.keys().collect::<Vec<_>>(),
-            lb.keys().collect::<Vec<_>>()
-        );
+        assert_eq!(la.keys().collect::<Vec<_>>(), lb.keys().collect::<Vec<_>>());
         for (name, bytes) in &la {
             assert!(bytes == &lb[name], "{name} differs between the two runs");
         }
@@ -1518,7 +1515,9 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let resume = tempfile::tempdir().unwrap();
         let pb = indicatif::ProgressBar::hidden();
-        let s = train_fn(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false).unwrap().summary;
+        let s = train_fn(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false)
+            .unwrap()
+            .summary;
         assert_eq!(s.epochs_run, 1);
         assert_eq!(s.params, 1_312_257);
         for ck in Checkpoint::ALL {

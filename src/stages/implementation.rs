@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn ml_stages_name_burn_and_the_backend_of_their_device() {
         let cpu = stage("train", serde_json::json!({"model": "b1"}));
-        let gpu = stage("train", serde_json::json!({"model": "b1", "device": "vulkan"}));
+        let gpu = stage(
+            "train",
+            serde_json::json!({"model": "b1", "device": "vulkan"}),
+        );
         assert_eq!(cpu.implementation()["burn"], crate_version("burn"));
         assert_eq!(cpu.implementation()["backend"], "flex");
         assert_eq!(gpu.implementation()["backend"], "wgpu-vulkan");
@@ -110,12 +113,22 @@ mod tests {
 
     #[test]
     fn folder_sources_name_their_decoders_and_other_sources_nothing() {
-        let folder = stage("source", serde_json::json!({"format": "folder", "dir": "imgs"}));
+        let folder = stage(
+            "source",
+            serde_json::json!({"format": "folder", "dir": "imgs"}),
+        );
         let imp = folder.implementation();
         assert_eq!(imp["image"], crate_version("image"));
         assert!(imp.contains_key("libjpeg-turbo (mozjpeg-sys)"), "{imp:?}");
-        let raw = stage("source", serde_json::json!({"format": "raw", "images": "x.raw"}));
+        let raw = stage(
+            "source",
+            serde_json::json!({"format": "raw", "images": "x.raw"}),
+        );
         assert!(raw.implementation().is_empty());
-        assert!(stage("hash", serde_json::json!({})).implementation().is_empty());
+        assert!(
+            stage("hash", serde_json::json!({}))
+                .implementation()
+                .is_empty()
+        );
     }
 }

@@ -74,7 +74,10 @@ fn a_forced_retrain_commits_the_same_digest_and_leaves_evaluate_cached() {
     let report = find_files(&env.path("cache/objects"), "report.json");
     for r in report {
         let text = std::fs::read_to_string(&r).unwrap();
-        assert!(!text.contains("execution") && !text.contains("img/s"), "{text}");
+        assert!(
+            !text.contains("execution") && !text.contains("img/s"),
+            "{text}"
+        );
     }
     let csv = find_files(&env.path("cache/objects"), "curve.csv");
     let header = std::fs::read_to_string(&csv[0]).unwrap();
@@ -131,7 +134,10 @@ fn a_training_killed_at_any_point_resumes_to_the_uninterrupted_digests() {
         .unwrap();
     let t0 = Instant::now();
     while checkpoint_epoch(&env) < Some(2) {
-        assert!(t0.elapsed() < Duration::from_secs(300), "epoch 2 never ended");
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "epoch 2 never ended"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     // A third of (start-up + one epoch): the kill lands inside epoch 3.
@@ -139,7 +145,10 @@ fn a_training_killed_at_any_point_resumes_to_the_uninterrupted_digests() {
     let _ = child.kill();
     child.wait().unwrap();
     let at = checkpoint_epoch(&env);
-    assert!(matches!(at, Some(2 | 3)), "killed during epoch 3 or 4: {at:?}");
+    assert!(
+        matches!(at, Some(2 | 3)),
+        "killed during epoch 3 or 4: {at:?}"
+    );
     let out = env.ok(&["run", "t.yaml"]);
     assert_eq!(ran(&out), ["evaluate", "train"], "{out}");
     assert_eq!(last_digests(&env), expected);
@@ -148,11 +157,14 @@ fn a_training_killed_at_any_point_resumes_to_the_uninterrupted_digests() {
 
     // Killed mid-epoch 1, before any checkpoint: starts over, same result.
     let early = training_env();
-    let training_started = |e: &Env| {
-        std::fs::read_dir(e.path("cache/work")).is_ok_and(|mut d| d.next().is_some())
-    };
+    let training_started =
+        |e: &Env| std::fs::read_dir(e.path("cache/work")).is_ok_and(|mut d| d.next().is_some());
     kill_when(&early, training_started, Duration::from_millis(50));
-    assert_eq!(checkpoint_epoch(&early), None, "killed before epoch 1 ended");
+    assert_eq!(
+        checkpoint_epoch(&early),
+        None,
+        "killed before epoch 1 ended"
+    );
     early.ok(&["run", "t.yaml"]);
     assert_eq!(last_digests(&early), expected);
 }
@@ -234,7 +246,9 @@ fn golden_problems(
     let mut problems = Vec::new();
     for (id, g) in now {
         let Some(b) = blessed.get(id) else {
-            problems.push(format!("stage `{id}` has no golden digest: re-bless with {BLESS}"));
+            problems.push(format!(
+                "stage `{id}` has no golden digest: re-bless with {BLESS}"
+            ));
             continue;
         };
         let kind = &g.kind;
@@ -262,9 +276,15 @@ fn golden_digests_change_only_with_a_version_bump() {
     let env = golden_env();
     env.ok(&["run", "pipeline.yaml"]);
     let stages = last_stages(&env);
-    let kinds: std::collections::BTreeSet<&str> =
-        stages.values().map(|s| s["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.len(), 11, "the golden pipeline covers every kind: {kinds:?}");
+    let kinds: std::collections::BTreeSet<&str> = stages
+        .values()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.len(),
+        11,
+        "the golden pipeline covers every kind: {kinds:?}"
+    );
     let now = golden_of(&stages);
     let inputs: BTreeMap<String, Vec<String>> = stages
         .iter()
@@ -274,7 +294,9 @@ fn golden_digests_change_only_with_a_version_bump() {
             (id.clone(), ds.collect())
         })
         .collect();
-    let table = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN_DIR).join("digests.json");
+    let table = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(GOLDEN_DIR)
+        .join("digests.json");
     if std::env::var_os("PIPE_BLESS").is_some_and(|v| v == "1") {
         let text = serde_json::to_string_pretty(&now).unwrap() + "\n";
         std::fs::write(&table, text).unwrap();
