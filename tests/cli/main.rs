@@ -811,7 +811,7 @@ fn a_killed_training_resumes_from_its_last_epoch() {
         serde_json::from_slice(&std::fs::read(runs.last().unwrap()).unwrap()).unwrap();
     let resumed = &rec["stages"]["train"]["report"]["execution"]["resumed_from_epoch"];
     assert!(
-        resumed.as_u64().is_some_and(|e| (1..30).contains(&e)),
+        resumed.as_f64().is_some_and(|e| (1.0..30.0).contains(&e)),
         "{rec}"
     );
     assert!(
