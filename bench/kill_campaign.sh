@@ -37,14 +37,16 @@ reference=$(digests ref)
 echo "uninterrupted run: ${ref_ms} ms"
 
 RANDOM=$seed
-kills=0; in_training=0; after_epoch=0; invalid=0; identical=0; resumed=0
+kills=0; in_data=0; in_training=0; in_eval=0; after_epoch=0; invalid=0; identical=0; resumed=0
 for i in $(seq "$trials"); do
   cache=c$i
   # One kill, or (one trial in three) a second kill of the rerun before the final run.
   n_kills=$(( RANDOM % 3 == 0 ? 2 : 1 ))
   for _ in $(seq "$n_kills"); do
-    delay=$(( RANDOM * 32768 + RANDOM ))
-    delay=$(( delay % ref_ms ))
+    # Uniform over the whole run, or (one kill in four) over its first second, where the data
+    # stages run (training dominates the run's time).
+    span=$(( RANDOM % 4 == 0 ? 1000 : ref_ms ))
+    delay=$(( (RANDOM * 32768 + RANDOM) % span ))
     PIPE_CACHE=$cache "$pipe" "${args[@]}" -j 1 >/dev/null 2>&1 &
     pid=$!  # pipe itself (not a subshell), so the SIGKILL reaches it
     sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
@@ -53,7 +55,9 @@ for i in $(seq "$trials"); do
       kills=$((kills + 1))
       # The quickstart commits 6 stages before train_b3: 6 keys and no 7th means mid-training.
       keys=$(find "$cache/keys" -name '*.json' 2>/dev/null | wc -l)
-      if [ "$keys" -eq 6 ]; then in_training=$((in_training + 1)); fi
+      if [ "$keys" -lt 6 ]; then in_data=$((in_data + 1));
+      elif [ "$keys" -eq 6 ]; then in_training=$((in_training + 1));
+      else in_eval=$((in_eval + 1)); fi
       if [ -n "$(find "$cache/work" -name state.json 2>/dev/null)" ]; then after_epoch=$((after_epoch + 1)); fi
     fi
     wait "$pid" 2>/dev/null || true
@@ -69,7 +73,7 @@ for i in $(seq "$trials"); do
 done
 echo "load after: $(uptime)"
 echo
-echo "| trials | SIGKILLs | during training | after an epoch checkpoint | reruns resuming a training | invalid caches | final digests identical |"
+echo "| trials | SIGKILLs | in data stages / training / evaluate | kills after an epoch checkpoint | reruns resuming a training | invalid caches | final digests identical |"
 echo "|---|---|---|---|---|---|---|"
-echo "| $trials | $kills | $in_training | $after_epoch | $resumed | $invalid | $identical / $trials |"
+echo "| $trials | $kills | $in_data / $in_training / $in_eval | $after_epoch | $resumed | $invalid | $identical / $trials |"
 [ "$invalid" -eq 0 ] && [ "$identical" -eq "$trials" ]
