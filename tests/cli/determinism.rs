@@ -95,6 +95,11 @@ fn checkpoint_epoch(env: &Env) -> Option<u64> {
         .max()
 }
 
+/// How many entries `dir` holds (0 when it does not exist).
+fn entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
 /// Starts `pipe run t.yaml`, SIGKILLs it once `ready` holds (then after `extra`), waits for it.
 fn kill_when(env: &Env, ready: impl Fn(&Env) -> bool, extra: Duration) {
     let mut child = env
@@ -157,9 +162,14 @@ fn a_training_killed_at_any_point_resumes_to_the_uninterrupted_digests() {
 
     // Killed mid-epoch 1, before any checkpoint: starts over, same result.
     let early = training_env();
-    let training_started =
-        |e: &Env| std::fs::read_dir(e.path("cache/work")).is_ok_and(|mut d| d.next().is_some());
-    kill_when(&early, training_started, Duration::from_millis(50));
+    // With -j 1, faces and split commit first; the next scratch directory is train's.
+    let training_started = |e: &Env| {
+        let committed: usize = std::fs::read_dir(e.path("cache/keys"))
+            .map(|shards| shards.flatten().map(|s| entries(&s.path())).sum())
+            .unwrap_or(0);
+        committed == 2 && entries(&e.path("cache/work")) > 0
+    };
+    kill_when(&early, training_started, Duration::from_millis(100));
     assert_eq!(
         checkpoint_epoch(&early),
         None,
