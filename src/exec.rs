@@ -361,7 +361,7 @@ fn run_stage(
         progress: multi,
     };
     let report = spec.config.run(&ctx).map_err(stage_err)?;
-    crate::stages::artifacts::write_json(&out.dir.join("report.json"), &report)
+    crate::stages::artifacts::write_json(&out.dir.join("report.json"), &report.digested())
         .map_err(stage_err)?;
     let digest = store.commit(out, &spec.id, key)?;
     let _ = std::fs::remove_dir_all(&work);

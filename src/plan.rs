@@ -306,6 +306,7 @@ mod tests {
                 format: CACHE_FORMAT,
                 kind: "fake".into(),
                 version: 1,
+                implementation: BTreeMap::new(),
                 config: serde_json::json!({"id": id, "n": self.config.get(id).copied().unwrap_or(0)}),
                 inputs: inputs.clone(),
                 files: BTreeMap::new(),

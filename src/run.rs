@@ -252,6 +252,7 @@ pub fn compute_key(
         format: CACHE_FORMAT,
         kind: spec.config.kind().to_string(),
         version: spec.config.version(),
+        implementation: spec.config.implementation(),
         config: spec.config.canonical(),
         inputs: inputs.clone(),
         files,

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Bumping this invalidates every cache entry (a change of the key or object format).
-pub const CACHE_FORMAT: u32 = 1;
+/// 2: keys name the implementation (burn, backend, decoders); outputs hold no timings.
+pub const CACHE_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageKey {
@@ -12,6 +13,10 @@ pub struct StageKey {
     pub kind: String,
     /// The stage implementation's version.
     pub version: u32,
+    /// External code that decides the output bytes → its version (burn, the backend, the image
+    /// decoders); see `StageConfig::implementation`. Absent in format-1 keys.
+    #[serde(default)]
+    pub implementation: BTreeMap<String, String>,
     /// Canonical configuration, defaults applied (serde_json maps are ordered: BTreeMap).
     pub config: serde_json::Value,
     /// Input slot → output digest of the producing stage.
@@ -40,6 +45,22 @@ impl StageKey {
                 "{} implementation version {} → {}",
                 self.kind, old.version, self.version
             ));
+        }
+        let names: std::collections::BTreeSet<&String> = old
+            .implementation
+            .keys()
+            .chain(self.implementation.keys())
+            .collect();
+        for name in names {
+            let (o, n) = (old.implementation.get(name), self.implementation.get(name));
+            if o != n {
+                let show = |v: Option<&String>| v.map_or("(none)", String::as_str).to_string();
+                out.push(format!(
+                    "implementation `{name}`: {} → {}",
+                    show(o),
+                    show(n)
+                ));
+            }
         }
         diff_json("", &old.config, &self.config, &mut out);
         for (slot, d) in &self.inputs {
@@ -98,6 +119,7 @@ mod tests {
             format: CACHE_FORMAT,
             kind: "train".into(),
             version: 1,
+            implementation: BTreeMap::from([("burn".to_string(), "0.22.1".to_string())]),
             config: serde_json::json!({"lr": lr, "epochs": 3}),
             inputs: BTreeMap::from([("data".to_string(), "ab".repeat(32))]),
             files: BTreeMap::new(),
@@ -110,5 +132,27 @@ mod tests {
         assert_ne!(key(1e-3).digest(), key(1e-4).digest());
         let d = key(1e-4).diff(&key(1e-3));
         assert_eq!(d, vec!["field `lr`: 0.001 → 0.0001".to_string()]);
+    }
+
+    #[test]
+    fn an_implementation_change_changes_the_digest_and_is_named() {
+        let mut new = key(1e-3);
+        new.implementation
+            .insert("burn".to_string(), "0.23.0".to_string());
+        new.implementation
+            .insert("backend".to_string(), "flex".to_string());
+        assert_ne!(new.digest(), key(1e-3).digest());
+        assert_eq!(
+            new.diff(&key(1e-3)),
+            vec![
+                "implementation `backend`: (none) → flex".to_string(),
+                "implementation `burn`: 0.22.1 → 0.23.0".to_string(),
+            ]
+        );
+        // A format-1 key (no implementation) still reads, and differs.
+        let mut old = serde_json::to_value(key(1e-3)).unwrap();
+        old.as_object_mut().unwrap().remove("implementation");
+        let old: StageKey = serde_json::from_value(old).unwrap();
+        assert!(old.implementation.is_empty());
     }
 }

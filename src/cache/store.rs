@@ -299,6 +299,7 @@ mod tests {
             format: 1,
             kind: "hash".into(),
             version: 1,
+            implementation: Default::default(),
             config: serde_json::json!({}),
             inputs: Default::default(),
             files: Default::default(),

@@ -1,10 +1,10 @@
 //! The per-epoch learning curve of a training run, stored as CSV.
 //!
 //! Columns, in order: `epoch,lr,train_loss,train_acc,train_bacc,val_loss,val_acc,val_bacc,
-//! test_bacc,seconds`. `lr` is written as `{:.6e}`, `seconds` as `{:.3}`, every other float
-//! as `{:.6}`, and a missing `test_bacc` as an empty cell, so equal rows give equal bytes.
-//! `seconds` is wall-clock time and differs between runs: determinism checks compare rows
-//! after [`strip_seconds`].
+//! test_bacc`. `lr` is written as `{:.6e}`, every other float as `{:.6}`, and a missing
+//! `test_bacc` as an empty cell, so equal rows give equal bytes. The curve is part of a model's
+//! digested output, so it holds no wall-clock time: a retrained or resumed model with identical
+//! weights has an identical curve (epoch timings go to the run record instead).
 
 use serde::{Deserialize, Serialize};
 use std::io::{BufWriter, Write};
@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 /// The CSV header line (without newline).
 pub const HEADER: &str =
-    "epoch,lr,train_loss,train_acc,train_bacc,val_loss,val_acc,val_bacc,test_bacc,seconds";
+    "epoch,lr,train_loss,train_acc,train_bacc,val_loss,val_acc,val_bacc,test_bacc";
+const COLUMNS: usize = 9;
 
 /// One epoch of training: learning rate, train/validation metrics, optional test balanced
-/// accuracy, and the epoch's wall-clock seconds.
+/// accuracy.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct CurveRow {
     pub epoch: u32,
@@ -27,7 +28,6 @@ pub struct CurveRow {
     pub val_acc: f64,
     pub val_bacc: f64,
     pub test_bacc: Option<f64>,
-    pub seconds: f64,
 }
 
 /// Why a curve CSV could not be read.
@@ -52,7 +52,7 @@ pub enum CurveError {
 fn format_row(r: &CurveRow) -> String {
     let test = r.test_bacc.map(|v| format!("{v:.6}")).unwrap_or_default();
     format!(
-        "{},{:.6e},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{:.3}",
+        "{},{:.6e},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}",
         r.epoch,
         r.lr,
         r.train_loss,
@@ -61,8 +61,7 @@ fn format_row(r: &CurveRow) -> String {
         r.val_loss,
         r.val_acc,
         r.val_bacc,
-        test,
-        r.seconds
+        test
     )
 }
 
@@ -102,8 +101,11 @@ pub fn read_csv(path: &Path) -> Result<Vec<CurveRow>, CurveError> {
             message,
         };
         let cells: Vec<&str> = line.split(',').collect();
-        if cells.len() != 10 {
-            return Err(err(format!("expected 10 cells, found {}", cells.len())));
+        if cells.len() != COLUMNS {
+            return Err(err(format!(
+                "expected {COLUMNS} cells, found {}",
+                cells.len()
+            )));
         }
         let num = |k: usize| -> Result<f64, CurveError> {
             cells[k].trim().parse::<f64>().map_err(|e| {
@@ -133,20 +135,9 @@ pub fn read_csv(path: &Path) -> Result<Vec<CurveRow>, CurveError> {
             val_acc: num(6)?,
             val_bacc: num(7)?,
             test_bacc,
-            seconds: num(9)?,
         });
     }
     Ok(rows)
-}
-
-/// The rows with `seconds` set to 0, for comparing runs that must be otherwise identical.
-pub fn strip_seconds(rows: &[CurveRow]) -> Vec<CurveRow> {
-    rows.iter()
-        .map(|r| CurveRow {
-            seconds: 0.0,
-            ..r.clone()
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -164,7 +155,6 @@ mod tests {
             val_acc: 0.75,
             val_bacc: 0.625,
             test_bacc: test,
-            seconds: 12.5,
         }
     }
 
@@ -179,21 +169,11 @@ mod tests {
             text,
             format!(
                 "{HEADER}\n\
-                 1,1.000000e-4,0.431234,0.500000,0.500000,0.600000,0.750000,0.625000,,12.500\n\
-                 2,1.000000e-4,0.431234,0.500000,0.500000,0.600000,0.750000,0.625000,0.812500,12.500\n"
+                 1,1.000000e-4,0.431234,0.500000,0.500000,0.600000,0.750000,0.625000,\n\
+                 2,1.000000e-4,0.431234,0.500000,0.500000,0.600000,0.750000,0.625000,0.812500\n"
             )
         );
         assert_eq!(read_csv(&p).unwrap(), rows);
-    }
-
-    #[test]
-    fn strip_seconds_makes_runs_comparable() {
-        let a = vec![row(1, None)];
-        let mut b = a.clone();
-        b[0].seconds = 99.0;
-        assert_ne!(a, b);
-        assert_eq!(strip_seconds(&a), strip_seconds(&b));
-        assert_eq!(strip_seconds(&a)[0].seconds, 0.0);
     }
 
     #[test]
@@ -202,11 +182,11 @@ mod tests {
         let p = dir.path().join("c.csv");
         std::fs::write(&p, "epoch,lr\n").unwrap();
         assert!(matches!(read_csv(&p), Err(CurveError::Header { .. })));
-        std::fs::write(&p, format!("{HEADER}\n1,x,0,0,0,0,0,0,,1\n")).unwrap();
+        std::fs::write(&p, format!("{HEADER}\n1,x,0,0,0,0,0,0,\n")).unwrap();
         let e = read_csv(&p).unwrap_err().to_string();
         assert!(e.contains(":2:") && e.contains("column lr"), "{e}");
         std::fs::write(&p, format!("{HEADER}\n1,2\n")).unwrap();
-        assert!(read_csv(&p).unwrap_err().to_string().contains("10 cells"));
+        assert!(read_csv(&p).unwrap_err().to_string().contains("9 cells"));
         assert!(matches!(
             read_csv(&dir.path().join("missing.csv")),
             Err(CurveError::Io { .. })

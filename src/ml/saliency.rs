@@ -136,7 +136,9 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let resume = tempfile::tempdir().unwrap();
         let pb = indicatif::ProgressBar::hidden();
-        let summary = train(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false).unwrap();
+        let summary = train(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false)
+            .unwrap()
+            .summary;
         assert!(summary.best_val_bacc > 0.9, "{summary:?}");
 
         // Class-1 images: their evidence is the white patch. (A class-0 image is recognised by

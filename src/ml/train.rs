@@ -16,6 +16,11 @@
 //!
 //! Weights are saved as burnpack records (`.bpk`, burn 0.22's native format, full precision;
 //! burn 0.22 no longer has the `.mpk` recorders) and exported as `.safetensors`.
+//!
+//! The model directory is a cache object, digested byte for byte: it holds no wall-clock time,
+//! no absolute path and nothing that depends on whether the run was resumed (those go to
+//! [`Trained`], which the stage reports to the run record), so a forced or resumed training
+//! with the same seed commits the same digest and its dependents stay cached.
 
 use crate::data::Dataset;
 use crate::data::augment::{AugmentSpec, fill_batch};
@@ -332,7 +337,8 @@ fn caffe_planes(src: &[f32], channels: usize, plane: usize, dst: &mut [f32]) {
     }
 }
 
-/// What a finished run reports (also written as `summary.json`).
+/// What a finished run reports about the model (written as `summary.json`, so only what the
+/// weights determine: no timings).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct TrainSummary {
     pub epochs_run: u32,
@@ -342,13 +348,21 @@ pub struct TrainSummary {
     pub best_val_bacc: f64,
     pub last_val_bacc: f64,
     pub last_test_bacc: Option<f64>,
+    pub stopped_early: bool,
+    pub params: usize,
+}
+
+/// What [`train`] returns: the model's summary and the facts of this execution, which differ
+/// between runs of the same model and so stay out of the model directory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trained {
+    pub summary: TrainSummary,
     /// Training throughput of this invocation (forward + backward + Adam, data loading overlapped).
-    pub train_images_per_second: f64,
+    pub images_per_second: f64,
     /// Wall time of all epochs, resumed ones included.
     pub seconds: f64,
-    pub stopped_early: bool,
+    /// The checkpoint's epoch this invocation continued from.
     pub resumed_from_epoch: Option<u32>,
-    pub params: usize,
 }
 
 /// Which saved weights to use.
@@ -435,6 +449,9 @@ struct ResumeState {
     /// Learning rate for the next epoch.
     lr: f64,
     rows: Vec<CurveRow>,
+    /// Wall-clock seconds of each epoch in `rows` (timings are kept here, out of the curve).
+    #[serde(default)]
+    epoch_seconds: Vec<f64>,
     plateau: Watch,
     early: Watch,
     best_loss: Best,
@@ -715,7 +732,8 @@ impl Net {
         .map_err(|e| MlError::Record {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })
+        })?;
+        crate::ml::export::sort_header(path)
     }
 }
 
@@ -783,7 +801,7 @@ pub fn train(
     resume_dir: &Path,
     progress: &indicatif::ProgressBar,
     stop: &dyn Fn(u32) -> bool,
-) -> Result<TrainSummary, MlError> {
+) -> Result<Trained, MlError> {
     check_inputs(cfg, inputs)?;
     let base = backend::device(cfg.device)?;
     let ad = base.clone().autodiff();
@@ -826,6 +844,7 @@ pub fn train(
             epoch: 0,
             lr: cfg.lr,
             rows: Vec::new(),
+            epoch_seconds: Vec::new(),
             plateau: Watch::default(),
             early: Watch::default(),
             best_loss: Best::default(),
@@ -953,7 +972,6 @@ pub fn train(
             val_acc,
             val_bacc,
             test_bacc: None,
-            seconds: 0.0,
         };
 
         if let Some(es) = &cfg.early_stopping {
@@ -1009,7 +1027,7 @@ pub fn train(
             }
         }
 
-        row.seconds = t_epoch.elapsed().as_secs_f64();
+        st.epoch_seconds.push(t_epoch.elapsed().as_secs_f64());
         tracing::info!(
             epoch,
             train_loss,
@@ -1036,31 +1054,36 @@ pub fn train(
         }
     }
 
-    finish(
-        cfg,
-        &st,
-        &model,
-        resume_dir,
-        out_dir,
-        &base,
-        resumed_from_epoch,
-        prep,
-        {
-            if session_train_secs > 0.0 {
-                session_images as f64 / session_train_secs
-            } else {
-                0.0
-            }
+    let summary = finish(cfg, &st, &model, resume_dir, out_dir, &base, prep)?;
+    Ok(Trained {
+        summary,
+        images_per_second: if session_train_secs > 0.0 {
+            session_images as f64 / session_train_secs
+        } else {
+            0.0
         },
-    )
+        seconds: st.epoch_seconds.iter().sum(),
+        resumed_from_epoch,
+    })
 }
 
 /// Inference batch: 256 measured fastest on flex (B3 at 56x56x3: ~1,950 img/s against ~800 at
 /// 1024 on 2 cores; the activations stay in cache).
 pub const INFER_BATCH: usize = 256;
 
+/// `cfg` as recorded in `model.json`: the pretrained weights by file name only, so the
+/// object does not depend on where the pipeline lives (their contents are in the stage's key).
+fn portable(cfg: &TrainConfig) -> TrainConfig {
+    let mut cfg = cfg.clone();
+    cfg.model.weights = cfg
+        .model
+        .weights
+        .as_ref()
+        .map(|w| w.file_name().map_or_else(|| w.clone(), PathBuf::from));
+    cfg
+}
+
 /// Writes the model directory from the final state.
-#[allow(clippy::too_many_arguments)]
 fn finish(
     cfg: &TrainConfig,
     st: &ResumeState,
@@ -1068,17 +1091,16 @@ fn finish(
     resume_dir: &Path,
     out_dir: &Path,
     base: &Device,
-    resumed_from_epoch: Option<u32>,
     prep: Preprocess,
-    images_per_second: f64,
 ) -> Result<TrainSummary, MlError> {
     let params = models::param_count(&cfg.model);
+    let recorded = portable(cfg);
     write_json(
         &out_dir.join(MODEL_FILE),
         &ModelFile {
             format_version: FORMAT_VERSION,
-            model: cfg.model.clone(),
-            train: cfg.clone(),
+            model: recorded.model.clone(),
+            train: recorded,
             params,
             preprocess: Some(prep),
         },
@@ -1125,10 +1147,7 @@ fn finish(
         best_val_bacc: st.best_bacc.value.unwrap_or(f64::NAN),
         last_val_bacc: last.map_or(f64::NAN, |r| r.val_bacc),
         last_test_bacc: st.rows.iter().rev().find_map(|r| r.test_bacc),
-        train_images_per_second: images_per_second,
-        seconds: st.rows.iter().map(|r| r.seconds).sum(),
         stopped_early: st.stopped_early,
-        resumed_from_epoch,
         params,
     };
     write_json(&out_dir.join(SUMMARY_FILE), &summary)?;
@@ -1233,6 +1252,7 @@ mod tests {
 
     struct Run {
         summary: TrainSummary,
+        resumed_from_epoch: Option<u32>,
         rows: Vec<CurveRow>,
         out: tempfile::TempDir,
     }
@@ -1258,12 +1278,14 @@ mod tests {
         };
         let out = tempfile::tempdir().unwrap();
         let pb = indicatif::ProgressBar::hidden();
-        let summary = train_fn(cfg, &inputs, out.path(), resume, &pb, &|e| {
+        let trained = train_fn(cfg, &inputs, out.path(), resume, &pb, &|e| {
             Some(e) == stop_at
         })?;
         let state: ResumeState = read_json(&resume.join(RESUME_STATE)).unwrap();
+        assert_eq!(state.epoch_seconds.len(), state.rows.len());
         Ok(Run {
-            summary,
+            summary: trained.summary,
+            resumed_from_epoch: trained.resumed_from_epoch,
             rows: state.rows,
             out,
         })
@@ -1339,35 +1361,55 @@ mod tests {
         let a = run(&cfg, &ds, r1.path(), None).unwrap();
         let r2 = tempfile::tempdir().unwrap();
         let b = run(&cfg, &ds, r2.path(), None).unwrap();
-        assert_eq!(curve::strip_seconds(&a.rows), curve::strip_seconds(&b.rows));
+        assert_eq!(a.rows, b.rows);
         let bytes = |r: &Run, f: &str| std::fs::read(r.out.path().join(f)).unwrap();
-        for ck in Checkpoint::ALL {
-            assert_eq!(
-                bytes(&a, &ck.file_name()),
-                bytes(&b, &ck.file_name()),
-                "{ck:?}"
-            );
-        }
+        // Every file of the model directory (weights, exports, curve, summary) is identical.
+        assert_same_files(&a, &b);
 
         // Interrupted after epoch 1, then resumed: identical to the uninterrupted run.
         let r3 = tempfile::tempdir().unwrap();
         let err = run(&cfg, &ds, r3.path(), Some(1)).err().unwrap();
         assert!(matches!(err, MlError::Interrupted { epoch: 1 }), "{err}");
         let c = run(&cfg, &ds, r3.path(), None).unwrap();
-        assert_eq!(c.summary.resumed_from_epoch, Some(1));
-        assert_eq!(curve::strip_seconds(&a.rows), curve::strip_seconds(&c.rows));
-        for ck in Checkpoint::ALL {
-            assert_eq!(
-                bytes(&a, &ck.file_name()),
-                bytes(&c, &ck.file_name()),
-                "{ck:?}"
-            );
-        }
+        assert_eq!(c.resumed_from_epoch, Some(1));
+        assert_eq!(a.resumed_from_epoch, None);
+        assert_eq!(a.rows, c.rows);
+        assert_same_files(&a, &c);
         // Another seed gives other weights.
         cfg.seed += 1;
         let r4 = tempfile::tempdir().unwrap();
         let d = run(&cfg, &ds, r4.path(), None).unwrap();
         assert_ne!(bytes(&a, "last.bpk"), bytes(&d, "last.bpk"));
+    }
+
+    /// Both model directories hold the same file names with the same bytes.
+    fn assert_same_files(a: &Run, b: &Run) {
+        let listing = |r: &Run| -> std::collections::BTreeMap<String, Vec<u8>> {
+            std::fs::read_dir(r.out.path())
+                .unwrap()
+                .flatten()
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    (name, std::fs::read(e.path()).unwrap())
+                })
+                .collect()
+        };
+        let (la, lb) = (listing(a), listing(b));
+        assert_eq!(la.keys().collect::<Vec<_>>(), lb.keys().collect::<Vec<_>>());
+        for (name, bytes) in &la {
+            assert!(bytes == &lb[name], "{name} differs between the two runs");
+        }
+    }
+
+    #[test]
+    fn model_json_names_the_weights_file_without_its_directory() {
+        let mut spec = ModelSpec::new(ModelKind::Tl2);
+        spec.weights = Some(PathBuf::from("/somewhere/else/resnet50.pth"));
+        let cfg = TrainConfig::new(spec, 1e-4, 1);
+        let p = portable(&cfg);
+        assert_eq!(p.model.weights, Some(PathBuf::from("resnet50.pth")));
+        assert_eq!(portable(&p), p);
+        assert_eq!(portable(&toy_config(ModelKind::B1, 1)).model.weights, None);
     }
 
     #[test]
@@ -1473,7 +1515,9 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let resume = tempfile::tempdir().unwrap();
         let pb = indicatif::ProgressBar::hidden();
-        let s = train_fn(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false).unwrap();
+        let s = train_fn(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false)
+            .unwrap()
+            .summary;
         assert_eq!(s.epochs_run, 1);
         assert_eq!(s.params, 1_312_257);
         for ck in Checkpoint::ALL {
@@ -1587,7 +1631,7 @@ mod tests {
         assert!(bpk(o1.path()) == bpk(o2.path()), "records differ");
         let a: ResumeState = read_json(&r1.path().join(RESUME_STATE)).unwrap();
         let b: ResumeState = read_json(&r2.path().join(RESUME_STATE)).unwrap();
-        assert_eq!(curve::strip_seconds(&a.rows), curve::strip_seconds(&b.rows));
+        assert_eq!(a.rows, b.rows);
     }
 
     #[test]
@@ -1648,7 +1692,7 @@ mod tests {
             .unwrap();
             println!(
                 "{kind} train: {:.1} img/s (1 epoch of {}, batch 32); predict {:.1} img/s",
-                s.train_images_per_second,
+                s.images_per_second,
                 train.len(),
                 p.len() as f64 / t.elapsed().as_secs_f64()
             );
@@ -1690,7 +1734,7 @@ mod tests {
         let s = train_fn(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false).unwrap();
         println!(
             "B3 train: {:.1} img/s (2 epochs of 1240)",
-            s.train_images_per_second
+            s.images_per_second
         );
         let all: Vec<usize> = (0..n).collect();
         let _ = predict(

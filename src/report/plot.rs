@@ -570,7 +570,6 @@ mod tests {
                     val_acc: 0.6 + 0.3 * (1.0 - (-x / 9.0).exp()),
                     val_bacc: 0.55 + 0.32 * (1.0 - (-x / 9.0).exp()),
                     test_bacc: (e % 10 == 0).then_some(0.5 + 0.3 * (1.0 - (-x / 9.0).exp())),
-                    seconds: 10.0,
                 }
             })
             .collect()

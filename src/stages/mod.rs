@@ -12,6 +12,7 @@ pub mod ensemble;
 pub mod evaluate;
 pub mod filter_conflicts;
 pub mod hash;
+pub mod implementation;
 pub mod predict;
 pub mod source;
 pub mod split;
@@ -101,7 +102,10 @@ impl Problem {
 }
 
 /// What a stage reports after a successful run; enters the run record.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+///
+/// Everything but `execution` is also stored in the output (`report.json`) and so digested: it
+/// must depend on the stage's inputs and configuration only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct StageReport {
     /// Numbers worth comparing across runs (counts, scores).
     pub metrics: BTreeMap<String, f64>,
@@ -109,12 +113,30 @@ pub struct StageReport {
     pub summary: String,
     /// Files in the output a person looks at (PNG, CSV, JSON).
     pub figures: Vec<String>,
+    /// Facts of this execution that differ between runs of the same key (throughput, wall
+    /// time, the epoch a training resumed from): run record only, never in the output.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub execution: BTreeMap<String, f64>,
 }
 
 impl StageReport {
     pub fn metric(mut self, name: &str, value: f64) -> Self {
         self.metrics.insert(name.to_string(), value);
         self
+    }
+
+    /// Records a fact of this execution (see `execution`).
+    pub fn execution(mut self, name: &str, value: f64) -> Self {
+        self.execution.insert(name.to_string(), value);
+        self
+    }
+
+    /// The part stored in the output directory (and digested): without `execution`.
+    pub fn digested(&self) -> StageReport {
+        StageReport {
+            execution: BTreeMap::new(),
+            ..self.clone()
+        }
     }
 }
 
@@ -204,7 +226,10 @@ impl StageContext<'_> {
 /// The contract every stage kind implements.
 pub trait Stage: Serialize + DeserializeOwned + Clone + fmt::Debug {
     const KIND: &'static str;
-    /// Bump when the output format or algorithm changes: invalidates every cached output.
+    /// Bump when this kind's output for the same inputs changes (format, algorithm, bug fix):
+    /// invalidates every cached output of the kind. Forgetting is caught by the golden-digest
+    /// test (`tests/golden/`); changes in dependencies are covered by
+    /// [`StageConfig::implementation`] instead.
     const VERSION: u32;
     const OUTPUT: ArtifactKind;
     const INPUTS: &'static [Slot];

@@ -89,7 +89,8 @@ fn check_shape(problems: &mut Vec<Problem>, h: u32, w: u32, c: u32) {
 
 impl Stage for Source {
     const KIND: &'static str = "source";
-    const VERSION: u32 = 1;
+    // 2: folder JPEGs decoded by libjpeg-turbo (different pixels from zune-jpeg).
+    const VERSION: u32 = 2;
     const OUTPUT: ArtifactKind = ArtifactKind::Dataset;
     const INPUTS: &'static [Slot] = &[];
 

@@ -170,15 +170,17 @@ impl Stage for Train {
         };
         let bar = ctx.bar(train_idx.len() as u64, "img");
         ctx.write_json("stage.json", self)?;
-        let summary = trainer::train(&cfg, &inputs, ctx.out, ctx.work, &bar, &|_| false)?;
+        let trained = trainer::train(&cfg, &inputs, ctx.out, ctx.work, &bar, &|_| false)?;
         bar.finish_and_clear();
+        let summary = &trained.summary;
+        // The summary line and metrics are stored in the output: nothing timing-dependent here
+        // (throughput and resume point go to `execution`, i.e. the run record only).
         let mut report = StageReport {
             summary: format!(
-                "{} epochs, best val bacc {:.4} (epoch {}), {:.0} img/s{}",
+                "{} epochs, best val bacc {:.4} (epoch {}){}",
                 summary.epochs_run,
                 summary.best_val_bacc,
                 summary.best_bacc_epoch,
-                summary.train_images_per_second,
                 summary
                     .last_test_bacc
                     .map(|t| format!(", test bacc {t:.4}"))
@@ -190,8 +192,12 @@ impl Stage for Train {
         .metric("best_val_bacc", summary.best_val_bacc)
         .metric("best_val_loss", summary.best_val_loss)
         .metric("epochs", summary.epochs_run as f64)
-        .metric("train_img_per_s", summary.train_images_per_second)
-        .metric("params", summary.params as f64);
+        .metric("params", summary.params as f64)
+        .execution("train_img_per_s", trained.images_per_second)
+        .execution("train_seconds", trained.seconds);
+        if let Some(e) = trained.resumed_from_epoch {
+            report = report.execution("resumed_from_epoch", f64::from(e));
+        }
         if let Some(t) = summary.last_test_bacc {
             report = report.metric("test_bacc", t);
         }
