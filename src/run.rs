@@ -4,7 +4,7 @@
 
 use crate::cache::key::CACHE_FORMAT;
 use crate::cache::statcache::StatCache;
-use crate::cache::store::{KeyEntry, Store, StoreError};
+use crate::cache::store::{KeyEntry, Lookup, Store, StoreError};
 use crate::cache::{StageKey, lock::CacheLock};
 use crate::graph::Dag;
 use crate::ml::backend::DeviceChoice;
@@ -67,6 +67,7 @@ impl RunError {
                 StageError::Input { .. } | StageError::Invalid(_) | StageError::Dataset(_)
             ),
             RunError::Files { .. } | RunError::UnknownStage(..) | RunError::Lock(_) => true,
+            RunError::Store(e) => e.is_user_error(),
             _ => false,
         }
     }
@@ -187,7 +188,7 @@ impl<'a> Engine<'a> {
             let spec = &self.pipeline.stages[&id];
             let key = self.key(spec, &digests)?;
             let state = match key {
-                Some(k) => match self.store.lookup(&k.digest()) {
+                Some(k) => match self.store.lookup(&k.digest()).hit() {
                     Some(e) => {
                         digests.insert(id.clone(), e.digest.clone());
                         StageState::Cached { digest: e.digest }
@@ -328,7 +329,14 @@ impl<'a> Engine<'a> {
                         let key_hex = key.digest();
                         tracing::debug!(stage = %id, key = %key_hex, "key computed");
                         let forced = opts.force.contains(&id);
-                        if !forced && let Some(entry) = self.store.lookup(&key_hex) {
+                        let hit = match self.store.lookup(&key_hex) {
+                            Lookup::Damaged { error, .. } if !forced => {
+                                say(format!("  damaged {id:width$}  {error}: rebuilding"));
+                                None
+                            }
+                            found => found.hit(),
+                        };
+                        if !forced && let Some(entry) = hit {
                             pending.remove(&id);
                             say(format!("  cached  {id:width$}  {}", short(&entry.digest)));
                             records.insert(
@@ -426,6 +434,7 @@ impl<'a> Engine<'a> {
                                         work: &work,
                                         progress: multi,
                                         device,
+                                        store,
                                     };
                                     spec.config.run(&ctx).map_err(|source| RunError::Stage {
                                         stage: spec.id.clone(),
