@@ -82,7 +82,10 @@ pub enum RecordError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{path}: run record of schema {schema}, written by a newer pipe (this one reads up to {SCHEMA})")]
+    #[error(
+        "{path}: run record of schema {schema}, written by a newer pipe (this one reads up to {max})",
+        max = SCHEMA
+    )]
     Newer { path: PathBuf, schema: u32 },
 }
 

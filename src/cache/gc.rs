@@ -303,8 +303,8 @@ mod tests {
             digests: BTreeSet::from([ens.clone(), pred.clone()]),
             ..Default::default()
         };
-        let plan = plan(&store, &roots).unwrap();
-        let listed = rel(&store, &plan);
+        let found = plan(&store, &roots).unwrap();
+        let listed = rel(&store, &found);
         assert_eq!(
             listed,
             [
@@ -315,8 +315,8 @@ mod tests {
                 }),
             ]
         );
-        assert!(plan.bytes() > 0);
-        apply(&store, &plan).unwrap();
+        assert!(found.bytes() > 0);
+        apply(&store, &found).unwrap();
         for d in [&member, &ens, &pred] {
             store.verify(d).unwrap();
         }
@@ -340,8 +340,8 @@ mod tests {
         let misplaced = format!("ef{}", "0".repeat(62));
         std::fs::create_dir_all(objects.join("cd").join(&misplaced)).unwrap();
         std::fs::create_dir_all(store.root.join("keys/zz")).unwrap();
-        let plan = plan(&store, &Roots::default()).unwrap();
-        let listed = rel(&store, &plan);
+        let found = plan(&store, &Roots::default()).unwrap();
+        let listed = rel(&store, &found);
         for (what, p) in [
             (What::Stray, "objects/ab".to_string()),
             (What::Stray, "objects/zz".into()),
@@ -354,9 +354,9 @@ mod tests {
         ] {
             assert!(listed.contains(&(what, p.clone())), "{p} in {listed:?}");
         }
-        let wrong = plan.items.iter().find(|i| i.path.ends_with(&misplaced)).unwrap();
+        let wrong = found.items.iter().find(|i| i.path.ends_with(&misplaced)).unwrap();
         assert!(wrong.why.contains("wrong shard (it belongs in objects/ef)"), "{}", wrong.why);
-        apply(&store, &plan).unwrap();
+        apply(&store, &found).unwrap();
         assert_eq!(std::fs::read(outside.join("precious/file")).unwrap(), b"keep me");
         assert!(!objects.join("cd").join(&misplaced).exists(), "reported removed, and is");
         assert!(plan(&store, &Roots::default()).unwrap().items.is_empty());

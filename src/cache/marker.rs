@@ -127,7 +127,7 @@ pub fn inspect(root: &Path) -> Result<State, StoreError> {
             // Written by a concurrent pipe since the check above.
             return marked(root);
         }
-        if SUBDIRS.contains(&name.as_ref()) && ft.is_dir() {
+        if SUBDIRS.contains(&&*name) && ft.is_dir() {
             dirs += 1;
         } else if !(is_pipe_file(&name) && ft.is_file()) {
             return Err(not_a_cache(

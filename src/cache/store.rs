@@ -337,7 +337,7 @@ impl Store {
     pub fn remove_object(&self, digest: &str) -> Result<(), StoreError> {
         let dir = self.object_dir(digest);
         digest::check(digest).map_err(|e| corrupt(&dir, e.to_string()))?;
-        let shard = dir.parent().unwrap_or(&self.root);
+        let shard = dir.parent().unwrap_or(self.root.as_path());
         if !is_real_dir(shard)? || !is_real_dir(&dir)? {
             return Ok(());
         }
@@ -396,7 +396,7 @@ impl Store {
         )
         .map_err(io(&mpath))?;
         let target = self.object_dir(&digest);
-        let shard = target.parent().unwrap_or(&self.root);
+        let shard = target.parent().unwrap_or(self.root.as_path());
         ensure_real_dir(shard)?;
         if is_real_dir(&target)? && self.verify(&digest).is_err() {
             self.remove_object(&digest)?;
@@ -447,7 +447,7 @@ impl Store {
             key: key.clone(),
         };
         let kpath = self.key_file(&key.digest());
-        let shard = kpath.parent().unwrap_or(&self.root);
+        let shard = kpath.parent().unwrap_or(self.root.as_path());
         ensure_real_dir(shard)?;
         let tmp = kpath.with_extension(format!("tmp{}", std::process::id()));
         let text = serde_json::to_vec_pretty(&entry).expect("a key entry serialises");
