@@ -259,7 +259,11 @@ fn gc(cache: &Path, keep: usize, dry_run: bool, ignore_unreadable: bool) -> i32 
         }
     }
     if !unreadable.is_empty() {
-        let level = if ignore_unreadable { "warning" } else { "error" };
+        let level = if ignore_unreadable {
+            "warning"
+        } else {
+            "error"
+        };
         for e in &unreadable {
             eprintln!("{level}: {e}");
         }
@@ -402,12 +406,9 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
             }
             let Some(d) = &s.digest else { continue };
             let dir = store.object_dir(d);
-            let report = store
-                .check(d)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    read_json::<StageReport>(&dir.join("report.json")).map_err(|e| e.to_string())
-                });
+            let report = store.check(d).map_err(|e| e.to_string()).and_then(|()| {
+                read_json::<StageReport>(&dir.join("report.json")).map_err(|e| e.to_string())
+            });
             let report = match report {
                 Ok(r) => r,
                 Err(e) => {
@@ -467,11 +468,7 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
         }
         println!("\nconfusion matrices: {}", png.display());
     }
-    if unusable > 0 {
-        EXIT_INTERNAL
-    } else {
-        EXIT_OK
-    }
+    if unusable > 0 { EXIT_INTERNAL } else { EXIT_OK }
 }
 
 fn model(name: &str, input: &str) -> i32 {

@@ -276,7 +276,10 @@ mod tests {
         let mut newer = v.clone();
         newer["schema"] = 99.into();
         let e = parse(&p, newer.to_string().as_bytes()).unwrap_err();
-        assert!(e.to_string().contains("schema 99, written by a newer pipe"), "{e}");
+        assert!(
+            e.to_string().contains("schema 99, written by a newer pipe"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -196,12 +196,13 @@ fn plan_objects(store: &Store, live: &BTreeSet<String>, plan: &mut Plan) -> Resu
                 Some(d) if is_dir && !d.starts_with(&shard_name) => plan.add(
                     What::Stray,
                     obj.path(),
-                    format!("an object in the wrong shard (it belongs in objects/{})", &d[..2]),
+                    format!(
+                        "an object in the wrong shard (it belongs in objects/{})",
+                        &d[..2]
+                    ),
                 ),
                 Some(d) if is_dir && live.contains(d) => {}
-                Some(_) if is_dir => {
-                    plan.add(What::Object, obj.path(), "no kept run reaches it")
-                }
+                Some(_) if is_dir => plan.add(What::Object, obj.path(), "no kept run reaches it"),
                 _ => plan.add(What::Stray, obj.path(), stray_reason(&obj)?),
             }
         }
@@ -354,11 +355,25 @@ mod tests {
         ] {
             assert!(listed.contains(&(what, p.clone())), "{p} in {listed:?}");
         }
-        let wrong = found.items.iter().find(|i| i.path.ends_with(&misplaced)).unwrap();
-        assert!(wrong.why.contains("wrong shard (it belongs in objects/ef)"), "{}", wrong.why);
+        let wrong = found
+            .items
+            .iter()
+            .find(|i| i.path.ends_with(&misplaced))
+            .unwrap();
+        assert!(
+            wrong.why.contains("wrong shard (it belongs in objects/ef)"),
+            "{}",
+            wrong.why
+        );
         apply(&store, &found).unwrap();
-        assert_eq!(std::fs::read(outside.join("precious/file")).unwrap(), b"keep me");
-        assert!(!objects.join("cd").join(&misplaced).exists(), "reported removed, and is");
+        assert_eq!(
+            std::fs::read(outside.join("precious/file")).unwrap(),
+            b"keep me"
+        );
+        assert!(
+            !objects.join("cd").join(&misplaced).exists(),
+            "reported removed, and is"
+        );
         assert!(plan(&store, &Roots::default()).unwrap().items.is_empty());
     }
 

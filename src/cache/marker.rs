@@ -46,9 +46,10 @@ pub enum State {
 /// `stat-cache.tmp<pid>` / `stat-lists.tmp<pid>`.
 fn is_pipe_file(name: &str) -> bool {
     ROOT_FILES.contains(&name)
-        || ["stat-cache.tmp", "stat-lists.tmp"]
-            .iter()
-            .any(|p| name.strip_prefix(p).is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit())))
+        || ["stat-cache.tmp", "stat-lists.tmp"].iter().any(|p| {
+            name.strip_prefix(p)
+                .is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 fn not_a_cache(root: &Path, reason: String) -> StoreError {

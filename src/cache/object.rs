@@ -54,8 +54,7 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Self, StoreError> {
         let p = dir.join(MANIFEST);
         let bytes = std::fs::read(&p).map_err(io(&p))?;
-        let m: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(&p, e.to_string()))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| corrupt(&p, e.to_string()))?;
         for f in &m.files {
             let rel = Path::new(&f.path);
             if f.path.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
@@ -170,4 +169,3 @@ pub(super) fn read_refs(out: &Path) -> Result<Vec<String>, StoreError> {
 pub fn object_digest(dir: &Path) -> Result<String, StoreError> {
     Manifest::read(dir).map(|m| m.digest())
 }
-

@@ -15,10 +15,10 @@
 use super::digest::{self, is_digest};
 use super::key::StageKey;
 use super::marker;
-use super::object::{fingerprint, hash_file, read_refs, record_fingerprint, walk};
 pub use super::object::{
     MANIFEST, Manifest, ManifestEntry, REFS, VERIFIED, declare_refs, object_digest,
 };
+use super::object::{fingerprint, hash_file, read_refs, record_fingerprint, walk};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -74,7 +74,10 @@ pub enum Lookup {
     Hit(KeyEntry),
     Miss,
     /// The key's object exists but its files no longer match its manifest.
-    Damaged { entry: KeyEntry, error: StoreError },
+    Damaged {
+        entry: KeyEntry,
+        error: StoreError,
+    },
 }
 
 impl Lookup {
@@ -242,7 +245,10 @@ impl Store {
         let entry: KeyEntry = match serde_json::from_slice(&bytes) {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!("{}: unreadable key file ({e}): treated as a miss", path.display());
+                tracing::warn!(
+                    "{}: unreadable key file ({e}): treated as a miss",
+                    path.display()
+                );
                 return Lookup::Miss;
             }
         };
@@ -580,7 +586,14 @@ mod tests {
         let victim = d.path().join("victim2");
         std::fs::create_dir(&victim).unwrap();
         std::fs::write(victim.join("keep"), b"x").unwrap();
-        for id in ["../../../../../victim2", "../victim2", "/", "", " ", "a/../../b"] {
+        for id in [
+            "../../../../../victim2",
+            "../victim2",
+            "/",
+            "",
+            " ",
+            "a/../../b",
+        ] {
             let out = store.begin(id).unwrap();
             assert_eq!(out.dir.parent().unwrap(), store.root.join("tmp"), "{id}");
             drop(out);
@@ -602,7 +615,11 @@ mod tests {
         assert!(matches!(store.lookup(&k), Lookup::Miss));
         for bad in ["../../victim3", "..", "", "é"] {
             assert!(store.remove_object(bad).is_err(), "{bad}");
-            assert!(store.object_dir(bad).starts_with(store.root.join("objects")));
+            assert!(
+                store
+                    .object_dir(bad)
+                    .starts_with(store.root.join("objects"))
+            );
         }
         assert!(victim.join(MANIFEST).exists());
         let obj = store.root.join("objects/x");
@@ -647,7 +664,10 @@ mod tests {
         let ens = store.commit(out, "ens", &k).unwrap();
         let ens_dir = store.object_dir(&ens);
         assert!(!ens_dir.join(REFS).exists());
-        assert_eq!(store.manifest(&ens).unwrap().refs, [member.clone()]);
+        assert_eq!(
+            store.manifest(&ens).unwrap().refs,
+            std::slice::from_ref(&member)
+        );
         assert_eq!(
             store.resolve_ref(&ens_dir, &member).unwrap(),
             store.object_dir(&member)
@@ -657,7 +677,10 @@ mod tests {
         assert!(e.contains("not among this object's refs"), "{e}");
         // A damaged member is never used: removed, with a message saying what happens next.
         std::fs::write(store.object_dir(&member).join("a.txt"), b"weightz").unwrap();
-        let e = store.resolve_ref(&ens_dir, &member).unwrap_err().to_string();
+        let e = store
+            .resolve_ref(&ens_dir, &member)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("next run rebuilds"), "{e}");
         assert!(!store.object_dir(&member).exists());
         assert!(declare_refs(&ens_dir, &["../x".to_string()]).is_err());

@@ -193,9 +193,10 @@ impl StageContext<'_> {
 
     /// The digest (identity) of the object connected to `slot`, read from its manifest.
     pub fn input_digest(&self, slot: &str) -> Result<String, StageError> {
-        let dir = self.inputs.get(slot).ok_or_else(|| {
-            StageError::Invalid(format!("input slot `{slot}` is not connected"))
-        })?;
+        let dir = self
+            .inputs
+            .get(slot)
+            .ok_or_else(|| StageError::Invalid(format!("input slot `{slot}` is not connected")))?;
         crate::cache::store::object_digest(dir).map_err(store_err)
     }
 
@@ -207,9 +208,10 @@ impl StageContext<'_> {
 
     /// The verified directory of object `digest`, which the input on `slot` refers to.
     pub fn resolve_ref(&self, slot: &str, digest: &str) -> Result<PathBuf, StageError> {
-        let dir = self.inputs.get(slot).ok_or_else(|| {
-            StageError::Invalid(format!("input slot `{slot}` is not connected"))
-        })?;
+        let dir = self
+            .inputs
+            .get(slot)
+            .ok_or_else(|| StageError::Invalid(format!("input slot `{slot}` is not connected")))?;
         self.store.resolve_ref(dir, digest).map_err(store_err)
     }
 

@@ -51,11 +51,11 @@ const TINY_SOURCE: &str = "{kind: source, format: synthetic, count: 20, height: 
 #[test]
 fn a_hostile_stage_id_never_touches_a_directory_outside_the_cache() {
     let env = Env::new();
-    // cache/tmp/<name>/../../../victim2 is <env>/victim2.
+    // Joined unchecked into cache/tmp/<pid>-<n>-<id>, this id names <env>/victim2.
     let victim = precious(&env, "victim2");
     env.write(
         "h.yaml",
-        &format!("stages:\n  \"../../../victim2\": {TINY_SOURCE}\n"),
+        &format!("stages:\n  \"../../../../victim2\": {TINY_SOURCE}\n"),
     );
     let out = env.pipe(&["run", "h.yaml"]);
     // Rejected by validation (exit 2) or run inside the cache (0): either way the directory
@@ -77,8 +77,7 @@ fn a_key_file_pointing_outside_the_cache_is_a_miss_with_a_warning() {
     let mut changed = 0;
     for rel in tree(&env.path("cache/keys")) {
         let k = env.path("cache/keys").join(rel);
-        let mut v: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&k).unwrap()).unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&k).unwrap()).unwrap();
         if v["stage"] == "train_raw" {
             v["digest"] = "../../victim3".into();
             std::fs::write(&k, v.to_string()).unwrap();
@@ -171,7 +170,9 @@ fn gc_refuses_while_a_run_record_is_unreadable_and_runs_lists_it() {
     let name = rec.file_name().unwrap().to_string_lossy().into_owned();
     let e = env.err(&["gc"], 2);
     assert!(
-        e.contains(&name) && e.contains("unreadable run record") && e.contains("--ignore-unreadable"),
+        e.contains(&name)
+            && e.contains("unreadable run record")
+            && e.contains("--ignore-unreadable"),
         "{e}"
     );
     assert_eq!(object_names(&env), objects);
@@ -179,7 +180,10 @@ fn gc_refuses_while_a_run_record_is_unreadable_and_runs_lists_it() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success());
-    assert!(stdout.contains(&name) && stdout.contains("unreadable"), "{stdout}");
+    assert!(
+        stdout.contains(&name) && stdout.contains("unreadable"),
+        "{stdout}"
+    );
     assert!(stderr.contains(&name), "{stderr}");
     // Explicitly ignored: what only that record reached goes; the record stays.
     let gc = env.ok(&["gc", "--ignore-unreadable"]);
@@ -220,12 +224,18 @@ fn gc_never_follows_a_linked_shard_nor_panics_on_odd_names() {
         "work/link".into(),
         format!("objects/{wrong}/{live}"),
     ] {
-        assert!(dry.contains(&format!("would remove stray   {p}  ")), "{p}:\n{dry}");
+        assert!(
+            dry.contains(&format!("would remove stray   {p}  ")),
+            "{p}:\n{dry}"
+        );
     }
     assert!(dry.contains("wrong shard"), "{dry}");
     assert!(misplaced.exists() && env.path("cache/objects/zz").exists());
     let gc = env.ok(&["gc"]);
-    assert!(gc.contains("removed 0 objects") && gc.contains("6 stray"), "{gc}");
+    assert!(
+        gc.contains("removed 0 objects") && gc.contains("6 stray"),
+        "{gc}"
+    );
     assert!(intact(&outside));
     assert!(!misplaced.exists(), "reported removed, and removed");
     assert_eq!(object_names(&env), objects);
@@ -242,7 +252,9 @@ fn gc_collects_orphaned_work_and_tmp_and_dry_run_lists_them() {
     env.write("cache/tmp/999999-0-train/weights.bin", &"w".repeat(5000));
     let dry = env.ok(&["gc", "--dry-run"]);
     assert!(
-        dry.contains(&format!("would remove work    work/{orphan}  12 B  (no kept run resumes it)")),
+        dry.contains(&format!(
+            "would remove work    work/{orphan}  12 B  (no kept run resumes it)"
+        )),
         "{dry}"
     );
     assert!(
@@ -299,7 +311,11 @@ fn damaged_outputs_are_never_reported_or_used_and_ensembles_resolve_members_by_r
     assert_eq!(manifest["refs"], serde_json::json!(members));
 
     let table = env.ok(&["compare", "t.yaml"]);
-    let row = table.lines().find(|l| l.contains("| evaluate |")).unwrap().to_string();
+    let row = table
+        .lines()
+        .find(|l| l.contains("| evaluate |"))
+        .unwrap()
+        .to_string();
 
     // Edit the evaluation's report in the cache, keeping its size.
     let report = object_of(&env, "evaluate").join("report.json");
@@ -315,13 +331,21 @@ fn damaged_outputs_are_never_reported_or_used_and_ensembles_resolve_members_by_r
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(!stdout.contains("| evaluate |"), "{stdout}");
-    assert!(stderr.contains("`evaluate` of tiny: its output is damaged"), "{stderr}");
+    assert!(
+        stderr.contains("`evaluate` of tiny: its output is damaged"),
+        "{stderr}"
+    );
 
     // `run` sees the damage, rebuilds the final output, and compare is whole again.
     let out = env.ok(&["run", "t.yaml"]);
     assert!(out.contains("damaged evaluate"), "{out}");
     assert_eq!(ran(&out), ["evaluate"], "{out}");
-    assert_eq!(last_digests(&env).into_iter().collect::<std::collections::BTreeMap<_, _>>(), digests);
+    assert_eq!(
+        last_digests(&env)
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        digests
+    );
     let table = env.ok(&["compare", "t.yaml"]);
     assert!(table.contains(&row), "{table}");
 
@@ -330,5 +354,8 @@ fn damaged_outputs_are_never_reported_or_used_and_ensembles_resolve_members_by_r
     let out = env.ok(&["run", "t.yaml", "--force", "predict"]);
     assert!(out.contains("damaged train_b"), "{out}");
     let ran = ran(&out);
-    assert!(ran.contains(&"train_b".into()) && ran.contains(&"predict".into()), "{out}");
+    assert!(
+        ran.contains(&"train_b".into()) && ran.contains(&"predict".into()),
+        "{out}"
+    );
 }
