@@ -250,14 +250,7 @@ fn gc(cache: &Path, keep: usize, dry_run: bool, ignore_unreadable: bool) -> i32 
             return EXIT_INTERNAL;
         }
     };
-    let mut readable = Vec::new();
-    let mut unreadable = Vec::new();
-    for l in loaded {
-        match l.record {
-            Ok(r) => readable.push((l.path, r)),
-            Err(e) => unreadable.push(e),
-        }
-    }
+    let (readable, unreadable) = crate::record::split(loaded);
     if !unreadable.is_empty() {
         let level = if ignore_unreadable {
             "warning"
@@ -379,7 +372,20 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
         Ok(s) => s,
         Err(e) => return store_fail(&e),
     };
-    let all = crate::record::load_readable(cache);
+    let all = match store.as_ref().map(|_| crate::record::load_all(cache)) {
+        Some(Ok(loaded)) => {
+            let (readable, unreadable) = crate::record::split(loaded);
+            for e in unreadable {
+                eprintln!("warning: {e} (a newer run may be missing from the table)");
+            }
+            readable
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return EXIT_INTERNAL;
+        }
+        None => Vec::new(),
+    };
     let mut rows = Vec::new();
     let mut matrices = Vec::new();
     let mut unusable = 0;

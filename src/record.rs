@@ -187,25 +187,25 @@ pub fn load_all(cache_root: &Path) -> Result<Vec<Loaded>, RecordError> {
         .collect())
 }
 
-/// The readable records, oldest first; each unreadable one is named in a warning (for
-/// commands that only display records: `gc` must use [`load_all`]).
-pub fn load_readable(cache_root: &Path) -> Vec<(PathBuf, RunRecord)> {
-    match load_all(cache_root) {
-        Ok(all) => all
-            .into_iter()
-            .filter_map(|l| match l.record {
-                Ok(r) => Some((l.path, r)),
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    None
-                }
-            })
-            .collect(),
-        Err(e) => {
-            tracing::warn!("{e}");
-            Vec::new()
+/// Splits loaded records into the readable ones (oldest first) and the errors of the others.
+pub fn split(all: Vec<Loaded>) -> (Vec<(PathBuf, RunRecord)>, Vec<RecordError>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for l in all {
+        match l.record {
+            Ok(r) => ok.push((l.path, r)),
+            Err(e) => bad.push(e),
         }
     }
+    (ok, bad)
+}
+
+/// The readable records, oldest first, for explanations (`status`, `why`) that can do without
+/// the others; commands that show or delete records use [`load_all`] and name unreadable ones.
+pub fn load_readable(cache_root: &Path) -> Vec<(PathBuf, RunRecord)> {
+    load_all(cache_root)
+        .map(|all| split(all).0)
+        .unwrap_or_default()
 }
 
 /// The most recent record of `stage`, from a run of `pipeline` if there is one (stage ids are

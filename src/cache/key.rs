@@ -47,8 +47,8 @@ impl StageKey {
                 Some(o) if o == d => {}
                 Some(o) => out.push(format!(
                     "input `{slot}` changed ({} → {})",
-                    &o[..12.min(o.len())],
-                    &d[..12.min(d.len())]
+                    short(o),
+                    short(d)
                 )),
                 None => out.push(format!("input `{slot}` added")),
             }
@@ -63,6 +63,12 @@ impl StageKey {
         }
         out
     }
+}
+
+/// The first 12 characters (an old key read from a run record may hold anything: never slice
+/// it at a byte index).
+fn short(d: &str) -> String {
+    d.chars().take(12).collect()
 }
 
 fn diff_json(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
@@ -110,5 +116,19 @@ mod tests {
         assert_ne!(key(1e-3).digest(), key(1e-4).digest());
         let d = key(1e-4).diff(&key(1e-3));
         assert_eq!(d, vec!["field `lr`: 0.001 → 0.0001".to_string()]);
+    }
+
+    #[test]
+    fn a_damaged_old_key_is_described_without_panicking() {
+        let mut old = key(1e-3);
+        old.inputs.insert("data".into(), "aé".repeat(20));
+        let d = key(1e-3).diff(&old);
+        assert_eq!(
+            d,
+            vec![format!(
+                "input `data` changed (aéaéaéaéaéaé → {})",
+                "ab".repeat(6)
+            )]
+        );
     }
 }
