@@ -130,8 +130,8 @@ fn reachable(store: &Store, roots: &BTreeSet<String>) -> Result<BTreeSet<String>
             continue;
         }
         let dir = store.object_dir(&d);
-        if std::fs::symlink_metadata(&dir).is_err() {
-            continue; // gone already: nothing to keep
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            continue; // gone already, or a link (listed as stray): nothing to follow
         }
         let m = Manifest::read(&dir).map_err(|e| StoreError::Corrupt {
             path: dir.clone(),

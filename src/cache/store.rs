@@ -147,6 +147,21 @@ fn ensure_real_dir(p: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Where a directory of the cache's own layout (a shard, an object) should be, a link or a file
+/// is foreign: it is unlinked (its target is never touched) so the commit can proceed.
+fn unlink_if_not_dir(p: &Path) -> Result<(), StoreError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if !m.is_dir() => {
+            tracing::warn!(
+                "{}: not a directory (a link?): removed it; pipe never follows links in its cache",
+                p.display()
+            );
+            std::fs::remove_file(p).map_err(io(p))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether `p` is a real directory; `Ok(false)` when it does not exist, an error when it is
 /// anything else (a link is never followed).
 fn is_real_dir(p: &Path) -> Result<bool, StoreError> {
@@ -403,7 +418,9 @@ impl Store {
         .map_err(io(&mpath))?;
         let target = self.object_dir(&digest);
         let shard = target.parent().unwrap_or(self.root.as_path());
+        unlink_if_not_dir(shard)?;
         ensure_real_dir(shard)?;
+        unlink_if_not_dir(&target)?;
         if is_real_dir(&target)? && self.verify(&digest).is_err() {
             self.remove_object(&digest)?;
         }
@@ -454,6 +471,7 @@ impl Store {
         };
         let kpath = self.key_file(&key.digest());
         let shard = kpath.parent().unwrap_or(self.root.as_path());
+        unlink_if_not_dir(shard)?;
         ensure_real_dir(shard)?;
         let tmp = kpath.with_extension(format!("tmp{}", std::process::id()));
         let text = serde_json::to_vec_pretty(&entry).expect("a key entry serialises");
@@ -646,10 +664,22 @@ mod tests {
         std::os::unix::fs::symlink(&outside, &shard).unwrap();
         store.remove_object(&digest).unwrap_err();
         assert!(outside.join(&digest).join("a.txt").exists());
+        // A commit replaces the link by a real shard, leaving its target alone.
         let out = store.begin("s").unwrap();
         std::fs::write(out.dir.join("a.txt"), b"abc").unwrap();
-        let e = store.commit(out, "s", &key()).unwrap_err().to_string();
-        assert!(e.contains("never writes through links"), "{e}");
+        assert_eq!(store.commit(out, "s", &key()).unwrap(), digest);
+        assert!(std::fs::symlink_metadata(&shard).unwrap().is_dir());
+        assert!(outside.join(&digest).join("a.txt").exists());
+        // So does a link in place of the object itself.
+        let obj = store.object_dir(&digest);
+        std::fs::remove_dir_all(&obj).unwrap();
+        std::os::unix::fs::symlink(outside.join(&digest), &obj).unwrap();
+        assert!(store.lookup(&key().digest()).hit().is_none());
+        let out = store.begin("s").unwrap();
+        std::fs::write(out.dir.join("a.txt"), b"abc").unwrap();
+        store.commit(out, "s", &key()).unwrap();
+        assert!(std::fs::symlink_metadata(&obj).unwrap().is_dir());
+        assert!(outside.join(&digest).join("a.txt").exists());
     }
 
     #[test]
