@@ -80,13 +80,18 @@ pub enum Command {
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<Override>,
     },
-    /// Remove cache objects that no kept run record reaches.
+    /// Remove cache objects that no kept run record reaches, and leftovers of dead runs.
     Gc {
         /// Run records to keep (newest first).
         #[arg(long, default_value_t = 20)]
         keep_runs: usize,
+        /// List what would be removed (path, size, why); remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Proceed although some run records cannot be read (objects only they reach are
+        /// removed; the records themselves are left in place).
+        #[arg(long)]
+        ignore_unreadable: bool,
     },
     /// List recorded runs.
     Runs {

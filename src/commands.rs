@@ -5,7 +5,7 @@ use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use crate::graph::Dag;
 use crate::ml::backend::DeviceChoice;
 use crate::plan::{Plan, Reason, StageState};
-use crate::record::{Outcome, load_all};
+use crate::record::Outcome;
 use crate::run::{Engine, RunOptions};
 use crate::spec::yaml::{Marked, Node, Pos};
 use crate::spec::{Diagnostic, Override, Pipeline, load};
@@ -44,7 +44,11 @@ pub fn dispatch(cli: Cli) -> i32 {
         }
         Command::Dag { file, format } => with_pipeline(&file, &[], |p| dag(p, format)),
         Command::Why { file, stage, set } => with_pipeline(&file, &set, |p| why(p, cache, &stage)),
-        Command::Gc { keep_runs, dry_run } => gc(cache, keep_runs, dry_run),
+        Command::Gc {
+            keep_runs,
+            dry_run,
+            ignore_unreadable,
+        } => gc(cache, keep_runs, dry_run, ignore_unreadable),
         Command::Runs { limit } => runs(cache, limit),
         Command::Compare { files, png } => compare(cache, &files, png.as_deref()),
         Command::Model { name, input } => model(&name, &input),
@@ -291,61 +295,187 @@ fn why(p: &Pipeline, cache: &Path, stage: &str) -> i32 {
     }
 }
 
-fn gc(cache: &Path, keep: usize, dry_run: bool) -> i32 {
-    let result = crate::cache::Store::open(cache)
-        .map_err(|e| e.to_string())
-        .and_then(|store| {
-            let _lock =
-                crate::cache::lock::CacheLock::acquire(cache, false).map_err(|e| e.to_string())?;
-            crate::cache::gc::gc(&store, keep, dry_run).map_err(|e| e.to_string())
-        });
-    match result {
-        Ok(r) => {
-            println!(
-                "{}{} objects, {} run records, {:.1} MB freed",
-                if dry_run { "would remove " } else { "removed " },
-                r.objects_removed,
-                r.runs_removed,
-                r.bytes_freed as f64 / 1e6
-            );
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            EXIT_INTERNAL
-        }
+/// A store error: a directory that is not a cache is bad usage (2), the rest internal (1).
+fn store_fail(e: &crate::cache::StoreError) -> i32 {
+    eprintln!("error: {e}");
+    if e.is_user_error() {
+        EXIT_INVALID
+    } else {
+        EXIT_INTERNAL
     }
 }
 
+/// `1.2 MB`, `13.0 kB`, `512 B`.
+fn human_bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
+/// Decides from the run records what is alive (gc itself knows only the cache's layout), then
+/// plans, lists or removes the rest, holding the cache lock throughout.
+fn gc(cache: &Path, keep: usize, dry_run: bool, ignore_unreadable: bool) -> i32 {
+    use crate::cache::gc::{self as cache_gc, Roots, What};
+    let store = match crate::cache::Store::open(cache) {
+        Ok(s) => s,
+        Err(e) => return store_fail(&e),
+    };
+    let _lock = match crate::cache::lock::CacheLock::acquire(cache, false) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INTERNAL;
+        }
+    };
+    let loaded = match crate::record::load_all(cache) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INTERNAL;
+        }
+    };
+    let (readable, unreadable) = crate::record::split(loaded);
+    if !unreadable.is_empty() {
+        let level = if ignore_unreadable {
+            "warning"
+        } else {
+            "error"
+        };
+        for e in &unreadable {
+            eprintln!("{level}: {e}");
+        }
+        if !ignore_unreadable {
+            eprintln!(
+                "gc removes only what no run record reaches, so it stops while {} record(s) \
+                 cannot be read: repair or delete them, or pass --ignore-unreadable",
+                unreadable.len()
+            );
+            return EXIT_INVALID;
+        }
+    }
+    let cut = readable.len().saturating_sub(keep);
+    let mut roots = Roots::default();
+    for (i, (path, rec)) in readable.iter().enumerate() {
+        if i < cut {
+            roots.stale_records.push(path.clone());
+            continue;
+        }
+        for s in rec.stages.values() {
+            roots.digests.extend(s.digest.iter().cloned());
+            if s.outcome == Outcome::Failed {
+                roots.resumable.insert(s.key.clone());
+            }
+        }
+    }
+    let plan = match cache_gc::plan(&store, &roots) {
+        Ok(p) => p,
+        Err(e) => return store_fail(&e),
+    };
+    if dry_run {
+        for item in &plan.items {
+            let rel = item.path.strip_prefix(cache).unwrap_or(&item.path);
+            println!(
+                "would remove {:<6}  {}  {}  ({})",
+                item.what.label(),
+                rel.display(),
+                human_bytes(item.bytes),
+                item.why
+            );
+        }
+    } else if let Err(e) = cache_gc::apply(&store, &plan) {
+        return store_fail(&e);
+    }
+    println!(
+        "{}{} objects, {} run records, {} keys, {} work directories, {} temporary and {} stray \
+         entries; {:.1} MB {}",
+        if dry_run { "would remove " } else { "removed " },
+        plan.count(What::Object),
+        plan.count(What::Record),
+        plan.count(What::Key),
+        plan.count(What::Work),
+        plan.count(What::Temp),
+        plan.count(What::Stray),
+        plan.bytes() as f64 / 1e6,
+        if dry_run { "to free" } else { "freed" }
+    );
+    EXIT_OK
+}
+
+/// Every record, newest first; one that cannot be read is listed as such, with a warning.
 fn runs(cache: &Path, limit: usize) -> i32 {
-    let all = load_all(cache);
+    let loaded = match crate::cache::Store::open_existing(cache) {
+        Ok(None) => Vec::new(),
+        Ok(Some(_)) => match crate::record::load_all(cache) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_INTERNAL;
+            }
+        },
+        Err(e) => return store_fail(&e),
+    };
     println!(
         "{:<26} {:<16} {:>5} {:>6} {:>8}  status",
         "started", "pipeline", "ran", "cached", "seconds"
     );
-    for (_, r) in all.iter().rev().take(limit) {
-        let count = |o| r.stages.values().filter(|s| s.outcome == o).count();
-        println!(
-            "{:<26} {:<16} {:>5} {:>6} {:>8.1}  {}",
-            r.started,
-            r.pipeline,
-            count(Outcome::Ran),
-            count(Outcome::Cached),
-            r.seconds,
-            if r.ok { "ok" } else { "failed" }
-        );
+    for l in loaded.iter().rev().take(limit) {
+        match &l.record {
+            Ok(r) => {
+                let count = |o| r.stages.values().filter(|s| s.outcome == o).count();
+                println!(
+                    "{:<26} {:<16} {:>5} {:>6} {:>8.1}  {}",
+                    r.started,
+                    r.pipeline,
+                    count(Outcome::Ran),
+                    count(Outcome::Cached),
+                    r.seconds,
+                    if r.ok { "ok" } else { "failed" }
+                );
+            }
+            Err(e) => {
+                let name = l.path.file_name().unwrap_or_default().to_string_lossy();
+                println!(
+                    "{name:<26} {:<16} {:>5} {:>6} {:>8}  unreadable",
+                    "?", "?", "?", "?"
+                );
+                eprintln!("warning: {e}");
+            }
+        }
     }
     EXIT_OK
 }
 
+/// Metrics of each pipeline's latest successful run, read from the evaluation objects after
+/// checking them against their manifests: a damaged or missing object is never shown (its row
+/// is left out with a warning, and the exit code is 1).
 fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i32 {
+    use crate::stages::StageReport;
+    use crate::stages::artifacts::read_json;
     use crate::stages::evaluate::{EvaluationResult, RESULT_FILE};
-    let all = load_all(cache);
-    let store = crate::cache::Store {
-        root: cache.to_path_buf(),
+    let store = match crate::cache::Store::open_existing(cache) {
+        Ok(s) => s,
+        Err(e) => return store_fail(&e),
+    };
+    let all = match store.as_ref().map(|_| crate::record::load_all(cache)) {
+        Some(Ok(loaded)) => {
+            let (readable, unreadable) = crate::record::split(loaded);
+            for e in unreadable {
+                eprintln!("warning: {e} (a newer run may be missing from the table)");
+            }
+            readable
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return EXIT_INTERNAL;
+        }
+        None => Vec::new(),
     };
     let mut rows = Vec::new();
     let mut matrices = Vec::new();
+    let mut unusable = 0;
     for f in files {
         let p = match load(f, &[]) {
             Ok(p) => p,
@@ -354,7 +484,8 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
                 return EXIT_INVALID;
             }
         };
-        let Some((_, rec)) = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok) else {
+        let found = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok);
+        let (Some((_, rec)), Some(store)) = (found, &store) else {
             eprintln!(
                 "warning: {} has no successful run in {}",
                 f.display(),
@@ -363,14 +494,32 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
             continue;
         };
         for (id, s) in &rec.stages {
-            let Some(b) = s.report.metrics.get("balanced_accuracy") else {
-                continue;
-            };
             if !matches!(s.kind.as_str(), "evaluate" | "ensemble") {
                 continue;
             }
+            let Some(d) = &s.digest else { continue };
+            let dir = store.object_dir(d);
+            let report = store.check(d).map_err(|e| e.to_string()).and_then(|()| {
+                read_json::<StageReport>(&dir.join("report.json")).map_err(|e| e.to_string())
+            });
+            let report = match report {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!(
+                        "warning: `{id}` of {}: its output is damaged or gone ({e}); not shown: \
+                         `pipe run {}` rebuilds it",
+                        p.name,
+                        f.display()
+                    );
+                    unusable += 1;
+                    continue;
+                }
+            };
+            let Some(b) = report.metrics.get("balanced_accuracy") else {
+                continue;
+            };
             let m = |k: &str| {
-                s.report
+                report
                     .metrics
                     .get(k)
                     .map(|v| format!("{v:.4}"))
@@ -386,16 +535,13 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
                     m("threshold")
                 ),
             ));
-            if let Some(d) = &s.digest {
-                let path = store.object_dir(d).join(RESULT_FILE);
-                if let Ok(r) = crate::stages::artifacts::read_json::<EvaluationResult>(&path) {
-                    matrices.push((id.clone(), r.confusion));
-                } else if let Ok(v) =
-                    crate::stages::artifacts::read_json::<serde_json::Value>(&path)
-                    && let Ok(c) = serde_json::from_value(v["confusion"].clone())
-                {
-                    matrices.push((id.clone(), c));
-                }
+            let path = dir.join(RESULT_FILE);
+            if let Ok(r) = read_json::<EvaluationResult>(&path) {
+                matrices.push((id.clone(), r.confusion));
+            } else if let Ok(v) = read_json::<serde_json::Value>(&path)
+                && let Ok(c) = serde_json::from_value(v["confusion"].clone())
+            {
+                matrices.push((id.clone(), c));
             }
         }
     }
@@ -415,7 +561,7 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
         }
         println!("\nconfusion matrices: {}", png.display());
     }
-    EXIT_OK
+    if unusable > 0 { EXIT_INTERNAL } else { EXIT_OK }
 }
 
 fn model(name: &str, input: &str) -> i32 {

@@ -29,10 +29,9 @@ impl RunError {
             RunError::Lock(e) => e.is_user_error(),
             // A source file that cannot be read, an unknown stage, a cycle: the user's to fix.
             RunError::Files { .. } | RunError::UnknownStage(..) | RunError::Cycle(_) => true,
-            RunError::Store(_)
-            | RunError::Panicked { .. }
-            | RunError::Io { .. }
-            | RunError::Record(_) => false,
+            // A `--cache` directory that is not a pipe cache; every other store error is internal.
+            RunError::Store(e) => e.is_user_error(),
+            RunError::Panicked { .. } | RunError::Io { .. } | RunError::Record(_) => false,
         }
     }
 

@@ -5,7 +5,7 @@
 //! run ends (and releases the lock) instead of waiting for a result that never comes.
 
 use crate::cache::StageKey;
-use crate::cache::store::Store;
+use crate::cache::store::{Lookup, Store};
 use crate::plan::{self, Decision, Plan, StageState};
 use crate::record::{Outcome, StageRecord};
 use crate::run::{CacheWorld, RunError};
@@ -158,7 +158,13 @@ impl<'a> State<'a> {
                 self.cached(spec, key, digest);
                 return Ok(Next::Cached);
             }
-            Decision::Miss { key } => key,
+            Decision::Miss { key } => {
+                if !forced && let Lookup::Damaged { error, .. } = self.store.lookup(&key.digest()) {
+                    let w = self.width;
+                    self.say(format!("  damaged {id:w$}  {error}: rebuilding"));
+                }
+                key
+            }
         };
         // Inputs are about to be read: re-digest them, rebuild any that rotted.
         if let Some((producer, e)) = self.first_damaged(spec) {
@@ -359,6 +365,7 @@ fn run_stage(
         base_dir: &spec.base_dir,
         work: &work,
         progress: multi,
+        store,
     };
     let report = spec.config.run(&ctx).map_err(stage_err)?;
     crate::stages::artifacts::write_json(&out.dir.join("report.json"), &report.digested())

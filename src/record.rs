@@ -1,11 +1,19 @@
 //! Run records: one JSON file per `pipe run` under `cache/runs/`, the memory behind
 //! `pipe runs`, `pipe why`, `pipe compare` and `pipe gc`.
+//!
+//! Records carry a schema version (`schema`, absent before version 2 and then read as 1).
+//! Nothing that reads them may silently skip one it cannot read: `gc` decides what to delete
+//! from them, so [`load_all`] returns unreadable records beside the readable ones.
 
 use crate::cache::StageKey;
+use crate::cache::digest;
 use crate::stages::StageReport;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// Version of the run-record format written by this pipe; records of a newer one are unreadable.
+pub const SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,8 +27,10 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageRecord {
     pub kind: String,
+    #[serde(deserialize_with = "digest::de")]
     pub key: String,
     pub key_parts: StageKey,
+    #[serde(default, deserialize_with = "digest::de_opt")]
     pub digest: Option<String>,
     pub outcome: Outcome,
     pub seconds: f64,
@@ -40,48 +50,168 @@ pub struct RunRecord {
     pub stages: BTreeMap<String, StageRecord>,
 }
 
+/// A record as written: the schema version first, then the record's fields.
+#[derive(Serialize)]
+struct Versioned<'a> {
+    schema: u32,
+    #[serde(flatten)]
+    record: &'a RunRecord,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    #[serde(default = "schema_v1")]
+    schema: u32,
+}
+
+fn schema_v1() -> u32 {
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: unreadable run record: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "{path}: run record of schema {schema}, written by a newer pipe (this one reads up to {max})",
+        max = SCHEMA
+    )]
+    Newer { path: PathBuf, schema: u32 },
+}
+
+/// One file of `runs/`, read or not.
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub record: Result<RunRecord, RecordError>,
+}
+
+/// A pipeline name as a file-name fragment (names are validated elsewhere; the record must
+/// land in `runs/` whatever the name is).
+fn safe_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect()
+}
+
 impl RunRecord {
     pub fn save(&self, cache_root: &Path) -> std::io::Result<PathBuf> {
         let dir = cache_root.join("runs");
         std::fs::create_dir_all(&dir)?;
         let stamp = self.started.replace([':', '-'], "").replace('.', "_");
-        let mut path = dir.join(format!("{stamp}-{}.json", self.pipeline));
+        let name = safe_name(&self.pipeline);
+        let mut path = dir.join(format!("{stamp}-{name}.json"));
         let mut n = 1;
         while path.exists() {
-            path = dir.join(format!("{stamp}-{}-{n}.json", self.pipeline));
+            path = dir.join(format!("{stamp}-{name}-{n}.json"));
             n += 1;
         }
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("serialises"))?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(path)
+        let text = serde_json::to_vec_pretty(&Versioned {
+            schema: SCHEMA,
+            record: self,
+        })
+        .map_err(std::io::Error::other)?;
+        let res = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path));
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res.map(|()| path)
     }
 }
 
-/// Every readable run record, oldest first (file names start with the UTC start time).
-pub fn load_all(cache_root: &Path) -> Vec<(PathBuf, RunRecord)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(cache_root.join("runs"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-                .collect()
-        })
-        .unwrap_or_default();
+/// Parses one record: schema 1 (no `schema` field) and 2 share a layout.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<RunRecord, RecordError> {
+    let parse_err = |source| RecordError::Parse {
+        path: path.to_path_buf(),
+        source,
+    };
+    let header: Header = serde_json::from_slice(bytes).map_err(parse_err)?;
+    if header.schema > SCHEMA {
+        return Err(RecordError::Newer {
+            path: path.to_path_buf(),
+            schema: header.schema,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(parse_err)
+}
+
+/// Every `runs/*.json`, oldest first (file names start with the UTC start time), read or not.
+pub fn load_all(cache_root: &Path) -> Result<Vec<Loaded>, RecordError> {
+    let dir = cache_root.join("runs");
+    let io = |source| RecordError::Io {
+        path: dir.clone(),
+        source,
+    };
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut files = Vec::new();
+    for e in rd {
+        let p = e.map_err(io)?.path();
+        if p.extension().is_some_and(|e| e == "json") {
+            files.push(p);
+        }
+    }
     files.sort();
-    files
+    Ok(files
         .into_iter()
-        .filter_map(|p| {
-            let r = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
-            Some((p, r))
+        .map(|path| {
+            let record = std::fs::read(&path)
+                .map_err(|source| RecordError::Io {
+                    path: path.clone(),
+                    source,
+                })
+                .and_then(|b| parse(&path, &b));
+            Loaded { path, record }
         })
-        .collect()
+        .collect())
+}
+
+/// Splits loaded records into the readable ones (oldest first) and the errors of the others.
+pub fn split(all: Vec<Loaded>) -> (Vec<(PathBuf, RunRecord)>, Vec<RecordError>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for l in all {
+        match l.record {
+            Ok(r) => ok.push((l.path, r)),
+            Err(e) => bad.push(e),
+        }
+    }
+    (ok, bad)
+}
+
+/// The readable records, oldest first, for explanations (`status`, `why`) that can do without
+/// the others; commands that show or delete records use [`load_all`] and name unreadable ones.
+pub fn load_readable(cache_root: &Path) -> Vec<(PathBuf, RunRecord)> {
+    load_all(cache_root)
+        .map(|all| split(all).0)
+        .unwrap_or_default()
 }
 
 /// The most recent record of `stage`, from a run of `pipeline` if there is one (stage ids are
 /// shared through includes, so another pipeline's run is the fallback).
 pub fn last_stage_record(cache_root: &Path, pipeline: &str, stage: &str) -> Option<StageRecord> {
-    let runs = load_all(cache_root);
+    let runs = load_readable(cache_root);
     let find = |same: bool| {
         runs.iter().rev().find_map(|(_, r)| {
             (!same || r.pipeline == pipeline)
@@ -96,4 +226,89 @@ pub fn last_stage_record(cache_root: &Path, pipeline: &str, stage: &str) -> Opti
 
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(pipeline: &str) -> RunRecord {
+        let key = crate::cache::StageKey {
+            format: 1,
+            kind: "hash".into(),
+            version: 1,
+            implementation: Default::default(),
+            config: serde_json::json!({}),
+            inputs: Default::default(),
+            files: Default::default(),
+        };
+        RunRecord {
+            pipeline: pipeline.into(),
+            file: "p.yaml".into(),
+            started: "2026-12-01T08:00:00.000Z".into(),
+            seconds: 1.0,
+            ok: true,
+            stages: BTreeMap::from([(
+                "h".to_string(),
+                StageRecord {
+                    kind: "hash".into(),
+                    key: key.digest(),
+                    key_parts: key,
+                    digest: Some("ab".repeat(32)),
+                    outcome: Outcome::Ran,
+                    seconds: 1.0,
+                    report: Default::default(),
+                    error: None,
+                },
+            )]),
+        }
+    }
+
+    #[test]
+    fn records_carry_a_schema_and_old_ones_read_as_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = record("data").save(dir.path()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["schema"], SCHEMA);
+        // A version-1 record: the same fields, no `schema`.
+        let mut old = v.clone();
+        old.as_object_mut().unwrap().remove("schema");
+        parse(&p, old.to_string().as_bytes()).unwrap();
+        let mut newer = v.clone();
+        newer["schema"] = 99.into();
+        let e = parse(&p, newer.to_string().as_bytes()).unwrap_err();
+        assert!(
+            e.to_string().contains("schema 99, written by a newer pipe"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unreadable_records_are_returned_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        record("a").save(dir.path()).unwrap();
+        std::fs::write(dir.path().join("runs/2027-bad.json"), b"{not json").unwrap();
+        let mut evil = serde_json::to_value(Versioned {
+            schema: SCHEMA,
+            record: &record("b"),
+        })
+        .unwrap();
+        evil["stages"]["h"]["digest"] = "../../victim3".into();
+        std::fs::write(dir.path().join("runs/2028-evil.json"), evil.to_string()).unwrap();
+        let all = load_all(dir.path()).unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(all[0].record.is_ok());
+        let e = all[1].record.as_ref().unwrap_err().to_string();
+        assert!(e.contains("2027-bad.json: unreadable run record"), "{e}");
+        let e = all[2].record.as_ref().unwrap_err().to_string();
+        assert!(e.contains("not a digest"), "{e}");
+        assert_eq!(load_readable(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_hostile_pipeline_name_stays_in_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = record("../../../escape").save(dir.path()).unwrap();
+        assert_eq!(p.parent().unwrap(), dir.path().join("runs"));
+    }
 }

@@ -212,7 +212,7 @@ impl World for CacheWorld<'_> {
     }
 
     fn lookup(&self, key_hex: &str) -> Option<String> {
-        self.store.lookup(key_hex).map(|e| e.digest)
+        self.store.lookup(key_hex).hit().map(|e| e.digest)
     }
 
     fn last_run(&self, id: &str) -> Option<LastRun> {

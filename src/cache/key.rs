@@ -68,8 +68,8 @@ impl StageKey {
                 Some(o) if o == d => {}
                 Some(o) => out.push(format!(
                     "input `{slot}` changed ({} → {})",
-                    &o[..12.min(o.len())],
-                    &d[..12.min(d.len())]
+                    short(o),
+                    short(d)
                 )),
                 None => out.push(format!("input `{slot}` added")),
             }
@@ -84,6 +84,12 @@ impl StageKey {
         }
         out
     }
+}
+
+/// The first 12 characters (an old key read from a run record may hold anything: never slice
+/// it at a byte index).
+fn short(d: &str) -> String {
+    d.chars().take(12).collect()
 }
 
 fn diff_json(path: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
@@ -154,5 +160,19 @@ mod tests {
         old.as_object_mut().unwrap().remove("implementation");
         let old: StageKey = serde_json::from_value(old).unwrap();
         assert!(old.implementation.is_empty());
+    }
+
+    #[test]
+    fn a_damaged_old_key_is_described_without_panicking() {
+        let mut old = key(1e-3);
+        old.inputs.insert("data".into(), "aé".repeat(20));
+        let d = key(1e-3).diff(&old);
+        assert_eq!(
+            d,
+            vec![format!(
+                "input `data` changed (aéaéaéaéaéaé → {})",
+                "ab".repeat(6)
+            )]
+        );
     }
 }

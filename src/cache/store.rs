@@ -1,15 +1,28 @@
 //! Objects, keys and the commit protocol: a stage writes into `tmp/…`; on success its files are
 //! digested into a manifest and the directory is renamed to `objects/ab/<digest>`; only then is
-//! the key file (temp + rename) written. A crash at any point leaves either no entry or a whole
-//! one; leftovers in `tmp/` are removed by the next run.
+//! the key file (temp + rename) written. A crash or a full disk at any point leaves either no
+//! entry or a whole one; leftovers in `tmp/` are removed by the next run or `gc`.
+//!
+//! Confinement: every path this module deletes or renames is built from a checked digest or a
+//! name it generates itself, under a directory that is not a link; digests read back from key
+//! files and manifests are validated when parsed ([`super::digest`]).
+//!
+//! Verification: [`Store::verify`] re-digests an object's files; [`Store::check`] does the same
+//! only when a stat fingerprint of the files (size, mtime, ctime, inode) differs from the one
+//! recorded at commit or at the last full verification (`.verified`, beside the manifest, not
+//! part of the object), so every cache hit can be checked for the cost of a few `stat`s.
 
+use super::digest::{self, is_digest};
 use super::key::StageKey;
+use super::marker;
+pub use super::object::{
+    MANIFEST, Manifest, ManifestEntry, REFS, VERIFIED, declare_refs, object_digest,
+};
+use super::object::{fingerprint, hash_file, read_refs, record_fingerprint, walk};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-pub const MANIFEST: &str = ".manifest.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,41 +34,59 @@ pub enum StoreError {
     },
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error("{path} is not a pipe cache: {reason}")]
+    NotACache { path: PathBuf, reason: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+impl StoreError {
+    /// A directory given as `--cache` that is not one is bad usage (exit 2); everything else
+    /// is an I/O failure or a damaged cache (exit 1).
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, StoreError::NotACache { .. })
+    }
+}
+
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    pub path: String,
-    pub size: u64,
-    pub blake3: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub files: Vec<ManifestEntry>,
-}
-
-impl Manifest {
-    pub fn digest(&self) -> String {
-        blake3::hash(&serde_json::to_vec(self).expect("manifest serialises"))
-            .to_hex()
-            .to_string()
+pub(super) fn corrupt(path: &Path, message: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: message.into(),
     }
 }
 
-/// What `keys/ab/<key>.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyEntry {
+    #[serde(deserialize_with = "digest::de")]
     pub digest: String,
     pub stage: String,
     pub key: StageKey,
+}
+
+/// The answer to "is this key's output in the cache, intact?".
+#[derive(Debug)]
+pub enum Lookup {
+    Hit(KeyEntry),
+    Miss,
+    /// The key's object exists but its files no longer match its manifest.
+    Damaged {
+        entry: KeyEntry,
+        error: StoreError,
+    },
+}
+
+impl Lookup {
+    pub fn hit(self) -> Option<KeyEntry> {
+        match self {
+            Lookup::Hit(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 pub struct Store {
@@ -78,131 +109,274 @@ impl Drop for TempOut {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn hash_file(path: &Path) -> Result<(u64, String), StoreError> {
-    let mut h = blake3::Hasher::new();
-    let size = std::fs::metadata(path).map_err(io(path))?.len();
-    if size > 16 << 20 {
-        h.update_mmap_rayon(path).map_err(io(path))?;
-    } else {
-        h.update(&std::fs::read(path).map_err(io(path))?);
-    }
-    Ok((size, h.finalize().to_hex().to_string()))
+/// A name unique to this process for something under `tmp/`.
+fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{n}-{prefix}", std::process::id())
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), StoreError> {
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let entry = entry.map_err(io(dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let rel = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        if entry.file_type().map_err(io(dir))?.is_dir() {
-            walk(&entry.path(), &rel, out)?;
-        } else if rel != MANIFEST {
-            out.push(rel);
-        }
+/// A stage id as a file-name fragment: ids are validated elsewhere, but the store must stay
+/// inside the cache whatever it is given.
+fn safe_name(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect()
+}
+
+fn ensure_real_dir(p: &Path) -> Result<(), StoreError> {
+    match std::fs::create_dir(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(p)(e)),
     }
-    Ok(())
+    let meta = std::fs::symlink_metadata(p).map_err(io(p))?;
+    if meta.is_dir() {
+        Ok(())
+    } else {
+        Err(corrupt(
+            p,
+            "not a directory (a link?): pipe never writes through links in its cache",
+        ))
+    }
+}
+
+/// Where a directory of the cache's own layout (a shard, an object) should be, a link or a file
+/// is foreign: it is unlinked (its target is never touched) so the commit can proceed.
+fn unlink_if_not_dir(p: &Path) -> Result<(), StoreError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if !m.is_dir() => {
+            tracing::warn!(
+                "{}: not a directory (a link?): removed it; pipe never follows links in its cache",
+                p.display()
+            );
+            std::fs::remove_file(p).map_err(io(p))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `p` is a real directory; `Ok(false)` when it does not exist, an error when it is
+/// anything else (a link is never followed).
+fn is_real_dir(p: &Path) -> Result<bool, StoreError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(_) => Err(corrupt(
+            p,
+            "not a directory (a link?): pipe never follows links in its cache",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io(p)(e)),
+    }
+}
+
+/// Removes `p` without following links: a link or a file is unlinked, a directory is emptied
+/// (std's `remove_dir_all` does not follow links inside it either).
+pub fn remove_entry(p: &Path) -> Result<(), StoreError> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p).map_err(io(p)),
+        Ok(_) => std::fs::remove_file(p).map_err(io(p)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(p)(e)),
+    }
 }
 
 impl Store {
+    /// Opens (creating or adopting, see [`marker`]) the cache at `root`; refuses a directory
+    /// that is not a cache.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
-        for sub in ["objects", "keys", "runs", "tmp", "work"] {
+        marker::ensure(root)?;
+        for sub in marker::SUBDIRS {
             let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(io(&p))?;
+            ensure_real_dir(&p).map_err(|e| match e {
+                StoreError::Corrupt { message, .. } => StoreError::NotACache {
+                    path: root.to_path_buf(),
+                    reason: format!("`{sub}` is {message}"),
+                },
+                other => other,
+            })?;
         }
         Ok(Store {
             root: root.to_path_buf(),
         })
     }
 
-    pub fn object_dir(&self, digest: &str) -> PathBuf {
-        self.root.join("objects").join(&digest[..2]).join(digest)
-    }
-
-    fn key_file(&self, key: &str) -> PathBuf {
-        self.root
-            .join("keys")
-            .join(&key[..2])
-            .join(format!("{key}.json"))
-    }
-
-    pub fn work_dir(&self, key: &str) -> PathBuf {
-        self.root.join("work").join(key)
-    }
-
-    /// The committed output of `key`, if its object is present and its files look intact
-    /// (existence and sizes; full digests are checked by [`Store::verify`] before use).
-    pub fn lookup(&self, key: &str) -> Option<KeyEntry> {
-        let text = std::fs::read(self.key_file(key)).ok()?;
-        let entry: KeyEntry = serde_json::from_slice(&text).ok()?;
-        let manifest = self.manifest(&entry.digest).ok()?;
-        let dir = self.object_dir(&entry.digest);
-        let intact = manifest.files.iter().all(|f| {
-            std::fs::metadata(dir.join(&f.path))
-                .map(|m| m.len() == f.size)
-                .unwrap_or(false)
-        });
-        intact.then_some(entry)
-    }
-
-    pub fn manifest(&self, digest: &str) -> Result<Manifest, StoreError> {
-        let p = self.object_dir(digest).join(MANIFEST);
-        let bytes = std::fs::read(&p).map_err(io(&p))?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            path: p,
-            message: e.to_string(),
+    /// For commands that only read: `None` when there is no cache yet; nothing is created.
+    pub fn open_existing(root: &Path) -> Result<Option<Self>, StoreError> {
+        Ok(match marker::inspect(root)? {
+            marker::State::Absent | marker::State::Empty => None,
+            marker::State::Marked | marker::State::Legacy => Some(Store {
+                root: root.to_path_buf(),
+            }),
         })
     }
 
-    /// Re-digests every file of an object against its manifest.
+    /// `objects/ab/<digest>`. Digests reaching here were computed by a commit or validated when
+    /// read; anything else maps to a path inside the cache that never exists.
+    pub fn object_dir(&self, digest: &str) -> PathBuf {
+        let d = if is_digest(digest) {
+            digest
+        } else {
+            "not-a-digest"
+        };
+        self.root.join("objects").join(&d[..2]).join(d)
+    }
+
+    fn key_file(&self, key: &str) -> PathBuf {
+        let k = if is_digest(key) { key } else { "not-a-key" };
+        self.root
+            .join("keys")
+            .join(&k[..2])
+            .join(format!("{k}.json"))
+    }
+
+    pub fn work_dir(&self, key: &str) -> PathBuf {
+        let k = if is_digest(key) { key } else { "not-a-key" };
+        self.root.join("work").join(k)
+    }
+
+    /// Whether `key` has a key file (its output was committed once).
+    pub fn has_key(&self, key: &str) -> bool {
+        is_digest(key) && self.key_file(key).is_file()
+    }
+
+    /// The committed output of `key`, checked against its manifest ([`Store::check`]: a few
+    /// stats, a full re-digest when they changed). A key file that does not parse is a miss,
+    /// with a warning.
+    pub fn lookup(&self, key: &str) -> Lookup {
+        if !is_digest(key) {
+            return Lookup::Miss;
+        }
+        let path = self.key_file(key);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Lookup::Miss;
+        };
+        let entry: KeyEntry = match serde_json::from_slice(&bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: unreadable key file ({e}): treated as a miss",
+                    path.display()
+                );
+                return Lookup::Miss;
+            }
+        };
+        if !matches!(is_real_dir(&self.object_dir(&entry.digest)), Ok(true)) {
+            return Lookup::Miss;
+        }
+        match self.check(&entry.digest) {
+            Ok(()) => Lookup::Hit(entry),
+            Err(error) => Lookup::Damaged { entry, error },
+        }
+    }
+
+    pub fn manifest(&self, digest: &str) -> Result<Manifest, StoreError> {
+        let dir = self.object_dir(digest);
+        digest::check(digest).map_err(|e| corrupt(&dir, e.to_string()))?;
+        let m = Manifest::read(&dir)?;
+        if m.digest() != digest {
+            return Err(corrupt(
+                &dir.join(MANIFEST),
+                "manifest does not match the object's digest",
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Like [`Store::verify`], but trusts files whose stats equal those recorded when they last
+    /// matched (so a hit costs a few `stat`s); any change of size, mtime, ctime or inode — an
+    /// edit, even one that keeps the size — means a full re-digest.
+    pub fn check(&self, digest: &str) -> Result<(), StoreError> {
+        let manifest = self.manifest(digest)?;
+        let dir = self.object_dir(digest);
+        let fp = fingerprint(&dir, &manifest)?;
+        let recorded = std::fs::read_to_string(dir.join(VERIFIED)).unwrap_or_default();
+        if recorded.trim() == fp {
+            return Ok(());
+        }
+        self.verify(digest)
+    }
+
+    /// Re-digests every file of an object against its manifest (and remembers the files'
+    /// stats when they match).
     pub fn verify(&self, digest: &str) -> Result<(), StoreError> {
         let manifest = self.manifest(digest)?;
         let dir = self.object_dir(digest);
-        if manifest.digest() != digest {
-            return Err(StoreError::Corrupt {
-                path: dir,
-                message: "manifest does not match the object's digest".into(),
-            });
-        }
+        let before = fingerprint(&dir, &manifest)?;
         manifest.files.par_iter().try_for_each(|f| {
             let p = dir.join(&f.path);
             let (size, d) = hash_file(&p)?;
             if size != f.size || d != f.blake3 {
-                return Err(StoreError::Corrupt {
-                    path: p,
-                    message: "contents do not match the recorded digest".into(),
-                });
+                return Err(corrupt(&p, "contents do not match the recorded digest"));
             }
             Ok(())
-        })
+        })?;
+        // Files changed while being read are not vouched for.
+        if fingerprint(&dir, &manifest).is_ok_and(|after| after == before) {
+            record_fingerprint(&dir, &before);
+        }
+        Ok(())
     }
 
-    /// Deletes an object (a corrupt one, or by `gc`): renamed away first so readers never see half of it.
+    /// The directory of `digest`, which the object in `referrer` declares in its manifest's
+    /// refs, fully verified. A damaged one is removed (the next run rebuilds its stage).
+    pub fn resolve_ref(&self, referrer: &Path, digest: &str) -> Result<PathBuf, StoreError> {
+        let m = Manifest::read(referrer)?;
+        let mpath = referrer.join(MANIFEST);
+        digest::check(digest).map_err(|e| corrupt(&mpath, e.to_string()))?;
+        if !m.refs.iter().any(|r| r == digest) {
+            return Err(corrupt(
+                &mpath,
+                format!("object {digest} is not among this object's refs"),
+            ));
+        }
+        let dir = self.object_dir(digest);
+        if !is_real_dir(&dir)? {
+            return Err(corrupt(
+                &dir,
+                "a referenced object is missing: rerun the stage that produced it",
+            ));
+        }
+        if let Err(e) = self.verify(digest) {
+            self.remove_object(digest)?;
+            return Err(corrupt(
+                &dir,
+                format!("{e}; removed it: the next run rebuilds the stage that produced it"),
+            ));
+        }
+        Ok(dir)
+    }
+
+    /// Deletes an object (a corrupt one, or by `gc`): renamed away first so readers never see
+    /// half of it. Only a checked digest, under real directories, is ever removed.
     pub fn remove_object(&self, digest: &str) -> Result<(), StoreError> {
         let dir = self.object_dir(digest);
-        if !dir.exists() {
+        digest::check(digest).map_err(|e| corrupt(&dir, e.to_string()))?;
+        let shard = dir.parent().unwrap_or(self.root.as_path());
+        if !is_real_dir(shard)? || !is_real_dir(&dir)? {
             return Ok(());
         }
-        let trash = self
-            .root
-            .join("tmp")
-            .join(format!("trash-{digest}-{}", std::process::id()));
-        std::fs::rename(&dir, &trash).map_err(io(&dir))?;
-        std::fs::remove_dir_all(&trash).map_err(io(&trash))
+        self.discard(&dir)
     }
 
-    /// A fresh temporary output directory.
+    /// Renames `path` (inside the cache) into `tmp/` and deletes it there.
+    pub fn discard(&self, path: &Path) -> Result<(), StoreError> {
+        let trash = self.root.join("tmp").join(unique("trash"));
+        std::fs::rename(path, &trash).map_err(io(path))?;
+        remove_entry(&trash)
+    }
+
+    /// A fresh temporary output directory for stage `stage` (any id: only a sanitised form
+    /// enters the name).
     pub fn begin(&self, stage: &str) -> Result<TempOut, StoreError> {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = self
-            .root
-            .join("tmp")
-            .join(format!("{}-{n}-{stage}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let dir = self.root.join("tmp").join(unique(&safe_name(stage)));
+        std::fs::create_dir(&dir).map_err(io(&dir))?;
         Ok(TempOut {
             dir,
             committed: false,
@@ -230,56 +404,101 @@ impl Store {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
-        let manifest = Manifest { files: entries };
+        let manifest = Manifest {
+            files: entries,
+            refs: read_refs(&out.dir)?,
+        };
+        remove_entry(&out.dir.join(REFS))?;
         let digest = manifest.digest();
         let mpath = out.dir.join(MANIFEST);
         std::fs::write(
             &mpath,
-            serde_json::to_vec_pretty(&manifest).expect("serialises"),
+            serde_json::to_vec_pretty(&manifest).expect("a manifest serialises"),
         )
         .map_err(io(&mpath))?;
         let target = self.object_dir(&digest);
-        if target.exists() && self.verify(&digest).is_err() {
+        let shard = target.parent().unwrap_or(self.root.as_path());
+        unlink_if_not_dir(shard)?;
+        ensure_real_dir(shard)?;
+        unlink_if_not_dir(&target)?;
+        if is_real_dir(&target)? && self.verify(&digest).is_err() {
             self.remove_object(&digest)?;
         }
-        if target.exists() {
+        if is_real_dir(&target)? {
             // Identical bytes already stored (another key produced them): keep that copy.
+            self.add_refs(&target, &manifest.refs)?;
             drop(out);
         } else {
-            let parent = target.parent().expect("object dirs have a parent");
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
             std::fs::rename(&out.dir, &target).map_err(io(&target))?;
             out.committed = true;
+            if let Ok(fp) = fingerprint(&target, &manifest) {
+                record_fingerprint(&target, &fp);
+            }
         }
+        self.write_key(&digest, stage, key)?;
+        Ok(digest)
+    }
+
+    /// Makes the stored manifest at `dir` declare `refs` too (an object stored before refs
+    /// existed). Refs are not digested, so the object's identity does not change.
+    fn add_refs(&self, dir: &Path, refs: &[String]) -> Result<(), StoreError> {
+        let mut m = Manifest::read(dir)?;
+        if refs.iter().all(|r| m.refs.contains(r)) {
+            return Ok(());
+        }
+        m.refs.extend(refs.iter().cloned());
+        m.refs.sort();
+        m.refs.dedup();
+        let p = dir.join(MANIFEST);
+        let tmp = dir.join(format!(".manifest.tmp{}", std::process::id()));
+        let text = serde_json::to_vec_pretty(&m).expect("a manifest serialises");
+        let res = std::fs::write(&tmp, text)
+            .map_err(io(&tmp))
+            .and_then(|()| std::fs::rename(&tmp, &p).map_err(io(&p)));
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// The key file, written to a temporary name and renamed; on failure (a full disk) the
+    /// temporary file is removed and no key exists: the object is whole but unreferenced.
+    fn write_key(&self, digest: &str, stage: &str, key: &StageKey) -> Result<(), StoreError> {
         let entry = KeyEntry {
-            digest: digest.clone(),
+            digest: digest.to_string(),
             stage: stage.to_string(),
             key: key.clone(),
         };
         let kpath = self.key_file(&key.digest());
-        let parent = kpath.parent().expect("key files have a parent");
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let shard = kpath.parent().unwrap_or(self.root.as_path());
+        unlink_if_not_dir(shard)?;
+        ensure_real_dir(shard)?;
         let tmp = kpath.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&entry).expect("serialises"))
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &kpath).map_err(io(&kpath))?;
-        Ok(digest)
+        let text = serde_json::to_vec_pretty(&entry).expect("a key entry serialises");
+        let res = std::fs::write(&tmp, text)
+            .map_err(io(&tmp))
+            .and_then(|()| std::fs::rename(&tmp, &kpath).map_err(io(&kpath)));
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
     }
 
-    /// Removes leftovers of interrupted runs (only call while holding the cache lock).
+    /// Removes leftovers of interrupted runs (only call while holding the cache lock: no
+    /// run is alive then). Links are removed, never followed.
     pub fn clean_tmp(&self) -> u64 {
         let mut freed = 0;
         if let Ok(rd) = std::fs::read_dir(self.root.join("tmp")) {
             for e in rd.flatten() {
                 freed += dir_size(&e.path());
-                let _ =
-                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+                let _ = remove_entry(&e.path());
             }
         }
         freed
     }
 }
 
+/// Bytes under `p`, links counted as themselves and never followed.
 pub fn dir_size(p: &Path) -> u64 {
     match std::fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => std::fs::read_dir(p)
@@ -306,32 +525,240 @@ mod tests {
         }
     }
 
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        (dir, store)
+    }
+
+    fn commit_one(store: &Store, text: &[u8]) -> String {
+        let out = store.begin("s").unwrap();
+        std::fs::write(out.dir.join("a.txt"), text).unwrap();
+        store.commit(out, "s", &key()).unwrap()
+    }
+
     #[test]
     fn commit_lookup_verify_and_detect_corruption() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let out = store.begin("s").unwrap();
-        std::fs::write(out.dir.join("a.txt"), b"abc").unwrap();
-        let digest = store.commit(out, "s", &key()).unwrap();
-        let hit = store.lookup(&key().digest()).unwrap();
+        let (_d, store) = store();
+        let digest = commit_one(&store, b"abc");
+        let hit = store.lookup(&key().digest()).hit().unwrap();
         assert_eq!(hit.digest, digest);
         store.verify(&digest).unwrap();
         std::fs::write(store.object_dir(&digest).join("a.txt"), b"abd").unwrap();
         assert!(store.verify(&digest).is_err());
+        assert!(matches!(
+            store.lookup(&key().digest()),
+            Lookup::Damaged { .. }
+        ));
         std::fs::write(store.object_dir(&digest).join("a.txt"), b"ab").unwrap();
-        assert!(
-            store.lookup(&key().digest()).is_none(),
-            "size change is a miss"
+        assert!(store.lookup(&key().digest()).hit().is_none(), "size change");
+    }
+
+    #[test]
+    fn check_trusts_recorded_stats_and_re_digests_when_they_change() {
+        let (_d, store) = store();
+        let digest = commit_one(&store, b"abc");
+        let dir = store.object_dir(&digest);
+        assert!(dir.join(VERIFIED).exists(), "commit records the stats");
+        store.check(&digest).unwrap();
+        // An edit that keeps the size changes mtime/ctime: re-digested, caught.
+        std::fs::write(dir.join("a.txt"), b"xyz").unwrap();
+        let e = store.check(&digest).unwrap_err().to_string();
+        assert!(e.contains("contents do not match"), "{e}");
+        // Restoring the bytes (new stats) re-digests once and is trusted again.
+        std::fs::write(dir.join("a.txt"), b"abc").unwrap();
+        store.check(&digest).unwrap();
+        // A lying fingerprint file only costs a re-digest.
+        std::fs::write(dir.join(VERIFIED), "0".repeat(64)).unwrap();
+        store.check(&digest).unwrap();
+    }
+
+    #[test]
+    fn old_manifests_keep_their_digest_and_refs_are_not_digested() {
+        let entry = ManifestEntry {
+            path: "a".into(),
+            size: 1,
+            blake3: "ab".repeat(32),
+        };
+        let plain = Manifest {
+            files: vec![entry.clone()],
+            refs: vec![],
+        };
+        let legacy = format!(
+            r#"{{"files":[{{"path":"a","size":1,"blake3":"{}"}}]}}"#,
+            "ab".repeat(32)
         );
+        assert_eq!(
+            plain.digest(),
+            blake3::hash(legacy.as_bytes()).to_hex().to_string()
+        );
+        let with_refs = Manifest {
+            files: vec![entry],
+            refs: vec!["cd".repeat(32)],
+        };
+        assert_eq!(plain.digest(), with_refs.digest());
+    }
+
+    #[test]
+    fn a_hostile_stage_id_stays_inside_tmp() {
+        let (d, store) = store();
+        let victim = d.path().join("victim2");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("keep"), b"x").unwrap();
+        for id in [
+            "../../../../../victim2",
+            "../victim2",
+            "/",
+            "",
+            " ",
+            "a/../../b",
+        ] {
+            let out = store.begin(id).unwrap();
+            assert_eq!(out.dir.parent().unwrap(), store.root.join("tmp"), "{id}");
+            drop(out);
+        }
+        assert!(victim.join("keep").exists());
+    }
+
+    #[test]
+    fn digests_read_from_key_files_and_manifests_are_validated() {
+        let (d, store) = store();
+        let victim = d.path().join("victim3");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join(MANIFEST), br#"{"files": []}"#).unwrap();
+        let k = key().digest();
+        let kfile = store.key_file(&k);
+        std::fs::create_dir_all(kfile.parent().unwrap()).unwrap();
+        let entry = serde_json::json!({"digest": "../../victim3", "stage": "s", "key": key()});
+        std::fs::write(&kfile, entry.to_string()).unwrap();
+        assert!(matches!(store.lookup(&k), Lookup::Miss));
+        for bad in ["../../victim3", "..", "", "é"] {
+            assert!(store.remove_object(bad).is_err(), "{bad}");
+            assert!(
+                store
+                    .object_dir(bad)
+                    .starts_with(store.root.join("objects"))
+            );
+        }
+        assert!(victim.join(MANIFEST).exists());
+        let obj = store.root.join("objects/x");
+        std::fs::create_dir_all(&obj).unwrap();
+        std::fs::write(
+            obj.join(MANIFEST),
+            format!(
+                r#"{{"files":[{{"path":"../../../victim3/{MANIFEST}","size":1,"blake3":"{}"}}]}}"#,
+                "ab".repeat(32)
+            ),
+        )
+        .unwrap();
+        let e = Manifest::read(&obj).unwrap_err().to_string();
+        assert!(e.contains("leaves the object"), "{e}");
+    }
+
+    #[test]
+    fn removing_never_follows_a_linked_shard() {
+        let (d, store) = store();
+        let digest = commit_one(&store, b"abc");
+        let outside = d.path().join("outside");
+        let shard = store.object_dir(&digest).parent().unwrap().to_path_buf();
+        std::fs::rename(&shard, &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, &shard).unwrap();
+        store.remove_object(&digest).unwrap_err();
+        assert!(outside.join(&digest).join("a.txt").exists());
+        // A commit replaces the link by a real shard, leaving its target alone.
+        let out = store.begin("s").unwrap();
+        std::fs::write(out.dir.join("a.txt"), b"abc").unwrap();
+        assert_eq!(store.commit(out, "s", &key()).unwrap(), digest);
+        assert!(std::fs::symlink_metadata(&shard).unwrap().is_dir());
+        assert!(outside.join(&digest).join("a.txt").exists());
+        // So does a link in place of the object itself.
+        let obj = store.object_dir(&digest);
+        std::fs::remove_dir_all(&obj).unwrap();
+        std::os::unix::fs::symlink(outside.join(&digest), &obj).unwrap();
+        assert!(store.lookup(&key().digest()).hit().is_none());
+        let out = store.begin("s").unwrap();
+        std::fs::write(out.dir.join("a.txt"), b"abc").unwrap();
+        store.commit(out, "s", &key()).unwrap();
+        assert!(std::fs::symlink_metadata(&obj).unwrap().is_dir());
+        assert!(outside.join(&digest).join("a.txt").exists());
+    }
+
+    #[test]
+    fn refs_are_recorded_resolved_and_checked() {
+        let (_d, store) = store();
+        let member = commit_one(&store, b"weights");
+        let out = store.begin("ens").unwrap();
+        std::fs::write(out.dir.join("e.json"), member.as_bytes()).unwrap();
+        declare_refs(&out.dir, std::slice::from_ref(&member)).unwrap();
+        let mut k = key();
+        k.kind = "ensemble".into();
+        let ens = store.commit(out, "ens", &k).unwrap();
+        let ens_dir = store.object_dir(&ens);
+        assert!(!ens_dir.join(REFS).exists());
+        assert_eq!(
+            store.manifest(&ens).unwrap().refs,
+            std::slice::from_ref(&member)
+        );
+        assert_eq!(
+            store.resolve_ref(&ens_dir, &member).unwrap(),
+            store.object_dir(&member)
+        );
+        let other = "ef".repeat(32);
+        let e = store.resolve_ref(&ens_dir, &other).unwrap_err().to_string();
+        assert!(e.contains("not among this object's refs"), "{e}");
+        // A damaged member is never used: removed, with a message saying what happens next.
+        std::fs::write(store.object_dir(&member).join("a.txt"), b"weightz").unwrap();
+        let e = store
+            .resolve_ref(&ens_dir, &member)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("next run rebuilds"), "{e}");
+        assert!(!store.object_dir(&member).exists());
+        assert!(declare_refs(&ens_dir, &["../x".to_string()]).is_err());
     }
 
     #[test]
     fn an_uncommitted_output_is_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_d, store) = store();
         let out = store.begin("s").unwrap();
         let p = out.dir.clone();
         drop(out);
         assert!(!p.exists());
+    }
+
+    /// A full disk (writes to /dev/full fail with ENOSPC) while committing is an I/O error and
+    /// leaves no half entry: either no object and no key, or a whole object without a key.
+    #[test]
+    fn a_full_disk_while_committing_leaves_no_half_entry() {
+        let (_d, store) = store();
+        let out = store.begin("s").unwrap();
+        let tmp = out.dir.clone();
+        std::fs::write(out.dir.join("a.txt"), b"abc").unwrap();
+        std::os::unix::fs::symlink("/dev/full", out.dir.join(MANIFEST)).unwrap();
+        let e = store.commit(out, "s", &key()).unwrap_err();
+        assert!(matches!(&e, StoreError::Io { source, .. } if source.raw_os_error() == Some(28)));
+        assert!(!e.is_user_error());
+        assert!(!tmp.exists(), "the temporary output is removed");
+        assert!(store.lookup(&key().digest()).hit().is_none());
+        assert_eq!(dir_size(&store.root.join("objects")), 0);
+
+        // Full disk at the key file: the object is whole, no key (nor temporary key) exists.
+        let kfile = store.key_file(&key().digest());
+        std::fs::create_dir_all(kfile.parent().unwrap()).unwrap();
+        let ktmp = kfile.with_extension(format!("tmp{}", std::process::id()));
+        std::os::unix::fs::symlink("/dev/full", &ktmp).unwrap();
+        let out = store.begin("s").unwrap();
+        std::fs::write(out.dir.join("a.txt"), b"abc").unwrap();
+        let e = store.commit(out, "s", &key()).unwrap_err();
+        assert!(matches!(&e, StoreError::Io { source, .. } if source.raw_os_error() == Some(28)));
+        assert!(!kfile.exists() && std::fs::symlink_metadata(&ktmp).is_err());
+        let objects: Vec<_> = std::fs::read_dir(store.root.join("objects"))
+            .unwrap()
+            .flatten()
+            .flat_map(|s| std::fs::read_dir(s.path()).unwrap().flatten())
+            .collect();
+        assert_eq!(objects.len(), 1);
+        let digest = objects[0].file_name().to_string_lossy().into_owned();
+        store.verify(&digest).unwrap();
     }
 }

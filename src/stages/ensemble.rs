@@ -56,7 +56,9 @@ pub struct EnsembleFile {
 pub struct Member {
     /// Input slot name (the stage id it came from is in the run record).
     pub slot: String,
-    /// Digest of the member's `train` output, a sibling object in the cache.
+    /// Digest of the member's `train` output; the ensemble's manifest lists it in its refs, and
+    /// readers resolve it through the store ([`StageContext::resolve_ref`]).
+    #[serde(deserialize_with = "crate::cache::digest::de")]
     pub digest: String,
     pub weight: f64,
     pub balanced_accuracy: f64,
@@ -65,15 +67,12 @@ pub struct Member {
 pub const ENSEMBLE_FILE: &str = "ensemble.json";
 
 impl EnsembleFile {
-    /// Object directories of the members, next to the ensemble's own object.
-    pub fn member_dirs(&self, ensemble_dir: &Path) -> Vec<PathBuf> {
-        let objects = ensemble_dir
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(ensemble_dir);
+    /// The members' object directories, resolved (and verified) through the store from the
+    /// ensemble connected to input `slot`.
+    pub fn member_dirs(&self, ctx: &StageContext, slot: &str) -> Result<Vec<PathBuf>, StageError> {
         self.members
             .iter()
-            .map(|m| objects.join(&m.digest[..2]).join(&m.digest))
+            .map(|m| ctx.resolve_ref(slot, &m.digest))
             .collect()
     }
 
@@ -149,7 +148,8 @@ pub fn fit_weights(probs: &[Vec<f32>], labels: &[u8], threshold: f32) -> Vec<f64
 
 impl Stage for Ensemble {
     const KIND: &'static str = "ensemble";
-    const VERSION: u32 = 1;
+    /// 2: members are declared as manifest refs (an older ensemble object lacks them).
+    const VERSION: u32 = 2;
     const OUTPUT: ArtifactKind = ArtifactKind::Ensemble;
     /// Every other slot (any name) takes a trained model.
     const USES_DEVICE: bool = true;
@@ -201,6 +201,11 @@ impl Stage for Ensemble {
             }
             eval_probs.push(model_probs(dir, self.checkpoint, &ds, &eval, device)?);
         }
+        let digests = members
+            .iter()
+            .map(|(slot, _)| ctx.input_digest(slot))
+            .collect::<Result<Vec<String>, StageError>>()?;
+        ctx.declare_refs(&digests)?;
         let weights = match self.method {
             Method::Weighted => fit_weights(&val_probs, &val_labels, self.threshold),
             _ => vec![1.0 / members.len() as f64; members.len()],
@@ -211,14 +216,12 @@ impl Stage for Ensemble {
             threshold: self.threshold,
             members: members
                 .iter()
+                .zip(&digests)
                 .zip(&weights)
                 .zip(&eval_probs)
-                .map(|(((slot, dir), &weight), p)| Member {
+                .map(|((((slot, _), digest), &weight), p)| Member {
                     slot: (*slot).clone(),
-                    digest: dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
+                    digest: digest.clone(),
                     weight,
                     balanced_accuracy: metrics::confusion(&eval_labels, p, self.threshold)
                         .balanced_accuracy(),

@@ -163,6 +163,17 @@ pub enum StageError {
     Artifact { path: PathBuf, message: String },
 }
 
+/// A damaged or missing cache object is an internal failure, reported with its path.
+fn store_err(e: crate::cache::StoreError) -> StageError {
+    match e {
+        crate::cache::StoreError::Io { path, source } => StageError::Io { path, source },
+        crate::cache::StoreError::Corrupt { path, message } => {
+            StageError::Artifact { path, message }
+        }
+        other => StageError::Invalid(other.to_string()),
+    }
+}
+
 pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
     move |source| StageError::Io {
         path: path.to_path_buf(),
@@ -187,6 +198,9 @@ pub struct StageContext<'a> {
     /// Scratch directory that survives an interrupted run of the same key (training resume).
     pub work: &'a Path,
     pub progress: &'a MultiProgress,
+    /// The cache, for objects an input refers to (its manifest's refs): see
+    /// [`StageContext::input_digest`], [`StageContext::declare_refs`], [`StageContext::resolve_ref`].
+    pub store: &'a crate::cache::Store,
 }
 
 impl StageContext<'_> {
@@ -199,6 +213,30 @@ impl StageContext<'_> {
 
     pub fn optional_input(&self, slot: &str) -> Option<&Path> {
         self.inputs.get(slot).map(PathBuf::as_path)
+    }
+
+    /// The digest (identity) of the object connected to `slot`, read from its manifest.
+    pub fn input_digest(&self, slot: &str) -> Result<String, StageError> {
+        let dir = self
+            .inputs
+            .get(slot)
+            .ok_or_else(|| StageError::Invalid(format!("input slot `{slot}` is not connected")))?;
+        crate::cache::store::object_digest(dir).map_err(store_err)
+    }
+
+    /// Records that this stage's output refers to these objects: they stay alive (gc) and
+    /// resolvable ([`StageContext::resolve_ref`]) as long as the output does.
+    pub fn declare_refs(&self, digests: &[String]) -> Result<(), StageError> {
+        crate::cache::store::declare_refs(self.out, digests).map_err(store_err)
+    }
+
+    /// The verified directory of object `digest`, which the input on `slot` refers to.
+    pub fn resolve_ref(&self, slot: &str, digest: &str) -> Result<PathBuf, StageError> {
+        let dir = self
+            .inputs
+            .get(slot)
+            .ok_or_else(|| StageError::Invalid(format!("input slot `{slot}` is not connected")))?;
+        self.store.resolve_ref(dir, digest).map_err(store_err)
     }
 
     pub fn dataset(&self, slot: &'static str) -> Result<Dataset, StageError> {

@@ -111,7 +111,7 @@ impl Stage for Predict {
             (None, Some(dir)) => {
                 let ens = ensemble::read(dir)?;
                 let mut member_probs = Vec::new();
-                for m in ens.member_dirs(dir) {
+                for m in ens.member_dirs(ctx, "ensemble")? {
                     member_probs.push(model_probs(&m, ens.checkpoint, &test, &all, device)?);
                 }
                 ens.combine(&member_probs)

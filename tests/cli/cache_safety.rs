@@ -1,1 +1,361 @@
 //! The cache protects itself: confined paths, the cache marker, a safe gc, verified reads.
+
+use super::*;
+
+/// Files under `dir` (recursively), as paths relative to it, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn go(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                go(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    go(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn precious(env: &Env, rel: &str) -> PathBuf {
+    env.write(&format!("{rel}/keep.txt"), "precious");
+    env.path(rel)
+}
+
+fn intact(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("keep.txt")).is_ok_and(|t| t == "precious")
+}
+
+/// Digests of the cache's objects (`objects/ab/<digest>`).
+fn object_names(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = find_files(&env.path("cache/objects"), ".manifest.json")
+        .iter()
+        .map(|m| {
+            m.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const TINY_SOURCE: &str = "{kind: source, format: synthetic, count: 20, height: 16, width: 16, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}";
+
+#[test]
+fn a_hostile_stage_id_never_touches_a_directory_outside_the_cache() {
+    let env = Env::new();
+    // Joined unchecked into cache/tmp/<pid>-<n>-<id>, this id names <env>/victim2.
+    let victim = precious(&env, "victim2");
+    env.write(
+        "h.yaml",
+        &format!("stages:\n  \"../../../../victim2\": {TINY_SOURCE}\n"),
+    );
+    let out = env.pipe(&["run", "h.yaml"]);
+    // Rejected by validation (exit 2) or run inside the cache (0): either way the directory
+    // outside the cache is untouched and nothing of it is in the cache.
+    assert!(
+        matches!(out.status.code(), Some(0 | 2)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(intact(&victim));
+    assert!(find_files(&env.path("cache"), "keep.txt").is_empty());
+}
+
+#[test]
+fn a_key_file_pointing_outside_the_cache_is_a_miss_with_a_warning() {
+    let env = data_env(20);
+    env.ok(&["run", "p.yaml"]);
+    let victim = precious(&env, "victim3");
+    let mut changed = 0;
+    for rel in tree(&env.path("cache/keys")) {
+        let k = env.path("cache/keys").join(rel);
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&k).unwrap()).unwrap();
+        if v["stage"] == "train_raw" {
+            v["digest"] = "../../victim3".into();
+            std::fs::write(&k, v.to_string()).unwrap();
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, 1);
+    let out = env.pipe(&["run", "p.yaml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("unreadable key file") && stderr.contains("not a digest"),
+        "{stderr}"
+    );
+    assert_eq!(ran(&stdout), ["train_raw"], "{stdout}");
+    env.ok(&["gc", "--keep-runs", "1"]);
+    assert!(intact(&victim));
+}
+
+#[test]
+fn an_ordinary_directory_is_refused_as_a_cache() {
+    let env = data_env(10);
+    for rel in ["d/tmp/work", "d/keys/ab", "d/objects/ab/x", "d/runs"] {
+        precious(&env, rel);
+    }
+    env.write("d/notes.txt", "mine");
+    let before = tree(&env.path("d"));
+    for args in [
+        vec!["run", "p.yaml", "--cache", "d"],
+        vec!["gc", "--cache", "d"],
+        vec!["status", "p.yaml", "--cache", "d"],
+        vec!["runs", "--cache", "d"],
+    ] {
+        let e = env.err(&args, 2);
+        assert!(
+            e.contains("is not a pipe cache") && e.contains("`notes.txt` was not made by pipe"),
+            "{args:?}: {e}"
+        );
+    }
+    assert_eq!(tree(&env.path("d")), before);
+    // Only some of pipe's directories, nothing else: still not a cache.
+    std::fs::remove_file(env.path("d/notes.txt")).unwrap();
+    let e = env.err(&["gc", "--cache", "d"], 2);
+    assert!(e.contains("some of pipe's directories"), "{e}");
+    assert_eq!(tree(&env.path("d")).len(), before.len() - 1);
+    // A new or empty directory becomes a cache, with its marker.
+    std::fs::create_dir(env.path("empty")).unwrap();
+    env.ok(&["run", "p.yaml", "--cache", "empty"]);
+    assert!(env.path("empty/pipe-cache.json").is_file());
+}
+
+#[test]
+fn a_cache_made_before_the_marker_is_adopted() {
+    let env = data_env(20);
+    env.ok(&["run", "p.yaml"]);
+    std::fs::remove_file(env.path("cache/pipe-cache.json")).unwrap();
+    let out = env.ok(&["run", "p.yaml"]);
+    assert!(ran(&out).is_empty(), "{out}");
+    assert!(env.path("cache/pipe-cache.json").is_file());
+}
+
+fn record_files(env: &Env) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn gc_refuses_while_a_run_record_is_unreadable_and_runs_lists_it() {
+    let env = data_env(20);
+    env.ok(&["run", "p.yaml"]);
+    let objects = object_names(&env);
+    assert_eq!(objects.len(), 5);
+    let rec = record_files(&env).pop().unwrap();
+    let text = std::fs::read_to_string(&rec).unwrap();
+    // A record of the previous format (no `schema`) is still read.
+    let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(old["schema"], 2);
+    old.as_object_mut().unwrap().remove("schema");
+    std::fs::write(&rec, old.to_string()).unwrap();
+    let runs = env.ok(&["runs"]);
+    assert!(runs.contains(" ok"), "{runs}");
+    // A damaged one stops gc, named, and deletes nothing.
+    std::fs::write(&rec, &text[..text.len() / 2]).unwrap();
+    let name = rec.file_name().unwrap().to_string_lossy().into_owned();
+    let e = env.err(&["gc"], 2);
+    assert!(
+        e.contains(&name)
+            && e.contains("unreadable run record")
+            && e.contains("--ignore-unreadable"),
+        "{e}"
+    );
+    assert_eq!(object_names(&env), objects);
+    let out = env.pipe(&["runs"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains(&name) && stdout.contains("unreadable"),
+        "{stdout}"
+    );
+    assert!(stderr.contains(&name), "{stderr}");
+    // Explicitly ignored: what only that record reached goes; the record stays.
+    let gc = env.ok(&["gc", "--ignore-unreadable"]);
+    assert!(gc.contains("removed 5 objects, 0 run records"), "{gc}");
+    assert!(rec.exists());
+}
+
+#[test]
+fn gc_never_follows_a_linked_shard_nor_panics_on_odd_names() {
+    let env = data_env(20);
+    env.ok(&["run", "p.yaml"]);
+    let objects = object_names(&env);
+    // A copy of a live object in another object's shard, where it does not belong.
+    let live = &objects[0];
+    let wrong = objects
+        .iter()
+        .map(|o| &o[..2])
+        .find(|s| *s != &live[..2])
+        .unwrap();
+    let misplaced = env.path("cache/objects").join(wrong).join(live);
+    std::fs::create_dir_all(&misplaced).unwrap();
+    let outside = precious(&env, "outside");
+    let free_shard = (0..=255u8)
+        .map(|b| format!("{b:02x}"))
+        .find(|s| !env.path("cache/objects").join(s).exists())
+        .unwrap();
+    std::os::unix::fs::symlink(&outside, env.path("cache/objects").join(&free_shard)).unwrap();
+    std::os::unix::fs::symlink(&outside, env.path("cache/work/link")).unwrap();
+    for odd in ["objects/zz/x", "objects/aé/y", "keys/zz/k"] {
+        std::fs::create_dir_all(env.path("cache").join(odd)).unwrap();
+    }
+    let dry = env.ok(&["gc", "--dry-run"]);
+    for p in [
+        format!("objects/{free_shard}"),
+        "objects/zz".into(),
+        "objects/aé".into(),
+        "keys/zz".into(),
+        "work/link".into(),
+        format!("objects/{wrong}/{live}"),
+    ] {
+        assert!(
+            dry.contains(&format!("would remove stray   {p}  ")),
+            "{p}:\n{dry}"
+        );
+    }
+    assert!(dry.contains("wrong shard"), "{dry}");
+    assert!(misplaced.exists() && env.path("cache/objects/zz").exists());
+    let gc = env.ok(&["gc"]);
+    assert!(
+        gc.contains("removed 0 objects") && gc.contains("6 stray"),
+        "{gc}"
+    );
+    assert!(intact(&outside));
+    assert!(!misplaced.exists(), "reported removed, and removed");
+    assert_eq!(object_names(&env), objects);
+    let out = env.ok(&["run", "p.yaml"]);
+    assert!(ran(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn gc_collects_orphaned_work_and_tmp_and_dry_run_lists_them() {
+    let env = data_env(20);
+    env.ok(&["run", "p.yaml"]);
+    let orphan = "7e".repeat(32);
+    env.write(&format!("cache/work/{orphan}/state.json"), "{\"epoch\": 3}");
+    env.write("cache/tmp/999999-0-train/weights.bin", &"w".repeat(5000));
+    let dry = env.ok(&["gc", "--dry-run"]);
+    assert!(
+        dry.contains(&format!(
+            "would remove work    work/{orphan}  12 B  (no kept run resumes it)"
+        )),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("would remove temp    tmp/999999-0-train  5.0 kB"),
+        "{dry}"
+    );
+    assert!(dry.contains("would remove 0 objects"), "{dry}");
+    assert!(env.path("cache/tmp/999999-0-train").exists());
+    let gc = env.ok(&["gc"]);
+    assert!(
+        gc.contains("1 work directories, 1 temporary and 0 stray entries"),
+        "{gc}"
+    );
+    assert!(!env.path(&format!("cache/work/{orphan}")).exists());
+    assert!(!env.path("cache/tmp/999999-0-train").exists());
+}
+
+const TRAINED: &str = "\
+name: tiny
+stages:
+  faces: {kind: source, format: synthetic, count: 120, height: 24, width: 24, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}
+  split: {kind: split, inputs: {data: faces}}
+  train_a: {kind: train, model: b1, epochs: 1, batch_size: 32, seed: 1, inputs: {data: faces, split: split}}
+  train_b: {kind: train, model: b1, epochs: 1, batch_size: 32, seed: 2, inputs: {data: faces, split: split}}
+  evaluate: {kind: evaluate, inputs: {model: train_a, data: faces, split: split}}
+  ens: {kind: ensemble, inputs: {data: faces, split: split, a: train_a, b: train_b}}
+  predict: {kind: predict, hash_override: false, inputs: {test: faces, ensemble: ens}}
+";
+
+/// The object directory of `stage` in the last run.
+fn object_of(env: &Env, stage: &str) -> PathBuf {
+    let d = last_digests(env)
+        .into_iter()
+        .find(|(s, _)| s == stage)
+        .unwrap()
+        .1;
+    env.path("cache/objects").join(&d[..2]).join(d)
+}
+
+#[test]
+fn damaged_outputs_are_never_reported_or_used_and_ensembles_resolve_members_by_refs() {
+    let env = Env::new();
+    env.write("t.yaml", TRAINED);
+    env.ok(&["run", "t.yaml"]);
+    let digests: std::collections::BTreeMap<String, String> =
+        last_digests(&env).into_iter().collect();
+
+    // The ensemble's manifest names its members; predict found them through it.
+    let ens = object_of(&env, "ens");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ens.join(".manifest.json")).unwrap()).unwrap();
+    let mut members = vec![digests["train_a"].clone(), digests["train_b"].clone()];
+    members.sort();
+    assert_eq!(manifest["refs"], serde_json::json!(members));
+
+    let table = env.ok(&["compare", "t.yaml"]);
+    let row = table
+        .lines()
+        .find(|l| l.contains("| evaluate |"))
+        .unwrap()
+        .to_string();
+
+    // Edit the evaluation's report in the cache, keeping its size.
+    let report = object_of(&env, "evaluate").join("report.json");
+    let text = std::fs::read_to_string(&report).unwrap();
+    let at = text.find("\"balanced_accuracy\": ").unwrap() + 21;
+    let digit = text.as_bytes()[at];
+    assert!(digit.is_ascii_digit(), "{text}");
+    let mut edited = text.into_bytes();
+    edited[at] = if digit == b'9' { b'1' } else { digit + 1 };
+    std::fs::write(&report, &edited).unwrap();
+    let out = env.pipe(&["compare", "t.yaml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("| evaluate |"), "{stdout}");
+    assert!(
+        stderr.contains("`evaluate` of tiny: its output is damaged"),
+        "{stderr}"
+    );
+
+    // `run` sees the damage, rebuilds the final output, and compare is whole again.
+    let out = env.ok(&["run", "t.yaml"]);
+    assert!(out.contains("damaged evaluate"), "{out}");
+    assert_eq!(ran(&out), ["evaluate"], "{out}");
+    assert_eq!(
+        last_digests(&env)
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        digests
+    );
+    let table = env.ok(&["compare", "t.yaml"]);
+    assert!(table.contains(&row), "{table}");
+
+    // A damaged ensemble member is rebuilt before predict resolves it through the refs.
+    std::fs::write(object_of(&env, "train_b").join("report.json"), b"{}").unwrap();
+    let out = env.ok(&["run", "t.yaml", "--force", "predict"]);
+    assert!(out.contains("damaged train_b"), "{out}");
+    let ran = ran(&out);
+    assert!(
+        ran.contains(&"train_b".into()) && ran.contains(&"predict".into()),
+        "{out}"
+    );
+}
