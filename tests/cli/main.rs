@@ -6,6 +6,8 @@ mod cache_safety;
 mod determinism;
 mod engine;
 mod inputs;
+mod report;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

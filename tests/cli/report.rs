@@ -1,0 +1,1 @@
+//! `pipe report`: one self-contained HTML page, its numbers, and a real headless browser.

@@ -1,0 +1,1 @@
+//! Sweeps and random searches: variants share upstream stages through the cache.
