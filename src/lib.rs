@@ -9,6 +9,7 @@ pub mod data;
 pub mod error;
 pub mod graph;
 pub mod ml;
+pub mod quote;
 pub mod record;
 pub mod report;
 pub mod run;
