@@ -7,6 +7,7 @@
 //! leading byte-order mark is ignored; echoed cells are escaped and truncated.
 
 use super::{StageError, check_regular};
+use crate::data::dataset::MAX_IMAGES;
 use crate::quote::{quote, quote_bytes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -154,6 +155,16 @@ fn is_header(cells: &[&[u8]]) -> bool {
     cells.len() == 2 && known(cells[0], FILENAME_COLUMNS) && known(cells[1], LABEL_COLUMNS)
 }
 
+/// A CSV cell as trimmed UTF-8, or an error naming its line.
+fn cell_text<'a>(path: &Path, line: usize, cell: &'a [u8]) -> Result<&'a str, StageError> {
+    std::str::from_utf8(cell).map(str::trim).map_err(|_| {
+        input_err(
+            path,
+            format!("line {line}: not valid UTF-8: `{}`", quote_bytes(cell)),
+        )
+    })
+}
+
 pub fn parse_labels_csv(
     path: &Path,
     bytes: &[u8],
@@ -198,16 +209,8 @@ pub fn parse_labels_csv(
                 ),
             ));
         }
-        let text = |cell: &[u8]| {
-            std::str::from_utf8(cell).map(str::trim).map_err(|_| {
-                input_err(
-                    path,
-                    format!("line {line}: not valid UTF-8: `{}`", quote_bytes(cell)),
-                )
-            })
-        };
-        let name = text(cells[0])?;
-        let label_text = text(cells[1])?;
+        let name = cell_text(path, line, cells[0])?;
+        let label_text = cell_text(path, line, cells[1])?;
         if name.is_empty() || name.chars().any(char::is_control) {
             return Err(input_err(
                 path,
@@ -238,6 +241,12 @@ pub fn parse_labels_csv(
                     quote(name),
                     p.line
                 ),
+            ));
+        }
+        if rows.len() == MAX_IMAGES {
+            return Err(input_err(
+                path,
+                format!("line {line}: more than the maximum of {MAX_IMAGES} images"),
             ));
         }
         seen.insert(name.to_string(), rows.len());
