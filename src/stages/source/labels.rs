@@ -155,6 +155,31 @@ fn is_header(cells: &[&[u8]]) -> bool {
     cells.len() == 2 && known(cells[0], FILENAME_COLUMNS) && known(cells[1], LABEL_COLUMNS)
 }
 
+/// 1-based line numbers of increasing byte offsets, counted incrementally (csv's own line
+/// count ignores blank lines).
+struct Lines<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: usize,
+}
+
+impl Lines<'_> {
+    fn at(&mut self, offset: u64) -> usize {
+        let mut end = (offset as usize).min(self.bytes.len());
+        // csv skips blank lines after a record's recorded start: step over them.
+        while end < self.bytes.len() && matches!(self.bytes[end], b'\n' | b'\r') {
+            end += 1;
+        }
+        if end < self.offset {
+            self.offset = 0;
+            self.line = 1;
+        }
+        self.line += self.bytes[self.offset..end].iter().filter(|&&b| b == b'\n').count();
+        self.offset = end;
+        self.line
+    }
+}
+
 /// A CSV cell as trimmed UTF-8, or an error naming its line.
 fn cell_text<'a>(path: &Path, line: usize, cell: &'a [u8]) -> Result<&'a str, StageError> {
     std::str::from_utf8(cell).map(str::trim).map_err(|_| {
@@ -178,12 +203,17 @@ pub fn parse_labels_csv(
     // Name → index in `rows`, to report a file listed twice.
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut first = true;
+    let mut lines = Lines {
+        bytes,
+        offset: 0,
+        line: 1,
+    };
     for record in reader.byte_records() {
         let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
+            let line = e.position().map_or(0, |p| lines.at(p.byte()));
             input_err(path, format!("line {line}: not a valid CSV row: {e}"))
         })?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        let line = record.position().map_or(0, |p| lines.at(p.byte()));
         let cells: Vec<&[u8]> = record.iter().collect();
         if cells.iter().all(|c| c.trim_ascii().is_empty()) {
             continue;
