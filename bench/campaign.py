@@ -373,12 +373,13 @@ def main():
         c["timeouts"] += code == "timeout"
         c["file named"] += not any(p.startswith("no ") for p in problems)
         c["located"] += located
+        c["whole file"] += (not located) and not any(p.startswith("no ") for p in problems)
         c["max s"] = max(c["max s"], secs)
         if problems:
             failures.append((category, name, problems, err.strip().splitlines()[:3]))
         if os.environ.get("VERBOSE"):
             print(f"{category:7} {name:40} exit {code} {problems} | {err.strip().splitlines()[0][:110] if err.strip() else ''}")
-    cols = ["cases", "exit 2", "panics", "timeouts", "file named", "located"]
+    cols = ["cases", "exit 2", "panics", "timeouts", "file named", "located", "whole file"]
     print(f"| category | {' | '.join(cols)} | slowest (s) |")
     print("|---" * (len(cols) + 2) + "|")
     total = defaultdict(int)
@@ -387,7 +388,7 @@ def main():
         for k in cols:
             total[k] += c[k]
     print("| **all** | " + " | ".join(f"**{total[k]}**" for k in cols) + f" | |")
-    print(f"\n{len(CASES)} cases in {time.time() - start:.0f} s; located = a line:col, `line N`, `image N` or a field path in the message")
+    print(f"\n{len(CASES)} cases in {time.time() - start:.0f} s; located = the message gives a line:col, `line N`, `image N` or a field path; whole file = the file itself is the problem (missing, empty, a FIFO, device or directory, wrong size), named with no line")
     for cat, name, problems, err in failures:
         print(f"FAIL {cat}/{name}: {problems}\n    " + "\n    ".join(err))
     sys.exit(1 if failures else 0)

@@ -96,9 +96,15 @@ impl FolderSource {
             }
         };
         if listing.names.is_empty() {
-            return Err(StageError::Input {
-                path: dir,
-                message: "no images found".into(),
+            return Err(match &self.labels {
+                Some(csv) => StageError::Input {
+                    path: base.join(csv),
+                    message: "lists no images".into(),
+                },
+                None => StageError::Input {
+                    path: dir,
+                    message: "no images found".into(),
+                },
             });
         }
         check_size(listing.names.len(), self.shape()).map_err(|message| StageError::Input {
