@@ -61,9 +61,7 @@ pub const MAX_DATASET_BYTES: u64 = 32 << 30;
 /// count is configured, and before allocating where it comes from data.
 pub fn check_size(count: usize, shape: Shape) -> Result<(), String> {
     if count > MAX_IMAGES {
-        return Err(format!(
-            "{count} images exceed the maximum of {MAX_IMAGES}"
-        ));
+        return Err(format!("{count} images exceed the maximum of {MAX_IMAGES}"));
     }
     let bytes = (count as u64).saturating_mul(shape.image_len() as u64);
     if bytes > MAX_DATASET_BYTES {
@@ -338,7 +336,11 @@ mod tests {
     fn sizes_beyond_the_bounds_are_refused_without_overflow() {
         let s = Shape::default();
         assert_eq!(check_size(111_000, s), Ok(()));
-        assert!(check_size(usize::MAX, s).unwrap_err().contains("maximum of 10000000"));
+        assert!(
+            check_size(usize::MAX, s)
+                .unwrap_err()
+                .contains("maximum of 10000000")
+        );
         let big = Shape::new(MAX_SIDE, MAX_SIDE, 3);
         assert!(check_size(1000, big).unwrap_err().contains("32 GiB"));
     }

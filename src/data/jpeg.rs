@@ -133,7 +133,10 @@ mod tests {
         let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         bytes[sof + 5..sof + 9].copy_from_slice(&[0x75, 0x30, 0x75, 0x30]);
         let e = decode(&bytes).unwrap_err();
-        assert!(e.contains("30000x30000 pixels, more than the maximum"), "{e}");
+        assert!(
+            e.contains("30000x30000 pixels, more than the maximum"),
+            "{e}"
+        );
     }
 
     #[test]

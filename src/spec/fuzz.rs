@@ -74,8 +74,14 @@ fn scalar() -> impl Strategy<Value = String> {
 /// The seed pipeline with one line replaced, inserted or cut, or one value swapped.
 fn mutated() -> impl Strategy<Value = Vec<u8>> {
     let lines = SEED_PIPELINE.lines().count();
-    (0..lines, 0..4u8, scalar(), any::<u8>(), 0..SEED_PIPELINE.len()).prop_map(
-        |(at, how, value, byte, offset)| {
+    (
+        0..lines,
+        0..4u8,
+        scalar(),
+        any::<u8>(),
+        0..SEED_PIPELINE.len(),
+    )
+        .prop_map(|(at, how, value, byte, offset)| {
             let mut lines: Vec<String> = SEED_PIPELINE.lines().map(str::to_string).collect();
             match how {
                 0 => {
@@ -96,15 +102,17 @@ fn mutated() -> impl Strategy<Value = Vec<u8>> {
                 }
             }
             lines.join("\n").into_bytes()
-        },
-    )
+        })
 }
 
 fn check_load(bytes: &[u8], sets: &[String]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
     let path = dir.path().join("p.yaml");
     std::fs::write(&path, bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let overrides: Vec<Override> = sets.iter().map(|s| s.parse().unwrap_or_else(|e| match e {})).collect();
+    let overrides: Vec<Override> = sets
+        .iter()
+        .map(|s| s.parse().unwrap_or_else(|e| match e {}))
+        .collect();
     match load(&path, &overrides) {
         Ok(p) => {
             for id in p.stages.keys() {

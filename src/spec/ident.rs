@@ -64,7 +64,15 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_ids() {
-        for ok in ["a", "train_b3", "B3-final", "v1.2", "_x", "0", &"a".repeat(64)] {
+        for ok in [
+            "a",
+            "train_b3",
+            "B3-final",
+            "v1.2",
+            "_x",
+            "0",
+            &"a".repeat(64),
+        ] {
             assert_eq!(check("stage id", ok), Ok(()), "{ok}");
         }
     }

@@ -4,8 +4,8 @@
 use super::load::RawStage;
 use super::yaml::{self, Marked, Node};
 use super::{Diagnostic, Pipeline, StageSpec, hint, ident};
-use crate::quote::quote;
 use crate::graph::Dag;
+use crate::quote::quote;
 use crate::stages::{self, KINDS, StageConfig};
 use std::collections::BTreeMap;
 use std::path::Path;

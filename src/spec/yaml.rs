@@ -212,14 +212,17 @@ pub fn decode(bytes: &[u8]) -> Result<&str, YamlError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let before = &bytes[..e.valid_up_to()];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let col = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
         YamlError {
             pos: Pos { line, col },
-            message: format!(
-                "not valid UTF-8 (byte 0x{:02X})",
-                bytes[e.valid_up_to()]
-            ),
+            message: format!("not valid UTF-8 (byte 0x{:02X})", bytes[e.valid_up_to()]),
         }
     })?;
     Ok(text.strip_prefix('\u{feff}').unwrap_or(text))

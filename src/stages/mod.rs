@@ -102,7 +102,12 @@ impl Problem {
 
     /// A problem when `value` of `field` exceeds `max` (fields that size memory or time).
     pub fn above<T: PartialOrd + fmt::Display>(field: &str, value: T, max: T) -> Option<Self> {
-        (value > max).then(|| Self::new(field, format!("{field} {value} exceeds the maximum of {max}")))
+        (value > max).then(|| {
+            Self::new(
+                field,
+                format!("{field} {value} exceeds the maximum of {max}"),
+            )
+        })
     }
 }
 

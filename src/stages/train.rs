@@ -121,7 +121,11 @@ impl Stage for Train {
                 .into_iter()
                 .map(|m| Problem::new("", m))
                 .collect();
-        problems.extend(Problem::above("batch_size", self.batch_size, MAX_BATCH_SIZE));
+        problems.extend(Problem::above(
+            "batch_size",
+            self.batch_size,
+            MAX_BATCH_SIZE,
+        ));
         problems.extend(Problem::above("epochs", self.epochs, MAX_EPOCHS));
         if self.weights.is_some() && self.model.transfer_mode().is_none() {
             problems.push(Problem::new(

@@ -205,22 +205,42 @@ fn huge_values_are_echoed_truncated() {
     let big = "x".repeat(1 << 20);
     env.write(
         "p.yaml",
-        &format!("stages:\n  a:\n    kind: source\n    format: raw\n    images: i\n    height: {big}\n"),
+        &format!(
+            "stages:\n  a:\n    kind: source\n    format: raw\n    images: i\n    height: {big}\n"
+        ),
     );
     expect_invalid(
         &env,
         &["validate", "p.yaml"],
-        &["p.yaml:6:13: stages.a.height: invalid type: string \"xxxx", "…"],
+        &[
+            "p.yaml:6:13: stages.a.height: invalid type: string \"xxxx",
+            "…",
+        ],
         "1 MB value",
     );
     env.write("p.yaml", &format!("stages:\n  a:\n    kind: {big}\n"));
-    expect_invalid(&env, &["validate", "p.yaml"], &["unknown stage kind `xxx", "…`"], "1 MB kind");
+    expect_invalid(
+        &env,
+        &["validate", "p.yaml"],
+        &["unknown stage kind `xxx", "…`"],
+        "1 MB kind",
+    );
     // One argument is at most 128 KiB on Linux.
     env.write("p.yaml", SYNTH);
     let set = format!("stages.faces.rule={}", "y".repeat(100_000));
-    expect_invalid(&env, &["validate", "p.yaml", "--set", &set], &["unknown value `yyy", "…"], "big --set");
+    expect_invalid(
+        &env,
+        &["validate", "p.yaml", "--set", &set],
+        &["unknown value `yyy", "…"],
+        "big --set",
+    );
     let set = format!("{}=1", "z".repeat(100_000));
-    expect_invalid(&env, &["validate", "p.yaml", "--set", &set], &["--set: `zzz", "…"], "big --set path");
+    expect_invalid(
+        &env,
+        &["validate", "p.yaml", "--set", &set],
+        &["--set: `zzz", "…"],
+        "big --set path",
+    );
 }
 
 #[test]
@@ -248,7 +268,9 @@ fn folder_env(csv: &[u8], extra: &str) -> Env {
     let env = Env::new();
     std::fs::create_dir_all(env.path("imgs")).unwrap();
     for i in 0..4u8 {
-        let img = image::RgbImage::from_fn(12, 12, |x, y| image::Rgb([x as u8 * 9, y as u8 * 9, i * 50]));
+        let img = image::RgbImage::from_fn(12, 12, |x, y| {
+            image::Rgb([x as u8 * 9, y as u8 * 9, i * 50])
+        });
         img.save(env.path(&format!("imgs/{i}.png"))).unwrap();
     }
     std::fs::write(env.path("labels.csv"), csv).unwrap();
@@ -265,7 +287,10 @@ const BAD_CSVS: &[(&str, &[u8], &str, &[&str])] = &[
         "first row with label 2 (once taken for a header)",
         b"0.png,2\n1.png,1\n2.png,0\n3.png,1\n",
         "",
-        &["labels.csv: line 1: unknown label `2`", "header row must be `filename,label`"],
+        &[
+            "labels.csv: line 1: unknown label `2`",
+            "header row must be `filename,label`",
+        ],
     ),
     (
         "first row with an extra column",
@@ -289,7 +314,9 @@ const BAD_CSVS: &[(&str, &[u8], &str, &[&str])] = &[
         "conflicting duplicate rows",
         b"0.png,1\n1.png,0\n0.png,0\n",
         "",
-        &["labels.csv: line 3: `0.png` is listed twice with different labels (1 and 0); first at line 1"],
+        &[
+            "labels.csv: line 3: `0.png` is listed twice with different labels (1 and 0); first at line 1",
+        ],
     ),
     (
         "identical duplicate rows",
@@ -312,18 +339,32 @@ fn bad_label_csvs_name_the_line_and_drop_nothing() {
         expect_invalid(&env, &["run", "f.yaml"], want, case);
     }
     // A BOM before the header, and a header with other known names, are fine.
-    let env = folder_env(b"\xEF\xBB\xBFfilename,label\n0.png,1\n1.png,0\n2.png,1\n3.png,0\n", "");
-    assert!(env.ok(&["run", "f.yaml"]).contains("4 images 8x8x3, 2 labelled 1"));
+    let env = folder_env(
+        b"\xEF\xBB\xBFfilename,label\n0.png,1\n1.png,0\n2.png,1\n3.png,0\n",
+        "",
+    );
+    assert!(
+        env.ok(&["run", "f.yaml"])
+            .contains("4 images 8x8x3, 2 labelled 1")
+    );
     let env = folder_env(b"0.png,1\n1.png,0\n2.png,1\n3.png,0\n", "");
-    assert!(env.ok(&["run", "f.yaml"]).contains("4 images 8x8x3, 2 labelled 1"));
+    assert!(
+        env.ok(&["run", "f.yaml"])
+            .contains("4 images 8x8x3, 2 labelled 1")
+    );
     let env = folder_env(b"image,class\n0.png,1\n", "");
-    assert!(env.ok(&["run", "f.yaml"]).contains("1 images 8x8x3, 1 labelled 1"));
+    assert!(
+        env.ok(&["run", "f.yaml"])
+            .contains("1 images 8x8x3, 1 labelled 1")
+    );
 }
 
 #[test]
 fn sources_read_regular_files_only() {
     let raw = |images: &str, labels: &str| {
-        format!("stages:\n  r:\n    kind: source\n    format: raw\n    images: {images}\n{labels}    height: 4\n    width: 4\n")
+        format!(
+            "stages:\n  r:\n    kind: source\n    format: raw\n    images: {images}\n{labels}    height: 4\n    width: 4\n"
+        )
     };
     let mkfifo = |p: &Path| {
         let status = Command::new("mkfifo").arg(p).status().unwrap();
@@ -332,7 +373,12 @@ fn sources_read_regular_files_only() {
 
     let env = Env::new();
     env.write("p.yaml", &raw("/dev/zero", ""));
-    expect_invalid(&env, &["run", "p.yaml"], &["/dev/zero: is a device; expected a regular file"], "/dev/zero");
+    expect_invalid(
+        &env,
+        &["run", "p.yaml"],
+        &["/dev/zero: is a device; expected a regular file"],
+        "/dev/zero",
+    );
 
     let env = Env::new();
     mkfifo(&env.path("fifo.raw"));
@@ -342,24 +388,44 @@ fn sources_read_regular_files_only() {
     let env = Env::new();
     std::fs::create_dir_all(env.path("dir.raw")).unwrap();
     env.write("p.yaml", &raw("dir.raw", ""));
-    expect_invalid(&env, &["run", "p.yaml"], &["dir.raw: is a directory"], "directory");
+    expect_invalid(
+        &env,
+        &["run", "p.yaml"],
+        &["dir.raw: is a directory"],
+        "directory",
+    );
 
     let env = Env::new();
     env.write("x.raw", &"a".repeat(48));
     std::fs::create_dir_all(env.path("labels.txt")).unwrap();
     env.write("p.yaml", &raw("x.raw", "    labels: labels.txt\n"));
-    expect_invalid(&env, &["run", "p.yaml"], &["labels.txt: is a directory"], "labels directory");
+    expect_invalid(
+        &env,
+        &["run", "p.yaml"],
+        &["labels.txt: is a directory"],
+        "labels directory",
+    );
 
     let env = Env::new();
     env.write("x.raw", "");
     env.write("p.yaml", &raw("x.raw", ""));
-    expect_invalid(&env, &["run", "p.yaml"], &["x.raw: is empty: no images"], "empty raw");
+    expect_invalid(
+        &env,
+        &["run", "p.yaml"],
+        &["x.raw: is empty: no images"],
+        "empty raw",
+    );
 
     let env = folder_env(b"0.png,1\n", "");
     std::fs::create_dir_all(env.path("labels.csv.d")).unwrap();
     std::fs::remove_file(env.path("labels.csv")).unwrap();
     std::fs::rename(env.path("labels.csv.d"), env.path("labels.csv")).unwrap();
-    expect_invalid(&env, &["run", "f.yaml"], &["labels.csv: is a directory"], "CSV directory");
+    expect_invalid(
+        &env,
+        &["run", "f.yaml"],
+        &["labels.csv: is a directory"],
+        "CSV directory",
+    );
 
     let env = folder_env(b"0.png,1\n1.png,0\n", "");
     std::fs::remove_file(env.path("imgs/1.png")).unwrap();

@@ -4,7 +4,10 @@
 //! name and CSV line, up to ten at once.
 
 use super::labels::{Header, read_labels_csv};
-use super::{StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56, summary};
+use super::{
+    StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56,
+    summary,
+};
 use crate::data::dataset::check_size;
 use crate::data::{Dataset, Shape};
 use crate::quote;
@@ -88,7 +91,10 @@ impl FolderSource {
             None => {
                 let paths = list_images(&dir)?;
                 Listing {
-                    names: paths.iter().map(|p| file_name(&dir, p)).collect::<Result<_, _>>()?,
+                    names: paths
+                        .iter()
+                        .map(|p| file_name(&dir, p))
+                        .collect::<Result<_, _>>()?,
                     lines: vec![0; paths.len()],
                     labels: None,
                     paths,
@@ -107,10 +113,8 @@ impl FolderSource {
                 },
             });
         }
-        check_size(listing.names.len(), self.shape()).map_err(|message| StageError::Input {
-            path: dir,
-            message,
-        })?;
+        check_size(listing.names.len(), self.shape())
+            .map_err(|message| StageError::Input { path: dir, message })?;
         Ok(listing)
     }
 
@@ -220,13 +224,15 @@ fn image_error(listing: &Listing, i: usize, base: &Path, dir: &str, e: StageErro
 /// The name recorded for `path` (its file name), which must be UTF-8.
 fn file_name(dir: &Path, path: &Path) -> Result<String, StageError> {
     let name = path.file_name().unwrap_or_default();
-    name.to_str().map(str::to_string).ok_or_else(|| StageError::Input {
-        path: dir.to_path_buf(),
-        message: format!(
-            "file name `{}` is not valid UTF-8 (names are recorded as text): rename it",
-            quote::path(Path::new(name))
-        ),
-    })
+    name.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| StageError::Input {
+            path: dir.to_path_buf(),
+            message: format!(
+                "file name `{}` is not valid UTF-8 (names are recorded as text): rename it",
+                quote::path(Path::new(name))
+            ),
+        })
 }
 
 fn is_image(p: &Path) -> bool {

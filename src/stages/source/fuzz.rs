@@ -5,8 +5,8 @@
 
 use super::labels::{Header, parse_label_lines, parse_labels_csv};
 use super::{FolderSource, RawSource, Resize, StageError};
-use crate::stages::Stage;
 use crate::spec::fuzz::config;
+use crate::stages::Stage;
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -83,19 +83,26 @@ fn csv_text() -> impl Strategy<Value = Vec<u8>> {
         "\\PC{0,6}",
     ];
     let row = proptest::collection::vec(cell, 0..4).prop_map(|cells| cells.join(","));
-    (proptest::collection::vec(row, 0..8), any::<bool>(), any::<u8>()).prop_map(
-        |(rows, crlf, junk)| {
+    (
+        proptest::collection::vec(row, 0..8),
+        any::<bool>(),
+        any::<u8>(),
+    )
+        .prop_map(|(rows, crlf, junk)| {
             let mut text = rows.join(if crlf { "\r\n" } else { "\n" }).into_bytes();
             if junk > 200 {
                 text.push(junk);
             }
             text
-        },
-    )
+        })
 }
 
 fn header() -> impl Strategy<Value = Header> {
-    prop_oneof![Just(Header::Auto), Just(Header::Present), Just(Header::Absent)]
+    prop_oneof![
+        Just(Header::Auto),
+        Just(Header::Present),
+        Just(Header::Absent)
+    ]
 }
 
 proptest! {
@@ -182,7 +189,7 @@ proptest! {
         match src.load(dir.path(), &bar) {
             Ok(ds) => {
                 prop_assert_eq!(ds.pixels.len(), ds.len() * (side * side * channels) as usize);
-                prop_assert!(ds.len() > 0);
+                prop_assert!(!ds.is_empty());
             }
             Err(e) => clean_input_error(&e)?,
         }

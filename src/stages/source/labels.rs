@@ -82,8 +82,8 @@ fn input_err(path: &Path, message: String) -> StageError {
 /// leading UTF-8 byte-order mark.
 fn read_text_file(path: &Path) -> Result<Vec<u8>, StageError> {
     let len = check_regular(path, MAX_LABEL_FILE_BYTES)?;
-    let mut bytes = std::fs::read(path)
-        .map_err(|e| input_err(path, format!("cannot read: {e}")))?;
+    let mut bytes =
+        std::fs::read(path).map_err(|e| input_err(path, format!("cannot read: {e}")))?;
     if bytes.len() as u64 != len {
         return Err(input_err(path, "changed while being read".into()));
     }
@@ -174,7 +174,10 @@ impl Lines<'_> {
             self.offset = 0;
             self.line = 1;
         }
-        self.line += self.bytes[self.offset..end].iter().filter(|&&b| b == b'\n').count();
+        self.line += self.bytes[self.offset..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
         self.offset = end;
         self.line
     }
@@ -262,7 +265,10 @@ pub fn parse_labels_csv(
             let what = if p.label == label {
                 "listed twice".to_string()
             } else {
-                format!("listed twice with different labels ({} and {label})", p.label)
+                format!(
+                    "listed twice with different labels ({} and {label})",
+                    p.label
+                )
             };
             return Err(input_err(
                 path,
@@ -295,33 +301,96 @@ mod tests {
 
     fn csv(text: &[u8], header: Header) -> Result<Vec<(String, u8, usize)>, String> {
         parse_labels_csv(Path::new("l.csv"), text, header)
-            .map(|rows| rows.into_iter().map(|r| (r.name, r.label, r.line)).collect())
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|r| (r.name, r.label, r.line))
+                    .collect()
+            })
             .map_err(|e| e.to_string())
     }
 
     #[test]
     fn header_detection_is_explicit_and_never_drops_a_row() {
-        let rows = |r: &[(&str, u8, usize)]| -> Vec<(String, u8, usize)> {
+        let rows = |r: &[(&str, u8, usize)]| -> Rows {
             r.iter().map(|(n, l, i)| (n.to_string(), *l, *i)).collect()
         };
         // (text, header, expected rows or error substring)
-        let cases: &[(&[u8], Header, Result<Vec<(String, u8, usize)>, &str>)] = &[
-            (b"filename,label\na.png,1\n", Header::Auto, Ok(rows(&[("a.png", 1, 2)]))),
-            (b"File , Label\na.png,0\n", Header::Auto, Ok(rows(&[("a.png", 0, 2)]))),
-            (b"a.png,1\nb.png,-1\n", Header::Auto, Ok(rows(&[("a.png", 1, 1), ("b.png", 0, 2)]))),
-            (b"\xEF\xBB\xBFfilename,label\na.png,1\n", Header::Auto, Ok(rows(&[("a.png", 1, 2)]))),
+        type Rows = Vec<(String, u8, usize)>;
+        let cases: &[(&[u8], Header, Result<Rows, &str>)] = &[
+            (
+                b"filename,label\na.png,1\n",
+                Header::Auto,
+                Ok(rows(&[("a.png", 1, 2)])),
+            ),
+            (
+                b"File , Label\na.png,0\n",
+                Header::Auto,
+                Ok(rows(&[("a.png", 0, 2)])),
+            ),
+            (
+                b"a.png,1\nb.png,-1\n",
+                Header::Auto,
+                Ok(rows(&[("a.png", 1, 1), ("b.png", 0, 2)])),
+            ),
+            (
+                b"\xEF\xBB\xBFfilename,label\na.png,1\n",
+                Header::Auto,
+                Ok(rows(&[("a.png", 1, 2)])),
+            ),
             (b"\na.png,1\n\n", Header::Auto, Ok(rows(&[("a.png", 1, 2)]))),
-            (b"x,y\na.png,1\n", Header::Present, Ok(rows(&[("a.png", 1, 2)]))),
-            (b"\"a,b.png\",1\n", Header::Auto, Ok(rows(&[("a,b.png", 1, 1)]))),
+            (
+                b"x,y\na.png,1\n",
+                Header::Present,
+                Ok(rows(&[("a.png", 1, 2)])),
+            ),
+            (
+                b"\"a,b.png\",1\n",
+                Header::Auto,
+                Ok(rows(&[("a,b.png", 1, 1)])),
+            ),
             // The campaign's silent drops: a bad first label, an extra column.
-            (b"a.png,2\nb.png,1\n", Header::Auto, Err("line 1: unknown label `2`")),
-            (b"a.png,1,x\nb.png,1\n", Header::Auto, Err("line 1: expected 2 columns")),
-            (b"filename,label\na.png,1\n", Header::Absent, Err("line 1: unknown label `label`")),
-            (b"a.png,1\nb.png\n", Header::Auto, Err("line 2: expected 2 columns `filename,label`, got 1")),
-            (b"a.png,1\nb\xff.png,0\n", Header::Auto, Err("line 2: not valid UTF-8: `b\\xFF.png`")),
-            (b"a.png,1\nb.png,\x00\x01\n", Header::Auto, Err("line 2: unknown label `\\0\\u{1}`")),
-            (b"a.png,1\na.png,0\n", Header::Auto, Err("line 2: `a.png` is listed twice with different labels (1 and 0); first at line 1")),
-            (b"a.png,1\n\na.png,1\n", Header::Auto, Err("line 3: `a.png` is listed twice; first at line 1")),
+            (
+                b"a.png,2\nb.png,1\n",
+                Header::Auto,
+                Err("line 1: unknown label `2`"),
+            ),
+            (
+                b"a.png,1,x\nb.png,1\n",
+                Header::Auto,
+                Err("line 1: expected 2 columns"),
+            ),
+            (
+                b"filename,label\na.png,1\n",
+                Header::Absent,
+                Err("line 1: unknown label `label`"),
+            ),
+            (
+                b"a.png,1\nb.png\n",
+                Header::Auto,
+                Err("line 2: expected 2 columns `filename,label`, got 1"),
+            ),
+            (
+                b"a.png,1\nb\xff.png,0\n",
+                Header::Auto,
+                Err("line 2: not valid UTF-8: `b\\xFF.png`"),
+            ),
+            (
+                b"a.png,1\nb.png,\x00\x01\n",
+                Header::Auto,
+                Err("line 2: unknown label `\\0\\u{1}`"),
+            ),
+            (
+                b"a.png,1\na.png,0\n",
+                Header::Auto,
+                Err(
+                    "line 2: `a.png` is listed twice with different labels (1 and 0); first at line 1",
+                ),
+            ),
+            (
+                b"a.png,1\n\na.png,1\n",
+                Header::Auto,
+                Err("line 3: `a.png` is listed twice; first at line 1"),
+            ),
             (b"\"a\nb\",1\n", Header::Auto, Err("control characters")),
         ];
         for (i, (text, header, want)) in cases.iter().enumerate() {
@@ -337,12 +406,19 @@ mod tests {
     fn a_garbage_label_line_is_escaped_and_truncated() {
         let mut text = b"1\n0\n".to_vec();
         text.extend(std::iter::repeat_n(0u8, 100_000));
-        let e = parse_label_lines(Path::new("l.txt"), &text).unwrap_err().to_string();
+        let e = parse_label_lines(Path::new("l.txt"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 3: unknown label `\\0\\0"), "{}", quote(&e));
         assert!(!e.contains('\0') && e.len() < 600, "{}", e.len());
-        let e = parse_label_lines(Path::new("l.txt"), b"1\n\xff\n").unwrap_err().to_string();
+        let e = parse_label_lines(Path::new("l.txt"), b"1\n\xff\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2: not valid UTF-8"), "{e}");
-        assert_eq!(parse_label_lines(Path::new("l.txt"), b"1\r\n-1\n\n").unwrap(), [1, 0]);
+        assert_eq!(
+            parse_label_lines(Path::new("l.txt"), b"1\r\n-1\n\n").unwrap(),
+            [1, 0]
+        );
     }
 
     #[test]

@@ -11,9 +11,9 @@ pub mod labels;
 mod raw;
 
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
+use crate::data::Shape;
 use crate::data::dataset::MAX_SIDE;
 use crate::data::synthetic::{self, SyntheticConfig, SyntheticError};
-use crate::data::Shape;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -202,19 +202,52 @@ mod tests {
     fn user_sized_fields_have_bounds_naming_the_field() {
         use serde_json::json;
         let cases = [
-            (json!({"format": "synthetic", "count": 9223372036854775807u64}), "count", "maximum of 10000000"),
-            (json!({"format": "synthetic", "count": 100_000_000}), "count", "maximum of 10000000"),
-            (json!({"format": "synthetic", "count": 5_000_000, "height": 512, "width": 512}), "count", "GiB"),
-            (json!({"format": "synthetic", "exact_duplicates": 18446744073709551615u64, "near_duplicates": 5}), "exact_duplicates", "exceeds"),
-            (json!({"format": "synthetic", "height": 100000}), "height", "between 8 and 4096"),
-            (json!({"format": "raw", "images": "x", "width": 5000}), "width", "between 1 and 4096"),
-            (json!({"format": "raw", "images": "x", "height": 0}), "height", "between 1 and 4096"),
-            (json!({"format": "folder", "dir": "d", "channels": 4}), "channels", "got 4"),
+            (
+                json!({"format": "synthetic", "count": 9223372036854775807u64}),
+                "count",
+                "maximum of 10000000",
+            ),
+            (
+                json!({"format": "synthetic", "count": 100_000_000}),
+                "count",
+                "maximum of 10000000",
+            ),
+            (
+                json!({"format": "synthetic", "count": 5_000_000, "height": 512, "width": 512}),
+                "count",
+                "GiB",
+            ),
+            (
+                json!({"format": "synthetic", "exact_duplicates": 18446744073709551615u64, "near_duplicates": 5}),
+                "exact_duplicates",
+                "exceeds",
+            ),
+            (
+                json!({"format": "synthetic", "height": 100000}),
+                "height",
+                "between 8 and 4096",
+            ),
+            (
+                json!({"format": "raw", "images": "x", "width": 5000}),
+                "width",
+                "between 1 and 4096",
+            ),
+            (
+                json!({"format": "raw", "images": "x", "height": 0}),
+                "height",
+                "between 1 and 4096",
+            ),
+            (
+                json!({"format": "folder", "dir": "d", "channels": 4}),
+                "channels",
+                "got 4",
+            ),
         ];
         for (fields, field, want) in cases {
             let p = problems(fields.clone());
             assert!(
-                p.iter().any(|p| p.field == field && p.message.contains(want)),
+                p.iter()
+                    .any(|p| p.field == field && p.message.contains(want)),
                 "{fields}: {p:?}"
             );
         }
@@ -231,7 +264,9 @@ mod tests {
         assert!(e.contains("3 bytes, more than the maximum of 2"), "{e}");
         let e = check_regular(dir.path(), 10).unwrap_err().to_string();
         assert!(e.contains("is a directory"), "{e}");
-        let e = check_regular(Path::new("/dev/zero"), 10).unwrap_err().to_string();
+        let e = check_regular(Path::new("/dev/zero"), 10)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/dev/zero: is a device"), "{e}");
         let fifo = dir.path().join("fifo");
         rustix::fs::mknodat(

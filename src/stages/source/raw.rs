@@ -3,9 +3,14 @@
 //! dataset bounds; it is checked from `stat` before the file is digested or copied.
 
 use super::labels::read_label_lines;
-use super::{StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56, labels::MAX_LABEL_FILE_BYTES, summary};
+use super::{
+    StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56,
+    labels::MAX_LABEL_FILE_BYTES, summary,
+};
 use crate::data::Shape;
-use crate::data::dataset::{DatasetMeta, LABELS_FILE, PIXELS_FILE, check_size, write_names_and_meta};
+use crate::data::dataset::{
+    DatasetMeta, LABELS_FILE, PIXELS_FILE, check_size, write_names_and_meta,
+};
 use crate::stages::io_err;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
