@@ -437,6 +437,30 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_numbers_keep_their_text_and_are_found() {
+        for s in [".inf", "-.inf", ".NaN", "1e400", "-1e400"] {
+            assert_eq!(resolve_plain(s), Node::NonFinite(s.into()), "{s}");
+        }
+        let t = parse("a: {b: [1, .nan]}\nc: 2\n").unwrap();
+        let found = non_finite(&t);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "a.b[1]");
+        assert_eq!(found[0].1.pos, Pos { line: 1, col: 12 });
+    }
+
+    #[test]
+    fn one_document_utf8_and_no_bom() {
+        let e = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(e.pos.line, 2, "{e:?}");
+        assert!(e.message.contains("second YAML document"));
+        assert!(parse("---\na: 1\n...\n").is_ok());
+        let e = decode(b"a: 1\nb: x\xffy\n").unwrap_err();
+        assert_eq!(e.pos, Pos { line: 2, col: 5 });
+        assert_eq!(decode("\u{feff}a: 1".as_bytes()).unwrap(), "a: 1");
+        assert_eq!(parse("\u{feff}a: 1").unwrap().get("a").unwrap().0.pos.col, 1);
+    }
+
+    #[test]
     fn syntax_and_duplicate_key_errors_have_positions() {
         let e = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(e.pos.line >= 1, "{e:?}");
