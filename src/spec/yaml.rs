@@ -457,7 +457,10 @@ mod tests {
         let e = decode(b"a: 1\nb: x\xffy\n").unwrap_err();
         assert_eq!(e.pos, Pos { line: 2, col: 5 });
         assert_eq!(decode("\u{feff}a: 1".as_bytes()).unwrap(), "a: 1");
-        assert_eq!(parse("\u{feff}a: 1").unwrap().get("a").unwrap().0.pos.col, 1);
+        assert_eq!(
+            parse("\u{feff}a: 1").unwrap().get("a").unwrap().0.pos.col,
+            1
+        );
     }
 
     #[test]
