@@ -103,6 +103,7 @@ fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
             path: vec!["stages".into(), s.id.clone(), "device".into()],
             value: Marked::new(Node::Str(device.to_string()), Pos::default()),
             text: format!("--device {device}"),
+            error: None,
         })
         .collect()
 }

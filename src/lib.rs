@@ -11,6 +11,7 @@ pub mod exec;
 pub mod graph;
 pub mod ml;
 pub mod plan;
+pub mod quote;
 pub mod record;
 pub mod report;
 pub mod run;

@@ -50,6 +50,29 @@ impl Default for Shape {
     }
 }
 
+/// Largest accepted image height or width (every source format).
+pub const MAX_SIDE: u32 = 4096;
+/// Most images one dataset may hold (the challenge has about 111 000).
+pub const MAX_IMAGES: usize = 10_000_000;
+/// Most pixel bytes one dataset may hold in memory (the challenge's is about 1 GB).
+pub const MAX_DATASET_BYTES: u64 = 32 << 30;
+
+/// Why `count` images of `shape` are too many, if they are: checked at validation where the
+/// count is configured, and before allocating where it comes from data.
+pub fn check_size(count: usize, shape: Shape) -> Result<(), String> {
+    if count > MAX_IMAGES {
+        return Err(format!("{count} images exceed the maximum of {MAX_IMAGES}"));
+    }
+    let bytes = (count as u64).saturating_mul(shape.image_len() as u64);
+    if bytes > MAX_DATASET_BYTES {
+        return Err(format!(
+            "{count} images of {shape} take {bytes} bytes, more than the maximum of {} GiB",
+            MAX_DATASET_BYTES >> 30
+        ));
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for Shape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}x{}x{}", self.height, self.width, self.channels)
@@ -307,6 +330,19 @@ mod tests {
         assert_eq!(back.names, vec!["a.png", "b.png"]);
         let sub = back.subset(&[1]);
         assert_eq!(sub.image(0), back.image(1));
+    }
+
+    #[test]
+    fn sizes_beyond_the_bounds_are_refused_without_overflow() {
+        let s = Shape::default();
+        assert_eq!(check_size(111_000, s), Ok(()));
+        assert!(
+            check_size(usize::MAX, s)
+                .unwrap_err()
+                .contains("maximum of 10000000")
+        );
+        let big = Shape::new(MAX_SIDE, MAX_SIDE, 3);
+        assert!(check_size(1000, big).unwrap_err().contains("32 GiB"));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! hash, and every planted copy has its own original, so duplicate groups are exactly the
 //! planted pairs.
 
+use crate::data::dataset::{MAX_IMAGES, MAX_SIDE, check_size};
 use crate::data::dhash::dhash;
 use crate::data::{Dataset, Shape};
 use rand::seq::SliceRandom;
@@ -27,8 +28,6 @@ pub const TRUTH_HASH_SIZE: u32 = 8;
 
 /// Redraws allowed per base image whose dHash collides with an earlier one.
 const MAX_REDRAWS: u32 = 64;
-/// Largest accepted height or width.
-const MAX_SIDE: u32 = 4096;
 
 /// The hidden property that defines the label, as a function of drawn attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -115,8 +114,11 @@ impl SyntheticConfig {
         Shape::new(self.height, self.width, self.channels)
     }
 
+    /// Saturating: a huge field must fail validation, not overflow.
     fn plants(&self) -> usize {
-        self.exact_duplicates + self.near_duplicates + self.conflicting_duplicates
+        self.exact_duplicates
+            .saturating_add(self.near_duplicates)
+            .saturating_add(self.conflicting_duplicates)
     }
 
     /// Checks every field; the error names the offending one.
@@ -125,6 +127,12 @@ impl SyntheticConfig {
             |field: &'static str, message: String| SyntheticError::Invalid { field, message };
         if self.count == 0 {
             return Err(invalid("count", "must be at least 1".into()));
+        }
+        if self.count > MAX_IMAGES {
+            return Err(invalid(
+                "count",
+                format!("{} exceeds the maximum of {MAX_IMAGES}", self.count),
+            ));
         }
         if self.channels != 1 && self.channels != 3 {
             return Err(invalid(
@@ -157,7 +165,9 @@ impl SyntheticConfig {
                 ),
             ));
         }
-        Ok(())
+        // Base images and planted copies are held in memory together.
+        check_size(self.count + self.plants(), self.shape())
+            .map_err(|e| invalid("count", format!("too large: {e}")))
     }
 }
 

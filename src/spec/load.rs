@@ -3,26 +3,42 @@
 //! every value came from.
 
 use super::yaml::{self, Marked, Node, Pos};
-use super::{Diagnostic, Pipeline, hint};
+use super::{Diagnostic, Pipeline, hint, ident};
+use crate::quote::quote;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const TOP_KEYS: &[&str] = &["name", "description", "include", "params", "stages"];
 
 /// `--set stages.ID.FIELD=VALUE` or `--set params.NAME=VALUE`.
+///
+/// Parsing never fails on the command line: a malformed override is kept with its `error` and
+/// reported by [`load`] like any other diagnostic (exit 2, the value echoed truncated), because
+/// clap would echo a 1 MB argument in full.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Override {
     pub path: Vec<String>,
     pub value: Marked,
     pub text: String,
+    pub error: Option<String>,
 }
 
 impl std::str::FromStr for Override {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (path, value) = s
-            .split_once('=')
-            .ok_or_else(|| format!("`{s}`: expected PATH=VALUE, e.g. stages.train.lr=1e-4"))?;
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut o = Override {
+            path: Vec::new(),
+            value: Marked::new(Node::Null, Pos::default()),
+            text: s.to_string(),
+            error: None,
+        };
+        let shown = quote(s);
+        let Some((path, value)) = s.split_once('=') else {
+            o.error = Some(format!(
+                "`{shown}`: expected PATH=VALUE, e.g. stages.train.lr=1e-4"
+            ));
+            return Ok(o);
+        };
         let path: Vec<String> = path.trim().split('.').map(str::to_string).collect();
         let ok = match path.first().map(String::as_str) {
             Some("stages") => path.len() >= 3,
@@ -30,18 +46,20 @@ impl std::str::FromStr for Override {
             _ => false,
         };
         if !ok || path.iter().any(String::is_empty) {
-            return Err(format!(
-                "`{s}`: the path must be stages.ID.FIELD[.SUBFIELD] or params.NAME"
+            o.error = Some(format!(
+                "`{shown}`: the path must be stages.ID.FIELD[.SUBFIELD] or params.NAME"
             ));
+            return Ok(o);
         }
-        let mut value =
-            yaml::parse(value).map_err(|e| format!("`{s}`: bad value: {}", e.message))?;
-        clear_positions(&mut value);
-        Ok(Override {
-            path,
-            value,
-            text: s.to_string(),
-        })
+        o.path = path;
+        match yaml::parse(value) {
+            Ok(mut v) => {
+                clear_positions(&mut v);
+                o.value = v;
+            }
+            Err(e) => o.error = Some(format!("`{shown}`: bad value: {}", e.message)),
+        }
+        Ok(o)
     }
 }
 
@@ -70,7 +88,8 @@ pub struct RawStage {
 
 #[derive(Default)]
 struct Collected {
-    name: Option<String>,
+    /// The top file's `name:`, where it is written.
+    name: Option<(String, Pos)>,
     description: Option<String>,
     params: BTreeMap<String, (Marked, PathBuf)>,
     stages: Vec<RawStage>,
@@ -84,11 +103,20 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<Pipeline, Vec<Diagnos
     collect(path, None, &mut Vec::new(), &mut acc, &mut diags);
     apply_overrides(&mut acc, overrides, &mut diags);
     substitute_params(&mut acc, &mut diags);
-    let name = acc.name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "pipeline".into())
-    });
+    let name = match acc.name.clone() {
+        Some((name, pos)) => {
+            if let Err(e) = ident::check("pipeline name", &name) {
+                diags.push(Diagnostic::new(path, Some(pos), "name", e));
+            }
+            name
+        }
+        None => ident::from_stem(
+            &path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+    };
     let pipeline = super::validate::validate(
         name,
         acc.description.clone().unwrap_or_default(),
@@ -138,15 +166,15 @@ fn collect(
     if acc.seen_files.contains(&canon) {
         return; // diamond include: the shared file's stages are already in
     }
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let bytes = match read_pipeline_file(path) {
+        Ok(b) => b,
         Err(e) => {
             let (file, pos) = origin;
             diags.push(Diagnostic::new(
                 file,
                 pos,
                 "",
-                format!("cannot read {}: {e}", path.display()),
+                format!("cannot read {}: {e}", crate::quote::path(path)),
             ));
             return;
         }
@@ -154,7 +182,8 @@ fn collect(
     acc.seen_files.push(canon.clone());
     // Shown as given on the command line (relative stays relative); never enters a key.
     let file = path.to_path_buf();
-    let tree = match yaml::parse(&text) {
+    let parsed = yaml::decode(&bytes).and_then(yaml::parse);
+    let tree = match parsed {
         Ok(t) => t,
         Err(e) => {
             diags.push(Diagnostic::new(
@@ -226,7 +255,7 @@ fn collect(
                 &file,
                 Some(k.pos),
                 "",
-                "keys must be strings",
+                format!("keys must be strings, got {}", k.type_name()),
             ));
             continue;
         };
@@ -234,7 +263,7 @@ fn collect(
             "name" | "description" => match v.as_str() {
                 Some(s) if is_top => {
                     if key == "name" {
-                        acc.name = Some(s.to_string());
+                        acc.name = Some((s.to_string(), v.pos));
                     } else {
                         acc.description = Some(s.to_string());
                     }
@@ -281,17 +310,22 @@ fn collect(
                                 &file,
                                 Some(sk.pos),
                                 "stages",
-                                "stage ids must be strings",
+                                format!("stage ids must be strings, got {}", sk.type_name()),
                             ));
                             continue;
                         };
+                        // Still collected, so that its dependents get no spurious errors.
+                        if let Err(e) = ident::check("stage id", id) {
+                            diags.push(Diagnostic::new(&file, Some(sk.pos), "stages", e));
+                        }
                         if let Some(prev) = acc.stages.iter().find(|s| s.id == id) {
                             diags.push(Diagnostic::new(
                                 &file,
                                 Some(sk.pos),
-                                format!("stages.{id}"),
+                                format!("stages.{}", quote(id)),
                                 format!(
-                                    "duplicate stage id `{id}` (first defined at {}:{})",
+                                    "duplicate stage id `{}` (first defined at {}:{})",
+                                    quote(id),
                                     prev.file.display(),
                                     prev.key_pos
                                 ),
@@ -321,9 +355,10 @@ fn collect(
             other => diags.push(Diagnostic::new(
                 &file,
                 Some(k.pos),
-                other,
+                quote(other),
                 format!(
-                    "unknown top-level key `{other}`{}; expected one of {}",
+                    "unknown top-level key `{}`{}; expected one of {}",
+                    quote(other),
                     hint(other, TOP_KEYS.iter().copied()),
                     TOP_KEYS.join(", ")
                 ),
@@ -336,8 +371,33 @@ fn collect(
 fn apply_overrides(acc: &mut Collected, overrides: &[Override], diags: &mut Vec<Diagnostic>) {
     for o in overrides {
         let set = PathBuf::from("--set");
+        if let Some(e) = &o.error {
+            diags.push(Diagnostic::new(set, None, "", e.clone()));
+            continue;
+        }
+        let field = quote(&o.path.join("."));
         if o.path[0] == "params" {
-            acc.params.insert(o.path[1].clone(), (o.value.clone(), set));
+            let name = &o.path[1];
+            if !acc.params.contains_key(name) {
+                let names: Vec<&str> = acc.params.keys().map(String::as_str).collect();
+                let declared = if names.is_empty() {
+                    "the pipeline declares no `params:`".to_string()
+                } else {
+                    format!("declared: {}", names.join(", "))
+                };
+                diags.push(Diagnostic::new(
+                    set,
+                    None,
+                    field,
+                    format!(
+                        "no parameter `{}`{}; {declared}",
+                        quote(name),
+                        hint(name, names.iter().copied())
+                    ),
+                ));
+                continue;
+            }
+            acc.params.insert(name.clone(), (o.value.clone(), set));
             continue;
         }
         let id = &o.path[1];
@@ -346,8 +406,13 @@ fn apply_overrides(acc: &mut Collected, overrides: &[Override], diags: &mut Vec<
             diags.push(Diagnostic::new(
                 set,
                 None,
-                o.path.join("."),
-                format!("`{}`: no stage `{id}`{}", o.text, hint(id, ids)),
+                field,
+                format!(
+                    "`{}`: no stage `{}`{}",
+                    quote(&o.text),
+                    quote(id),
+                    hint(id, ids)
+                ),
             ));
             continue;
         };
@@ -389,7 +454,7 @@ fn apply_overrides(acc: &mut Collected, overrides: &[Override], diags: &mut Vec<
 fn substitute_params(acc: &mut Collected, diags: &mut Vec<Diagnostic>) {
     let params = acc.params.clone();
     for stage in &mut acc.stages {
-        let field = format!("stages.{}", stage.id);
+        let field = format!("stages.{}", crate::quote::quote(&stage.id));
         subst(&mut stage.tree, &params, &stage.file, &field, diags);
     }
 }
@@ -470,11 +535,39 @@ fn subst(
 
 fn scalar_text(m: &Marked) -> String {
     match &m.node {
-        Node::Str(s) => s.clone(),
+        Node::Str(s) | Node::NonFinite(s) => s.clone(),
         Node::Int(i) => i.to_string(),
         Node::Float(f) => f.to_string(),
         Node::Bool(b) => b.to_string(),
         Node::Null => String::new(),
         _ => serde_json::to_string(&m.to_json()).unwrap_or_default(),
     }
+}
+
+/// Largest pipeline file read (a YAML file this big is a mistake, e.g. `include: data.raw`).
+const MAX_PIPELINE_FILE_BYTES: u64 = 16 << 20;
+
+/// The bytes of a pipeline file: a regular file of at most [`MAX_PIPELINE_FILE_BYTES`] (a FIFO
+/// or `/dev/zero` would block or never end).
+fn read_pipeline_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    // Stat before opening: opening a FIFO blocks until someone writes to it.
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a directory, FIFO or device)",
+        ));
+    }
+    if meta.len() > MAX_PIPELINE_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, more than the {} MiB a pipeline file may have",
+            meta.len(),
+            MAX_PIPELINE_FILE_BYTES >> 20
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_PIPELINE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }

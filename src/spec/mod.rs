@@ -2,6 +2,7 @@
 //! [`Pipeline`]. Every problem is collected as a [`Diagnostic`] with file:line:column and the
 //! field path; nothing stops at the first error.
 
+pub mod ident;
 pub mod load;
 pub mod validate;
 pub mod yaml;
@@ -18,6 +19,7 @@ pub use load::{Override, load};
 /// One problem found in a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diagnostic {
+    #[serde(serialize_with = "serialize_path")]
     pub file: PathBuf,
     /// Absent for problems that come from `--set` or a file that could not be read.
     pub line: Option<usize>,
@@ -45,9 +47,14 @@ impl Diagnostic {
     }
 }
 
+/// Paths that are not UTF-8 serialise escaped (serde's own impl fails on them).
+fn serialize_path<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::quote::path(p))
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write!(f, "{}", crate::quote::path(&self.file))?;
         if let (Some(l), Some(c)) = (self.line, self.column) {
             write!(f, ":{l}:{c}")?;
         }
@@ -100,3 +107,6 @@ pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> St
         .map(|c| format!(" (did you mean `{c}`?)"))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+pub(crate) mod fuzz;

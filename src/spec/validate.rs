@@ -2,9 +2,10 @@
 //! input slots, artifact kinds and cycles. Every problem is pushed; none stops the others.
 
 use super::load::RawStage;
-use super::yaml::{Marked, Node};
-use super::{Diagnostic, Pipeline, StageSpec, hint};
+use super::yaml::{self, Marked, Node};
+use super::{Diagnostic, Pipeline, StageSpec, hint, ident};
 use crate::graph::Dag;
+use crate::quote::quote;
 use crate::stages::{self, KINDS, StageConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -49,7 +50,7 @@ pub fn validate(
 }
 
 fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec> {
-    let field = format!("stages.{}", stage.id);
+    let field = format!("stages.{}", quote(&stage.id));
     let push = |diags: &mut Vec<Diagnostic>, pos, f: String, msg: String| {
         diags.push(Diagnostic::new(&stage.file, Some(pos), f, msg));
     };
@@ -65,6 +66,9 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
         );
         return None;
     };
+    if !plain_fields(stage, &field, diags) {
+        return None;
+    }
     let kind = match stage.tree.get("kind") {
         None => {
             push(
@@ -83,7 +87,8 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                     k.pos,
                     format!("{field}.kind"),
                     format!(
-                        "unknown stage kind `{s}`{}; known kinds: {}",
+                        "unknown stage kind `{}`{}; known kinds: {}",
+                        quote(s),
                         hint(s, KINDS.iter().copied()),
                         KINDS.join(", ")
                     ),
@@ -108,6 +113,9 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                 for (slot, target) in slots {
                     match (slot.as_str(), target.as_str()) {
                         (Some(s), Some(t)) => {
+                            if let Err(e) = ident::check("input slot", s) {
+                                push(diags, slot.pos, format!("{field}.inputs"), e);
+                            }
                             inputs.insert(s.to_string(), t.to_string());
                         }
                         _ => push(
@@ -174,11 +182,7 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                 ok = false;
                 let path = err.path().to_string();
                 let message = err.inner().to_string();
-                let message = message
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_string();
+                let message = shorten_quoted(message.split(" at line ").next().unwrap_or(&message));
                 if let Some(bad) = unknown_name(&message, "unknown field `") {
                     let (parent, _) = split_parent(&path);
                     let candidates = backticked(&message);
@@ -187,9 +191,10 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                     push(
                         diags,
                         pos,
-                        f,
+                        quote(&f),
                         format!(
-                            "unknown field `{bad}`{}; expected one of {}",
+                            "unknown field `{}`{}; expected one of {}",
+                            quote(&bad),
                             hint(&bad, candidates.iter().map(String::as_str)),
                             candidates.join(", ")
                         ),
@@ -207,7 +212,8 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                         pos = find_value(&stage.tree, &bad).unwrap_or(pos);
                     }
                     message = format!(
-                        "unknown value `{bad}`{}; expected one of {}",
+                        "unknown value `{}`{}; expected one of {}",
+                        quote(&bad),
                         hint(&bad, candidates.iter().map(String::as_str)),
                         candidates.join(", ")
                     );
@@ -223,6 +229,82 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
         }
     }
     None
+}
+
+/// Checks what serde cannot see: keys that are not strings (`1: 2`, dropped when converting to
+/// JSON) and non-finite numbers (`.inf`, `1e400`, which JSON turns into null). False when the
+/// stage has either.
+fn plain_fields(stage: &RawStage, field: &str, diags: &mut Vec<Diagnostic>) -> bool {
+    let mut ok = true;
+    if let Some(entries) = stage.tree.as_map() {
+        for (k, _) in entries.iter().filter(|(k, _)| k.as_str().is_none()) {
+            ok = false;
+            diags.push(Diagnostic::new(
+                &stage.file,
+                Some(k.pos),
+                field,
+                format!(
+                    "field names must be strings, got {} `{}`",
+                    k.type_name(),
+                    quote(&yaml_text(k))
+                ),
+            ));
+        }
+    }
+    for (path, node) in yaml::non_finite(&stage.tree) {
+        ok = false;
+        diags.push(Diagnostic::new(
+            &stage.file,
+            Some(node.pos),
+            quote(&join(field, &path)),
+            format!(
+                "expected a finite number, got `{}`",
+                quote(&yaml_text(node))
+            ),
+        ));
+    }
+    ok
+}
+
+/// A scalar as written, for messages.
+fn yaml_text(m: &Marked) -> String {
+    match &m.node {
+        Node::NonFinite(s) | Node::Str(s) => s.clone(),
+        _ => m.to_json().to_string(),
+    }
+}
+
+/// serde echoes a bad string value in full (`invalid type: string "…1 MB…"`): each quoted
+/// part of the message is cut to what [`quote`] keeps.
+fn shorten_quoted(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(start) = rest.find('"') {
+        out.push_str(&rest[..=start]);
+        rest = &rest[start + 1..];
+        // The closing quote: the first `"` not escaped by a backslash.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(end) = end else {
+            out.push_str(&quote(rest));
+            return out;
+        };
+        out.push_str(&quote(&rest[..end]));
+        out.push('"');
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn join(a: &str, b: &str) -> String {
@@ -291,7 +373,7 @@ fn check_inputs(
             continue;
         };
         let slots = spec.config.inputs();
-        let field = format!("stages.{}.inputs", stage.id);
+        let field = format!("stages.{}.inputs", quote(&stage.id));
         let input_tree = stage.tree.get("inputs").map(|(_, v)| v);
         for (slot, target) in &spec.inputs {
             let pos = input_tree
@@ -317,10 +399,11 @@ fn check_inputs(
                             .map(|(k, _)| k.pos)
                             .unwrap_or(pos),
                     ),
-                    format!("{field}.{slot}"),
+                    format!("{field}.{}", quote(slot)),
                     format!(
-                        "`{}` has no input `{slot}`{}; {expected}",
+                        "`{}` has no input `{}`{}; {expected}",
                         spec.config.kind(),
+                        quote(slot),
                         hint(slot, names.iter().copied())
                     ),
                 ));
@@ -347,7 +430,7 @@ fn check_inputs(
                     &spec.file,
                     Some(pos),
                     format!("{field}.{slot}"),
-                    format!("unknown stage `{target}`{}", hint(target, ids.iter().map(String::as_str))),
+                    format!("unknown stage `{}`{}", quote(target), hint(target, ids.iter().map(String::as_str))),
                 )),
             }
         }

@@ -37,7 +37,11 @@ pub enum Node {
     Null,
     Bool(bool),
     Int(i64),
+    /// Always finite.
     Float(f64),
+    /// A number YAML reads as infinite or NaN (`.inf`, `.nan`, `1e400`), kept as written: no
+    /// field accepts one (JSON cannot even hold it), and the message must name the value.
+    NonFinite(String),
     Str(String),
     Seq(Vec<Marked>),
     /// Keys in file order, each with its own position.
@@ -100,6 +104,7 @@ impl Marked {
             Node::Bool(_) => "a boolean",
             Node::Int(_) => "an integer",
             Node::Float(_) => "a number",
+            Node::NonFinite(_) => "a non-finite number",
             Node::Str(_) => "a string",
             Node::Seq(_) => "a list",
             Node::Map(_) => "a mapping",
@@ -153,6 +158,8 @@ impl Marked {
             Node::Float(f) => serde_json::Number::from_f64(*f)
                 .map(Value::Number)
                 .unwrap_or(Value::Null),
+            // Reported before typing (see `non_finite`); never reaches a stage's config.
+            Node::NonFinite(_) => Value::Null,
             Node::Str(s) => Value::String(s.clone()),
             Node::Seq(items) => Value::Array(items.iter().map(Marked::to_json).collect()),
             Node::Map(m) => Value::Object(
@@ -169,6 +176,7 @@ fn key_string(k: &Marked) -> String {
         Node::Str(s) => s.clone(),
         Node::Int(i) => i.to_string(),
         Node::Float(f) => f.to_string(),
+        Node::NonFinite(s) => s.clone(),
         Node::Bool(b) => b.to_string(),
         Node::Null => "null".into(),
         Node::Seq(_) | Node::Map(_) => "<complex key>".into(),
@@ -198,11 +206,35 @@ fn split_path(path: &str) -> impl Iterator<Item = Seg<'_>> {
         })
 }
 
-/// Parses one YAML document. An empty document is `Null`.
+/// Decodes a pipeline file's bytes: UTF-8 (an error names the line and column of the first
+/// bad byte), without a leading byte-order mark.
+pub fn decode(bytes: &[u8]) -> Result<&str, YamlError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let before = &bytes[..e.valid_up_to()];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let col = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        YamlError {
+            pos: Pos { line, col },
+            message: format!("not valid UTF-8 (byte 0x{:02X})", bytes[e.valid_up_to()]),
+        }
+    })?;
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
+}
+
+/// Parses one YAML document (a second one is an error at its start). An empty document is
+/// `Null`.
 pub fn parse(text: &str) -> Result<Marked, YamlError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| YamlError {
+    parser.load(&mut builder, true).map_err(|e| YamlError {
         pos: (*e.marker()).into(),
         message: e.info().to_string(),
     })?;
@@ -214,11 +246,41 @@ pub fn parse(text: &str) -> Result<Marked, YamlError> {
         .unwrap_or(Marked::new(Node::Null, Pos { line: 1, col: 1 })))
 }
 
+/// Every non-finite number below `m`, with its dotted path relative to `m` (`a.b[2]`).
+pub fn non_finite(m: &Marked) -> Vec<(String, &Marked)> {
+    fn walk<'a>(m: &'a Marked, path: String, out: &mut Vec<(String, &'a Marked)>) {
+        match &m.node {
+            Node::NonFinite(_) => out.push((path, m)),
+            Node::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, format!("{path}[{i}]"), out);
+                }
+            }
+            Node::Map(entries) => {
+                for (k, v) in entries {
+                    let key = key_string(k);
+                    let p = if path.is_empty() {
+                        key
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(v, p, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(m, String::new(), &mut out);
+    out
+}
+
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Marked>,
     error: Option<YamlError>,
+    documents: usize,
 }
 
 enum Frame {
@@ -277,6 +339,17 @@ impl MarkedEventReceiver for Builder {
                     self.push_value(Marked::new(Node::Map(entries), p));
                 }
             }
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents == 2 && self.error.is_none() {
+                    self.error = Some(YamlError {
+                        pos,
+                        message: "a second YAML document starts here; a pipeline file holds \
+                                  one (remove the `---` or split the file)"
+                            .into(),
+                    });
+                }
+            }
             Event::Alias(_) => {
                 if self.error.is_none() {
                     self.error = Some(YamlError {
@@ -299,9 +372,8 @@ fn resolve_plain(s: &str) -> Node {
         "" | "~" | "null" | "Null" | "NULL" => return Node::Null,
         "true" | "True" | "TRUE" => return Node::Bool(true),
         "false" | "False" | "FALSE" => return Node::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" => return Node::Float(f64::INFINITY),
-        "-.inf" | "-.Inf" | "-.INF" => return Node::Float(f64::NEG_INFINITY),
-        ".nan" | ".NaN" | ".NAN" => return Node::Float(f64::NAN),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
+        | ".nan" | ".NaN" | ".NAN" => return Node::NonFinite(s.to_string()),
         _ => {}
     }
     let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
@@ -324,7 +396,11 @@ fn resolve_plain(s: &str) -> Node {
             .bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+' | b'_'));
     if looks_numeric && let Ok(f) = s.replace('_', "").parse::<f64>() {
-        return Node::Float(f);
+        return if f.is_finite() {
+            Node::Float(f)
+        } else {
+            Node::NonFinite(s.to_string())
+        };
     }
     Node::Str(s.to_string())
 }
@@ -358,6 +434,33 @@ mod tests {
         assert_eq!(resolve_plain("yes"), Node::Str("yes".into()));
         assert_eq!(resolve_plain("e5"), Node::Str("e5".into()));
         assert_eq!(resolve_plain("b3"), Node::Str("b3".into()));
+    }
+
+    #[test]
+    fn non_finite_numbers_keep_their_text_and_are_found() {
+        for s in [".inf", "-.inf", ".NaN", "1e400", "-1e400"] {
+            assert_eq!(resolve_plain(s), Node::NonFinite(s.into()), "{s}");
+        }
+        let t = parse("a: {b: [1, .nan]}\nc: 2\n").unwrap();
+        let found = non_finite(&t);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "a.b[1]");
+        assert_eq!(found[0].1.pos, Pos { line: 1, col: 12 });
+    }
+
+    #[test]
+    fn one_document_utf8_and_no_bom() {
+        let e = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(e.pos.line, 2, "{e:?}");
+        assert!(e.message.contains("second YAML document"));
+        assert!(parse("---\na: 1\n...\n").is_ok());
+        let e = decode(b"a: 1\nb: x\xffy\n").unwrap_err();
+        assert_eq!(e.pos, Pos { line: 2, col: 5 });
+        assert_eq!(decode("\u{feff}a: 1".as_bytes()).unwrap(), "a: 1");
+        assert_eq!(
+            parse("\u{feff}a: 1").unwrap().get("a").unwrap().0.pos.col,
+            1
+        );
     }
 
     #[test]

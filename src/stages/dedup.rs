@@ -32,14 +32,13 @@ impl Stage for Dedup {
     ];
 
     fn check(&self) -> Vec<Problem> {
-        if self.radius > 8 {
-            vec![Problem::new(
-                "radius",
-                format!("radius {} exceeds the maximum of 8", self.radius),
-            )]
-        } else {
-            Vec::new()
-        }
+        [
+            Problem::above("radius", self.radius, 8),
+            Problem::above("figure_groups", self.figure_groups, super::MAX_FIGURE_ROWS),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {

@@ -3,7 +3,7 @@
 //! Writes a PNG of conflicting pairs with their difference image (report Figures 2–3).
 
 use super::artifacts::{GroupsArtifact, SELECTION, SelectionArtifact, read_json, write_json};
-use super::{ArtifactKind, Slot, Stage, StageContext, StageError, StageReport};
+use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
 use crate::data::Dataset;
 use crate::report::grid::{GridImage, abs_difference, save_grid};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,12 @@ impl Stage for FilterConflicts {
         super::required_slot("groups", ArtifactKind::Groups),
         super::required_slot("data", ArtifactKind::Dataset),
     ];
+
+    fn check(&self) -> Vec<Problem> {
+        Problem::above("figure_pairs", self.figure_pairs, super::MAX_FIGURE_ROWS)
+            .into_iter()
+            .collect()
+    }
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
         let gpath = ctx.input("groups")?.join(super::artifacts::GROUPS);

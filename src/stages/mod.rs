@@ -99,7 +99,20 @@ impl Problem {
             message: message.into(),
         }
     }
+
+    /// A problem when `value` of `field` exceeds `max` (fields that size memory or time).
+    pub fn above<T: PartialOrd + fmt::Display>(field: &str, value: T, max: T) -> Option<Self> {
+        (value > max).then(|| {
+            Self::new(
+                field,
+                format!("{field} {value} exceeds the maximum of {max}"),
+            )
+        })
+    }
 }
+
+/// Most rows or pairs a stage draws in one figure (`figure_groups`, `figure_pairs`).
+pub const MAX_FIGURE_ROWS: usize = 1000;
 
 /// What a stage reports after a successful run; enters the run record.
 ///
@@ -151,7 +164,7 @@ pub enum StageError {
         source: std::io::Error,
     },
     /// Bad user data: the message names the file and the index or line.
-    #[error("{path}: {message}")]
+    #[error("{}: {message}", crate::quote::path(path))]
     Input { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),

@@ -91,6 +91,11 @@ impl Stage for Predict {
                 ),
             ));
         }
+        p.extend(Problem::above(
+            "figure_pairs",
+            self.figure_pairs,
+            super::MAX_FIGURE_ROWS,
+        ));
         if let Some(t) = self.threshold
             && !(0.0..=1.0).contains(&t)
         {

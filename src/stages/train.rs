@@ -14,9 +14,12 @@ use std::path::{Path, PathBuf};
 fn d_batch() -> usize {
     124
 }
+/// Larger batches do not fit a GPU's memory at 56x56 anyway.
+const MAX_BATCH_SIZE: usize = 1 << 16;
 fn d_epochs() -> u32 {
     15
 }
+const MAX_EPOCHS: u32 = 100_000;
 fn d_dropout() -> f64 {
     0.3
 }
@@ -119,6 +122,12 @@ impl Stage for Train {
                 .into_iter()
                 .map(|m| Problem::new("", m))
                 .collect();
+        problems.extend(Problem::above(
+            "batch_size",
+            self.batch_size,
+            MAX_BATCH_SIZE,
+        ));
+        problems.extend(Problem::above("epochs", self.epochs, MAX_EPOCHS));
         if self.weights.is_some() && self.model.transfer_mode().is_none() {
             problems.push(Problem::new(
                 "weights",
