@@ -23,13 +23,18 @@ pub fn dispatch(cli: Cli) -> i32 {
             dry_run,
             device,
             no_wait,
+            sweep,
         } => {
             let opts = RunOptions {
                 jobs,
                 force,
                 until,
                 no_wait,
+                variant: None,
             };
+            if !sweep.sweep.is_empty() || !sweep.search.is_empty() {
+                return run_sweep(&file, cache, &set, device, sweep, opts, dry_run);
+            }
             with_run_pipeline(&file, &set, device, |p| {
                 if dry_run {
                     plan_only(p, cache, &opts)
@@ -53,6 +58,38 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Compare { files, png } => compare(cache, &files, png.as_deref()),
         Command::Model { name, input } => model(&name, &input),
     }
+}
+
+/// `run --sweep` / `run --search`: see [`crate::sweep::driver`].
+fn run_sweep(
+    file: &Path,
+    cache: &Path,
+    set: &[Override],
+    device: Option<DeviceChoice>,
+    args: crate::cli::SweepArgs,
+    opts: RunOptions,
+    dry_run: bool,
+) -> i32 {
+    use crate::sweep::driver::{self, Space};
+    let space = match args.trials {
+        Some(trials) => Space::Search {
+            axes: args.search,
+            trials: trials as usize,
+            seed: args.seed,
+        },
+        None => Space::Grid(args.sweep),
+    };
+    driver::run(driver::Request {
+        file,
+        cache,
+        set,
+        device,
+        space,
+        objective: args.objective,
+        minimize: args.minimize,
+        opts,
+        dry_run,
+    })
 }
 
 fn print_diagnostics(diags: &[Diagnostic]) {
@@ -95,7 +132,7 @@ fn with_run_pipeline(
     })
 }
 
-fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
+pub(crate) fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
     p.stages
         .values()
         .filter(|s| s.config.uses_device())
@@ -107,7 +144,7 @@ fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
         .collect()
 }
 
-fn fail(e: &crate::run::RunError) -> i32 {
+pub(crate) fn fail(e: &crate::run::RunError) -> i32 {
     eprintln!("error: {e}");
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -128,20 +165,25 @@ fn run(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
     header(p, cache);
     match engine.run(opts) {
         Ok(rec) => {
-            let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
-            println!(
-                "done in {:.1} s: {} ran, {} cached",
-                rec.seconds,
-                count(Outcome::Ran),
-                count(Outcome::Cached),
-            );
+            done_line(&rec);
             EXIT_OK
         }
         Err(e) => fail(&e),
     }
 }
 
-fn header(p: &Pipeline, cache: &Path) {
+/// `done in 1.2 s: 3 ran, 2 cached`.
+pub(crate) fn done_line(rec: &crate::record::RunRecord) {
+    let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
+    println!(
+        "done in {:.1} s: {} ran, {} cached",
+        rec.seconds,
+        count(Outcome::Ran),
+        count(Outcome::Cached),
+    );
+}
+
+pub(crate) fn header(p: &Pipeline, cache: &Path) {
     println!(
         "pipeline {} ({} stages), cache {}",
         p.name,
@@ -151,7 +193,7 @@ fn header(p: &Pipeline, cache: &Path) {
 }
 
 /// `run --dry-run`: the plan a real run would start from; runs and locks nothing.
-fn plan_only(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
+pub(crate) fn plan_only(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
     let plan =
         match Engine::new(p, cache).and_then(|mut e| e.plan(opts.until.as_deref(), &opts.force)) {
             Ok(plan) => plan,
