@@ -113,10 +113,11 @@ pub fn run(req: Request<'_>) -> i32 {
     run_all(&req, &id, &loaded)
 }
 
-/// Every variant loaded; on any problem, all of them printed (by variant) and exit 2.
+/// Every variant loaded; on any problem, all of them printed (by variant; a problem every
+/// variant shares once) and exit 2.
 fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32> {
     let mut loaded = Vec::new();
-    let mut problems = 0;
+    let mut failed: Vec<(usize, Vec<String>)> = Vec::new();
     for (i, v) in variants.iter().enumerate() {
         let result = v.overrides().map_err(|e| vec![e]).and_then(|extra| {
             let mut all = req.set.to_vec();
@@ -129,22 +130,37 @@ fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32>
                 variant: v.clone(),
                 pipeline,
             }),
-            Err(messages) => {
-                for m in &messages {
-                    eprintln!("error: variant {} ({}): {m}", i + 1, v.name());
-                }
-                problems += messages.len();
-            }
+            Err(messages) => failed.push((i, messages)),
         }
     }
-    if problems > 0 {
-        eprintln!(
-            "{problems} error{} in the variants; nothing ran",
-            if problems == 1 { "" } else { "s" }
-        );
-        return Err(EXIT_INVALID);
+    if failed.is_empty() {
+        return Ok(loaded);
     }
-    Ok(loaded)
+    let shared: Vec<String> = if loaded.is_empty() {
+        let first = &failed[0].1;
+        first
+            .iter()
+            .filter(|m| failed.iter().all(|(_, ms)| ms.contains(m)))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for m in &shared {
+        eprintln!("error: every variant: {m}");
+    }
+    let mut problems = shared.len();
+    for (i, messages) in &failed {
+        for m in messages.iter().filter(|m| !shared.contains(m)) {
+            eprintln!("error: variant {} ({}): {m}", i + 1, variants[*i].name());
+            problems += 1;
+        }
+    }
+    eprintln!(
+        "{problems} error{} in the variants; nothing ran",
+        if problems == 1 { "" } else { "s" }
+    );
+    Err(EXIT_INVALID)
 }
 
 /// `--device D` as in a plain run: `--set stages.ID.device=D` on every stage that has one.

@@ -192,12 +192,30 @@ fn invalid_variants_are_all_reported_before_anything_runs() {
     assert!(e.contains("2 errors in the variants; nothing ran"), "{e}");
     assert!(!env.path("cache/runs").exists());
 
-    let e = env.err(&["run", "t.yaml", "--sweep", "stages.trian.lr=1,2"], 2);
-    assert!(
-        e.contains("variant 1 (lr=1)") && e.contains("variant 2 (lr=2)"),
+    // A problem every variant shares is said once.
+    let e = env.err(
+        &[
+            "run",
+            "t.yaml",
+            "--set",
+            "stages.trian.lr=1",
+            "--sweep",
+            "stages.train.epochs=1,x",
+        ],
+        2,
+    );
+    assert_eq!(
+        e.matches("no stage `trian` (did you mean `train`?)")
+            .count(),
+        1,
         "{e}"
     );
-    assert!(e.contains("trian"), "{e}");
+    assert!(
+        e.contains("error: every variant: --set: stages.trian.lr"),
+        "{e}"
+    );
+    assert!(e.contains("variant 2 (epochs=x)"), "{e}");
+    assert!(e.contains("2 errors in the variants"), "{e}");
 
     let e = env.err(
         &[
