@@ -37,11 +37,21 @@ impl Space {
         }
     }
 
-    /// The text the sweep id is made from: the axes as given, and for a search its draws.
+    /// The text the sweep id is made from: the axes, and for a search its trials and seed.
     fn spec(&self) -> String {
         match self {
-            Space::Grid(axes) => format!("{axes:?}"),
-            Space::Search { axes, trials, seed } => format!("{axes:?} {trials} {seed}"),
+            Space::Grid(axes) => axes
+                .iter()
+                .map(|a| format!("--sweep {}={}", a.path, a.values.join(",")))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Space::Search { axes, trials, seed } => {
+                let ranges: Vec<String> = axes
+                    .iter()
+                    .map(|a| format!("--search {}={}", a.path, a.range))
+                    .collect();
+                format!("{} --trials {trials} --seed {seed}", ranges.join(" "))
+            }
         }
     }
 }

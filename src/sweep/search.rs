@@ -22,6 +22,17 @@ pub enum Range {
     Choice(Vec<String>),
 }
 
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Range::Uniform { lo, hi } => write!(f, "{lo}..{hi}"),
+            Range::LogUniform { lo, hi } => write!(f, "{lo}..{hi}:log"),
+            Range::Int { lo, hi } => write!(f, "{lo}..{hi}:int"),
+            Range::Choice(values) => write!(f, "{}", values.join("|")),
+        }
+    }
+}
+
 /// One searched path and its range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchAxis {
@@ -213,6 +224,14 @@ mod tests {
             axis("stages.t.model=b1|b2| b3").range,
             Range::Choice(vec!["b1".into(), "b2".into(), "b3".into()])
         );
+    }
+
+    #[test]
+    fn ranges_print_as_they_parse() {
+        for text in ["1e-5..0.01:log", "0..0.5", "16..64:int", "b1|b2"] {
+            let a = axis(&format!("stages.t.x={text}"));
+            assert_eq!(axis(&format!("stages.t.x={}", a.range)), a);
+        }
     }
 
     #[test]
