@@ -2,6 +2,8 @@
 
 use crate::ml::backend::DeviceChoice;
 use crate::spec::Override;
+use crate::sweep::Axis;
+use crate::sweep::search::{Objective, SearchAxis};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -49,6 +51,8 @@ pub enum Command {
         /// Fail at once if another run holds the cache, instead of waiting.
         #[arg(long)]
         no_wait: bool,
+        #[command(flatten)]
+        sweep: SweepArgs,
     },
     /// Check pipelines: schema, types, inputs, artifact kinds, cycles; every error at once.
     Validate {
@@ -114,6 +118,32 @@ pub enum Command {
         #[arg(long, default_value = "56x56x3")]
         input: String,
     },
+}
+
+/// `run`'s sweep and search options (see `crate::sweep`).
+#[derive(clap::Args, Debug, Default)]
+#[command(group(clap::ArgGroup::new("space").args(["sweep", "search"]).multiple(true)))]
+pub struct SweepArgs {
+    /// Run every combination of these values, each variant exactly like `--set PATH=VALUE`;
+    /// values split at commas outside quotes and brackets (repeatable: the grid of all).
+    #[arg(long, value_name = "PATH=V1,V2,…", conflicts_with = "search")]
+    pub sweep: Vec<Axis>,
+    /// Draw variants at random: lo..hi (uniform), lo..hi:log, lo..hi:int or a|b|c (repeatable).
+    #[arg(long, value_name = "PATH=RANGE", requires_all = ["trials", "objective"])]
+    pub search: Vec<SearchAxis>,
+    /// How many variants `--search` draws.
+    #[arg(long, value_name = "N", requires = "search", value_parser = clap::value_parser!(u32).range(1..))]
+    pub trials: Option<u32>,
+    /// Seed of `--search`'s draws: the same seed draws the same variants.
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "search")]
+    pub seed: u64,
+    /// The metric to rank variants by, from the stage's run record (e.g.
+    /// evaluate_b3.balanced_accuracy); highest wins unless --minimize.
+    #[arg(long, value_name = "STAGE.METRIC", requires = "space")]
+    pub objective: Option<Objective>,
+    /// The lowest value of --objective wins.
+    #[arg(long, requires = "objective")]
+    pub minimize: bool,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]

@@ -23,13 +23,18 @@ pub fn dispatch(cli: Cli) -> i32 {
             dry_run,
             device,
             no_wait,
+            sweep,
         } => {
             let opts = RunOptions {
                 jobs,
                 force,
                 until,
                 no_wait,
+                variant: None,
             };
+            if !sweep.sweep.is_empty() || !sweep.search.is_empty() {
+                return run_sweep(&file, cache, &set, device, sweep, opts, dry_run);
+            }
             with_run_pipeline(&file, &set, device, |p| {
                 if dry_run {
                     plan_only(p, cache, &opts)
@@ -53,6 +58,38 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Compare { files, png } => compare(cache, &files, png.as_deref()),
         Command::Model { name, input } => model(&name, &input),
     }
+}
+
+/// `run --sweep` / `run --search`: see [`crate::sweep::driver`].
+fn run_sweep(
+    file: &Path,
+    cache: &Path,
+    set: &[Override],
+    device: Option<DeviceChoice>,
+    args: crate::cli::SweepArgs,
+    opts: RunOptions,
+    dry_run: bool,
+) -> i32 {
+    use crate::sweep::driver::{self, Space};
+    let space = match args.trials {
+        Some(trials) => Space::Search {
+            axes: args.search,
+            trials: trials as usize,
+            seed: args.seed,
+        },
+        None => Space::Grid(args.sweep),
+    };
+    driver::run(driver::Request {
+        file,
+        cache,
+        set,
+        device,
+        space,
+        objective: args.objective,
+        minimize: args.minimize,
+        opts,
+        dry_run,
+    })
 }
 
 fn print_diagnostics(diags: &[Diagnostic]) {
@@ -95,7 +132,7 @@ fn with_run_pipeline(
     })
 }
 
-fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
+pub(crate) fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
     p.stages
         .values()
         .filter(|s| s.config.uses_device())
@@ -108,7 +145,7 @@ fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
         .collect()
 }
 
-fn fail(e: &crate::run::RunError) -> i32 {
+pub(crate) fn fail(e: &crate::run::RunError) -> i32 {
     eprintln!("error: {e}");
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -129,20 +166,25 @@ fn run(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
     header(p, cache);
     match engine.run(opts) {
         Ok(rec) => {
-            let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
-            println!(
-                "done in {:.1} s: {} ran, {} cached",
-                rec.seconds,
-                count(Outcome::Ran),
-                count(Outcome::Cached),
-            );
+            done_line(&rec);
             EXIT_OK
         }
         Err(e) => fail(&e),
     }
 }
 
-fn header(p: &Pipeline, cache: &Path) {
+/// `done in 1.2 s: 3 ran, 2 cached`.
+pub(crate) fn done_line(rec: &crate::record::RunRecord) {
+    let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
+    println!(
+        "done in {:.1} s: {} ran, {} cached",
+        rec.seconds,
+        count(Outcome::Ran),
+        count(Outcome::Cached),
+    );
+}
+
+pub(crate) fn header(p: &Pipeline, cache: &Path) {
     println!(
         "pipeline {} ({} stages), cache {}",
         p.name,
@@ -152,7 +194,7 @@ fn header(p: &Pipeline, cache: &Path) {
 }
 
 /// `run --dry-run`: the plan a real run would start from; runs and locks nothing.
-fn plan_only(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
+pub(crate) fn plan_only(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
     let plan =
         match Engine::new(p, cache).and_then(|mut e| e.plan(opts.until.as_deref(), &opts.force)) {
             Ok(plan) => plan,
@@ -451,11 +493,9 @@ fn runs(cache: &Path, limit: usize) -> i32 {
 
 /// Metrics of each pipeline's latest successful run, read from the evaluation objects after
 /// checking them against their manifests: a damaged or missing object is never shown (its row
-/// is left out with a warning, and the exit code is 1).
+/// is left out with a warning, and the exit code is 1). A pipeline whose latest run was a sweep
+/// variant is shown as its sweep's table, one row per variant.
 fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i32 {
-    use crate::stages::StageReport;
-    use crate::stages::artifacts::read_json;
-    use crate::stages::evaluate::{EvaluationResult, RESULT_FILE};
     let store = match crate::cache::Store::open_existing(cache) {
         Ok(s) => s,
         Err(e) => return store_fail(&e),
@@ -475,6 +515,7 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
         None => Vec::new(),
     };
     let mut rows = Vec::new();
+    let mut sweeps = Vec::new();
     let mut matrices = Vec::new();
     let mut unusable = 0;
     for f in files {
@@ -494,31 +535,36 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
             );
             continue;
         };
-        for (id, s) in &rec.stages {
-            if !matches!(s.kind.as_str(), "evaluate" | "ensemble") {
-                continue;
-            }
-            let Some(d) = &s.digest else { continue };
-            let dir = store.object_dir(d);
-            let report = store.check(d).map_err(|e| e.to_string()).and_then(|()| {
-                read_json::<StageReport>(&dir.join("report.json")).map_err(|e| e.to_string())
-            });
-            let report = match report {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!(
-                        "warning: `{id}` of {}: its output is damaged or gone ({e}); not shown: \
-                         `pipe run {}` rebuilds it",
-                        p.name,
-                        f.display()
-                    );
-                    unusable += 1;
-                    continue;
+        if let Some(recs) = crate::sweep::table::latest_sweep(&all, &p.name) {
+            let mut table = Vec::new();
+            for r in &recs {
+                let name = variant_name(r);
+                for (id, report, confusion) in evaluations(store, r, &mut unusable, f) {
+                    table.push(crate::sweep::table::Row {
+                        variant: r.variant.clone(),
+                        stage: id.clone(),
+                        metrics: report.metrics,
+                    });
+                    if let Some(c) = confusion {
+                        matrices.push((format!("{id} {name}"), c));
+                    }
                 }
-            };
-            let Some(b) = report.metrics.get("balanced_accuracy") else {
-                continue;
-            };
+            }
+            let paths: std::collections::BTreeSet<String> = recs
+                .iter()
+                .flat_map(|r| r.variant.keys().cloned())
+                .collect();
+            let paths: Vec<String> = paths.into_iter().collect();
+            sweeps.push(format!(
+                "sweep {} of {} ({} variants)\n\n{}",
+                rec.sweep.as_deref().unwrap_or_default(),
+                p.name,
+                recs.len(),
+                crate::sweep::table::markdown(&paths, &table)
+            ));
+            continue;
+        }
+        for (id, report, confusion) in evaluations(store, rec, &mut unusable, f) {
             let m = |k: &str| {
                 report
                     .metrics
@@ -529,29 +575,33 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
             rows.push((
                 id.clone(),
                 format!(
-                    "| {} | {id} | {b:.4} | {} | {} | {} |",
+                    "| {} | {id} | {} | {} | {} | {} |",
                     p.name,
+                    m("balanced_accuracy"),
                     m("accuracy"),
                     m("roc_auc"),
                     m("threshold")
                 ),
             ));
-            let path = dir.join(RESULT_FILE);
-            if let Ok(r) = read_json::<EvaluationResult>(&path) {
-                matrices.push((id.clone(), r.confusion));
-            } else if let Ok(v) = read_json::<serde_json::Value>(&path)
-                && let Ok(c) = serde_json::from_value(v["confusion"].clone())
-            {
-                matrices.push((id.clone(), c));
+            if let Some(c) = confusion {
+                matrices.push((id, c));
             }
         }
     }
     rows.sort();
     rows.dedup();
-    println!("| pipeline | stage | balanced accuracy | accuracy | ROC AUC | threshold |");
-    println!("|---|---|---|---|---|---|");
-    for (_, r) in &rows {
-        println!("{r}");
+    if !rows.is_empty() || sweeps.is_empty() {
+        println!("| pipeline | stage | balanced accuracy | accuracy | ROC AUC | threshold |");
+        println!("|---|---|---|---|---|---|");
+        for (_, r) in &rows {
+            println!("{r}");
+        }
+    }
+    for (i, t) in sweeps.iter().enumerate() {
+        if i > 0 || !rows.is_empty() {
+            println!();
+        }
+        print!("{t}");
     }
     if let Some(png) = png {
         matrices.sort_by(|a, b| a.0.cmp(&b.0));
@@ -563,6 +613,69 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
         println!("\nconfusion matrices: {}", png.display());
     }
     if unusable > 0 { EXIT_INTERNAL } else { EXIT_OK }
+}
+
+/// `[lr=0.001,dropout=0.3]` of a sweep variant's record.
+fn variant_name(r: &crate::record::RunRecord) -> String {
+    let v = crate::sweep::Variant {
+        values: r.variant.clone().into_iter().collect(),
+    };
+    format!("[{}]", v.name())
+}
+
+type Confusion = crate::ml::metrics::Confusion;
+
+/// The evaluation and ensemble stages of `rec` that report a balanced accuracy: id, report
+/// (verified against the object's manifest) and confusion matrix. A damaged or missing object
+/// is warned about and counted in `unusable`.
+fn evaluations(
+    store: &crate::cache::Store,
+    rec: &crate::record::RunRecord,
+    unusable: &mut usize,
+    file: &Path,
+) -> Vec<(String, crate::stages::StageReport, Option<Confusion>)> {
+    use crate::stages::StageReport;
+    use crate::stages::artifacts::read_json;
+    use crate::stages::evaluate::{EvaluationResult, RESULT_FILE};
+    let mut out = Vec::new();
+    for (id, s) in &rec.stages {
+        if !matches!(s.kind.as_str(), "evaluate" | "ensemble") {
+            continue;
+        }
+        let Some(d) = &s.digest else { continue };
+        let dir = store.object_dir(d);
+        let report = store.check(d).map_err(|e| e.to_string()).and_then(|()| {
+            read_json::<StageReport>(&dir.join("report.json")).map_err(|e| e.to_string())
+        });
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!(
+                    "warning: `{id}` of {}: its output is damaged or gone ({e}); not shown: \
+                     `pipe run {}` rebuilds it",
+                    rec.pipeline,
+                    file.display()
+                );
+                *unusable += 1;
+                continue;
+            }
+        };
+        if !report.metrics.contains_key("balanced_accuracy") {
+            continue;
+        }
+        let path = dir.join(RESULT_FILE);
+        let confusion = if let Ok(r) = read_json::<EvaluationResult>(&path) {
+            Some(r.confusion)
+        } else if let Ok(v) = read_json::<serde_json::Value>(&path)
+            && let Ok(c) = serde_json::from_value(v["confusion"].clone())
+        {
+            Some(c)
+        } else {
+            None
+        };
+        out.push((id.clone(), report, confusion));
+    }
+    out
 }
 
 fn model(name: &str, input: &str) -> i32 {

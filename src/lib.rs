@@ -17,3 +17,4 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod stages;
+pub mod sweep;

@@ -48,6 +48,12 @@ pub struct RunRecord {
     pub seconds: f64,
     pub ok: bool,
     pub stages: BTreeMap<String, StageRecord>,
+    /// The sweep or search this run was one variant of (a short digest of its spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<String>,
+    /// The swept values of this variant: override path → value as given (`--set` syntax).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variant: BTreeMap<String, String>,
 }
 
 /// A record as written: the schema version first, then the record's fields.
@@ -261,6 +267,8 @@ mod tests {
                     error: None,
                 },
             )]),
+            sweep: None,
+            variant: BTreeMap::new(),
         }
     }
 

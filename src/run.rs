@@ -21,6 +21,8 @@ pub struct RunOptions {
     pub force: Vec<String>,
     pub until: Option<String>,
     pub no_wait: bool,
+    /// Sweep id and variant values to note in the run record (see [`crate::sweep`]).
+    pub variant: Option<(String, BTreeMap<String, String>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +192,12 @@ impl<'a> Engine<'a> {
             seconds: t0.elapsed().as_secs_f64(),
             ok: done.failure.is_none(),
             stages: done.records,
+            sweep: opts.variant.as_ref().map(|v| v.0.clone()),
+            variant: opts
+                .variant
+                .as_ref()
+                .map(|v| v.1.clone())
+                .unwrap_or_default(),
         };
         rec.save(&self.store.root).map_err(RunError::Record)?;
         match done.failure {

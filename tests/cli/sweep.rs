@@ -1,1 +1,269 @@
 //! Sweeps and random searches: variants share upstream stages through the cache.
+
+use super::*;
+
+/// Synthetic faces → split → a one-epoch b1 → its test evaluation.
+const TRAINING: &str = "\
+name: t
+stages:
+  faces: {kind: source, format: synthetic, count: 160, height: 24, width: 24, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}
+  split: {kind: split, inputs: {data: faces}}
+  train: {kind: train, model: b1, epochs: 1, batch_size: 32, inputs: {data: faces, split: split}}
+  evaluate: {kind: evaluate, on: test, threshold: tune, inputs: {model: train, data: faces, split: split}}
+";
+
+fn training_env() -> Env {
+    let env = Env::new();
+    env.write("t.yaml", TRAINING);
+    env
+}
+
+/// Every run record, oldest first.
+fn records(env: &Env) -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
+        .collect()
+}
+
+/// The `  variant   N  NAME` lines a sweep prints before running.
+fn variant_list(out: &str) -> Vec<String> {
+    out.lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with("  variant "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_2x2_sweep_runs_shared_stages_once_and_records_four_variants() {
+    let env = training_env();
+    let args = [
+        "run",
+        "t.yaml",
+        "--sweep",
+        "stages.train.lr=0.01,0.001",
+        "--sweep",
+        "stages.train.dropout=0.2,0.4",
+    ];
+    let out = env.ok(&args);
+    let mut expected = vec!["faces", "split"];
+    expected.extend(["train"; 4]);
+    expected.extend(["evaluate"; 4]);
+    expected.sort();
+    assert_eq!(ran(&out), expected, "{out}");
+    assert_eq!(
+        variant_list(&out),
+        [
+            "  variant   1  lr=0.01,dropout=0.2",
+            "  variant   2  lr=0.01,dropout=0.4",
+            "  variant   3  lr=0.001,dropout=0.2",
+            "  variant   4  lr=0.001,dropout=0.4",
+        ]
+    );
+    let recs = records(&env);
+    assert_eq!(recs.len(), 4);
+    let sweep = recs[0]["sweep"].as_str().unwrap().to_string();
+    assert_eq!(sweep.len(), 12);
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &recs {
+        assert_eq!(r["sweep"], sweep.as_str());
+        assert_eq!(r["schema"], 2);
+        let v = &r["variant"];
+        assert_eq!(v.as_object().unwrap().len(), 2, "{v}");
+        // The record's training config is the variant's value.
+        let lr: f64 = v["stages.train.lr"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            r["stages"]["train"]["key_parts"]["config"]["lr"].as_f64(),
+            Some(lr)
+        );
+        seen.insert(v.to_string());
+    }
+    assert_eq!(seen.len(), 4, "four distinct variants");
+
+    // The same sweep again: everything cached, and the same sweep id.
+    let out = env.ok(&args);
+    assert!(ran(&out).is_empty(), "{out}");
+    assert_eq!(records(&env)[7]["sweep"], sweep.as_str());
+
+    // `compare` shows the sweep as one table, the swept values as columns.
+    let table = env.ok(&["compare", "t.yaml"]);
+    assert!(
+        table.contains(&format!("sweep {sweep} of t (4 variants)")),
+        "{table}"
+    );
+    assert!(
+        table.contains("| dropout | lr | stage | balanced accuracy |"),
+        "{table}"
+    );
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.contains("| evaluate |"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    assert!(
+        rows.iter().any(|r| r.starts_with("| 0.4 | 0.001 |")),
+        "{table}"
+    );
+    assert!(table.contains("**"), "the best value is bold: {table}");
+}
+
+#[test]
+fn a_seeded_search_draws_the_same_variants_and_names_the_best() {
+    let env = training_env();
+    let args = [
+        "run",
+        "t.yaml",
+        "--search",
+        "stages.train.lr=1e-4..1e-2:log",
+        "--search",
+        "stages.train.dropout=0.1|0.3",
+        "--trials",
+        "4",
+        "--seed",
+        "7",
+        "--objective",
+        "evaluate.roc_auc",
+    ];
+    let out = env.ok(&args);
+    let drawn = variant_list(&out);
+    assert_eq!(drawn.len(), 4, "{out}");
+    let mut expected = vec!["faces", "split"];
+    expected.extend(["train"; 4]);
+    expected.extend(["evaluate"; 4]);
+    expected.sort();
+    assert_eq!(ran(&out), expected, "{out}");
+
+    // The best named equals the maximum recorded objective, and is that variant's.
+    let recs = records(&env);
+    assert_eq!(recs.len(), 4);
+    let auc = |r: &serde_json::Value| {
+        r["stages"]["evaluate"]["report"]["metrics"]["roc_auc"]
+            .as_f64()
+            .unwrap()
+    };
+    let aucs: Vec<f64> = recs.iter().map(auc).collect();
+    let max = aucs.iter().copied().fold(f64::MIN, f64::max);
+    assert!(aucs.iter().any(|&a| a != max), "variants differ: {aucs:?}");
+    let best = out
+        .lines()
+        .find(|l| l.starts_with("best (highest): variant "))
+        .unwrap_or_else(|| panic!("no best line in {out}"));
+    assert!(
+        best.ends_with(&format!("with evaluate.roc_auc = {max:.4}")),
+        "{best} (max {max})"
+    );
+    let k: usize = best["best (highest): variant ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(auc(&recs[k - 1]), max, "{best}");
+    assert!(best.contains(drawn[k - 1].split_whitespace().last().unwrap()));
+
+    // Drawn again with the same seed: the same variants, all cached.
+    let again = env.ok(&args);
+    assert_eq!(variant_list(&again), drawn);
+    assert!(ran(&again).is_empty(), "{again}");
+    // Another seed draws others.
+    let mut other = args.to_vec();
+    other[9] = "8";
+    let dry = env.ok(&[other.as_slice(), &["--dry-run"]].concat());
+    assert_ne!(variant_list(&dry), drawn);
+}
+
+#[test]
+fn invalid_variants_are_all_reported_before_anything_runs() {
+    let env = training_env();
+    let e = env.err(
+        &["run", "t.yaml", "--sweep", "stages.train.epochs=1,-1,lots"],
+        2,
+    );
+    assert!(e.contains("variant 2 (epochs=-1)"), "{e}");
+    assert!(e.contains("variant 3 (epochs=lots)"), "{e}");
+    assert!(!e.contains("variant 1 "), "{e}");
+    assert!(e.contains("2 errors in the variants; nothing ran"), "{e}");
+    assert!(!env.path("cache/runs").exists());
+
+    // A problem every variant shares is said once.
+    let e = env.err(
+        &[
+            "run",
+            "t.yaml",
+            "--set",
+            "stages.trian.lr=1",
+            "--sweep",
+            "stages.train.epochs=1,x",
+        ],
+        2,
+    );
+    assert_eq!(
+        e.matches("no stage `trian` (did you mean `train`?)")
+            .count(),
+        1,
+        "{e}"
+    );
+    assert!(
+        e.contains("error: every variant: --set: stages.trian.lr"),
+        "{e}"
+    );
+    assert!(e.contains("variant 2 (epochs=x)"), "{e}");
+    assert!(e.contains("2 errors in the variants"), "{e}");
+
+    let e = env.err(
+        &[
+            "run",
+            "t.yaml",
+            "--sweep",
+            "stages.train.lr=1,2",
+            "--set",
+            "stages.train.lr=3",
+        ],
+        2,
+    );
+    assert!(
+        e.contains("`stages.train.lr` is both swept and given to --set"),
+        "{e}"
+    );
+
+    let e = env.err(
+        &[
+            "run",
+            "t.yaml",
+            "--search",
+            "stages.train.lr=0..1e-2:log",
+            "--trials",
+            "2",
+            "--objective",
+            "evaluate.balanced_accuracy",
+        ],
+        2,
+    );
+    assert!(e.contains("a log range needs lo > 0, got 0"), "{e}");
+
+    let e = env.err(
+        &[
+            "run",
+            "t.yaml",
+            "--sweep",
+            "stages.train.lr=1,2",
+            "--objective",
+            "evaluat.balanced_accuracy",
+        ],
+        2,
+    );
+    assert!(
+        e.contains("no stage `evaluat`") && e.contains("did you mean `evaluate`"),
+        "{e}"
+    );
+    // A search needs its trials and objective.
+    env.err(&["run", "t.yaml", "--search", "stages.train.lr=1..2"], 2);
+    assert!(!env.path("cache/runs").exists());
+}

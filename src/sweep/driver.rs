@@ -1,0 +1,303 @@
+//! Runs a sweep or search: every variant is loaded and validated first (all problems of all
+//! variants reported, nothing run, exit 2), then the variants run one after another through
+//! [`Engine`], each recording its sweep id and values; the cache shares what they have in common.
+
+use super::search::{Objective, SearchAxis};
+use super::{Axis, Variant, check_paths, grid, sweep_id};
+use crate::error::{EXIT_INVALID, EXIT_OK};
+use crate::ml::backend::DeviceChoice;
+use crate::record::{Outcome, RunRecord};
+use crate::run::{Engine, RunOptions};
+use crate::spec::{Override, Pipeline, load};
+use std::path::Path;
+
+/// What to vary.
+#[derive(Debug, Clone)]
+pub enum Space {
+    Grid(Vec<Axis>),
+    Search {
+        axes: Vec<SearchAxis>,
+        trials: usize,
+        seed: u64,
+    },
+}
+
+impl Space {
+    fn variants(&self) -> Vec<Variant> {
+        match self {
+            Space::Grid(axes) => grid(axes),
+            Space::Search { axes, trials, seed } => super::search::draw(axes, *trials, *seed),
+        }
+    }
+
+    fn paths(&self) -> Vec<&str> {
+        match self {
+            Space::Grid(axes) => axes.iter().map(|a| a.path.as_str()).collect(),
+            Space::Search { axes, .. } => axes.iter().map(|a| a.path.as_str()).collect(),
+        }
+    }
+
+    /// The text the sweep id is made from: the axes, and for a search its trials and seed.
+    fn spec(&self) -> String {
+        match self {
+            Space::Grid(axes) => axes
+                .iter()
+                .map(|a| format!("--sweep {}={}", a.path, a.values.join(",")))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Space::Search { axes, trials, seed } => {
+                let ranges: Vec<String> = axes
+                    .iter()
+                    .map(|a| format!("--search {}={}", a.path, a.range))
+                    .collect();
+                format!("{} --trials {trials} --seed {seed}", ranges.join(" "))
+            }
+        }
+    }
+}
+
+pub struct Request<'a> {
+    pub file: &'a Path,
+    pub cache: &'a Path,
+    pub set: &'a [Override],
+    pub device: Option<DeviceChoice>,
+    pub space: Space,
+    pub objective: Option<Objective>,
+    pub minimize: bool,
+    pub opts: RunOptions,
+    pub dry_run: bool,
+}
+
+/// A loaded variant.
+struct Loaded {
+    variant: Variant,
+    pipeline: Pipeline,
+}
+
+pub fn run(req: Request<'_>) -> i32 {
+    if let Err(e) = check_paths(req.space.paths(), req.set) {
+        eprintln!("error: {e}");
+        return EXIT_INVALID;
+    }
+    let variants = req.space.variants();
+    let loaded = match load_all(&req, &variants) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some(first) = loaded.first() else {
+        eprintln!("error: no variants to run");
+        return EXIT_INVALID;
+    };
+    if let Some(o) = &req.objective
+        && !first.pipeline.stages.contains_key(&o.stage)
+    {
+        let ids = first.pipeline.stages.keys().map(String::as_str);
+        eprintln!(
+            "error: --objective {o}: no stage `{}` in {}{}",
+            o.stage,
+            req.file.display(),
+            crate::spec::hint(&o.stage, ids)
+        );
+        return EXIT_INVALID;
+    }
+    let id = sweep_id(&first.pipeline.name, req.set, &req.space.spec());
+    println!(
+        "sweep {id}: {} variant{} of {}",
+        loaded.len(),
+        if loaded.len() == 1 { "" } else { "s" },
+        first.pipeline.name
+    );
+    for (i, l) in loaded.iter().enumerate() {
+        println!("  variant {:>3}  {}", i + 1, l.variant.name());
+    }
+    if req.dry_run {
+        for (i, l) in loaded.iter().enumerate() {
+            println!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
+            let code = crate::commands::plan_only(&l.pipeline, req.cache, &req.opts);
+            if code != EXIT_OK {
+                return code;
+            }
+        }
+        return EXIT_OK;
+    }
+    run_all(&req, &id, &loaded)
+}
+
+/// Every variant loaded; on any problem, all of them printed (by variant; a problem every
+/// variant shares once) and exit 2.
+fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32> {
+    let mut loaded = Vec::new();
+    let mut failed: Vec<(usize, Vec<String>)> = Vec::new();
+    for (i, v) in variants.iter().enumerate() {
+        let result = v.overrides().map_err(|e| vec![e]).and_then(|extra| {
+            let mut all = req.set.to_vec();
+            all.extend(extra);
+            load_with_device(req.file, &all, req.device)
+                .map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>())
+        });
+        match result {
+            Ok(pipeline) => loaded.push(Loaded {
+                variant: v.clone(),
+                pipeline,
+            }),
+            Err(messages) => failed.push((i, messages)),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(loaded);
+    }
+    let shared: Vec<String> = if loaded.is_empty() {
+        let first = &failed[0].1;
+        first
+            .iter()
+            .filter(|m| failed.iter().all(|(_, ms)| ms.contains(m)))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for m in &shared {
+        eprintln!("error: every variant: {m}");
+    }
+    let mut problems = shared.len();
+    for (i, messages) in &failed {
+        for m in messages.iter().filter(|m| !shared.contains(m)) {
+            eprintln!("error: variant {} ({}): {m}", i + 1, variants[*i].name());
+            problems += 1;
+        }
+    }
+    eprintln!(
+        "{problems} error{} in the variants; nothing ran",
+        if problems == 1 { "" } else { "s" }
+    );
+    Err(EXIT_INVALID)
+}
+
+/// `--device D` as in a plain run: `--set stages.ID.device=D` on every stage that has one.
+fn load_with_device(
+    file: &Path,
+    set: &[Override],
+    device: Option<DeviceChoice>,
+) -> Result<Pipeline, Vec<crate::spec::Diagnostic>> {
+    let p = load(file, set)?;
+    let Some(device) = device else {
+        return Ok(p);
+    };
+    let mut all = set.to_vec();
+    all.extend(crate::commands::device_overrides(&p, device));
+    load(file, &all)
+}
+
+/// Runs the variants in order; a failed variant is reported and the others still run.
+fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
+    let mut code = EXIT_OK;
+    let mut scores: Vec<(usize, f64)> = Vec::new();
+    for (i, l) in loaded.iter().enumerate() {
+        println!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
+        let opts = RunOptions {
+            variant: Some((id.to_string(), l.variant.map())),
+            ..req.opts.clone()
+        };
+        let rec = match Engine::new(&l.pipeline, req.cache).and_then(|mut e| {
+            crate::commands::header(&l.pipeline, req.cache);
+            e.run(&opts)
+        }) {
+            Ok(rec) => rec,
+            Err(e) => {
+                let c = crate::commands::fail(&e);
+                if code == EXIT_OK {
+                    code = c;
+                }
+                continue;
+            }
+        };
+        crate::commands::done_line(&rec);
+        if let Some(o) = &req.objective {
+            match objective_value(&rec, o) {
+                Ok(v) => scores.push((i, v)),
+                Err(msg) => {
+                    eprintln!("error: variant {} ({}): {msg}", i + 1, l.variant.name());
+                    code = EXIT_INVALID;
+                }
+            }
+        }
+    }
+    if let Some(o) = &req.objective {
+        print_ranking(loaded, &scores, o, req.minimize);
+    }
+    println!(
+        "\n`pipe compare {}` shows every variant's metrics",
+        req.file.display()
+    );
+    code
+}
+
+/// The objective's value in a variant's run record.
+fn objective_value(rec: &RunRecord, o: &Objective) -> Result<f64, String> {
+    let s = rec
+        .stages
+        .get(&o.stage)
+        .filter(|s| s.outcome != Outcome::Skipped)
+        .ok_or_else(|| format!("--objective {o}: stage `{}` did not run", o.stage))?;
+    s.report.metrics.get(&o.metric).copied().ok_or_else(|| {
+        let have: Vec<&str> = s.report.metrics.keys().map(String::as_str).collect();
+        format!(
+            "--objective {o}: stage `{}` reports no `{}` (it reports: {})",
+            o.stage,
+            o.metric,
+            have.join(", ")
+        )
+    })
+}
+
+/// The index (into `scores`) of the best score; ties go to the earlier variant.
+pub fn best(scores: &[(usize, f64)], minimize: bool) -> Option<usize> {
+    let better = |a: f64, b: f64| if minimize { a < b } else { a > b };
+    let mut best: Option<usize> = None;
+    for (k, &(_, v)) in scores.iter().enumerate() {
+        if v.is_nan() {
+            continue;
+        }
+        if best.is_none_or(|b| better(v, scores[b].1)) {
+            best = Some(k);
+        }
+    }
+    best
+}
+
+fn print_ranking(loaded: &[Loaded], scores: &[(usize, f64)], o: &Objective, minimize: bool) {
+    println!("\n{o} by variant:");
+    for &(i, v) in scores {
+        println!(
+            "  variant {:>3}  {v:.4}  {}",
+            i + 1,
+            loaded[i].variant.name()
+        );
+    }
+    match best(scores, minimize) {
+        Some(b) => {
+            let (i, v) = scores[b];
+            println!(
+                "best ({}): variant {} {} with {o} = {v:.4}",
+                if minimize { "lowest" } else { "highest" },
+                i + 1,
+                loaded[i].variant.name()
+            );
+        }
+        None => println!("best: none (no variant reported {o})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_maximises_or_minimises_and_skips_nan() {
+        let s = [(0, 0.5), (1, f64::NAN), (2, 0.9), (3, 0.1), (4, 0.9)];
+        assert_eq!(best(&s, false), Some(2), "ties go to the earlier variant");
+        assert_eq!(best(&s, true), Some(3));
+        assert_eq!(best(&[], false), None);
+        assert_eq!(best(&[(0, f64::NAN)], false), None);
+    }
+}

@@ -1,0 +1,293 @@
+//! Sweeps and random searches: many variants of one pipeline, each exactly a set of `--set`
+//! overrides, run one after another through the same engine so that every stage the variants
+//! share is computed once and then found in the cache.
+//!
+//! This file holds what a variant is and the grid (`--sweep`); [`search`] draws variants at
+//! random (`--search`), [`driver`] validates and runs them, [`table`] shows a sweep's records.
+
+pub mod driver;
+pub mod search;
+pub mod table;
+
+use crate::spec::Override;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SweepError {
+    #[error("`{arg}`: expected PATH=VALUES, e.g. stages.train.lr=1e-3,1e-4")]
+    NoEquals { arg: String },
+    #[error("`{arg}`: {message}")]
+    Value { arg: String, message: String },
+    #[error("`{arg}`: no values after `=`")]
+    Empty { arg: String },
+    #[error("`{arg}`: unbalanced quotes or brackets in the values")]
+    Unbalanced { arg: String },
+    #[error("`{path}` is swept or searched twice")]
+    Repeated { path: String },
+    #[error("`{path}` is both swept and given to --set")]
+    AlsoSet { path: String },
+}
+
+/// One swept path and the values it takes, each the text a `--set PATH=VALUE` would take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    pub path: String,
+    pub values: Vec<String>,
+}
+
+impl std::str::FromStr for Axis {
+    type Err = SweepError;
+    /// `PATH=V1,V2,…`: values are split at commas outside quotes, brackets and braces, so
+    /// `'params.tags=[a,b],[c]'` sweeps two lists and `'params.name="x,y",z'` two strings.
+    fn from_str(arg: &str) -> Result<Self, SweepError> {
+        let (path, values) = arg.split_once('=').ok_or_else(|| SweepError::NoEquals {
+            arg: arg.to_string(),
+        })?;
+        let path = path.trim().to_string();
+        let values = split_top_level(values).ok_or_else(|| SweepError::Unbalanced {
+            arg: arg.to_string(),
+        })?;
+        if values.iter().all(|v| v.trim().is_empty()) {
+            return Err(SweepError::Empty {
+                arg: arg.to_string(),
+            });
+        }
+        let values: Vec<String> = values.into_iter().map(|v| v.trim().to_string()).collect();
+        for v in &values {
+            check_override(&path, v).map_err(|message| SweepError::Value {
+                arg: arg.to_string(),
+                message,
+            })?;
+        }
+        Ok(Axis { path, values })
+    }
+}
+
+/// The override `--set PATH=VALUE` would give, or its message.
+pub(crate) fn check_override(path: &str, value: &str) -> Result<Override, String> {
+    if value.is_empty() {
+        return Err("an empty value".into());
+    }
+    format!("{path}={value}").parse::<Override>()
+}
+
+/// Splits at commas that are outside '…', "…", […] and {…}; `None` if those do not balance.
+fn split_top_level(s: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => {
+                depth -= 1;
+                if depth < 0 {
+                    return None;
+                }
+            }
+            (None, ',') if depth == 0 => {
+                parts.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if depth != 0 || quote.is_some() {
+        return None;
+    }
+    parts.push(cur);
+    Some(parts)
+}
+
+/// One variant: override path → value text, in the order the axes were given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub values: Vec<(String, String)>,
+}
+
+impl Variant {
+    /// The variant's `--set` overrides (its values were checked when parsed).
+    pub fn overrides(&self) -> Result<Vec<Override>, String> {
+        self.values
+            .iter()
+            .map(|(p, v)| check_override(p, v))
+            .collect()
+    }
+
+    pub fn map(&self) -> BTreeMap<String, String> {
+        self.values.iter().cloned().collect()
+    }
+
+    /// `lr=0.001,dropout=0.3`: each path by its last segment unless two axes share it.
+    pub fn name(&self) -> String {
+        let paths: Vec<&str> = self.values.iter().map(|(p, _)| p.as_str()).collect();
+        self.values
+            .iter()
+            .map(|(p, v)| format!("{}={v}", short_name(p, &paths)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The last segment of `path`, or the whole path when another of `all` ends the same way.
+pub fn short_name<'a>(path: &'a str, all: &[&str]) -> &'a str {
+    let last = |p: &'a str| p.rsplit('.').next().unwrap_or(p);
+    let tail = last(path);
+    let shared = all
+        .iter()
+        .filter(|p| p.rsplit('.').next() == Some(tail))
+        .count();
+    if shared > 1 { path } else { tail }
+}
+
+/// Rejects a path swept twice, or swept and also set.
+pub fn check_paths<'a>(
+    swept: impl IntoIterator<Item = &'a str>,
+    set: &[Override],
+) -> Result<(), SweepError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for p in swept {
+        if !seen.insert(p) {
+            return Err(SweepError::Repeated { path: p.into() });
+        }
+        if set.iter().any(|o| o.path.join(".") == p) {
+            return Err(SweepError::AlsoSet { path: p.into() });
+        }
+    }
+    Ok(())
+}
+
+/// The cartesian product of the axes, the last axis varying fastest.
+pub fn grid(axes: &[Axis]) -> Vec<Variant> {
+    let mut out = vec![Variant { values: Vec::new() }];
+    for axis in axes {
+        out = out
+            .into_iter()
+            .flat_map(|v| {
+                axis.values.iter().map(move |value| {
+                    let mut values = v.values.clone();
+                    values.push((axis.path.clone(), value.clone()));
+                    Variant { values }
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// A short, stable id of a sweep: the same pipeline, overrides and variants give the same id,
+/// so rerunning a sweep refreshes its records instead of starting a new group.
+pub fn sweep_id(pipeline: &str, set: &[Override], spec: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    for part in [pipeline.to_string(), format!("{}", set.len())]
+        .into_iter()
+        .chain(set.iter().map(|o| o.text.clone()))
+        .chain([spec.to_string()])
+    {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().to_hex()[..12].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn axis(s: &str) -> Axis {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn values_split_at_top_level_commas_only() {
+        assert_eq!(
+            axis("stages.t.lr=1e-3, 1e-4").values,
+            ["1e-3", "1e-4"].map(String::from)
+        );
+        assert_eq!(
+            axis("params.tags=[a,b],[c],{k: 1, j: 2}").values,
+            ["[a,b]", "[c]", "{k: 1, j: 2}"].map(String::from)
+        );
+        assert_eq!(
+            axis(r#"params.name="x,y",'z,w',v"#).values,
+            [r#""x,y""#, "'z,w'", "v"].map(String::from)
+        );
+    }
+
+    #[test]
+    fn bad_axes_are_clear_errors() {
+        let err = |s: &str| s.parse::<Axis>().unwrap_err().to_string();
+        assert!(err("stages.t.lr").contains("expected PATH=VALUES"));
+        assert!(err("stages.t.lr=").contains("no values"));
+        assert!(err("stages.t.lr=[1,2").contains("unbalanced"));
+        assert!(err("stages.t.lr=\"a,b").contains("unbalanced"));
+        assert!(err("stages.t.lr=1,,2").contains("an empty value"));
+        assert!(
+            err("lr=1,2").contains("stages.ID.FIELD"),
+            "{}",
+            err("lr=1,2")
+        );
+        assert!(err("stages.t.lr=1,[").contains("unbalanced"));
+    }
+
+    #[test]
+    fn the_grid_is_the_cartesian_product_last_axis_fastest() {
+        let g = grid(&[
+            axis("stages.t.lr=0.01,0.001"),
+            axis("stages.t.dropout=0.1,0.3,0.5"),
+        ]);
+        assert_eq!(g.len(), 6);
+        let names: Vec<String> = g.iter().map(Variant::name).collect();
+        assert_eq!(names[0], "lr=0.01,dropout=0.1");
+        assert_eq!(names[1], "lr=0.01,dropout=0.3");
+        assert_eq!(names[5], "lr=0.001,dropout=0.5");
+        assert_eq!(g[0].overrides().unwrap().len(), 2);
+        assert_eq!(grid(&[]).len(), 1, "no axis: the pipeline itself");
+    }
+
+    #[test]
+    fn names_keep_full_paths_only_when_last_segments_clash() {
+        let v = Variant {
+            values: vec![
+                ("stages.a.lr".into(), "1".into()),
+                ("stages.b.lr".into(), "2".into()),
+                ("params.seed".into(), "3".into()),
+            ],
+        };
+        assert_eq!(v.name(), "stages.a.lr=1,stages.b.lr=2,seed=3");
+    }
+
+    #[test]
+    fn paths_swept_twice_or_also_set_are_rejected() {
+        let set: Vec<Override> = vec!["stages.t.lr=1".parse().unwrap()];
+        assert_eq!(
+            check_paths(["stages.t.epochs", "stages.t.epochs"], &[]),
+            Err(SweepError::Repeated {
+                path: "stages.t.epochs".into()
+            })
+        );
+        assert_eq!(
+            check_paths(["stages.t.lr"], &set),
+            Err(SweepError::AlsoSet {
+                path: "stages.t.lr".into()
+            })
+        );
+        assert!(check_paths(["stages.t.dropout"], &set).is_ok());
+    }
+
+    #[test]
+    fn sweep_ids_are_stable_and_tell_specs_apart() {
+        let a = sweep_id("b3", &[], "lr=1,2");
+        assert_eq!(a, sweep_id("b3", &[], "lr=1,2"));
+        assert_eq!(a.len(), 12);
+        assert_ne!(a, sweep_id("b3", &[], "lr=1,3"));
+        assert_ne!(a, sweep_id("b2", &[], "lr=1,2"));
+        let set: Vec<Override> = vec!["stages.t.epochs=1".parse().unwrap()];
+        assert_ne!(a, sweep_id("b3", &set, "lr=1,2"));
+    }
+}
