@@ -68,7 +68,11 @@ pub(crate) fn check_override(path: &str, value: &str) -> Result<Override, String
     if value.is_empty() {
         return Err("an empty value".into());
     }
-    format!("{path}={value}").parse::<Override>()
+    let Ok(o) = format!("{path}={value}").parse::<Override>();
+    match o.error {
+        Some(message) => Err(message),
+        None => Ok(o),
+    }
 }
 
 /// Splits at commas that are outside '…', "…", […] and {…}; `None` if those do not balance.
