@@ -545,7 +545,7 @@ mod tests {
         crate::ml::curve::write_csv(&dir.join(&tdig).join("curve.csv"), &rows).unwrap();
         std::fs::write(
             dir.join(&edig).join("metrics.json"),
-            r#"{"confusion": {"tn": 5, "fp": 1, "fn_": 2, "tp": 4}}"#,
+            r#"{"confusion": {"tn": 5, "fp": 1, "fn": 2, "tp": 4}}"#,
         )
         .unwrap();
         std::fs::write(
