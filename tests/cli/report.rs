@@ -6,7 +6,7 @@ use super::*;
 /// evaluated on the test split.
 const TINY_COMPARE: &str = "name: tiny_compare
 stages:
-  faces: {kind: source, format: synthetic, count: 240, height: 16, width: 16, exact_duplicates: 4, near_duplicates: 4, conflicting_duplicates: 2}
+  faces: {kind: source, format: synthetic, count: 240, height: 24, width: 24, exact_duplicates: 4, near_duplicates: 4, conflicting_duplicates: 2}
   hashes: {kind: hash, inputs: {data: faces}}
   groups: {kind: dedup, inputs: {hashes: hashes, data: faces}}
   clean: {kind: filter_conflicts, inputs: {groups: groups, data: faces}}

@@ -141,9 +141,15 @@ pub fn build(runs: &[RunInput], history: &[RunRecord], objects: Objects) -> Repo
     // Pipelines share stages through includes: each stage id is shown once (first pipeline).
     let mut seen = std::collections::BTreeSet::new();
     for run in runs {
-        report.pipelines.push(pipeline_view(run));
+        let view = pipeline_view(run);
         let rec = &run.record;
-        for (id, s) in &rec.stages {
+        // Topological order, so the page reads like the pipeline (dedup before filter...).
+        let order: Vec<String> = view.stages.iter().map(|s| s.id.clone()).collect();
+        report.pipelines.push(view);
+        for (id, s) in order
+            .iter()
+            .filter_map(|id| Some((id, rec.stages.get(id)?)))
+        {
             if s.outcome == Outcome::Skipped || !seen.insert(id.clone()) {
                 continue;
             }
