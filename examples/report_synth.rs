@@ -6,7 +6,7 @@
 //! Usage: `cargo run --example report_synth -- DIR [MODELS] [EPOCHS]`; then
 //! `pipe --cache DIR/cache report DIR/synth.yaml`.
 
-use pipe::cache::{Store, StageKey};
+use pipe::cache::{StageKey, Store};
 use pipe::ml::curve::{CurveRow, write_csv};
 use pipe::record::{Outcome, RunRecord, StageRecord};
 use pipe::stages::StageReport;
@@ -59,13 +59,17 @@ fn commit(
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let dir = Path::new(args.get(1).map(String::as_str).unwrap_or("bench/out/report"));
+    let dir = Path::new(
+        args.get(1)
+            .map(String::as_str)
+            .unwrap_or("bench/out/report"),
+    );
     let models: usize = args.get(2).map_or(Ok(50), |a| a.parse())?;
     let epochs: u32 = args.get(3).map_or(Ok(1000), |a| a.parse())?;
     std::fs::create_dir_all(dir)?;
     let store = Store::open(&dir.join("cache"))?;
     let mut yaml = String::from(
-        "name: synth\nstages:\n  faces: {kind: source, format: synthetic, count: 100}\n  split: {kind: split, inputs: {data: faces}}\n",
+        "name: synth\nstages:\n  faces: {kind: source, format: synthetic, count: 1000}\n  split: {kind: split, inputs: {data: faces}}\n",
     );
     let mut stages = BTreeMap::new();
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
@@ -87,7 +91,7 @@ fn main() -> anyhow::Result<()> {
                     val_loss: 0.7 * (-2.0 * f).exp() + 0.1 * noise(&mut rng),
                     val_acc: 0.5 + 0.4 * f,
                     val_bacc: 0.5 + 0.4 * f + 0.03 * noise(&mut rng),
-                    test_bacc: (ep % 5 == 0).then(|| 0.5 + 0.4 * f),
+                    test_bacc: (ep % 5 == 0).then_some(0.5 + 0.4 * f),
                 }
             })
             .collect();

@@ -573,7 +573,10 @@ fn report(cache: &Path, files: &[std::path::PathBuf], out: &Path) -> i32 {
     let store = match crate::cache::Store::open_existing(cache) {
         Ok(Some(s)) => s,
         Ok(None) => {
-            eprintln!("error: {} holds no cache: nothing to report", cache.display());
+            eprintln!(
+                "error: {} holds no cache: nothing to report",
+                cache.display()
+            );
             return EXIT_INVALID;
         }
         Err(e) => return store_fail(&e),

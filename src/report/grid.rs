@@ -285,8 +285,14 @@ mod tests {
                 .count()
         };
         assert!(dark(0, img.width(), 0, header) > 10, "header drawn");
-        assert!(dark(40, img.width(), header, header + 18) > 10, "first caption drawn");
-        assert!(dark(40, img.width(), header + 18, img.height()) > 10, "second caption drawn");
+        assert!(
+            dark(40, img.width(), header, header + 18) > 10,
+            "first caption drawn"
+        );
+        assert!(
+            dark(40, img.width(), header + 18, img.height()) > 10,
+            "second caption drawn"
+        );
     }
 
     #[test]

@@ -133,7 +133,9 @@ fn the_report_page_holds_every_model_and_renders_in_a_browser() {
     }
     // The data-cleaning counts are the records'.
     let dedup = slice(&html, "<tr data-stage=\"groups\">", "</tr>");
-    let copies = stages["groups"]["report"]["metrics"]["copies"].as_f64().unwrap();
+    let copies = stages["groups"]["report"]["metrics"]["copies"]
+        .as_f64()
+        .unwrap();
     assert!(
         dedup.contains(&format!("data-k=\"copies\" data-v=\"{copies}\"")),
         "{dedup}"
@@ -166,7 +168,10 @@ fn the_report_page_holds_every_model_and_renders_in_a_browser() {
     };
     let shot = env.path("shot.png");
     let (dom, log) = browse(&browser, &env.path("r.html"), &shot);
-    assert!(dom.contains("data-ok=\"1\""), "the page's script did not finish: {log}");
+    assert!(
+        dom.contains("data-ok=\"1\""),
+        "the page's script did not finish: {log}"
+    );
     assert!(!dom.contains("data-error="), "script error: {dom}");
     assert!(!log.contains("Uncaught"), "console error: {log}");
     let table = slice(&dom, "id=\"evaluations\"", "</table>");

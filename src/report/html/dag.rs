@@ -62,7 +62,10 @@ pub fn svg(p: &PipelineView) -> String {
         let key = &st.key[..8.min(st.key.len())];
         let hover = match &st.error {
             Some(e) => format!("{} ({}): {class}; {e}", st.id, st.kind),
-            None => format!("{} ({}): {class}, {:.2} s, key {}", st.id, st.kind, st.seconds, st.key),
+            None => format!(
+                "{} ({}): {class}, {:.2} s, key {}",
+                st.id, st.kind, st.seconds, st.key
+            ),
         };
         let _ = write!(
             s,

@@ -269,12 +269,7 @@ fn pipeline_view(run: &RunInput) -> PipelineView {
 
 /// Each stage's layer: the length of the longest producer chain above it.
 pub fn layers(graph: &Graph) -> BTreeMap<String, usize> {
-    fn depth(
-        id: &str,
-        graph: &Graph,
-        memo: &mut BTreeMap<String, usize>,
-        guard: usize,
-    ) -> usize {
+    fn depth(id: &str, graph: &Graph, memo: &mut BTreeMap<String, usize>, guard: usize) -> usize {
         if let Some(&d) = memo.get(id) {
             return d;
         }
@@ -340,9 +335,9 @@ fn data_stage(
 /// The caption of a stage's figure, or `None` for figures the report draws itself.
 fn caption(kind: &str, file: &str, id: &str) -> Option<String> {
     Some(match (kind, file) {
-        ("dedup", "duplicates.png") => format!(
-            "`{id}`: duplicate groups, one group per row (images with the same hash)"
-        ),
+        ("dedup", "duplicates.png") => {
+            format!("`{id}`: duplicate groups, one group per row (images with the same hash)")
+        }
         ("filter_conflicts", "conflicts.png") => format!(
             "`{id}`: duplicate groups whose labels disagree, one per row (all removed or \
              resolved by the policy)"
@@ -355,9 +350,9 @@ fn caption(kind: &str, file: &str, id: &str) -> Option<String> {
         ("analyze", "class_means.png") => format!(
             "`{id}`: class means: mean negative image, mean positive image, their difference"
         ),
-        ("analyze", "saliency.png") => format!(
-            "`{id}`: saliency maps: image and gradient magnitude of the model's output"
-        ),
+        ("analyze", "saliency.png") => {
+            format!("`{id}`: saliency maps: image and gradient magnitude of the model's output")
+        }
         ("evaluate" | "ensemble" | "train", _) => return None,
         _ => format!("`{id}`: {file}"),
     })
@@ -631,7 +626,13 @@ mod tests {
         let order: Vec<(&str, usize)> = p.stages.iter().map(|s| (&*s.id, s.layer)).collect();
         assert_eq!(order, [("groups", 0), ("train_b1", 1), ("evaluate_b1", 2)]);
         assert_eq!(p.seeds.len(), 3);
-        assert_eq!(p.devices, [("evaluate_b1".to_string(), "cpu".to_string()), ("train_b1".to_string(), "cpu".to_string())]);
+        assert_eq!(
+            p.devices,
+            [
+                ("evaluate_b1".to_string(), "cpu".to_string()),
+                ("train_b1".to_string(), "cpu".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub fn render(r: &Report) -> String {
     table_section(&mut s, &r.evaluations);
     predictions_section(&mut s, r);
     provenance_section(&mut s, r);
-    let _ = write!(s, "<div id=\"tip\" hidden></div><script>{SCRIPT}</script></body></html>");
+    let _ = write!(
+        s,
+        "<div id=\"tip\" hidden></div><script>{SCRIPT}</script></body></html>"
+    );
     s
 }
 
@@ -106,7 +109,11 @@ fn data_section(s: &mut String, r: &Report) {
         }
         s.push_str("</tbody></table>");
     }
-    figures(s, &r.figures, &["dedup", "filter_conflicts", "augment", "source"]);
+    figures(
+        s,
+        &r.figures,
+        &["dedup", "filter_conflicts", "augment", "source"],
+    );
     s.push_str("</section>");
 }
 
@@ -132,14 +139,20 @@ fn legend(s: &mut String, models: &[ModelView]) {
             escape(&m.model)
         );
     }
-    s.push_str("— solid: train, dashed: validation, dots: test; vertical lines: learning-rate changes</p>");
+    s.push_str(
+        "— solid: train, dashed: validation, dots: test; vertical lines: learning-rate changes</p>",
+    );
 }
 
+/// A curve column drawn as one series per model: its name, style and value per epoch.
+type Column<'a> = (
+    &'a str,
+    Style,
+    fn(&crate::ml::curve::CurveRow) -> Option<f64>,
+);
+
 /// Series of one metric family over every model.
-fn curves(
-    models: &[ModelView],
-    pick: &[(&str, Style, fn(&crate::ml::curve::CurveRow) -> Option<f64>)],
-) -> Vec<Series> {
+fn curves(models: &[ModelView], pick: &[Column]) -> Vec<Series> {
     let mut out = Vec::new();
     for (i, m) in models.iter().enumerate() {
         for (name, style, f) in pick {
@@ -307,7 +320,12 @@ fn table_section(s: &mut String, evals: &[EvalView]) {
 fn predictions_section(s: &mut String, r: &Report) {
     s.push_str("<section id=\"predictions\"><h2>Predictions</h2>");
     for p in &r.predictions {
-        let _ = write!(s, "<h3>{}</h3><p>{}</p><ul>", escape(&p.stage), escape(&p.summary));
+        let _ = write!(
+            s,
+            "<h3>{}</h3><p>{}</p><ul>",
+            escape(&p.stage),
+            escape(&p.summary)
+        );
         for (k, v) in &p.metrics {
             let _ = write!(s, "<li>{}: {v}</li>", escape(k));
         }
@@ -330,8 +348,11 @@ fn provenance_section(s: &mut String, r: &Report) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let seeds: Vec<(String, String)> =
-            p.seeds.iter().map(|(a, b)| (a.clone(), b.to_string())).collect();
+        let seeds: Vec<(String, String)> = p
+            .seeds
+            .iter()
+            .map(|(a, b)| (a.clone(), b.to_string()))
+            .collect();
         let _ = write!(
             s,
             "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{:.1}</td><td>{}</td><td>{}</td></tr>",

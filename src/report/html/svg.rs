@@ -79,8 +79,7 @@ pub fn decimate(points: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
         let lo = b * inner.len() / buckets;
         let hi = ((b + 1) * inner.len() / buckets).max(lo + 1);
         let chunk = &inner[lo..hi.min(inner.len())];
-        let Some(imin) = (0..chunk.len()).min_by(|&a, &b| chunk[a].1.total_cmp(&chunk[b].1))
-        else {
+        let Some(imin) = (0..chunk.len()).min_by(|&a, &b| chunk[a].1.total_cmp(&chunk[b].1)) else {
             continue;
         };
         let imax = (0..chunk.len())
