@@ -36,6 +36,7 @@ YAML
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 measure() { # NAME CACHE FILE PAGE
   local name=$1 cache=$2 file=$3 page=$4
+  "$PIPE" --cache "$cache" report "$file" -o "$page" >/dev/null  # fails the script on error
   local write
   write=$(for _ in 1 2 3 4 5; do
     s=$(date +%s.%N); "$PIPE" --cache "$cache" report "$file" -o "$page" >/dev/null
