@@ -198,3 +198,25 @@ fn the_report_page_holds_every_model_and_renders_in_a_browser() {
         std::fs::copy(&shot, keep).unwrap();
     }
 }
+
+#[test]
+fn report_without_runs_is_bad_usage_and_hostile_names_are_escaped() {
+    let env = Env::new();
+    let yaml = "name: x\nstages:\n  faces: {kind: source, format: synthetic, count: 200, height: 24, width: 24}\n";
+    env.write("p.yaml", yaml);
+    let err = env.err(&["report", "p.yaml"], 2);
+    assert!(err.contains("holds no cache"), "{err}");
+    // A file name with markup: the page shows it, escaped.
+    env.write(
+        "<i>evil.yaml",
+        "name: evil\nstages:\n  faces: {kind: source, format: synthetic, count: 60, height: 24, width: 24, exact_duplicates: 2, near_duplicates: 0, conflicting_duplicates: 0}\n",
+    );
+    env.ok(&["run", "<i>evil.yaml"]);
+    let err = env.err(&["report", "p.yaml"], 2);
+    assert!(err.contains("p.yaml has no run"), "{err}");
+    let out = env.ok(&["report", "<i>evil.yaml", "p.yaml", "-o", "e.html"]);
+    assert!(out.contains("1 pipeline(s), 0 model(s)"), "{out}");
+    let html = std::fs::read_to_string(env.path("e.html")).unwrap();
+    assert!(html.contains("&lt;i&gt;evil.yaml") && !html.contains("<i>evil"));
+    assert!(html.contains("No trained model in these runs."));
+}

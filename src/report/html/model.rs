@@ -409,7 +409,11 @@ fn eval_view(
         models,
         balanced_accuracy,
         accuracy: m.get("accuracy").copied(),
-        roc_auc: m.get("roc_auc").copied(),
+        // `ensemble` keeps its AUC in metrics.json only.
+        roc_auc: m
+            .get("roc_auc")
+            .copied()
+            .or_else(|| metrics.as_ref().and_then(|v| v["roc_auc"].as_f64())),
         threshold: m.get("threshold").copied(),
         params: None,
         train_seconds: None,
@@ -633,6 +637,26 @@ mod tests {
                 ("train_b1".to_string(), "cpu".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn an_ensembles_auc_comes_from_its_metrics_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut run = fixture(tmp.path());
+        let e = run.record.stages.get_mut("evaluate_b1").unwrap();
+        e.kind = "ensemble".into();
+        e.report.metrics.remove("roc_auc");
+        let dir = tmp.path().join(e.digest.as_ref().unwrap());
+        std::fs::write(
+            dir.join("metrics.json"),
+            r#"{"roc_auc": 0.71, "confusion": {"tn": 1, "fp": 0, "fn": 0, "tp": 1}}"#,
+        )
+        .unwrap();
+        let root = tmp.path().to_path_buf();
+        let objects = move |d: &str| Ok(root.join(d));
+        let r = build(std::slice::from_ref(&run), &[], &objects);
+        assert_eq!(r.evaluations[0].roc_auc, Some(0.71));
+        assert_eq!(r.evaluations[0].kind, "ensemble");
     }
 
     #[test]
