@@ -40,7 +40,7 @@ pub fn svg(p: &PipelineView) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg class="dag" viewBox="0 0 {w} {h}" width="{w}" data-stages="{}"><title>{}</title>"#,
+        r#"<svg class="dag" viewBox="0 0 {w} {h}" width="{w}" style="max-width:100%;height:auto" data-stages="{}"><title>{}</title>"#,
         p.stages.len(),
         escape(&p.name)
     );
