@@ -1,6 +1,7 @@
 //! Inline SVG charts drawn from numbers (never from PNGs), small enough for 50 models x 1,000
 //! epochs: each series is one `<polyline>` of at most [`MAX_POINTS`] points (min/max per
-//! bucket, so spikes survive decimation), markers only for sparse series (test points).
+//! bucket, so spikes survive decimation); sparse series (test points) are drawn as markers on
+//! an invisible polyline.
 //!
 //! Every chart carries its plot box and value ranges as `data-*` attributes; the page's script
 //! inverts them to show the values under the pointer, so no per-point markup is needed.
@@ -31,7 +32,7 @@ pub fn color(i: usize) -> &'static str {
 pub enum Style {
     Solid,
     Dashed,
-    /// Markers only, each with a `<title>` (sparse series such as test scores).
+    /// Markers only (sparse series such as test scores).
     Markers,
 }
 
@@ -139,6 +140,15 @@ pub fn line_chart(c: &Chart) -> String {
         title = escape(c.title),
         n = c.series.len(),
     );
+    s.push_str("<defs>");
+    for (k, col) in PALETTE.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<marker id="{}-dot{k}" viewBox="0 0 8 8" refX="4" refY="4" markerWidth="7" markerHeight="7" markerUnits="userSpaceOnUse"><circle cx="4" cy="4" r="3.5" fill="{col}"/></marker>"#,
+            escape(c.id)
+        );
+    }
+    s.push_str("</defs>");
     let _ = write!(
         s,
         r#"<text x="{}" y="18" class="ctitle">{}</text><rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" class="plot"/>"#,
@@ -202,16 +212,24 @@ pub fn line_chart(c: &Chart) -> String {
             c = se.color,
         );
         if se.style == Style::Markers {
-            for (x, y) in &pts {
-                let _ = write!(
-                    s,
-                    r#"<circle cx="{:.1}" cy="{:.1}" r="3.5"><title>{} {} at {x}: {y:.4}</title></circle>"#,
-                    sx(*x),
-                    sy(*y),
-                    escape(&se.owner),
-                    escape(&se.name),
-                );
-            }
+            // One polyline whose vertices carry the chart's dot marker: a few bytes per point
+            // instead of an element each (the script's hover gives the values).
+            let coords: Vec<String> = pts
+                .iter()
+                .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+                .collect();
+            let dot = format!(
+                "url(#{}-dot{})",
+                escape(c.id),
+                PALETTE.iter().position(|p| *p == se.color).unwrap_or(0)
+            );
+            let _ = write!(
+                s,
+                r#"<polyline fill="none" stroke="none" marker-start="{dot}" marker-mid="{dot}" marker-end="{dot}" points="{}"><title>{} {}</title></polyline>"#,
+                coords.join(" "),
+                escape(&se.owner),
+                escape(&se.name),
+            );
         } else {
             let coords: Vec<String> = pts
                 .iter()
@@ -285,6 +303,6 @@ mod tests {
         let svg = line_chart(&c);
         assert_eq!(svg.matches(r#"<g class="series""#).count(), 2);
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
-        assert_eq!(svg.matches("<circle").count(), 1);
+        assert_eq!(svg.matches("marker-mid=\"url(#loss-dot1)\"").count(), 1);
     }
 }
