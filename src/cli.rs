@@ -110,6 +110,15 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         png: Option<PathBuf>,
     },
+    /// One self-contained HTML page (no network) of the latest runs of these pipelines: DAG,
+    /// data cleaning, learning curves, Table 1, ROC, predictions, provenance.
+    Report {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where to write the page.
+        #[arg(short, long, default_value = "report.html")]
+        output: PathBuf,
+    },
     /// Print a model's Keras-like summary (layers, output shapes, parameters).
     Model {
         /// b1, b2, b3, tl1, tl2 or tl3.

@@ -45,6 +45,12 @@ pub enum GridError {
     },
     #[error("{path}: grid has no images")]
     Empty { path: PathBuf },
+    #[error("{path}: cannot draw the grid's captions: {source}")]
+    Caption {
+        path: PathBuf,
+        #[source]
+        source: super::plot::PlotError,
+    },
     #[error("{path}: grid scale must be between 1 and 64, got {scale}")]
     BadScale { path: PathBuf, scale: u32 },
 }
@@ -58,6 +64,59 @@ pub fn save_grid(path: &Path, rows: &[Vec<GridImage>], scale: u32) -> Result<(),
             path: dir.to_path_buf(),
             source,
         })?;
+    }
+    canvas
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| GridError::Image {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Caption text size in pixels.
+const CAPTION_PX: f32 = 13.0;
+
+/// Like [`save_grid`], with `header` above the grid and `captions[i]` right of row `i`, so a
+/// figure says what it shows without its page.
+pub fn save_captioned_grid(
+    path: &Path,
+    rows: &[Vec<GridImage>],
+    scale: u32,
+    header: &str,
+    captions: &[String],
+) -> Result<(), GridError> {
+    use super::plot::{draw_label, text_width};
+    let grid = render_grid(path, rows, scale)?;
+    let cap = |source| GridError::Caption {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut text_w = text_width(header, CAPTION_PX).map_err(cap)?;
+    for c in captions {
+        text_w = text_w.max(text_width(c, CAPTION_PX).map_err(cap)? + grid.width() + 8);
+    }
+    let header_h = CAPTION_PX as u32 + 8;
+    let width = grid.width().max(text_w + 8);
+    let mut canvas =
+        image::RgbImage::from_pixel(width, grid.height() + header_h, image::Rgb([255; 3]));
+    image::imageops::replace(&mut canvas, &grid, 0, i64::from(header_h));
+    draw_label(&mut canvas, (4, 3), header, CAPTION_PX).map_err(cap)?;
+    let mut y = header_h + SEP;
+    for (row, c) in rows.iter().zip(captions) {
+        let h = row
+            .iter()
+            .map(|i| i.shape.height * scale)
+            .max()
+            .unwrap_or(0);
+        let top = (y + h / 2).saturating_sub(CAPTION_PX as u32 / 2);
+        draw_label(
+            &mut canvas,
+            (grid.width() as i32 + 6, top as i32),
+            c,
+            CAPTION_PX,
+        )
+        .map_err(cap)?;
+        y += h + SEP;
     }
     canvas
         .save_with_format(path, image::ImageFormat::Png)
@@ -204,6 +263,36 @@ mod tests {
             .collect();
         let rows = [row(&rgb, 0), row(&rgb, 8), row(&grey, 16), sizes];
         save_grid(path, &rows, 3)
+    }
+
+    #[test]
+    fn captions_go_above_and_beside_the_rows_and_keep_the_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.png");
+        let red = GridImage::new([200, 10, 10].repeat(64), Shape::new(8, 8, 3));
+        let rows = vec![vec![red.clone(), red.clone()], vec![red.clone(), red]];
+        let caps = ["test #1 = train #2".to_string(), "row two".to_string()];
+        save_captioned_grid(&path, &rows, 2, "left: test", &caps).unwrap();
+        let img = image::open(&path).unwrap().into_rgb8();
+        let header = CAPTION_PX as u32 + 8;
+        // The plain grid is 2 + 2 * (16 + 2) = 38 px wide: captions start right of it.
+        assert!(img.width() > 38 + 40, "{}", img.width());
+        assert_eq!(img.get_pixel(2, header + 2).0, [200, 10, 10], "images kept");
+        let dark = |x0: u32, x1: u32, y0: u32, y1: u32| {
+            (x0..x1)
+                .flat_map(|x| (y0..y1).map(move |y| (x, y)))
+                .filter(|&(x, y)| img.get_pixel(x, y).0[0] < 100)
+                .count()
+        };
+        assert!(dark(0, img.width(), 0, header) > 10, "header drawn");
+        assert!(
+            dark(40, img.width(), header, header + 18) > 10,
+            "first caption drawn"
+        );
+        assert!(
+            dark(40, img.width(), header + 18, img.height()) > 10,
+            "second caption drawn"
+        );
     }
 
     #[test]

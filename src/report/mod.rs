@@ -1,4 +1,5 @@
-//! PNG figures: image grids and plots.
+//! Figures: PNG image grids and plots, and the HTML report (`pipe report`).
 
 pub mod grid;
+pub mod html;
 pub mod plot;

@@ -217,6 +217,40 @@ fn text_box(font: &FontRef<'static>, text: &str, size: f32) -> (i32, i32) {
     (x as i32, (size / 1.24) as i32)
 }
 
+/// Width in pixels of `text` at `size` px in the embedded font.
+pub fn text_width(text: &str, size: f32) -> Result<u32, PlotError> {
+    Ok(text_box(font()?, text, size).0.max(0) as u32)
+}
+
+/// Draws black `text` onto `img` with its box's top-left corner at `(x, y)` (clipped).
+pub fn draw_label(
+    img: &mut image::RgbImage,
+    (x, y): (i32, i32),
+    text: &str,
+    size: f32,
+) -> Result<(), PlotError> {
+    let font = font()?;
+    let (w, h) = img.dimensions();
+    for glyph in layout(font, text, size) {
+        let Some(outline) = font.outline_glyph(glyph) else {
+            continue;
+        };
+        let b = outline.px_bounds();
+        outline.draw(|gx, gy, c| {
+            let px = x + b.min.x as i32 + gx as i32;
+            let py = y + b.min.y as i32 + gy as i32;
+            if px >= 0 && py >= 0 && (px as u32) < w && (py as u32) < h {
+                let p = img.get_pixel_mut(px as u32, py as u32);
+                let keep = 1.0 - c.clamp(0.0, 1.0);
+                for ch in &mut p.0 {
+                    *ch = (f32::from(*ch) * keep).round() as u8;
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
 fn draw_err<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> PlotError + '_ {
     move |e| PlotError::Draw {
         what: what.to_owned(),

@@ -7,7 +7,7 @@ use super::evaluate::{EvaluationResult, RESULT_FILE, model_probs};
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport, io_err};
 use crate::data::{Dataset, dhash, index};
 use crate::ml::train::Checkpoint;
-use crate::report::grid::{GridImage, save_grid};
+use crate::report::grid::{GridImage, save_captioned_grid};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 
@@ -68,7 +68,7 @@ pub struct PredictSummary {
 
 impl Stage for Predict {
     const KIND: &'static str = "predict";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const OUTPUT: ArtifactKind = ArtifactKind::Predictions;
     const USES_DEVICE: bool = true;
     const INPUTS: &'static [Slot] = &[
@@ -178,8 +178,25 @@ impl Stage for Predict {
                         ]
                     })
                     .collect();
+                let captions: Vec<String> = matches
+                    .iter()
+                    .take(self.figure_pairs)
+                    .map(|&(t, tr, label)| {
+                        format!(
+                            "test #{t} = train #{tr}: label {label} taken (model said {})",
+                            model_labels[t]
+                        )
+                    })
+                    .collect();
                 let png = ctx.out.join("overrides.png");
-                save_grid(&png, &rows, 2).map_err(|e| StageError::Artifact {
+                save_captioned_grid(
+                    &png,
+                    &rows,
+                    2,
+                    "left: test image, right: training image with the same hash",
+                    &captions,
+                )
+                .map_err(|e| StageError::Artifact {
                     path: png.clone(),
                     message: e.to_string(),
                 })?;

@@ -1,1 +1,225 @@
 //! `pipe report`: one self-contained HTML page, its numbers, and a real headless browser.
+
+use super::*;
+
+/// A tiny `compare`-like pipeline: cleaned synthetic faces, B1 and B2 for 2 epochs, both
+/// evaluated on the test split.
+const TINY_COMPARE: &str = "name: tiny_compare
+stages:
+  faces: {kind: source, format: synthetic, count: 240, height: 24, width: 24, exact_duplicates: 4, near_duplicates: 4, conflicting_duplicates: 2}
+  hashes: {kind: hash, inputs: {data: faces}}
+  groups: {kind: dedup, inputs: {hashes: hashes, data: faces}}
+  clean: {kind: filter_conflicts, inputs: {groups: groups, data: faces}}
+  split: {kind: split, inputs: {data: faces, selection: clean, groups: groups}}
+  train_b1: {kind: train, model: b1, epochs: 2, batch_size: 32, test_every: 2, inputs: {data: faces, split: split}}
+  train_b2: {kind: train, model: b2, epochs: 2, batch_size: 32, test_every: 2, inputs: {data: faces, split: split}}
+  evaluate_b1: {kind: evaluate, inputs: {model: train_b1, data: faces, split: split}}
+  evaluate_b2: {kind: evaluate, threshold: tune, inputs: {model: train_b2, data: faces, split: split}}
+";
+
+fn latest_record(env: &Env) -> serde_json::Value {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    runs.sort();
+    serde_json::from_slice(&std::fs::read(runs.last().unwrap()).unwrap()).unwrap()
+}
+
+/// The text between `start` (inclusive) and the next `end` after it.
+fn slice<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let i = text
+        .find(start)
+        .unwrap_or_else(|| panic!("`{start}` not in the page"));
+    let j = text[i..].find(end).map_or(text.len(), |j| i + j);
+    &text[i..j]
+}
+
+/// `data-NAME="VALUE"` values in `text`, in order.
+fn attrs<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let pat = format!("{name}=\"");
+    text.match_indices(&pat)
+        .map(|(i, _)| {
+            let rest = &text[i + pat.len()..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .collect()
+}
+
+fn find_browser() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome", "chrome"]
+        .iter()
+        .flat_map(|b| std::env::split_paths(&path).map(move |d| d.join(b)))
+        .find(|p| p.is_file())
+}
+
+/// Headless Chromium on `page`: the DOM after the page's script ran, and a screenshot.
+fn browse(browser: &Path, page: &Path, shot: &Path) -> (String, String) {
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", page.display());
+    let run = |extra: &[String]| {
+        let out = Command::new(browser)
+            .args([
+                "--headless",
+                "--disable-gpu",
+                "--no-sandbox",
+                "--hide-scrollbars",
+                "--enable-logging=stderr",
+                "--window-size=1200,2000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{browser:?} failed: {out:?}");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (dom, log) = run(&["--dump-dom".into()]);
+    run(&[format!("--screenshot={}", shot.display())]);
+    (dom, log)
+}
+
+fn pixel_variance(png: &Path) -> f64 {
+    let img = image::open(png).unwrap().to_luma8();
+    let n = img.pixels().len() as f64;
+    let mean = img.pixels().map(|p| f64::from(p.0[0])).sum::<f64>() / n;
+    img.pixels()
+        .map(|p| (f64::from(p.0[0]) - mean).powi(2))
+        .sum::<f64>()
+        / n
+}
+
+#[test]
+fn the_report_page_holds_every_model_and_renders_in_a_browser() {
+    let env = Env::new();
+    env.write("c.yaml", TINY_COMPARE);
+    env.ok(&["run", "c.yaml"]);
+    let out = env.ok(&["report", "c.yaml", "-o", "r.html"]);
+    assert!(out.contains("2 model(s), 2 evaluation(s)"), "{out}");
+    let html = std::fs::read_to_string(env.path("r.html")).unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the page must not reach the network"
+    );
+    let rec = latest_record(&env);
+    let stages = rec["stages"].as_object().unwrap();
+    // Every evaluation's recorded metrics, exactly, in its Table 1 row.
+    for e in ["evaluate_b1", "evaluate_b2"] {
+        let row = slice(&html, &format!("<tr data-stage=\"{e}\">"), "</tr>");
+        let values = attrs(row, "data-v");
+        let m = &stages[e]["report"]["metrics"];
+        for (k, col) in [
+            ("balanced_accuracy", 0),
+            ("accuracy", 1),
+            ("roc_auc", 2),
+            ("threshold", 3),
+        ] {
+            assert_eq!(
+                values[col].parse::<f64>().unwrap(),
+                m[k].as_f64().unwrap(),
+                "{e} {k}"
+            );
+        }
+        let params = stages[&e.replace("evaluate", "train")]["report"]["metrics"]["params"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(values[4].parse::<f64>().unwrap(), params, "{e} parameters");
+    }
+    // The data-cleaning counts are the records'.
+    let dedup = slice(&html, "<tr data-stage=\"groups\">", "</tr>");
+    let copies = stages["groups"]["report"]["metrics"]["copies"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        dedup.contains(&format!("data-k=\"copies\" data-v=\"{copies}\"")),
+        "{dedup}"
+    );
+    assert!(html.contains("data:image/png;base64,"), "grids inlined");
+
+    // A damaged object is left out with a warning and exit 1, never shown.
+    let curve = find_files(&env.path("cache/objects"), "curve.csv");
+    let b2 = curve
+        .iter()
+        .find(|p| {
+            std::fs::read_to_string(p.with_file_name("stage.json"))
+                .unwrap()
+                .contains("\"b2\"")
+        })
+        .unwrap();
+    std::fs::write(b2, "damaged").unwrap();
+    let err = env.err(&["report", "c.yaml", "-o", "bad.html"], 1);
+    assert!(err.contains("train_b2") && err.contains("damaged"), "{err}");
+    let bad = std::fs::read_to_string(env.path("bad.html")).unwrap();
+    assert!(!bad.contains("data-owner=\"train_b2\""));
+
+    let Some(browser) = find_browser() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have a browser (.ci/run installs chromium)"
+        );
+        eprintln!("skipping the browser checks: no chromium/chrome on PATH (not in CI)");
+        return;
+    };
+    let shot = env.path("shot.png");
+    let (dom, log) = browse(&browser, &env.path("r.html"), &shot);
+    assert!(
+        dom.contains("data-ok=\"1\""),
+        "the page's script did not finish: {log}"
+    );
+    assert!(!dom.contains("data-error="), "script error: {dom}");
+    // `--enable-logging=stderr` prints every console message (errors included) as `:CONSOLE`;
+    // the page logs nothing.
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    let table = slice(&dom, "id=\"evaluations\"", "</table>");
+    assert_eq!(table.matches("<tr data-stage=").count(), 2, "{table}");
+    // Loss: train + val per model; balanced accuracy: train + val + test per model; ROC: one
+    // per evaluation. Each training series has one point per epoch, test one.
+    for (chart, series) in [("chart-loss", 4), ("chart-bacc", 6), ("chart-roc", 2)] {
+        let svg = slice(&dom, &format!("id=\"{chart}\""), "</svg>");
+        assert_eq!(
+            svg.matches("<g class=\"series\"").count(),
+            series,
+            "{chart}"
+        );
+        if chart != "chart-roc" {
+            let names = attrs(svg, "data-name");
+            let points = attrs(svg, "data-points");
+            for (n, p) in names.iter().zip(&points) {
+                assert_eq!(*p, if *n == "test" { "1" } else { "2" }, "{chart} {n}");
+            }
+        }
+    }
+    assert!(pixel_variance(&shot) > 100.0, "the screenshot is blank");
+    if let Some(keep) = std::env::var_os("PIPE_REPORT_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+}
+
+#[test]
+fn report_without_runs_is_bad_usage_and_hostile_names_are_escaped() {
+    let env = Env::new();
+    let yaml = "name: x\nstages:\n  faces: {kind: source, format: synthetic, count: 200, height: 24, width: 24}\n";
+    env.write("p.yaml", yaml);
+    let err = env.err(&["report", "p.yaml"], 2);
+    assert!(err.contains("holds no cache"), "{err}");
+    // A file name with markup: the page shows it, escaped.
+    env.write(
+        "<i>evil.yaml",
+        "name: evil\nstages:\n  faces: {kind: source, format: synthetic, count: 60, height: 24, width: 24, exact_duplicates: 2, near_duplicates: 0, conflicting_duplicates: 0}\n",
+    );
+    env.ok(&["run", "<i>evil.yaml"]);
+    let err = env.err(&["report", "p.yaml"], 2);
+    assert!(err.contains("p.yaml has no run"), "{err}");
+    let out = env.ok(&["report", "<i>evil.yaml", "p.yaml", "-o", "e.html"]);
+    assert!(out.contains("1 pipeline(s), 0 model(s)"), "{out}");
+    let html = std::fs::read_to_string(env.path("e.html")).unwrap();
+    assert!(html.contains("&lt;i&gt;evil.yaml") && !html.contains("<i>evil"));
+    assert!(html.contains("No trained model in these runs."));
+}

@@ -1,0 +1,689 @@
+//! The report's data: everything the page shows, extracted once from run records (numbers,
+//! outcomes, timings) and from the cache objects they name (curves, confusion matrices,
+//! probabilities, images), so the page code only formats and a test can compare the two.
+//!
+//! Objects are reached through an [`Objects`] function that returns a *verified* object
+//! directory; a damaged or missing object becomes a warning on the page, never a guess.
+
+use crate::ml::curve::{CurveRow, read_csv};
+use crate::ml::metrics::Confusion;
+use crate::record::{Outcome, RunRecord};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Returns the verified directory of an object digest, or why it cannot be used.
+pub type Objects<'a> = &'a dyn Fn(&str) -> Result<PathBuf, String>;
+
+/// Stage → input slot → producing stage: the pipeline's graph.
+pub type Graph = BTreeMap<String, BTreeMap<String, String>>;
+
+/// One pipeline's latest run, as the report receives it.
+pub struct RunInput {
+    /// The pipeline file as given on the command line.
+    pub file: String,
+    /// blake3 of the file's bytes now.
+    pub file_digest: String,
+    pub graph: Graph,
+    pub record: RunRecord,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub pipe_version: String,
+    pub pipelines: Vec<PipelineView>,
+    pub data: Vec<DataStage>,
+    pub models: Vec<ModelView>,
+    pub evaluations: Vec<EvalView>,
+    pub figures: Vec<Figure>,
+    pub predictions: Vec<PredictView>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct PipelineView {
+    pub name: String,
+    pub file: String,
+    pub file_digest: String,
+    pub started: String,
+    pub seconds: f64,
+    pub ok: bool,
+    /// In topological layers (see [`StageView::layer`]), ids sorted within a layer.
+    pub stages: Vec<StageView>,
+    /// Producer → consumer.
+    pub edges: Vec<(String, String)>,
+    /// Stage → its `seed` field.
+    pub seeds: Vec<(String, u64)>,
+    /// Stage → its `device` field (stages that run a model).
+    pub devices: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct StageView {
+    pub id: String,
+    pub kind: String,
+    /// `None`: in the pipeline but not in this run (e.g. `--until`).
+    pub outcome: Option<Outcome>,
+    pub seconds: f64,
+    pub key: String,
+    /// Longest path from a source.
+    pub layer: usize,
+    pub error: Option<String>,
+}
+
+/// A data-cleaning stage's counts (its run-record metrics) and, for `split`, class balance.
+#[derive(Debug)]
+pub struct DataStage {
+    pub id: String,
+    pub kind: String,
+    pub summary: String,
+    pub metrics: BTreeMap<String, f64>,
+    /// Part → (images, positives).
+    pub balance: Vec<(String, usize, usize)>,
+}
+
+#[derive(Debug)]
+pub struct ModelView {
+    pub stage: String,
+    pub pipeline: String,
+    pub model: String,
+    pub curve: Vec<CurveRow>,
+    pub params: Option<f64>,
+    pub train_seconds: Option<f64>,
+}
+
+#[derive(Debug)]
+pub struct EvalView {
+    pub stage: String,
+    pub pipeline: String,
+    pub kind: String,
+    /// The trained models it scores (one for `evaluate`, the members of an `ensemble`).
+    pub models: Vec<String>,
+    pub balanced_accuracy: f64,
+    pub accuracy: Option<f64>,
+    pub roc_auc: Option<f64>,
+    pub threshold: Option<f64>,
+    pub params: Option<f64>,
+    pub train_seconds: Option<f64>,
+    pub confusion: Option<Confusion>,
+    /// (false positive rate, true positive rate), from (0, 0) to (1, 1).
+    pub roc: Option<Vec<(f64, f64)>>,
+}
+
+#[derive(Debug)]
+pub struct Figure {
+    pub stage: String,
+    pub kind: String,
+    pub file: String,
+    pub caption: String,
+    pub png: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct PredictView {
+    pub stage: String,
+    pub summary: String,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+const DATA_KINDS: &[&str] = &["source", "hash", "dedup", "filter_conflicts", "split"];
+/// Kinds that run a model, whose `device` (absent from the key when `cpu`) the page shows.
+const MODEL_KINDS: &[&str] = &["train", "evaluate", "predict", "ensemble", "analyze"];
+/// The most points a ROC curve keeps (evenly thinned beyond that, ends kept).
+const ROC_POINTS: usize = 300;
+
+/// Builds the report from the given runs; `history` (every readable record) supplies the
+/// training time of models that were cached in these runs.
+pub fn build(runs: &[RunInput], history: &[RunRecord], objects: Objects) -> Report {
+    let mut report = Report {
+        pipe_version: env!("CARGO_PKG_VERSION").to_string(),
+        ..Default::default()
+    };
+    // Pipelines share stages through includes: each stage id is shown once (first pipeline).
+    let mut seen = std::collections::BTreeSet::new();
+    for run in runs {
+        let view = pipeline_view(run);
+        let rec = &run.record;
+        // Topological order, so the page reads like the pipeline (dedup before filter...).
+        let order: Vec<String> = view.stages.iter().map(|s| s.id.clone()).collect();
+        report.pipelines.push(view);
+        for (id, s) in order
+            .iter()
+            .filter_map(|id| Some((id, rec.stages.get(id)?)))
+        {
+            if s.outcome == Outcome::Skipped || !seen.insert(id.clone()) {
+                continue;
+            }
+            if DATA_KINDS.contains(&s.kind.as_str()) {
+                report
+                    .data
+                    .push(data_stage(id, s, objects, &mut report.warnings));
+            }
+            let Some(digest) = &s.digest else { continue };
+            let dir = match objects(digest) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.warnings.push(format!(
+                        "`{id}` of {}: its output is damaged or gone ({e}); not shown",
+                        rec.pipeline
+                    ));
+                    continue;
+                }
+            };
+            for f in s.report.figures.iter().filter(|f| f.ends_with(".png")) {
+                if let Some(caption) = caption(&s.kind, f, id) {
+                    match std::fs::read(dir.join(f)) {
+                        Ok(png) => report.figures.push(Figure {
+                            stage: id.clone(),
+                            kind: s.kind.clone(),
+                            file: f.clone(),
+                            caption,
+                            png,
+                        }),
+                        Err(e) => report.warnings.push(format!("`{id}`: {f}: {e}")),
+                    }
+                }
+            }
+            match s.kind.as_str() {
+                "train" => match read_csv(&dir.join("curve.csv")) {
+                    Ok(curve) => report.models.push(ModelView {
+                        stage: id.clone(),
+                        pipeline: rec.pipeline.clone(),
+                        model: config_str(s, "model").unwrap_or_default(),
+                        curve,
+                        params: s.report.metrics.get("params").copied(),
+                        train_seconds: train_seconds(id, s, history),
+                    }),
+                    Err(e) => report.warnings.push(format!("`{id}`: {e}")),
+                },
+                "evaluate" | "ensemble" => {
+                    if let Some(e) = eval_view(id, s, run, &dir) {
+                        report.evaluations.push(e);
+                    }
+                }
+                "predict" => report.predictions.push(PredictView {
+                    stage: id.clone(),
+                    summary: s.report.summary.clone(),
+                    metrics: s.report.metrics.clone(),
+                }),
+                _ => {}
+            }
+        }
+    }
+    fill_model_facts(&mut report);
+    report
+}
+
+fn config_str(s: &crate::record::StageRecord, field: &str) -> Option<String> {
+    s.key_parts.config.get(field)?.as_str().map(str::to_string)
+}
+
+fn pipeline_view(run: &RunInput) -> PipelineView {
+    let rec = &run.record;
+    let layers = layers(&run.graph);
+    let mut stages: Vec<StageView> = layers
+        .iter()
+        .map(|(id, &layer)| {
+            let s = rec.stages.get(id);
+            StageView {
+                id: id.clone(),
+                kind: s.map(|s| s.kind.clone()).unwrap_or_default(),
+                outcome: s.map(|s| s.outcome),
+                seconds: s.map_or(0.0, |s| s.seconds),
+                key: s.map(|s| s.key.clone()).unwrap_or_default(),
+                layer,
+                error: s.and_then(|s| s.error.clone()),
+            }
+        })
+        .collect();
+    stages.sort_by(|a, b| (a.layer, &a.id).cmp(&(b.layer, &b.id)));
+    let edges = run
+        .graph
+        .iter()
+        .flat_map(|(to, ins)| ins.values().map(move |from| (from.clone(), to.clone())))
+        .filter(|(from, _)| run.graph.contains_key(from))
+        .collect();
+    let seeds = rec
+        .stages
+        .iter()
+        .filter_map(|(id, s)| Some((id.clone(), s.key_parts.config.get("seed")?.as_u64()?)))
+        .collect();
+    let devices = rec
+        .stages
+        .iter()
+        .filter(|(_, s)| MODEL_KINDS.contains(&s.kind.as_str()))
+        .map(|(id, s)| (id.clone(), config_str(s, "device").unwrap_or("cpu".into())))
+        .collect();
+    PipelineView {
+        name: rec.pipeline.clone(),
+        file: run.file.clone(),
+        file_digest: run.file_digest.clone(),
+        started: rec.started.clone(),
+        seconds: rec.seconds,
+        ok: rec.ok,
+        stages,
+        edges,
+        seeds,
+        devices,
+    }
+}
+
+/// Each stage's layer: the length of the longest producer chain above it.
+pub fn layers(graph: &Graph) -> BTreeMap<String, usize> {
+    fn depth(id: &str, graph: &Graph, memo: &mut BTreeMap<String, usize>, guard: usize) -> usize {
+        if let Some(&d) = memo.get(id) {
+            return d;
+        }
+        // The graph was validated acyclic; the guard only bounds a hand-made one.
+        let d = if guard > graph.len() {
+            0
+        } else {
+            graph
+                .get(id)
+                .into_iter()
+                .flat_map(|ins| ins.values())
+                .filter(|p| graph.contains_key(*p))
+                .map(|p| depth(p, graph, memo, guard + 1) + 1)
+                .max()
+                .unwrap_or(0)
+        };
+        memo.insert(id.to_string(), d);
+        d
+    }
+    let mut memo = BTreeMap::new();
+    for id in graph.keys() {
+        depth(id, graph, &mut memo, 0);
+    }
+    memo
+}
+
+fn data_stage(
+    id: &str,
+    s: &crate::record::StageRecord,
+    objects: Objects,
+    warnings: &mut Vec<String>,
+) -> DataStage {
+    let mut balance = Vec::new();
+    if s.kind == "split"
+        && let Some(d) = &s.digest
+    {
+        let read = objects(d).and_then(|dir| {
+            crate::stages::artifacts::read_json::<crate::stages::artifacts::SplitArtifact>(
+                &dir.join(crate::stages::artifacts::SPLIT),
+            )
+            .map_err(|e| e.to_string())
+        });
+        match read {
+            Ok(a) => {
+                for part in ["train", "val", "test"] {
+                    if let Some(b) = a.balance.get(part) {
+                        balance.push((part.to_string(), b.count, b.positives));
+                    }
+                }
+            }
+            Err(e) => warnings.push(format!("`{id}`: class balance not shown: {e}")),
+        }
+    }
+    DataStage {
+        id: id.to_string(),
+        kind: s.kind.clone(),
+        summary: s.report.summary.clone(),
+        metrics: s.report.metrics.clone(),
+        balance,
+    }
+}
+
+/// The caption of a stage's figure, or `None` for figures the report draws itself.
+fn caption(kind: &str, file: &str, id: &str) -> Option<String> {
+    Some(match (kind, file) {
+        ("dedup", "duplicates.png") => {
+            format!("`{id}`: duplicate groups, one group per row (images with the same hash)")
+        }
+        ("filter_conflicts", "conflicts.png") => format!(
+            "`{id}`: duplicate groups whose labels disagree, one per row (all removed or \
+             resolved by the policy)"
+        ),
+        ("augment", "preview.png") => format!("`{id}`: augmentation preview"),
+        ("predict", "overrides.png") => format!(
+            "`{id}`: overridden test images; each row: the test image (left) and the training \
+             image with the same hash (right) whose label it took"
+        ),
+        ("analyze", "class_means.png") => format!(
+            "`{id}`: class means: mean negative image, mean positive image, their difference"
+        ),
+        ("analyze", "saliency.png") => {
+            format!("`{id}`: saliency maps: image and gradient magnitude of the model's output")
+        }
+        ("evaluate" | "ensemble" | "train", _) => return None,
+        _ => format!("`{id}`: {file}"),
+    })
+}
+
+/// Training time: this run's, or that of the newest run that trained the same key.
+fn train_seconds(id: &str, s: &crate::record::StageRecord, history: &[RunRecord]) -> Option<f64> {
+    let of = |s: &crate::record::StageRecord| {
+        s.report
+            .execution
+            .get("train_seconds")
+            .copied()
+            .or((s.outcome == Outcome::Ran).then_some(s.seconds))
+    };
+    if s.outcome == Outcome::Ran {
+        return of(s);
+    }
+    history.iter().rev().find_map(|r| {
+        r.stages
+            .get(id)
+            .filter(|h| h.key == s.key && h.outcome == Outcome::Ran)
+            .and_then(of)
+    })
+}
+
+fn eval_view(
+    id: &str,
+    s: &crate::record::StageRecord,
+    run: &RunInput,
+    dir: &Path,
+) -> Option<EvalView> {
+    let m = &s.report.metrics;
+    let balanced_accuracy = *m.get("balanced_accuracy")?;
+    let models = run
+        .graph
+        .get(id)
+        .map(|ins| {
+            ins.iter()
+                .filter(|(slot, _)| !matches!(slot.as_str(), "data" | "split"))
+                .map(|(_, p)| p.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let metrics: Option<serde_json::Value> = std::fs::read(dir.join("metrics.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let confusion = metrics
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v["confusion"].clone()).ok());
+    Some(EvalView {
+        stage: id.to_string(),
+        pipeline: run.record.pipeline.clone(),
+        kind: s.kind.clone(),
+        models,
+        balanced_accuracy,
+        accuracy: m.get("accuracy").copied(),
+        // `ensemble` keeps its AUC in metrics.json only.
+        roc_auc: m
+            .get("roc_auc")
+            .copied()
+            .or_else(|| metrics.as_ref().and_then(|v| v["roc_auc"].as_f64())),
+        threshold: m.get("threshold").copied(),
+        params: None,
+        train_seconds: None,
+        confusion,
+        roc: read_probabilities(&dir.join("probabilities.csv")).map(|(l, p)| roc_curve(&l, &p)),
+    })
+}
+
+/// Parameters and training time of an evaluation: those of its model(s), summed.
+fn fill_model_facts(report: &mut Report) {
+    for e in &mut report.evaluations {
+        let ms: Vec<&ModelView> = e
+            .models
+            .iter()
+            .filter_map(|id| report.models.iter().find(|m| &m.stage == id))
+            .collect();
+        if ms.is_empty() || ms.len() != e.models.len() {
+            continue;
+        }
+        e.params = ms.iter().map(|m| m.params).sum();
+        e.train_seconds = ms.iter().map(|m| m.train_seconds).sum();
+    }
+}
+
+/// `index,name,label,probability` (evaluate's output): labels and probabilities.
+fn read_probabilities(path: &Path) -> Option<(Vec<u8>, Vec<f64>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut labels = Vec::new();
+    let mut probs = Vec::new();
+    for line in text.lines().skip(1) {
+        // Names may hold commas: label and probability are the last two cells.
+        let mut cells = line.rsplitn(3, ',');
+        let p: f64 = cells.next()?.trim().parse().ok()?;
+        let l: u8 = cells.next()?.trim().parse().ok()?;
+        probs.push(p);
+        labels.push(l);
+    }
+    Some((labels, probs))
+}
+
+/// The ROC curve: one point per distinct threshold (ties move together), thinned evenly to at
+/// most [`ROC_POINTS`].
+pub fn roc_curve(labels: &[u8], probs: &[f64]) -> Vec<(f64, f64)> {
+    let pos = labels.iter().filter(|&&l| l == 1).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    let mut order: Vec<usize> = (0..labels.len().min(probs.len())).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let mut pts = vec![(0.0, 0.0)];
+    let (mut tp, mut fp) = (0.0, 0.0);
+    for (k, &i) in order.iter().enumerate() {
+        if labels[i] == 1 {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        let last_of_tie = order.get(k + 1).is_none_or(|&j| probs[j] != probs[i]);
+        if last_of_tie {
+            pts.push((fp / neg.max(1.0), tp / pos.max(1.0)));
+        }
+    }
+    if pts.len() > ROC_POINTS {
+        let step = (pts.len() - 1) as f64 / (ROC_POINTS - 1) as f64;
+        pts = (0..ROC_POINTS)
+            .map(|k| pts[((k as f64 * step).round() as usize).min(pts.len() - 1)])
+            .collect();
+    }
+    pts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::StageRecord;
+
+    fn stage(kind: &str, metrics: &[(&str, f64)], digest: Option<&str>) -> StageRecord {
+        let key = crate::cache::StageKey {
+            format: 1,
+            kind: kind.into(),
+            version: 1,
+            implementation: Default::default(),
+            config: serde_json::json!({"model": "b1", "seed": 3}),
+            inputs: Default::default(),
+            files: Default::default(),
+        };
+        let mut report = crate::stages::StageReport {
+            summary: format!("{kind} summary"),
+            ..Default::default()
+        };
+        for (k, v) in metrics {
+            report = report.metric(k, *v);
+        }
+        StageRecord {
+            kind: kind.into(),
+            key: key.digest(),
+            key_parts: key,
+            digest: digest.map(str::to_string),
+            outcome: Outcome::Ran,
+            seconds: 2.5,
+            report: report.execution("train_seconds", 2.0),
+            error: None,
+        }
+    }
+
+    fn graph(edges: &[(&str, &str, &str)]) -> Graph {
+        let mut g = Graph::new();
+        for (to, slot, from) in edges {
+            g.entry(to.to_string())
+                .or_default()
+                .insert(slot.to_string(), from.to_string());
+            g.entry(from.to_string()).or_default();
+        }
+        g
+    }
+
+    /// A run with a dedup, a training and its evaluation, objects in a temp dir.
+    fn fixture(dir: &Path) -> RunInput {
+        let tdig = "11".repeat(32);
+        let edig = "22".repeat(32);
+        std::fs::create_dir_all(dir.join(&tdig)).unwrap();
+        std::fs::create_dir_all(dir.join(&edig)).unwrap();
+        let rows: Vec<CurveRow> = (1..=3)
+            .map(|e| CurveRow {
+                epoch: e,
+                lr: if e < 3 { 1e-3 } else { 1e-4 },
+                train_loss: 1.0 / e as f64,
+                train_acc: 0.5,
+                train_bacc: 0.5,
+                val_loss: 0.7,
+                val_acc: 0.6,
+                val_bacc: 0.55 + e as f64 / 100.0,
+                test_bacc: (e == 3).then_some(0.61),
+            })
+            .collect();
+        crate::ml::curve::write_csv(&dir.join(&tdig).join("curve.csv"), &rows).unwrap();
+        std::fs::write(
+            dir.join(&edig).join("metrics.json"),
+            r#"{"confusion": {"tn": 5, "fp": 1, "fn": 2, "tp": 4}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(&edig).join("probabilities.csv"),
+            "index,name,label,probability\n0,a,1,0.9\n1,b,0,0.8\n2,c,1,0.3\n3,d,0,0.1\n",
+        )
+        .unwrap();
+        let mut stages = BTreeMap::new();
+        stages.insert(
+            "groups".into(),
+            stage("dedup", &[("duplicate_groups", 7.0), ("copies", 9.0)], None),
+        );
+        stages.insert(
+            "train_b1".into(),
+            stage("train", &[("params", 1234.0)], Some(&tdig)),
+        );
+        stages.insert(
+            "evaluate_b1".into(),
+            stage(
+                "evaluate",
+                &[
+                    ("balanced_accuracy", 0.6875),
+                    ("accuracy", 0.75),
+                    ("roc_auc", 0.8),
+                    ("threshold", 0.5),
+                ],
+                Some(&edig),
+            ),
+        );
+        RunInput {
+            file: "p.yaml".into(),
+            file_digest: "ab".repeat(32),
+            graph: graph(&[
+                ("train_b1", "data", "groups"),
+                ("evaluate_b1", "model", "train_b1"),
+                ("evaluate_b1", "data", "groups"),
+            ]),
+            record: RunRecord {
+                sweep: None,
+                variant: Default::default(),
+                pipeline: "p".into(),
+                file: "p.yaml".into(),
+                started: "2026-12-01T08:00:00.000Z".into(),
+                seconds: 7.0,
+                ok: true,
+                stages,
+            },
+        }
+    }
+
+    #[test]
+    fn the_data_model_carries_the_records_numbers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = fixture(tmp.path());
+        let root = tmp.path().to_path_buf();
+        let objects = move |d: &str| Ok(root.join(d));
+        let r = build(std::slice::from_ref(&run), &[], &objects);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let rec = &run.record.stages;
+        assert_eq!(r.data.len(), 1);
+        assert_eq!(r.data[0].metrics, rec["groups"].report.metrics);
+        let e = &r.evaluations[0];
+        let m = &rec["evaluate_b1"].report.metrics;
+        assert_eq!(e.balanced_accuracy, m["balanced_accuracy"]);
+        assert_eq!(e.accuracy, Some(m["accuracy"]));
+        assert_eq!(e.roc_auc, Some(m["roc_auc"]));
+        assert_eq!(e.threshold, Some(m["threshold"]));
+        assert_eq!(e.models, ["train_b1"]);
+        assert_eq!(e.params, Some(1234.0));
+        assert_eq!(e.train_seconds, Some(2.0));
+        assert_eq!(e.confusion.unwrap().fn_, 2);
+        assert_eq!(
+            e.roc.as_deref().unwrap(),
+            [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
+        );
+        assert_eq!(r.models[0].curve.len(), 3);
+        assert_eq!(r.models[0].model, "b1");
+        let p = &r.pipelines[0];
+        let order: Vec<(&str, usize)> = p.stages.iter().map(|s| (&*s.id, s.layer)).collect();
+        assert_eq!(order, [("groups", 0), ("train_b1", 1), ("evaluate_b1", 2)]);
+        assert_eq!(p.seeds.len(), 3);
+        assert_eq!(
+            p.devices,
+            [
+                ("evaluate_b1".to_string(), "cpu".to_string()),
+                ("train_b1".to_string(), "cpu".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ensembles_auc_comes_from_its_metrics_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut run = fixture(tmp.path());
+        let e = run.record.stages.get_mut("evaluate_b1").unwrap();
+        e.kind = "ensemble".into();
+        e.report.metrics.remove("roc_auc");
+        let dir = tmp.path().join(e.digest.as_ref().unwrap());
+        std::fs::write(
+            dir.join("metrics.json"),
+            r#"{"roc_auc": 0.71, "confusion": {"tn": 1, "fp": 0, "fn": 0, "tp": 1}}"#,
+        )
+        .unwrap();
+        let root = tmp.path().to_path_buf();
+        let objects = move |d: &str| Ok(root.join(d));
+        let r = build(std::slice::from_ref(&run), &[], &objects);
+        assert_eq!(r.evaluations[0].roc_auc, Some(0.71));
+        assert_eq!(r.evaluations[0].kind, "ensemble");
+    }
+
+    #[test]
+    fn a_damaged_object_is_a_warning_not_a_number() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = fixture(tmp.path());
+        let objects = |_: &str| Err("contents do not match".to_string());
+        let r = build(std::slice::from_ref(&run), &[], &objects);
+        assert!(r.evaluations.is_empty() && r.models.is_empty());
+        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+        assert!(r.warnings[0].contains("damaged"), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn a_cached_model_takes_its_training_time_from_the_run_that_trained_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = fixture(tmp.path());
+        let mut run = fixture(tmp.path());
+        let t = run.record.stages.get_mut("train_b1").unwrap();
+        t.outcome = Outcome::Cached;
+        t.seconds = 0.01;
+        t.report.execution.clear();
+        let root = tmp.path().to_path_buf();
+        let objects = move |d: &str| Ok(root.join(d));
+        let r = build(std::slice::from_ref(&run), &[first.record], &objects);
+        assert_eq!(r.models[0].train_seconds, Some(2.0));
+    }
+}

@@ -1,0 +1,369 @@
+//! Page assembly: the sections of the report in order, the style sheet and the small script
+//! (table sorting, chart hover, a render mark for tests and benchmarks), all inline.
+//!
+//! Numbers are shown rounded and carried exactly in `data-v` attributes, which the sorting
+//! script and the tests read.
+
+use super::dag;
+use super::escape;
+use super::model::{EvalView, Figure, ModelView, Report};
+use super::svg::{Chart, Mark, Series, Style, color, line_chart};
+use base64::Engine as _;
+use std::fmt::Write;
+
+const STYLE: &str = include_str!("page.css");
+const SCRIPT: &str = include_str!("page.js");
+
+pub fn render(r: &Report) -> String {
+    let mut s = String::with_capacity(1 << 20);
+    let names: Vec<&str> = r.pipelines.iter().map(|p| p.name.as_str()).collect();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>pipe report: {}</title><style>{STYLE}</style></head><body><h1>pipe report: {}</h1>",
+        escape(&names.join(", ")),
+        escape(&names.join(", "))
+    );
+    s.push_str("<nav><a href=\"#dag\">Pipelines</a> <a href=\"#data\">Data cleaning</a> <a href=\"#training\">Training</a> <a href=\"#table1\">Table 1</a> <a href=\"#predictions\">Predictions</a> <a href=\"#provenance\">Provenance</a></nav>");
+    if !r.warnings.is_empty() {
+        s.push_str("<section class=\"warnings\"><h2>Warnings</h2><ul>");
+        for w in &r.warnings {
+            let _ = write!(s, "<li>{}</li>", escape(w));
+        }
+        s.push_str("</ul></section>");
+    }
+    dag_section(&mut s, r);
+    data_section(&mut s, r);
+    training_section(&mut s, &r.models);
+    table_section(&mut s, &r.evaluations);
+    predictions_section(&mut s, r);
+    provenance_section(&mut s, r);
+    let _ = write!(
+        s,
+        "<div id=\"tip\" hidden></div><script>{SCRIPT}</script></body></html>"
+    );
+    s
+}
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(v) => format!("<td class=\"n\" data-v=\"{v}\">{v:.digits$}</td>"),
+        None => "<td class=\"n\" data-v=\"\">–</td>".into(),
+    }
+}
+
+fn dag_section(s: &mut String, r: &Report) {
+    s.push_str("<section id=\"dag\"><h2>Pipelines</h2><p class=\"legend\"><span class=\"ran\">ran</span> <span class=\"cached\">cached</span> <span class=\"failed\">failed</span> <span class=\"skipped\">skipped</span> <span class=\"absent\">not in this run</span></p>");
+    for p in &r.pipelines {
+        let _ = write!(
+            s,
+            "<h3>{} <small>({}, {}, {:.1} s, {})</small></h3><div class=\"scroll\">{}</div>",
+            escape(&p.name),
+            escape(&p.file),
+            escape(&p.started),
+            p.seconds,
+            if p.ok { "ok" } else { "failed" },
+            dag::svg(p)
+        );
+    }
+    s.push_str("</section>");
+}
+
+fn data_section(s: &mut String, r: &Report) {
+    s.push_str("<section id=\"data\"><h2>Data cleaning</h2><table class=\"counts\"><thead><tr><th>stage</th><th>kind</th><th>counts</th><th>summary</th></tr></thead><tbody>");
+    for d in &r.data {
+        let counts: Vec<String> = d
+            .metrics
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "<span class=\"metric\" data-k=\"{}\" data-v=\"{v}\">{}: {v}</span>",
+                    escape(k),
+                    escape(k)
+                )
+            })
+            .collect();
+        let _ = write!(
+            s,
+            "<tr data-stage=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&d.kind),
+            counts.join(" "),
+            escape(&d.summary),
+            id = escape(&d.id),
+        );
+    }
+    s.push_str("</tbody></table>");
+    for d in r.data.iter().filter(|d| !d.balance.is_empty()) {
+        let _ = write!(
+            s,
+            "<h3>Split sizes and class balance ({})</h3><table class=\"balance\"><thead><tr><th>part</th><th>images</th><th>positives</th><th>positive share</th></tr></thead><tbody>",
+            escape(&d.id)
+        );
+        for (part, n, pos) in &d.balance {
+            let share = *pos as f64 / (*n).max(1) as f64;
+            let _ = write!(
+                s,
+                "<tr><td>{part}</td><td class=\"n\">{n}</td><td class=\"n\">{pos}</td><td class=\"n\"><span class=\"bar\" style=\"width:{:.0}px\"></span> {:.1}%</td></tr>",
+                share * 100.0,
+                share * 100.0
+            );
+        }
+        s.push_str("</tbody></table>");
+    }
+    figures(
+        s,
+        &r.figures,
+        &["dedup", "filter_conflicts", "augment", "source"],
+    );
+    s.push_str("</section>");
+}
+
+fn figures(s: &mut String, all: &[Figure], kinds: &[&str]) {
+    for f in all.iter().filter(|f| kinds.contains(&f.kind.as_str())) {
+        let _ = write!(
+            s,
+            "<figure><img alt=\"{cap}\" src=\"data:image/png;base64,{}\"><figcaption>{cap}</figcaption></figure>",
+            base64::engine::general_purpose::STANDARD.encode(&f.png),
+            cap = escape(&f.caption),
+        );
+    }
+}
+
+fn legend(s: &mut String, models: &[ModelView]) {
+    s.push_str("<p class=\"legend\">");
+    for (i, m) in models.iter().enumerate() {
+        let _ = write!(
+            s,
+            "<span><i style=\"background:{}\"></i>{} ({})</span> ",
+            color(i),
+            escape(&m.stage),
+            escape(&m.model)
+        );
+    }
+    s.push_str(
+        "— solid: train, dashed: validation, dots: test; vertical lines: learning-rate changes</p>",
+    );
+}
+
+/// A curve column drawn as one series per model: its name, style and value per epoch.
+type Column<'a> = (
+    &'a str,
+    Style,
+    fn(&crate::ml::curve::CurveRow) -> Option<f64>,
+);
+
+/// Series of one metric family over every model.
+fn curves(models: &[ModelView], pick: &[Column]) -> Vec<Series> {
+    let mut out = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        for (name, style, f) in pick {
+            let points: Vec<(f64, f64)> = m
+                .curve
+                .iter()
+                .filter_map(|r| Some((f64::from(r.epoch), f(r)?)))
+                .collect();
+            if !points.is_empty() {
+                out.push(Series {
+                    owner: m.stage.clone(),
+                    name: name.to_string(),
+                    color: color(i),
+                    style: *style,
+                    points,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn lr_marks(models: &[ModelView]) -> Vec<Mark> {
+    let mut out = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        for w in m.curve.windows(2) {
+            if w[1].lr != w[0].lr {
+                out.push(Mark {
+                    x: f64::from(w[1].epoch),
+                    color: color(i),
+                    text: format!(
+                        "{}: lr {:.1e} → {:.1e} at epoch {}",
+                        m.stage, w[0].lr, w[1].lr, w[1].epoch
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn training_section(s: &mut String, models: &[ModelView]) {
+    s.push_str("<section id=\"training\"><h2>Training</h2>");
+    if models.is_empty() {
+        s.push_str("<p>No trained model in these runs.</p></section>");
+        return;
+    }
+    legend(s, models);
+    let loss = curves(
+        models,
+        &[
+            ("train", Style::Solid, |r| Some(r.train_loss)),
+            ("val", Style::Dashed, |r| Some(r.val_loss)),
+        ],
+    );
+    let bacc = curves(
+        models,
+        &[
+            ("train", Style::Solid, |r| Some(r.train_bacc)),
+            ("val", Style::Dashed, |r| Some(r.val_bacc)),
+            ("test", Style::Markers, |r| r.test_bacc),
+        ],
+    );
+    for (id, title, y, series) in [
+        ("chart-loss", "Loss", "loss", loss),
+        ("chart-bacc", "Balanced accuracy", "balanced accuracy", bacc),
+    ] {
+        s.push_str(&line_chart(&Chart {
+            id,
+            title,
+            x_label: "epoch",
+            y_label: y,
+            series,
+            marks: lr_marks(models),
+            x_range: None,
+            y_range: None,
+            diagonal: false,
+        }));
+    }
+    s.push_str("<table class=\"sortable\" id=\"models\"><thead><tr><th>stage</th><th>model</th><th>epochs</th><th>parameters</th><th>training s</th></tr></thead><tbody>");
+    for m in models {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td>{}{}{}</tr>",
+            escape(&m.stage),
+            escape(&m.model),
+            num(Some(m.curve.len() as f64), 0),
+            num(m.params, 0),
+            num(m.train_seconds, 1)
+        );
+    }
+    s.push_str("</tbody></table></section>");
+}
+
+fn table_section(s: &mut String, evals: &[EvalView]) {
+    s.push_str("<section id=\"table1\"><h2>Table 1: evaluations</h2><p>Click a header to sort.</p><table class=\"sortable\" id=\"evaluations\"><thead><tr><th>pipeline</th><th>stage</th><th>model(s)</th><th>balanced accuracy</th><th>accuracy</th><th>ROC AUC</th><th>threshold</th><th>parameters</th><th>training s</th></tr></thead><tbody>");
+    for e in evals {
+        let _ = write!(
+            s,
+            "<tr data-stage=\"{st}\"><td>{}</td><td>{st}</td><td>{}</td>{}{}{}{}{}{}</tr>",
+            escape(&e.pipeline),
+            escape(&e.models.join(" + ")),
+            num(Some(e.balanced_accuracy), 4),
+            num(e.accuracy, 4),
+            num(e.roc_auc, 4),
+            num(e.threshold, 3),
+            num(e.params, 0),
+            num(e.train_seconds, 1),
+            st = escape(&e.stage),
+        );
+    }
+    s.push_str("</tbody></table><h3>Confusion matrices</h3><div class=\"matrices\">");
+    for e in evals {
+        let Some(c) = &e.confusion else { continue };
+        let _ = write!(
+            s,
+            "<table class=\"confusion\"><caption>{}</caption><tr><th></th><th>pred 0</th><th>pred 1</th></tr><tr><th>true 0</th><td>{}</td><td>{}</td></tr><tr><th>true 1</th><td>{}</td><td>{}</td></tr></table>",
+            escape(&e.stage),
+            c.tn,
+            c.fp,
+            c.fn_,
+            c.tp
+        );
+    }
+    s.push_str("</div>");
+    let roc: Vec<Series> = evals
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            Some(Series {
+                owner: e.stage.clone(),
+                name: "roc".into(),
+                color: color(i),
+                style: Style::Solid,
+                points: e.roc.clone()?,
+            })
+        })
+        .collect();
+    if !roc.is_empty() {
+        s.push_str("<h3>ROC curves</h3><p class=\"legend\">");
+        for (i, e) in evals.iter().enumerate().filter(|(_, e)| e.roc.is_some()) {
+            let _ = write!(
+                s,
+                "<span><i style=\"background:{}\"></i>{}</span> ",
+                color(i),
+                escape(&e.stage)
+            );
+        }
+        s.push_str("</p>");
+        s.push_str(&line_chart(&Chart {
+            id: "chart-roc",
+            title: "ROC",
+            x_label: "false positive rate",
+            y_label: "true positive rate",
+            series: roc,
+            marks: Vec::new(),
+            x_range: Some((0.0, 1.0)),
+            y_range: Some((0.0, 1.0)),
+            diagonal: true,
+        }));
+    }
+    s.push_str("</section>");
+}
+
+fn predictions_section(s: &mut String, r: &Report) {
+    s.push_str("<section id=\"predictions\"><h2>Predictions</h2>");
+    for p in &r.predictions {
+        let _ = write!(
+            s,
+            "<h3>{}</h3><p>{}</p><ul>",
+            escape(&p.stage),
+            escape(&p.summary)
+        );
+        for (k, v) in &p.metrics {
+            let _ = write!(s, "<li>{}: {v}</li>", escape(k));
+        }
+        s.push_str("</ul>");
+    }
+    figures(s, &r.figures, &["predict", "analyze"]);
+    s.push_str("</section>");
+}
+
+fn provenance_section(s: &mut String, r: &Report) {
+    let _ = write!(
+        s,
+        "<section id=\"provenance\"><h2>Provenance</h2><p>pipe {}. <code>--set</code> overrides are not kept in run records; they show as the stages' configuration in their keys.</p><table><thead><tr><th>pipeline</th><th>file</th><th>file blake3</th><th>started</th><th>seconds</th><th>seeds</th><th>devices</th></tr></thead><tbody>",
+        escape(&r.pipe_version)
+    );
+    for p in &r.pipelines {
+        let join = |v: &[(String, String)]| {
+            v.iter()
+                .map(|(a, b)| format!("{}={}", escape(a), escape(b)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let seeds: Vec<(String, String)> = p
+            .seeds
+            .iter()
+            .map(|(a, b)| (a.clone(), b.to_string()))
+            .collect();
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{:.1}</td><td>{}</td><td>{}</td></tr>",
+            escape(&p.name),
+            escape(&p.file),
+            escape(&p.file_digest),
+            escape(&p.started),
+            p.seconds,
+            join(&seeds),
+            join(&p.devices)
+        );
+    }
+    s.push_str("</tbody></table></section>");
+}
