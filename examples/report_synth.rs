@@ -131,6 +131,7 @@ fn main() -> anyhow::Result<()> {
     RunRecord {
         sweep: None,
         variant: Default::default(),
+        overrides: Vec::new(),
         pipeline: "synth".into(),
         file: "synth.yaml".into(),
         started: pipe::record::now_rfc3339(),

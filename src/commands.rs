@@ -31,6 +31,7 @@ pub fn dispatch(cli: Cli) -> i32 {
                 until,
                 no_wait,
                 variant: None,
+                overrides: override_texts(&set, device),
             };
             if !sweep.sweep.is_empty() || !sweep.search.is_empty() {
                 return run_sweep(&file, cache, &set, device, sweep, opts, dry_run);
@@ -56,9 +57,18 @@ pub fn dispatch(cli: Cli) -> i32 {
         } => gc(cache, keep_runs, dry_run, ignore_unreadable),
         Command::Runs { limit } => runs(cache, limit),
         Command::Compare { files, png } => compare(cache, &files, png.as_deref()),
-        Command::Report { files, output } => report(cache, &files, &output),
+        Command::Report { files, output } => {
+            crate::report::html::command::run(cache, &files, &output)
+        }
         Command::Model { name, input } => model(&name, &input),
     }
+}
+
+/// The run's overrides for its record: each `--set` as typed, then `--device D`.
+fn override_texts(set: &[Override], device: Option<DeviceChoice>) -> Vec<String> {
+    let mut out: Vec<String> = set.iter().map(|o| o.text.clone()).collect();
+    out.extend(device.map(|d| format!("--device {d}")));
+    out
 }
 
 /// `run --sweep` / `run --search`: see [`crate::sweep::driver`].
@@ -93,7 +103,7 @@ fn run_sweep(
     })
 }
 
-fn print_diagnostics(diags: &[Diagnostic]) {
+pub(crate) fn print_diagnostics(diags: &[Diagnostic]) {
     for d in diags {
         eprintln!("error: {d}");
     }
@@ -340,7 +350,7 @@ fn why(p: &Pipeline, cache: &Path, stage: &str) -> i32 {
 }
 
 /// A store error: a directory that is not a cache is bad usage (2), the rest internal (1).
-fn store_fail(e: &crate::cache::StoreError) -> i32 {
+pub(crate) fn store_fail(e: &crate::cache::StoreError) -> i32 {
     eprintln!("error: {e}");
     if e.is_user_error() {
         EXIT_INVALID
@@ -350,7 +360,7 @@ fn store_fail(e: &crate::cache::StoreError) -> i32 {
 }
 
 /// `1.2 MB`, `13.0 kB`, `512 B`.
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     match n {
         0..1_000 => format!("{n} B"),
         1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
@@ -618,10 +628,7 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
 
 /// `[lr=0.001,dropout=0.3]` of a sweep variant's record.
 fn variant_name(r: &crate::record::RunRecord) -> String {
-    let v = crate::sweep::Variant {
-        values: r.variant.clone().into_iter().collect(),
-    };
-    format!("[{}]", v.name())
+    format!("[{}]", crate::sweep::name_of(&r.variant))
 }
 
 type Confusion = crate::ml::metrics::Confusion;
@@ -677,104 +684,6 @@ fn evaluations(
         out.push((id.clone(), report, confusion));
     }
     out
-}
-
-/// `pipe report`: the latest run of each pipeline (failed ones too: the DAG shows what failed),
-/// objects read only after their manifests check out; a damaged one is left out with a warning
-/// and exit code 1, as in `compare`.
-fn report(cache: &Path, files: &[std::path::PathBuf], out: &Path) -> i32 {
-    use crate::report::html::{self, model};
-    let store = match crate::cache::Store::open_existing(cache) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            eprintln!(
-                "error: {} holds no cache: nothing to report",
-                cache.display()
-            );
-            return EXIT_INVALID;
-        }
-        Err(e) => return store_fail(&e),
-    };
-    let history = match crate::record::load_all(cache) {
-        Ok(loaded) => {
-            let (readable, unreadable) = crate::record::split(loaded);
-            for e in unreadable {
-                eprintln!("warning: {e} (a newer run may be missing from the report)");
-            }
-            readable
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_INTERNAL;
-        }
-    };
-    let mut runs = Vec::new();
-    for f in files {
-        let p = match load(f, &[]) {
-            Ok(p) => p,
-            Err(d) => {
-                print_diagnostics(&d);
-                return EXIT_INVALID;
-            }
-        };
-        let Some((_, rec)) = history.iter().rev().find(|(_, r)| r.pipeline == p.name) else {
-            eprintln!("warning: {} has no run in {}", f.display(), cache.display());
-            continue;
-        };
-        let file_digest = match std::fs::read(f) {
-            Ok(b) => blake3::hash(&b).to_hex().to_string(),
-            Err(e) => {
-                eprintln!("error: {}: {e}", f.display());
-                return EXIT_INVALID;
-            }
-        };
-        runs.push(model::RunInput {
-            file: f.display().to_string(),
-            file_digest,
-            graph: p
-                .stages
-                .iter()
-                .map(|(id, s)| (id.clone(), s.inputs.clone()))
-                .collect(),
-            record: rec.clone(),
-        });
-    }
-    if runs.is_empty() {
-        eprintln!("error: none of the given pipelines has a run: nothing to report");
-        return EXIT_INVALID;
-    }
-    let objects = |d: &str| {
-        store
-            .check(d)
-            .map(|()| store.object_dir(d))
-            .map_err(|e| e.to_string())
-    };
-    let records: Vec<_> = history.into_iter().map(|(_, r)| r).collect();
-    let rep = model::build(&runs, &records, &objects);
-    for w in &rep.warnings {
-        eprintln!("warning: {w}");
-    }
-    match html::write(out, &rep) {
-        Ok(bytes) => {
-            println!(
-                "report: {} ({}; {} pipeline(s), {} model(s), {} evaluation(s))",
-                out.display(),
-                human_bytes(bytes as u64),
-                rep.pipelines.len(),
-                rep.models.len(),
-                rep.evaluations.len()
-            );
-            if rep.warnings.is_empty() {
-                EXIT_OK
-            } else {
-                EXIT_INTERNAL
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            EXIT_INTERNAL
-        }
-    }
 }
 
 fn model(name: &str, input: &str) -> i32 {

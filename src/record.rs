@@ -54,6 +54,10 @@ pub struct RunRecord {
     /// The swept values of this variant: override path → value as given (`--set` syntax).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variant: BTreeMap<String, String>,
+    /// The run's `--set` overrides as given, then `--device D` when given (provenance: their
+    /// effect is in the keys, this is what the user typed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 /// A record as written: the schema version first, then the record's fields.
@@ -269,6 +273,7 @@ mod tests {
             )]),
             sweep: None,
             variant: BTreeMap::new(),
+            overrides: Vec::new(),
         }
     }
 

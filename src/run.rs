@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub no_wait: bool,
     /// Sweep id and variant values to note in the run record (see [`crate::sweep`]).
     pub variant: Option<(String, BTreeMap<String, String>)>,
+    /// The `--set` texts as given, then `--device D`: noted in the run record.
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +200,7 @@ impl<'a> Engine<'a> {
                 .as_ref()
                 .map(|v| v.1.clone())
                 .unwrap_or_default(),
+            overrides: opts.overrides.clone(),
         };
         rec.save(&self.store.root).map_err(RunError::Record)?;
         match done.failure {

@@ -138,6 +138,14 @@ impl Variant {
     }
 }
 
+/// A recorded variant's name (`lr=0.001,dropout=0.3`), its paths in the record's order.
+pub fn name_of(values: &BTreeMap<String, String>) -> String {
+    Variant {
+        values: values.clone().into_iter().collect(),
+    }
+    .name()
+}
+
 /// The last segment of `path`, or the whole path when another of `all` ends the same way.
 pub fn short_name<'a>(path: &'a str, all: &[&str]) -> &'a str {
     let last = |p: &'a str| p.rsplit('.').next().unwrap_or(p);

@@ -104,6 +104,7 @@ mod tests {
             stages: BTreeMap::new(),
             sweep: sweep.map(String::from),
             variant,
+            overrides: Vec::new(),
         };
         (PathBuf::from(started), r)
     }

@@ -3,6 +3,7 @@
 //! the page's numbers from run records and verified cache objects, [`svg`] draws charts from
 //! them, [`dag`] lays out the graph, [`page`] assembles and escapes everything.
 
+pub mod command;
 pub mod dag;
 pub mod model;
 pub mod page;

@@ -7,9 +7,14 @@
 
 use crate::ml::curve::{CurveRow, read_csv};
 use crate::ml::metrics::Confusion;
+use crate::record::StageRecord;
 use crate::record::{Outcome, RunRecord};
-use std::collections::BTreeMap;
+use crate::sweep::table::METRICS;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// A sweep variant's values: override path → value as given (empty outside a sweep).
+pub type Variant = BTreeMap<String, String>;
 
 /// Returns the verified directory of an object digest, or why it cannot be used.
 pub type Objects<'a> = &'a dyn Fn(&str) -> Result<PathBuf, String>;
@@ -25,6 +30,9 @@ pub struct RunInput {
     pub file_digest: String,
     pub graph: Graph,
     pub record: RunRecord,
+    /// When `record` is one variant of a sweep: the latest run of every variant of that sweep
+    /// (in the order they first ran), whose models and evaluations the page shows; else empty.
+    pub sweep: Vec<RunRecord>,
 }
 
 #[derive(Debug, Default)]
@@ -37,6 +45,8 @@ pub struct Report {
     pub figures: Vec<Figure>,
     pub predictions: Vec<PredictView>,
     pub warnings: Vec<String>,
+    /// The swept override paths of the runs' sweeps, in order of appearance: Table 1's columns.
+    pub swept: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -55,6 +65,8 @@ pub struct PipelineView {
     pub seeds: Vec<(String, u64)>,
     /// Stage → its `device` field (stages that run a model).
     pub devices: Vec<(String, String)>,
+    /// The run's `--set` and `--device` overrides as typed.
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -84,6 +96,7 @@ pub struct DataStage {
 #[derive(Debug)]
 pub struct ModelView {
     pub stage: String,
+    pub variant: Variant,
     pub pipeline: String,
     pub model: String,
     pub curve: Vec<CurveRow>,
@@ -94,6 +107,7 @@ pub struct ModelView {
 #[derive(Debug)]
 pub struct EvalView {
     pub stage: String,
+    pub variant: Variant,
     pub pipeline: String,
     pub kind: String,
     /// The trained models it scores (one for `evaluate`, the members of an `ensemble`).
@@ -107,6 +121,30 @@ pub struct EvalView {
     pub confusion: Option<Confusion>,
     /// (false positive rate, true positive rate), from (0, 0) to (1, 1).
     pub roc: Option<Vec<(f64, f64)>>,
+    /// The keys of [`METRICS`] in which this evaluation is the best of the table.
+    pub best: BTreeSet<String>,
+}
+
+impl ModelView {
+    pub fn label(&self) -> String {
+        label(&self.stage, &self.variant)
+    }
+}
+
+impl EvalView {
+    pub fn label(&self) -> String {
+        label(&self.stage, &self.variant)
+    }
+
+    /// One of [`METRICS`] by its key.
+    pub fn metric(&self, key: &str) -> Option<f64> {
+        match key {
+            "balanced_accuracy" => Some(self.balanced_accuracy),
+            "accuracy" => self.accuracy,
+            "roc_auc" => self.roc_auc,
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -131,6 +169,9 @@ const MODEL_KINDS: &[&str] = &["train", "evaluate", "predict", "ensemble", "anal
 /// The most points a ROC curve keeps (evenly thinned beyond that, ends kept).
 const ROC_POINTS: usize = 300;
 
+/// Kinds whose rows and curves the report shows once per sweep variant.
+const SWEPT_KINDS: &[&str] = &["train", "evaluate", "ensemble"];
+
 /// Builds the report from the given runs; `history` (every readable record) supplies the
 /// training time of models that were cached in these runs.
 pub fn build(runs: &[RunInput], history: &[RunRecord], objects: Objects) -> Report {
@@ -138,82 +179,168 @@ pub fn build(runs: &[RunInput], history: &[RunRecord], objects: Objects) -> Repo
         pipe_version: env!("CARGO_PKG_VERSION").to_string(),
         ..Default::default()
     };
-    // Pipelines share stages through includes: each stage id is shown once (first pipeline).
-    let mut seen = std::collections::BTreeSet::new();
+    // Pipelines share stages through includes: each stage id is shown once (first pipeline),
+    // models and evaluations once per sweep variant.
+    let mut seen = BTreeSet::new();
     for run in runs {
         let view = pipeline_view(run);
-        let rec = &run.record;
         // Topological order, so the page reads like the pipeline (dedup before filter...).
         let order: Vec<String> = view.stages.iter().map(|s| s.id.clone()).collect();
         report.pipelines.push(view);
-        for (id, s) in order
-            .iter()
-            .filter_map(|id| Some((id, rec.stages.get(id)?)))
-        {
-            if s.outcome == Outcome::Skipped || !seen.insert(id.clone()) {
-                continue;
-            }
-            if DATA_KINDS.contains(&s.kind.as_str()) {
-                report
-                    .data
-                    .push(data_stage(id, s, objects, &mut report.warnings));
-            }
-            let Some(digest) = &s.digest else { continue };
-            let dir = match objects(digest) {
-                Ok(d) => d,
-                Err(e) => {
-                    report.warnings.push(format!(
-                        "`{id}` of {}: its output is damaged or gone ({e}); not shown",
-                        rec.pipeline
-                    ));
-                    continue;
-                }
-            };
-            for f in s.report.figures.iter().filter(|f| f.ends_with(".png")) {
-                if let Some(caption) = caption(&s.kind, f, id) {
-                    match std::fs::read(dir.join(f)) {
-                        Ok(png) => report.figures.push(Figure {
-                            stage: id.clone(),
-                            kind: s.kind.clone(),
-                            file: f.clone(),
-                            caption,
-                            png,
-                        }),
-                        Err(e) => report.warnings.push(format!("`{id}`: {f}: {e}")),
-                    }
-                }
-            }
-            match s.kind.as_str() {
-                "train" => match read_csv(&dir.join("curve.csv")) {
-                    Ok(curve) => report.models.push(ModelView {
-                        stage: id.clone(),
-                        pipeline: rec.pipeline.clone(),
-                        model: config_str(s, "model").unwrap_or_default(),
-                        curve,
-                        params: s.report.metrics.get("params").copied(),
-                        train_seconds: train_seconds(id, s, history),
-                    }),
-                    Err(e) => report.warnings.push(format!("`{id}`: {e}")),
-                },
-                "evaluate" | "ensemble" => {
-                    if let Some(e) = eval_view(id, s, run, &dir) {
-                        report.evaluations.push(e);
-                    }
-                }
-                "predict" => report.predictions.push(PredictView {
-                    stage: id.clone(),
-                    summary: s.report.summary.clone(),
-                    metrics: s.report.metrics.clone(),
-                }),
-                _ => {}
+        let mut cx = Context {
+            report: &mut report,
+            seen: &mut seen,
+            run,
+            order: &order,
+            objects,
+            history,
+        };
+        if run.sweep.is_empty() {
+            cx.add_stages(&run.record, |_| true);
+            continue;
+        }
+        cx.add_stages(&run.record, |k| !SWEPT_KINDS.contains(&k));
+        for v in &run.sweep {
+            cx.add_stages(v, |k| SWEPT_KINDS.contains(&k));
+        }
+        for p in run.sweep.iter().flat_map(|v| v.variant.keys()) {
+            if !report.swept.contains(p) {
+                report.swept.push(p.clone());
             }
         }
     }
     fill_model_facts(&mut report);
+    mark_best(&mut report.evaluations);
     report
 }
 
-fn config_str(s: &crate::record::StageRecord, field: &str) -> Option<String> {
+/// What adding one record's stages to the report needs.
+struct Context<'a> {
+    report: &'a mut Report,
+    /// (stage id, variant) already shown; the variant is empty except for [`SWEPT_KINDS`].
+    seen: &'a mut BTreeSet<(String, Variant)>,
+    run: &'a RunInput,
+    order: &'a [String],
+    objects: Objects<'a>,
+    history: &'a [RunRecord],
+}
+
+impl Context<'_> {
+    /// Adds the views of `rec`'s stages whose kind `take` accepts, in topological order.
+    fn add_stages(&mut self, rec: &RunRecord, take: fn(&str) -> bool) {
+        for (id, s) in self
+            .order
+            .iter()
+            .filter_map(|id| Some((id, rec.stages.get(id)?)))
+        {
+            let variant = if SWEPT_KINDS.contains(&s.kind.as_str()) {
+                rec.variant.clone()
+            } else {
+                Variant::new()
+            };
+            if s.outcome == Outcome::Skipped
+                || !take(&s.kind)
+                || !self.seen.insert((id.clone(), variant.clone()))
+            {
+                continue;
+            }
+            self.add_stage(id, s, rec, variant);
+        }
+    }
+
+    fn add_stage(&mut self, id: &str, s: &StageRecord, rec: &RunRecord, variant: Variant) {
+        let report = &mut *self.report;
+        if DATA_KINDS.contains(&s.kind.as_str()) {
+            report
+                .data
+                .push(data_stage(id, s, self.objects, &mut report.warnings));
+        }
+        let Some(digest) = &s.digest else { return };
+        let dir = match (self.objects)(digest) {
+            Ok(d) => d,
+            Err(e) => {
+                report.warnings.push(format!(
+                    "`{}` of {}: its output is damaged or gone ({e}); not shown",
+                    label(id, &variant),
+                    rec.pipeline
+                ));
+                return;
+            }
+        };
+        add_figures(report, id, s, &dir);
+        match s.kind.as_str() {
+            "train" => match read_csv(&dir.join("curve.csv")) {
+                Ok(curve) => report.models.push(ModelView {
+                    stage: id.to_string(),
+                    variant,
+                    pipeline: rec.pipeline.clone(),
+                    model: config_str(s, "model").unwrap_or_default(),
+                    curve,
+                    params: s.report.metrics.get("params").copied(),
+                    train_seconds: train_seconds(id, s, self.history),
+                }),
+                Err(e) => report
+                    .warnings
+                    .push(format!("`{}`: {e}", label(id, &variant))),
+            },
+            "evaluate" | "ensemble" => {
+                if let Some(e) = eval_view(id, s, self.run, &dir, variant) {
+                    report.evaluations.push(e);
+                }
+            }
+            "predict" => report.predictions.push(PredictView {
+                stage: id.to_string(),
+                summary: s.report.summary.clone(),
+                metrics: s.report.metrics.clone(),
+            }),
+            _ => {}
+        }
+    }
+}
+
+fn add_figures(report: &mut Report, id: &str, s: &StageRecord, dir: &Path) {
+    for f in s.report.figures.iter().filter(|f| f.ends_with(".png")) {
+        if let Some(caption) = caption(&s.kind, f, id) {
+            match std::fs::read(dir.join(f)) {
+                Ok(png) => report.figures.push(Figure {
+                    stage: id.to_string(),
+                    kind: s.kind.clone(),
+                    file: f.clone(),
+                    caption,
+                    png,
+                }),
+                Err(e) => report.warnings.push(format!("`{id}`: {f}: {e}")),
+            }
+        }
+    }
+}
+
+/// `train_b3 [lr=1e-3,dropout=0.3]` for a sweep variant's stage, the bare id otherwise.
+pub fn label(stage: &str, variant: &Variant) -> String {
+    if variant.is_empty() {
+        stage.to_string()
+    } else {
+        format!("{stage} [{}]", crate::sweep::name_of(variant))
+    }
+}
+
+/// Marks the best (highest) value of each of [`METRICS`] over the evaluations.
+fn mark_best(evals: &mut [EvalView]) {
+    for (k, _) in METRICS {
+        let best = evals
+            .iter()
+            .filter_map(|e| e.metric(k))
+            .filter(|v| !v.is_nan())
+            .reduce(f64::max);
+        for e in evals.iter_mut() {
+            if best.is_some() && e.metric(k) == best {
+                e.best.insert(k.to_string());
+            }
+        }
+    }
+}
+
+fn config_str(s: &StageRecord, field: &str) -> Option<String> {
     s.key_parts.config.get(field)?.as_str().map(str::to_string)
 }
 
@@ -264,6 +391,7 @@ fn pipeline_view(run: &RunInput) -> PipelineView {
         edges,
         seeds,
         devices,
+        overrides: rec.overrides.clone(),
     }
 }
 
@@ -298,7 +426,7 @@ pub fn layers(graph: &Graph) -> BTreeMap<String, usize> {
 
 fn data_stage(
     id: &str,
-    s: &crate::record::StageRecord,
+    s: &StageRecord,
     objects: Objects,
     warnings: &mut Vec<String>,
 ) -> DataStage {
@@ -359,8 +487,8 @@ fn caption(kind: &str, file: &str, id: &str) -> Option<String> {
 }
 
 /// Training time: this run's, or that of the newest run that trained the same key.
-fn train_seconds(id: &str, s: &crate::record::StageRecord, history: &[RunRecord]) -> Option<f64> {
-    let of = |s: &crate::record::StageRecord| {
+fn train_seconds(id: &str, s: &StageRecord, history: &[RunRecord]) -> Option<f64> {
+    let of = |s: &StageRecord| {
         s.report
             .execution
             .get("train_seconds")
@@ -380,9 +508,10 @@ fn train_seconds(id: &str, s: &crate::record::StageRecord, history: &[RunRecord]
 
 fn eval_view(
     id: &str,
-    s: &crate::record::StageRecord,
+    s: &StageRecord,
     run: &RunInput,
     dir: &Path,
+    variant: Variant,
 ) -> Option<EvalView> {
     let m = &s.report.metrics;
     let balanced_accuracy = *m.get("balanced_accuracy")?;
@@ -404,6 +533,7 @@ fn eval_view(
         .and_then(|v| serde_json::from_value(v["confusion"].clone()).ok());
     Some(EvalView {
         stage: id.to_string(),
+        variant,
         pipeline: run.record.pipeline.clone(),
         kind: s.kind.clone(),
         models,
@@ -419,6 +549,7 @@ fn eval_view(
         train_seconds: None,
         confusion,
         roc: read_probabilities(&dir.join("probabilities.csv")).map(|(l, p)| roc_curve(&l, &p)),
+        best: BTreeSet::new(),
     })
 }
 
@@ -428,7 +559,12 @@ fn fill_model_facts(report: &mut Report) {
         let ms: Vec<&ModelView> = e
             .models
             .iter()
-            .filter_map(|id| report.models.iter().find(|m| &m.stage == id))
+            .filter_map(|id| {
+                report
+                    .models
+                    .iter()
+                    .find(|m| &m.stage == id && m.variant == e.variant)
+            })
             .collect();
         if ms.is_empty() || ms.len() != e.models.len() {
             continue;
@@ -484,206 +620,5 @@ pub fn roc_curve(labels: &[u8], probs: &[f64]) -> Vec<(f64, f64)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::StageRecord;
-
-    fn stage(kind: &str, metrics: &[(&str, f64)], digest: Option<&str>) -> StageRecord {
-        let key = crate::cache::StageKey {
-            format: 1,
-            kind: kind.into(),
-            version: 1,
-            implementation: Default::default(),
-            config: serde_json::json!({"model": "b1", "seed": 3}),
-            inputs: Default::default(),
-            files: Default::default(),
-        };
-        let mut report = crate::stages::StageReport {
-            summary: format!("{kind} summary"),
-            ..Default::default()
-        };
-        for (k, v) in metrics {
-            report = report.metric(k, *v);
-        }
-        StageRecord {
-            kind: kind.into(),
-            key: key.digest(),
-            key_parts: key,
-            digest: digest.map(str::to_string),
-            outcome: Outcome::Ran,
-            seconds: 2.5,
-            report: report.execution("train_seconds", 2.0),
-            error: None,
-        }
-    }
-
-    fn graph(edges: &[(&str, &str, &str)]) -> Graph {
-        let mut g = Graph::new();
-        for (to, slot, from) in edges {
-            g.entry(to.to_string())
-                .or_default()
-                .insert(slot.to_string(), from.to_string());
-            g.entry(from.to_string()).or_default();
-        }
-        g
-    }
-
-    /// A run with a dedup, a training and its evaluation, objects in a temp dir.
-    fn fixture(dir: &Path) -> RunInput {
-        let tdig = "11".repeat(32);
-        let edig = "22".repeat(32);
-        std::fs::create_dir_all(dir.join(&tdig)).unwrap();
-        std::fs::create_dir_all(dir.join(&edig)).unwrap();
-        let rows: Vec<CurveRow> = (1..=3)
-            .map(|e| CurveRow {
-                epoch: e,
-                lr: if e < 3 { 1e-3 } else { 1e-4 },
-                train_loss: 1.0 / e as f64,
-                train_acc: 0.5,
-                train_bacc: 0.5,
-                val_loss: 0.7,
-                val_acc: 0.6,
-                val_bacc: 0.55 + e as f64 / 100.0,
-                test_bacc: (e == 3).then_some(0.61),
-            })
-            .collect();
-        crate::ml::curve::write_csv(&dir.join(&tdig).join("curve.csv"), &rows).unwrap();
-        std::fs::write(
-            dir.join(&edig).join("metrics.json"),
-            r#"{"confusion": {"tn": 5, "fp": 1, "fn": 2, "tp": 4}}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(&edig).join("probabilities.csv"),
-            "index,name,label,probability\n0,a,1,0.9\n1,b,0,0.8\n2,c,1,0.3\n3,d,0,0.1\n",
-        )
-        .unwrap();
-        let mut stages = BTreeMap::new();
-        stages.insert(
-            "groups".into(),
-            stage("dedup", &[("duplicate_groups", 7.0), ("copies", 9.0)], None),
-        );
-        stages.insert(
-            "train_b1".into(),
-            stage("train", &[("params", 1234.0)], Some(&tdig)),
-        );
-        stages.insert(
-            "evaluate_b1".into(),
-            stage(
-                "evaluate",
-                &[
-                    ("balanced_accuracy", 0.6875),
-                    ("accuracy", 0.75),
-                    ("roc_auc", 0.8),
-                    ("threshold", 0.5),
-                ],
-                Some(&edig),
-            ),
-        );
-        RunInput {
-            file: "p.yaml".into(),
-            file_digest: "ab".repeat(32),
-            graph: graph(&[
-                ("train_b1", "data", "groups"),
-                ("evaluate_b1", "model", "train_b1"),
-                ("evaluate_b1", "data", "groups"),
-            ]),
-            record: RunRecord {
-                sweep: None,
-                variant: Default::default(),
-                pipeline: "p".into(),
-                file: "p.yaml".into(),
-                started: "2026-12-01T08:00:00.000Z".into(),
-                seconds: 7.0,
-                ok: true,
-                stages,
-            },
-        }
-    }
-
-    #[test]
-    fn the_data_model_carries_the_records_numbers() {
-        let tmp = tempfile::tempdir().unwrap();
-        let run = fixture(tmp.path());
-        let root = tmp.path().to_path_buf();
-        let objects = move |d: &str| Ok(root.join(d));
-        let r = build(std::slice::from_ref(&run), &[], &objects);
-        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
-        let rec = &run.record.stages;
-        assert_eq!(r.data.len(), 1);
-        assert_eq!(r.data[0].metrics, rec["groups"].report.metrics);
-        let e = &r.evaluations[0];
-        let m = &rec["evaluate_b1"].report.metrics;
-        assert_eq!(e.balanced_accuracy, m["balanced_accuracy"]);
-        assert_eq!(e.accuracy, Some(m["accuracy"]));
-        assert_eq!(e.roc_auc, Some(m["roc_auc"]));
-        assert_eq!(e.threshold, Some(m["threshold"]));
-        assert_eq!(e.models, ["train_b1"]);
-        assert_eq!(e.params, Some(1234.0));
-        assert_eq!(e.train_seconds, Some(2.0));
-        assert_eq!(e.confusion.unwrap().fn_, 2);
-        assert_eq!(
-            e.roc.as_deref().unwrap(),
-            [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
-        );
-        assert_eq!(r.models[0].curve.len(), 3);
-        assert_eq!(r.models[0].model, "b1");
-        let p = &r.pipelines[0];
-        let order: Vec<(&str, usize)> = p.stages.iter().map(|s| (&*s.id, s.layer)).collect();
-        assert_eq!(order, [("groups", 0), ("train_b1", 1), ("evaluate_b1", 2)]);
-        assert_eq!(p.seeds.len(), 3);
-        assert_eq!(
-            p.devices,
-            [
-                ("evaluate_b1".to_string(), "cpu".to_string()),
-                ("train_b1".to_string(), "cpu".to_string())
-            ]
-        );
-    }
-
-    #[test]
-    fn an_ensembles_auc_comes_from_its_metrics_file() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut run = fixture(tmp.path());
-        let e = run.record.stages.get_mut("evaluate_b1").unwrap();
-        e.kind = "ensemble".into();
-        e.report.metrics.remove("roc_auc");
-        let dir = tmp.path().join(e.digest.as_ref().unwrap());
-        std::fs::write(
-            dir.join("metrics.json"),
-            r#"{"roc_auc": 0.71, "confusion": {"tn": 1, "fp": 0, "fn": 0, "tp": 1}}"#,
-        )
-        .unwrap();
-        let root = tmp.path().to_path_buf();
-        let objects = move |d: &str| Ok(root.join(d));
-        let r = build(std::slice::from_ref(&run), &[], &objects);
-        assert_eq!(r.evaluations[0].roc_auc, Some(0.71));
-        assert_eq!(r.evaluations[0].kind, "ensemble");
-    }
-
-    #[test]
-    fn a_damaged_object_is_a_warning_not_a_number() {
-        let tmp = tempfile::tempdir().unwrap();
-        let run = fixture(tmp.path());
-        let objects = |_: &str| Err("contents do not match".to_string());
-        let r = build(std::slice::from_ref(&run), &[], &objects);
-        assert!(r.evaluations.is_empty() && r.models.is_empty());
-        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
-        assert!(r.warnings[0].contains("damaged"), "{:?}", r.warnings);
-    }
-
-    #[test]
-    fn a_cached_model_takes_its_training_time_from_the_run_that_trained_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        let first = fixture(tmp.path());
-        let mut run = fixture(tmp.path());
-        let t = run.record.stages.get_mut("train_b1").unwrap();
-        t.outcome = Outcome::Cached;
-        t.seconds = 0.01;
-        t.report.execution.clear();
-        let root = tmp.path().to_path_buf();
-        let objects = move |d: &str| Ok(root.join(d));
-        let r = build(std::slice::from_ref(&run), &[first.record], &objects);
-        assert_eq!(r.models[0].train_seconds, Some(2.0));
-    }
-}
+#[path = "model_tests.rs"]
+mod tests;

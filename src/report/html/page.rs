@@ -34,7 +34,7 @@ pub fn render(r: &Report) -> String {
     dag_section(&mut s, r);
     data_section(&mut s, r);
     training_section(&mut s, &r.models);
-    table_section(&mut s, &r.evaluations);
+    table_section(&mut s, r);
     predictions_section(&mut s, r);
     provenance_section(&mut s, r);
     let _ = write!(
@@ -135,7 +135,7 @@ fn legend(s: &mut String, models: &[ModelView]) {
             s,
             "<span><i style=\"background:{}\"></i>{} ({})</span> ",
             color(i),
-            escape(&m.stage),
+            escape(&m.label()),
             escape(&m.model)
         );
     }
@@ -163,7 +163,7 @@ fn curves(models: &[ModelView], pick: &[Column]) -> Vec<Series> {
                 .collect();
             if !points.is_empty() {
                 out.push(Series {
-                    owner: m.stage.clone(),
+                    owner: m.label(),
                     name: name.to_string(),
                     color: color(i),
                     style: *style,
@@ -185,7 +185,10 @@ fn lr_marks(models: &[ModelView]) -> Vec<Mark> {
                     color: color(i),
                     text: format!(
                         "{}: lr {:.1e} → {:.1e} at epoch {}",
-                        m.stage, w[0].lr, w[1].lr, w[1].epoch
+                        m.label(),
+                        w[0].lr,
+                        w[1].lr,
+                        w[1].epoch
                     ),
                 });
             }
@@ -237,7 +240,7 @@ fn training_section(s: &mut String, models: &[ModelView]) {
         let _ = write!(
             s,
             "<tr><td>{}</td><td>{}</td>{}{}{}</tr>",
-            escape(&m.stage),
+            escape(&m.label()),
             escape(&m.model),
             num(Some(m.curve.len() as f64), 0),
             num(m.params, 0),
@@ -247,17 +250,56 @@ fn training_section(s: &mut String, models: &[ModelView]) {
     s.push_str("</tbody></table></section>");
 }
 
-fn table_section(s: &mut String, evals: &[EvalView]) {
-    s.push_str("<section id=\"table1\"><h2>Table 1: evaluations</h2><p>Click a header to sort.</p><table class=\"sortable\" id=\"evaluations\"><thead><tr><th>pipeline</th><th>stage</th><th>model(s)</th><th>balanced accuracy</th><th>accuracy</th><th>ROC AUC</th><th>threshold</th><th>parameters</th><th>training s</th></tr></thead><tbody>");
-    for e in evals {
+/// A metric cell; the table's best value of the metric bold (`best`).
+fn metric(e: &EvalView, key: &str, v: Option<f64>) -> String {
+    match v {
+        Some(v) if e.best.contains(key) => {
+            format!("<td class=\"n best\" data-v=\"{v}\"><b>{v:.4}</b></td>")
+        }
+        v => num(v, 4),
+    }
+}
+
+/// Table 1's header: the pipeline, the swept paths (short names), then the facts.
+fn table_head(s: &mut String, swept: &[String]) {
+    s.push_str("<section id=\"table1\"><h2>Table 1: evaluations</h2><p>Click a header to sort; the best value of each metric is bold.</p><table class=\"sortable\" id=\"evaluations\"><thead><tr><th>pipeline</th>");
+    let all: Vec<&str> = swept.iter().map(String::as_str).collect();
+    for p in &all {
         let _ = write!(
             s,
-            "<tr data-stage=\"{st}\"><td>{}</td><td>{st}</td><td>{}</td>{}{}{}{}{}{}</tr>",
+            "<th class=\"swept\" title=\"{}\">{}</th>",
+            escape(p),
+            escape(crate::sweep::short_name(p, &all))
+        );
+    }
+    s.push_str("<th>stage</th><th>model(s)</th><th>balanced accuracy</th><th>accuracy</th><th>ROC AUC</th><th>threshold</th><th>parameters</th><th>training s</th></tr></thead><tbody>");
+}
+
+fn table_section(s: &mut String, r: &Report) {
+    let evals = &r.evaluations;
+    table_head(s, &r.swept);
+    for e in evals {
+        let mut swept = String::new();
+        for p in &r.swept {
+            let v = e.variant.get(p).map_or("–".into(), |v| escape(v));
+            let _ = write!(swept, "<td class=\"swept\">{v}</td>");
+        }
+        let variant = if e.variant.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " data-variant=\"{}\"",
+                escape(&crate::sweep::name_of(&e.variant))
+            )
+        };
+        let _ = write!(
+            s,
+            "<tr data-stage=\"{st}\"{variant}><td>{}</td>{swept}<td>{st}</td><td>{}</td>{}{}{}{}{}{}</tr>",
             escape(&e.pipeline),
             escape(&e.models.join(" + ")),
-            num(Some(e.balanced_accuracy), 4),
-            num(e.accuracy, 4),
-            num(e.roc_auc, 4),
+            metric(e, "balanced_accuracy", Some(e.balanced_accuracy)),
+            metric(e, "accuracy", e.accuracy),
+            metric(e, "roc_auc", e.roc_auc),
             num(e.threshold, 3),
             num(e.params, 0),
             num(e.train_seconds, 1),
@@ -270,7 +312,7 @@ fn table_section(s: &mut String, evals: &[EvalView]) {
         let _ = write!(
             s,
             "<table class=\"confusion\"><caption>{}</caption><tr><th></th><th>pred 0</th><th>pred 1</th></tr><tr><th>true 0</th><td>{}</td><td>{}</td></tr><tr><th>true 1</th><td>{}</td><td>{}</td></tr></table>",
-            escape(&e.stage),
+            escape(&e.label()),
             c.tn,
             c.fp,
             c.fn_,
@@ -283,7 +325,7 @@ fn table_section(s: &mut String, evals: &[EvalView]) {
         .enumerate()
         .filter_map(|(i, e)| {
             Some(Series {
-                owner: e.stage.clone(),
+                owner: e.label(),
                 name: "roc".into(),
                 color: color(i),
                 style: Style::Solid,
@@ -298,7 +340,7 @@ fn table_section(s: &mut String, evals: &[EvalView]) {
                 s,
                 "<span><i style=\"background:{}\"></i>{}</span> ",
                 color(i),
-                escape(&e.stage)
+                escape(&e.label())
             );
         }
         s.push_str("</p>");
@@ -338,7 +380,7 @@ fn predictions_section(s: &mut String, r: &Report) {
 fn provenance_section(s: &mut String, r: &Report) {
     let _ = write!(
         s,
-        "<section id=\"provenance\"><h2>Provenance</h2><p>pipe {}. <code>--set</code> overrides are not kept in run records; they show as the stages' configuration in their keys.</p><table><thead><tr><th>pipeline</th><th>file</th><th>file blake3</th><th>started</th><th>seconds</th><th>seeds</th><th>devices</th></tr></thead><tbody>",
+        "<section id=\"provenance\"><h2>Provenance</h2><p>pipe {}.</p><table><thead><tr><th>pipeline</th><th>file</th><th>file blake3</th><th>started</th><th>seconds</th><th>overrides</th><th>seeds</th><th>devices</th></tr></thead><tbody>",
         escape(&r.pipe_version)
     );
     for p in &r.pipelines {
@@ -355,15 +397,27 @@ fn provenance_section(s: &mut String, r: &Report) {
             .collect();
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{:.1}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{:.1}</td><td class=\"overrides\">{}</td><td>{}</td><td>{}</td></tr>",
             escape(&p.name),
             escape(&p.file),
             escape(&p.file_digest),
             escape(&p.started),
             p.seconds,
+            overrides(&p.overrides),
             join(&seeds),
             join(&p.devices)
         );
     }
     s.push_str("</tbody></table></section>");
+}
+
+/// The run's overrides, one `<code>` each (escaped), or `none`.
+fn overrides(all: &[String]) -> String {
+    if all.is_empty() {
+        return "none".into();
+    }
+    all.iter()
+        .map(|o| format!("<code>{}</code>", escape(o)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

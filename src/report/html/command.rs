@@ -1,0 +1,120 @@
+//! `pipe report` as a command: which records and objects the page is built from (the latest
+//! run of each pipeline, every variant of its sweep), kept out of `commands.rs` so the page's
+//! code lives in one place.
+
+use super::{self as html, model};
+use crate::commands::{human_bytes, print_diagnostics, store_fail};
+use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
+use crate::record::RunRecord;
+use crate::spec::load;
+use std::path::{Path, PathBuf};
+
+/// The latest run of each variant of the sweep `rec` belongs to, or nothing when it is no
+/// variant (or that sweep has no successful run).
+fn sweep_records(history: &[(PathBuf, RunRecord)], rec: &RunRecord) -> Vec<RunRecord> {
+    let Some(id) = &rec.sweep else {
+        return Vec::new();
+    };
+    crate::sweep::table::latest_sweep(history, &rec.pipeline)
+        .filter(|v| v.first().is_some_and(|r| r.sweep.as_ref() == Some(id)))
+        .map(|v| v.into_iter().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// `pipe report`: the latest run of each pipeline (failed ones too: the DAG shows what failed),
+/// objects read only after their manifests check out; a damaged one is left out with a warning
+/// and exit code 1, as in `compare`.
+pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
+    let store = match crate::cache::Store::open_existing(cache) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            eprintln!(
+                "error: {} holds no cache: nothing to report",
+                cache.display()
+            );
+            return EXIT_INVALID;
+        }
+        Err(e) => return store_fail(&e),
+    };
+    let history = match crate::record::load_all(cache) {
+        Ok(loaded) => {
+            let (readable, unreadable) = crate::record::split(loaded);
+            for e in unreadable {
+                eprintln!("warning: {e} (a newer run may be missing from the report)");
+            }
+            readable
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INTERNAL;
+        }
+    };
+    let mut runs = Vec::new();
+    for f in files {
+        let p = match load(f, &[]) {
+            Ok(p) => p,
+            Err(d) => {
+                print_diagnostics(&d);
+                return EXIT_INVALID;
+            }
+        };
+        let Some((_, rec)) = history.iter().rev().find(|(_, r)| r.pipeline == p.name) else {
+            eprintln!("warning: {} has no run in {}", f.display(), cache.display());
+            continue;
+        };
+        let file_digest = match std::fs::read(f) {
+            Ok(b) => blake3::hash(&b).to_hex().to_string(),
+            Err(e) => {
+                eprintln!("error: {}: {e}", f.display());
+                return EXIT_INVALID;
+            }
+        };
+        runs.push(model::RunInput {
+            file: f.display().to_string(),
+            file_digest,
+            graph: p
+                .stages
+                .iter()
+                .map(|(id, s)| (id.clone(), s.inputs.clone()))
+                .collect(),
+            record: rec.clone(),
+            sweep: sweep_records(&history, rec),
+        });
+    }
+    if runs.is_empty() {
+        eprintln!("error: none of the given pipelines has a run: nothing to report");
+        return EXIT_INVALID;
+    }
+    let objects = |d: &str| {
+        store
+            .check(d)
+            .map(|()| store.object_dir(d))
+            .map_err(|e| e.to_string())
+    };
+    let records: Vec<_> = history.into_iter().map(|(_, r)| r).collect();
+    let rep = model::build(&runs, &records, &objects);
+    for w in &rep.warnings {
+        eprintln!("warning: {w}");
+    }
+    match html::write(out, &rep) {
+        Ok(bytes) => {
+            println!(
+                "report: {} ({}; {} pipeline(s), {} model(s), {} evaluation(s))",
+                out.display(),
+                human_bytes(bytes as u64),
+                rep.pipelines.len(),
+                rep.models.len(),
+                rep.evaluations.len()
+            );
+            if rep.warnings.is_empty() {
+                EXIT_OK
+            } else {
+                EXIT_INTERNAL
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_INTERNAL
+        }
+    }
+}
