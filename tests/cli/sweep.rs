@@ -267,3 +267,87 @@ fn invalid_variants_are_all_reported_before_anything_runs() {
     env.err(&["run", "t.yaml", "--search", "stages.train.lr=1..2"], 2);
     assert!(!env.path("cache/runs").exists());
 }
+
+/// The `data-v` numbers of the Table 1 row that starts with `row`.
+fn row_values(html: &str, row: &str) -> Vec<f64> {
+    let i = html.find(row).unwrap_or_else(|| panic!("no row `{row}`"));
+    let tr = &html[i..i + html[i..].find("</tr>").unwrap()];
+    tr.split("data-v=\"")
+        .skip(1)
+        .map(|v| v[..v.find('"').unwrap()].parse().unwrap_or(f64::NAN))
+        .collect()
+}
+
+#[test]
+fn the_report_shows_every_variant_of_a_sweep_and_the_runs_overrides() {
+    let env = training_env();
+    let set = "stages.train.batch_size=16";
+    env.ok(&[
+        "run",
+        "t.yaml",
+        "--set",
+        set,
+        "--sweep",
+        "stages.train.lr=0.01,0.001",
+    ]);
+    let recs = records(&env);
+    let out = env.ok(&["report", "t.yaml", "-o", "r.html"]);
+    assert!(out.contains("2 model(s), 2 evaluation(s)"), "{out}");
+    let html = std::fs::read_to_string(env.path("r.html")).unwrap();
+    assert!(html.contains("<th class=\"swept\" title=\"stages.train.lr\">lr</th>"));
+    let mut best = 0;
+    for r in &recs {
+        assert_eq!(
+            r["overrides"],
+            serde_json::json!([set]),
+            "recorded as typed"
+        );
+        let lr = r["variant"]["stages.train.lr"].as_str().unwrap();
+        let row = format!(
+            "<tr data-stage=\"evaluate\" data-variant=\"lr={lr}\"><td>t</td><td class=\"swept\">{lr}</td>"
+        );
+        let values = row_values(&html, &row);
+        let m = &r["stages"]["evaluate"]["report"]["metrics"];
+        assert_eq!(values[0], m["balanced_accuracy"].as_f64().unwrap(), "{lr}");
+        assert_eq!(values[1], m["accuracy"].as_f64().unwrap(), "{lr}");
+        assert!(
+            html.contains(&format!("data-owner=\"train [lr={lr}]\"")),
+            "{lr} curves"
+        );
+        best += usize::from(html[html.find(&row).unwrap()..].starts_with(&format!(
+            "{row}<td>evaluate</td><td>train</td><td class=\"n best\""
+        )));
+    }
+    let bacc = |r: &serde_json::Value| {
+        r["stages"]["evaluate"]["report"]["metrics"]["balanced_accuracy"]
+            .as_f64()
+            .unwrap()
+    };
+    let top = recs.iter().map(bacc).fold(f64::MIN, f64::max);
+    let tied = recs.iter().filter(|r| bacc(r) == top).count();
+    assert_eq!(
+        best, tied,
+        "the best balanced accuracy (every one, if tied) is bold"
+    );
+    assert!(html.contains(&format!("<td class=\"overrides\"><code>{set}</code></td>")));
+    assert!(!html.contains("not kept in run records"));
+
+    // A plain run after the sweep: one row again, its `--set`s and `--device` in provenance.
+    env.ok(&[
+        "run",
+        "t.yaml",
+        "--set",
+        set,
+        "--set",
+        "stages.train.lr=0.01",
+        "--device",
+        "cpu",
+    ]);
+    env.ok(&["report", "t.yaml", "-o", "p.html"]);
+    let html = std::fs::read_to_string(env.path("p.html")).unwrap();
+    assert_eq!(html.matches("<tr data-stage=\"evaluate\"").count(), 1);
+    assert!(!html.contains("class=\"swept\""));
+    assert!(html.contains(&format!(
+        "<td class=\"overrides\"><code>{set}</code> <code>stages.train.lr=0.01</code> <code>--device cpu</code></td>"
+    )));
+}
