@@ -110,6 +110,9 @@ impl Drop for TempOut {
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A name unique to this process for something under `tmp/`.
+/// Serialises the final step of [`Store::commit`] between threads.
+static COMMITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{}-{n}-{prefix}", std::process::id())
@@ -417,6 +420,9 @@ impl Store {
         )
         .map_err(io(&mpath))?;
         let target = self.object_dir(&digest);
+        // Two variants of a sweep may commit identical bytes at once: check-then-rename is
+        // one step per process (other processes are kept out by the cache lock).
+        let _one = COMMITS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let shard = target.parent().unwrap_or(self.root.as_path());
         unlink_if_not_dir(shard)?;
         ensure_real_dir(shard)?;
