@@ -220,11 +220,12 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// Takes the cache lock (one per process at a time) and clears what crashed runs left in
+/// Opens (creates) the cache, takes its lock (one process at a time) and clears what crashed runs left in
 /// `tmp/`; the lock is held until the returned guard drops.
 pub fn lock_cache(cache_root: &Path, no_wait: bool) -> Result<CacheLock, RunError> {
+    let store = Store::open(cache_root)?;
     let lock = CacheLock::acquire(cache_root, no_wait)?;
-    Store::open(cache_root)?.clean_tmp();
+    store.clean_tmp();
     Ok(lock)
 }
 
