@@ -422,7 +422,9 @@ impl Store {
         let target = self.object_dir(&digest);
         // Two variants of a sweep may commit identical bytes at once: check-then-rename is
         // one step per process (other processes are kept out by the cache lock).
-        let _one = COMMITS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = COMMITS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let shard = target.parent().unwrap_or(self.root.as_path());
         unlink_if_not_dir(shard)?;
         ensure_real_dir(shard)?;

@@ -157,7 +157,10 @@ mod tests {
         std::thread::scope(|s| {
             let second = s.spawn(|| {
                 let claim = shared.claim("k");
-                (matches!(claim, Claim::WaitedFor), *committed.lock().unwrap())
+                (
+                    matches!(claim, Claim::WaitedFor),
+                    *committed.lock().unwrap(),
+                )
             });
             shared.await_waiters(1);
             *committed.lock().unwrap() = Some("digest");
@@ -185,7 +188,10 @@ mod tests {
             });
             shared.await_waiters(1);
             drop(first); // never `succeeded`: a failed stage
-            assert!(second.join().unwrap(), "after a failure the key is free again");
+            assert!(
+                second.join().unwrap(),
+                "after a failure the key is free again"
+            );
         });
         assert!(!shared.ran("k"), "a failed key does not count as run");
     }

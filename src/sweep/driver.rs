@@ -5,9 +5,9 @@
 use super::search::{Objective, SearchAxis};
 use super::{Axis, Variant, check_paths, grid, sweep_id};
 use crate::error::{EXIT_INVALID, EXIT_OK};
-use crate::ml::backend::DeviceChoice;
 use crate::exec::Sharing;
 use crate::exec::shared::Shared;
+use crate::ml::backend::DeviceChoice;
 use crate::record::{Outcome, RunRecord, now_rfc3339};
 use crate::run::{Engine, RunError, RunOptions};
 use crate::spec::{Override, Pipeline, load};
@@ -217,7 +217,11 @@ fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
             match objective_value(rec, o) {
                 Ok(v) => scores.push((i, v)),
                 Err(msg) => {
-                    eprintln!("error: variant {} ({}): {msg}", i + 1, loaded[i].variant.name());
+                    eprintln!(
+                        "error: variant {} ({}): {msg}",
+                        i + 1,
+                        loaded[i].variant.name()
+                    );
                     code = EXIT_INVALID;
                 }
             }
@@ -247,9 +251,10 @@ fn run_variant(
     id: &str,
     l: &Loaded,
     started: String,
-    sharing: Option<&Sharing<'_>>,
+    sharing: &Sharing<'_>,
 ) -> Ran {
-    Engine::new(&l.pipeline, req.cache)?.run_locked(&variant_opts(req, id, l), started, sharing)
+    let opts = variant_opts(req, id, l);
+    Engine::new(&l.pipeline, req.cache)?.run_locked(&opts, started, Some(sharing))
 }
 
 /// Saves a finished variant's record and prints its last line; the record when it succeeded.
@@ -283,11 +288,17 @@ fn run_in_turn(
     loaded: &[Loaded],
     note: &mut dyn FnMut(&RunError),
 ) -> Vec<Option<RunRecord>> {
+    // Nothing runs at once here; the registry still makes a forced shared stage run once.
+    let shared = Shared::new(1);
+    let sharing = Sharing {
+        shared: &shared,
+        prefix: String::new(),
+    };
     let mut records = Vec::new();
     for (i, l) in loaded.iter().enumerate() {
         println!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
         crate::commands::header(&l.pipeline, req.cache);
-        let ran = run_variant(req, id, l, now_rfc3339(), None);
+        let ran = run_variant(req, id, l, now_rfc3339(), &sharing);
         records.push(finish(req, ran, note));
     }
     records
@@ -302,7 +313,10 @@ fn run_at_once(
     note: &mut dyn FnMut(&RunError),
 ) -> Vec<Option<RunRecord>> {
     let n = loaded.len();
-    println!("\n{n} variants at once, up to {} stages at a time", req.opts.jobs);
+    println!(
+        "\n{n} variants at once, up to {} stages at a time",
+        req.opts.jobs
+    );
     crate::commands::header(&loaded[0].pipeline, req.cache);
     let shared = Shared::new(req.opts.jobs);
     // The next variant to start, and the start time of the last one started.
@@ -317,7 +331,7 @@ fn run_at_once(
                     let prefix = format!("[{}] ", i + 1);
                     println!("{prefix}variant {}/{n}: {}", i + 1, l.variant.name());
                     let sharing = Sharing { shared, prefix };
-                    let ran = run_variant(req, id, l, started, Some(&sharing));
+                    let ran = run_variant(req, id, l, started, &sharing);
                     let _ = tx.send((i, ran));
                 }
             });

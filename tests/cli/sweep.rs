@@ -318,21 +318,27 @@ fn variants_run_at_once_share_stages_and_match_one_at_a_time() {
     assert!(!out1.contains("[1] "), "one at a time: no prefixes: {out1}");
     let digests = variant_digests(&at_once);
     assert_eq!(digests.len(), 4);
-    assert_eq!(digests, variant_digests(&in_turn), "records in variant order");
+    assert_eq!(
+        digests,
+        variant_digests(&in_turn),
+        "records in variant order"
+    );
 
     // A forced stage the variants share also runs once; its identical output leaves the rest
     // cached.
-    let out = at_once.ok(&[
-        "run",
-        "t.yaml",
-        "-j",
-        "4",
-        "--force",
-        "split",
-        "--sweep",
-        "stages.train.lr=0.01,0.001",
-        "--sweep",
-        "stages.train.dropout=0.2,0.4",
-    ]);
-    assert_eq!(ran(&out), ["split"], "{out}");
+    for (env, jobs) in [(&at_once, "4"), (&in_turn, "1")] {
+        let out = env.ok(&[
+            "run",
+            "t.yaml",
+            "-j",
+            jobs,
+            "--force",
+            "split",
+            "--sweep",
+            "stages.train.lr=0.01,0.001",
+            "--sweep",
+            "stages.train.dropout=0.2,0.4",
+        ]);
+        assert_eq!(ran(&out), ["split"], "-j {jobs}: {out}");
+    }
 }
