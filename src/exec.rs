@@ -247,7 +247,9 @@ impl<'a> State<'a> {
     fn cached(&mut self, spec: &StageSpec, key: StageKey, digest: String) {
         let id = spec.id.as_str();
         self.pending.remove(id);
+        let by_another = self.sharing.is_some_and(|s| s.shared.ran(&key.digest()));
         let note = match self.plan.get(id).map(|p| &p.state) {
+            Some(StageState::WouldRun { .. }) if by_another => "  (run by another variant)",
             Some(StageState::WouldRun { .. }) => {
                 "  (planned to run: its inputs turned out unchanged)"
             }

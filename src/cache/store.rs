@@ -545,6 +545,36 @@ mod tests {
         store.commit(out, "s", &key()).unwrap()
     }
 
+    /// Two threads (two variants of a sweep run at once) committing identical bytes under
+    /// different keys: both commits succeed and name one object.
+    #[test]
+    fn concurrent_commits_of_identical_bytes_both_succeed() {
+        let (_d, store) = store();
+        for round in 0..40 {
+            let text = format!("same bytes {round}");
+            let digests: Vec<String> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|t| {
+                        let (store, text) = (&store, &text);
+                        s.spawn(move || {
+                            let out = store.begin("s").unwrap();
+                            std::fs::write(out.dir.join("a.txt"), text).unwrap();
+                            let mut k = key();
+                            k.config = serde_json::json!({ "thread": t });
+                            store.commit(out, "s", &k)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap().unwrap())
+                    .collect()
+            });
+            assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+            store.verify(&digests[0]).unwrap();
+        }
+    }
+
     #[test]
     fn commit_lookup_verify_and_detect_corruption() {
         let (_d, store) = store();
