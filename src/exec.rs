@@ -3,6 +3,10 @@
 //! cached when its upstream reran with byte-identical output (early cutoff); misses run on up to
 //! `jobs` worker threads. A worker's panic is caught and reported as that stage's failure, so the
 //! run ends (and releases the lock) instead of waiting for a result that never comes.
+//! The executors of a sweep's variants can run at once, sharing a job budget and the keys in
+//! flight through [`shared::Shared`] (see [`Sharing`]).
+
+pub mod shared;
 
 use crate::cache::StageKey;
 use crate::cache::store::{Lookup, Store};
@@ -12,6 +16,7 @@ use crate::run::{CacheWorld, RunError};
 use crate::spec::{Pipeline, StageSpec};
 use crate::stages::{StageContext, StageReport};
 use indicatif::MultiProgress;
+use shared::{Claim, KeyGuard, Permit, Shared};
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -21,6 +26,13 @@ use std::time::Instant;
 /// Test-only: a worker panics when it starts the stage with this id, so tests can exercise the
 /// panic path without relying on a bug. Not a user feature; documented here only.
 pub const TEST_PANIC_ENV: &str = "PIPE_TEST_PANIC_STAGE";
+
+/// How one variant's executor takes part in a sweep run at once with the others.
+pub(crate) struct Sharing<'s> {
+    pub(crate) shared: &'s Shared,
+    /// Put before every line this executor prints, e.g. `[2] `.
+    pub(crate) prefix: String,
+}
 
 /// What the executor leaves behind: a record per stage it reached, and the first failure.
 pub(crate) struct Executed {
@@ -50,6 +62,7 @@ struct State<'a> {
     running: BTreeSet<String>,
     verified: BTreeSet<String>,
     failure: Option<RunError>,
+    sharing: Option<&'a Sharing<'a>>,
 }
 
 /// What to do with a stage whose inputs are all known.
@@ -60,12 +73,23 @@ enum Next {
     Rebuild,
 }
 
+/// Whether a stage about to run may start.
+enum Slot<'a> {
+    /// Not in a sweep run at once: the local `jobs` limit is all.
+    Alone,
+    /// The key and a job slot are this executor's until the worker ends.
+    Shared(KeyGuard<'a>, Permit<'a>),
+    /// Another variant ran the key meanwhile: decide again (now a cache hit).
+    Again,
+}
+
 /// Runs every stage of `plan` that is not blocked; returns once no stage is running.
 pub(crate) fn execute(
     world: &mut CacheWorld<'_>,
     plan: &Plan,
     jobs: usize,
     forced: &BTreeSet<String>,
+    sharing: Option<&Sharing<'_>>,
 ) -> Executed {
     let multi = MultiProgress::new();
     let selected: Vec<&str> = plan
@@ -87,6 +111,7 @@ pub(crate) fn execute(
         running: BTreeSet::new(),
         verified: BTreeSet::new(),
         failure: None,
+        sharing,
     };
     let jobs = jobs.max(1);
     let (tx, rx) = mpsc::channel::<Done>();
@@ -101,7 +126,12 @@ pub(crate) fn execute(
                     Ok(Next::Cached | Next::Rebuild) => {}
                     Ok(Next::Run(_)) if st.running.len() >= jobs => break,
                     Ok(Next::Run(key)) => {
-                        if let Err(e) = st.spawn(scope, &tx, id, key) {
+                        let shared = match st.take_shared(&key, forced.contains(id)) {
+                            Slot::Again => continue,
+                            Slot::Alone => None,
+                            Slot::Shared(guard, permit) => Some((guard, permit)),
+                        };
+                        if let Err(e) = st.spawn(scope, &tx, id, key, shared) {
                             st.failure = Some(e);
                         }
                     }
@@ -127,7 +157,26 @@ pub(crate) fn execute(
 
 impl<'a> State<'a> {
     fn say(&self, line: String) {
-        self.multi.suspend(|| println!("{line}"));
+        let prefix = self.sharing.map_or("", |s| s.prefix.as_str());
+        self.multi.suspend(|| println!("{prefix}{line}"));
+    }
+
+    /// In a shared run: the right to run `key` and a job slot, blocking while another variant
+    /// runs it or every slot is taken.
+    fn take_shared(&self, key: &StageKey, forced: bool) -> Slot<'a> {
+        let Some(sharing) = self.sharing else {
+            return Slot::Alone;
+        };
+        let hex = key.digest();
+        let guard = match sharing.shared.claim(&hex) {
+            Claim::WaitedFor => return Slot::Again,
+            Claim::Mine(g) => g,
+        };
+        // Another variant may have committed it between our decision and the claim.
+        if sharing.shared.ran(&hex) || (!forced && self.store.lookup(&hex).hit().is_some()) {
+            return Slot::Again;
+        }
+        Slot::Shared(guard, sharing.shared.permit())
     }
 
     /// The first pending stage (in plan order) whose inputs are all known.
@@ -153,7 +202,14 @@ impl<'a> State<'a> {
     ) -> Result<Next, RunError> {
         let spec = &self.pipeline.stages[id];
         let inputs = self.inputs(spec);
-        let key = match plan::decide(world, id, &inputs, forced)? {
+        let mut decision = plan::decide(world, id, &inputs, forced)?;
+        // A forced stage another variant already ran in this sweep is not run again.
+        if let (Decision::Miss { key }, true, Some(s)) = (&decision, forced, self.sharing)
+            && s.shared.ran(&key.digest())
+        {
+            decision = plan::decide(world, id, &inputs, false)?;
+        }
+        let key = match decision {
             Decision::Hit { key, digest } => {
                 self.cached(spec, key, digest);
                 return Ok(Next::Cached);
@@ -191,7 +247,9 @@ impl<'a> State<'a> {
     fn cached(&mut self, spec: &StageSpec, key: StageKey, digest: String) {
         let id = spec.id.as_str();
         self.pending.remove(id);
+        let by_another = self.sharing.is_some_and(|s| s.shared.ran(&key.digest()));
         let note = match self.plan.get(id).map(|p| &p.state) {
+            Some(StageState::WouldRun { .. }) if by_another => "  (run by another variant)",
             Some(StageState::WouldRun { .. }) => {
                 "  (planned to run: its inputs turned out unchanged)"
             }
@@ -237,6 +295,7 @@ impl<'a> State<'a> {
         tx: &mpsc::Sender<Done>,
         id: &'a str,
         key: StageKey,
+        shared: Option<(KeyGuard<'a>, Permit<'a>)>,
     ) -> Result<(), RunError>
     where
         'a: 'scope,
@@ -265,6 +324,13 @@ impl<'a> State<'a> {
                     message: panic_message(payload.as_ref()),
                 })
             });
+            // Committed (or failed) before the key is released: a waiter then decides again.
+            if let Some((mut guard, permit)) = shared {
+                if result.is_ok() {
+                    guard.succeeded();
+                }
+                drop((guard, permit));
+            }
             let _ = tx.send((spec.id.clone(), key, t.elapsed().as_secs_f64(), result));
         });
         Ok(())

@@ -178,14 +178,31 @@ impl<'a> Engine<'a> {
         for f in &opts.force {
             self.check_stage(f)?;
         }
-        let _lock = CacheLock::acquire(&self.store.root, opts.no_wait)?;
-        self.store.clean_tmp();
-        let started = now_rfc3339();
+        let _lock = lock_cache(&self.store.root, opts.no_wait)?;
+        let (rec, failure) = self.run_locked(opts, now_rfc3339(), None)?;
+        rec.save(&self.store.root).map_err(RunError::Record)?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(rec),
+        }
+    }
+
+    /// The run itself, under a lock the caller holds ([`lock_cache`]); returns the record
+    /// (unsaved) and the first failure. `sharing` is set when a sweep runs variants at once.
+    pub(crate) fn run_locked(
+        &mut self,
+        opts: &RunOptions,
+        started: String,
+        sharing: Option<&crate::exec::Sharing<'_>>,
+    ) -> Result<(RunRecord, Option<RunError>), RunError> {
+        for f in &opts.force {
+            self.check_stage(f)?;
+        }
         let t0 = Instant::now();
         // Planned under the lock: what another run committed meanwhile counts.
         let plan = self.plan(opts.until.as_deref(), &opts.force)?;
         let forced: BTreeSet<String> = opts.force.iter().cloned().collect();
-        let done = crate::exec::execute(&mut self.world(), &plan, opts.jobs, &forced);
+        let done = crate::exec::execute(&mut self.world(), &plan, opts.jobs, &forced, sharing);
         let _ = self.stat.save();
         let rec = RunRecord {
             pipeline: self.pipeline.name.clone(),
@@ -202,12 +219,17 @@ impl<'a> Engine<'a> {
                 .unwrap_or_default(),
             overrides: opts.overrides.clone(),
         };
-        rec.save(&self.store.root).map_err(RunError::Record)?;
-        match done.failure {
-            Some(e) => Err(e),
-            None => Ok(rec),
-        }
+        Ok((rec, done.failure))
     }
+}
+
+/// Opens (creates) the cache, takes its lock (one process at a time) and clears what crashed runs left in
+/// `tmp/`; the lock is held until the returned guard drops.
+pub fn lock_cache(cache_root: &Path, no_wait: bool) -> Result<CacheLock, RunError> {
+    let store = Store::open(cache_root)?;
+    let lock = CacheLock::acquire(cache_root, no_wait)?;
+    store.clean_tmp();
+    Ok(lock)
 }
 
 /// The planner's and executor's view of the real cache.

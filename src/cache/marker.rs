@@ -10,8 +10,8 @@
 
 use super::store::StoreError;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const MARKER: &str = "pipe-cache.json";
 
@@ -42,14 +42,19 @@ pub enum State {
     Legacy,
 }
 
-/// Files that pipe writes at the root: the stat cache's temporary files are named
-/// `stat-cache.tmp<pid>` / `stat-lists.tmp<pid>`.
+/// Files that pipe writes at the root. Temporary files (left by a killed pipe) are named
+/// `stat-cache.tmp<pid>-<n>`, `stat-lists.tmp<pid>-<n>` and `pipe-cache.json.tmp<pid>-<n>`.
 fn is_pipe_file(name: &str) -> bool {
+    let temp_suffix = |s: &str| {
+        !s.is_empty()
+            && s.split('-').count() <= 2
+            && s.split('-')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
     ROOT_FILES.contains(&name)
-        || ["stat-cache.tmp", "stat-lists.tmp"].iter().any(|p| {
-            name.strip_prefix(p)
-                .is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-        })
+        || ["stat-cache.tmp", "stat-lists.tmp", "pipe-cache.json.tmp"]
+            .iter()
+            .any(|p| name.strip_prefix(p).is_some_and(temp_suffix))
 }
 
 fn not_a_cache(root: &Path, reason: String) -> StoreError {
@@ -173,8 +178,11 @@ pub fn ensure(root: &Path) -> Result<State, StoreError> {
 }
 
 /// Written before any directory of the cache, so a concurrent pipe that sees a directory also
-/// sees the marker; `create_new` makes the first writer win.
+/// sees the marker. The bytes go to a temporary file first and are then hard-linked to the
+/// marker's name: the link is atomic and fails if the marker exists, so the first writer wins
+/// and a pipe killed at any moment never leaves an empty or partial marker.
 fn write_marker(root: &Path) -> Result<(), StoreError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let path: PathBuf = root.join(MARKER);
     let text = serde_json::to_vec(&Marker {
         pipe_cache_layout: LAYOUT,
@@ -183,19 +191,24 @@ fn write_marker(root: &Path) -> Result<(), StoreError> {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    let io = |source| StoreError::Io {
-        path: path.clone(),
-        source,
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = root.join(format!("{MARKER}.tmp{}-{n}", std::process::id()));
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| StoreError::Io { path: p, source }
     };
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-    {
-        Ok(mut f) => f.write_all(&text).map_err(io),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_marker(root).map(drop),
-        Err(e) => Err(io(e)),
+    let linked = std::fs::write(&tmp, &text)
+        .map_err(io(&tmp))
+        .and_then(|()| match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io(&path)(e)),
+        });
+    let _ = std::fs::remove_file(&tmp);
+    if !linked? {
+        read_marker(root)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -237,5 +250,33 @@ mod tests {
         std::fs::write(fresh.join(MARKER), br#"{"pipe_cache_layout": 99}"#).unwrap();
         let e = ensure(&fresh).unwrap_err().to_string();
         assert!(e.contains("newer pipe (cache layout 99"), "{e}");
+    }
+
+    /// A pipe killed while creating a cache leaves at most its temporary files, never an empty
+    /// marker; the next pipe adopts the directory and many concurrent creators agree on one marker.
+    #[test]
+    fn a_killed_creation_leaves_no_partial_marker_and_creators_race_safely() {
+        let dir = tempfile::tempdir().unwrap();
+        let killed = dir.path().join("killed");
+        std::fs::create_dir(&killed).unwrap();
+        std::fs::write(killed.join("pipe-cache.json.tmp4242-0"), b"{\"pipe_cache").unwrap();
+        std::fs::write(killed.join("stat-cache.tmp4242-3"), b"").unwrap();
+        std::fs::write(killed.join("lock"), b"").unwrap();
+        assert_eq!(ensure(&killed).unwrap(), State::Empty);
+        assert_eq!(inspect(&killed).unwrap(), State::Marked);
+        assert!(!is_pipe_file("pipe-cache.json.tmp"));
+        assert!(!is_pipe_file("stat-cache.tmp1-2-3"));
+        assert!(!is_pipe_file("stat-cache.tmp1-x"));
+
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| write_marker(&shared).unwrap());
+            }
+        });
+        read_marker(&shared).unwrap();
+        let names: Vec<_> = std::fs::read_dir(&shared).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "only the marker is left");
     }
 }

@@ -110,6 +110,9 @@ impl Drop for TempOut {
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A name unique to this process for something under `tmp/`.
+/// Serialises the final step of [`Store::commit`] between threads.
+static COMMITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{}-{n}-{prefix}", std::process::id())
@@ -417,6 +420,11 @@ impl Store {
         )
         .map_err(io(&mpath))?;
         let target = self.object_dir(&digest);
+        // Two variants of a sweep may commit identical bytes at once: check-then-rename is
+        // one step per process (other processes are kept out by the cache lock).
+        let _one = COMMITS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let shard = target.parent().unwrap_or(self.root.as_path());
         unlink_if_not_dir(shard)?;
         ensure_real_dir(shard)?;
@@ -535,6 +543,36 @@ mod tests {
         let out = store.begin("s").unwrap();
         std::fs::write(out.dir.join("a.txt"), text).unwrap();
         store.commit(out, "s", &key()).unwrap()
+    }
+
+    /// Two threads (two variants of a sweep run at once) committing identical bytes under
+    /// different keys: both commits succeed and name one object.
+    #[test]
+    fn concurrent_commits_of_identical_bytes_both_succeed() {
+        let (_d, store) = store();
+        for round in 0..40 {
+            let text = format!("same bytes {round}");
+            let digests: Vec<String> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|t| {
+                        let (store, text) = (&store, &text);
+                        s.spawn(move || {
+                            let out = store.begin("s").unwrap();
+                            std::fs::write(out.dir.join("a.txt"), text).unwrap();
+                            let mut k = key();
+                            k.config = serde_json::json!({ "thread": t });
+                            store.commit(out, "s", &k)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap().unwrap())
+                    .collect()
+            });
+            assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+            store.verify(&digests[0]).unwrap();
+        }
     }
 
     #[test]

@@ -5,11 +5,14 @@
 use super::search::{Objective, SearchAxis};
 use super::{Axis, Variant, check_paths, grid, sweep_id};
 use crate::error::{EXIT_INVALID, EXIT_OK};
+use crate::exec::Sharing;
+use crate::exec::shared::Shared;
 use crate::ml::backend::DeviceChoice;
-use crate::record::{Outcome, RunRecord};
-use crate::run::{Engine, RunOptions};
+use crate::record::{Outcome, RunRecord, now_rfc3339};
+use crate::run::{Engine, RunError, RunOptions};
 use crate::spec::{Override, Pipeline, load};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError, mpsc};
 
 /// What to vary.
 #[derive(Debug, Clone)]
@@ -188,41 +191,41 @@ fn load_with_device(
     load(file, &all)
 }
 
-/// Runs the variants in order; a failed variant is reported and the others still run.
+/// Runs the variants under one cache lock: one after another, or with `-j N` (N > 1) up to N
+/// stages at once across variants; a failed variant is reported and the others still run.
 fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
+    let _lock = match crate::run::lock_cache(req.cache, req.opts.no_wait) {
+        Ok(l) => l,
+        Err(e) => return crate::commands::fail(&e),
+    };
     let mut code = EXIT_OK;
+    let mut note = |e: &RunError| {
+        let c = crate::commands::fail(e);
+        if code == EXIT_OK {
+            code = c;
+        }
+    };
+    let records = if req.opts.jobs > 1 && loaded.len() > 1 {
+        run_at_once(req, id, loaded, &mut note)
+    } else {
+        run_in_turn(req, id, loaded, &mut note)
+    };
     let mut scores: Vec<(usize, f64)> = Vec::new();
-    for (i, l) in loaded.iter().enumerate() {
-        println!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
-        let opts = RunOptions {
-            variant: Some((id.to_string(), l.variant.map())),
-            ..req.opts.clone()
-        };
-        let rec = match Engine::new(&l.pipeline, req.cache).and_then(|mut e| {
-            crate::commands::header(&l.pipeline, req.cache);
-            e.run(&opts)
-        }) {
-            Ok(rec) => rec,
-            Err(e) => {
-                let c = crate::commands::fail(&e);
-                if code == EXIT_OK {
-                    code = c;
-                }
-                continue;
-            }
-        };
-        crate::commands::done_line(&rec);
-        if let Some(o) = &req.objective {
-            match objective_value(&rec, o) {
+    if let Some(o) = &req.objective {
+        for (i, rec) in records.iter().enumerate() {
+            let Some(rec) = rec else { continue };
+            match objective_value(rec, o) {
                 Ok(v) => scores.push((i, v)),
                 Err(msg) => {
-                    eprintln!("error: variant {} ({}): {msg}", i + 1, l.variant.name());
+                    eprintln!(
+                        "error: variant {} ({}): {msg}",
+                        i + 1,
+                        loaded[i].variant.name()
+                    );
                     code = EXIT_INVALID;
                 }
             }
         }
-    }
-    if let Some(o) = &req.objective {
         print_ranking(loaded, &scores, o, req.minimize);
     }
     println!(
@@ -230,6 +233,136 @@ fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
         req.file.display()
     );
     code
+}
+
+/// Variant `i`'s run options: the sweep's, plus its id and values for the record.
+fn variant_opts(req: &Request<'_>, id: &str, l: &Loaded) -> RunOptions {
+    RunOptions {
+        variant: Some((id.to_string(), l.variant.map())),
+        ..req.opts.clone()
+    }
+}
+
+/// A variant's run under the sweep's lock: its record (not yet saved) and its first failure.
+type Ran = Result<(RunRecord, Option<RunError>), RunError>;
+
+fn run_variant(
+    req: &Request<'_>,
+    id: &str,
+    l: &Loaded,
+    started: String,
+    sharing: &Sharing<'_>,
+) -> Ran {
+    let opts = variant_opts(req, id, l);
+    Engine::new(&l.pipeline, req.cache)?.run_locked(&opts, started, Some(sharing))
+}
+
+/// Saves a finished variant's record and prints its last line; the record when it succeeded.
+fn finish(req: &Request<'_>, ran: Ran, note: &mut dyn FnMut(&RunError)) -> Option<RunRecord> {
+    let (rec, failure) = match ran {
+        Ok(r) => r,
+        Err(e) => {
+            note(&e);
+            return None;
+        }
+    };
+    if let Err(e) = rec.save(req.cache) {
+        note(&RunError::Record(e));
+        return None;
+    }
+    match failure {
+        Some(e) => {
+            note(&e);
+            None
+        }
+        None => {
+            crate::commands::done_line(&rec);
+            Some(rec)
+        }
+    }
+}
+
+fn run_in_turn(
+    req: &Request<'_>,
+    id: &str,
+    loaded: &[Loaded],
+    note: &mut dyn FnMut(&RunError),
+) -> Vec<Option<RunRecord>> {
+    // Nothing runs at once here; the registry still makes a forced shared stage run once.
+    let shared = Shared::new(1);
+    let sharing = Sharing {
+        shared: &shared,
+        prefix: String::new(),
+    };
+    let mut records = Vec::new();
+    for (i, l) in loaded.iter().enumerate() {
+        println!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
+        crate::commands::header(&l.pipeline, req.cache);
+        let ran = run_variant(req, id, l, now_rfc3339(), &sharing);
+        records.push(finish(req, ran, note));
+    }
+    records
+}
+
+/// Up to `-j` variants at once, sharing the job budget and the stages in flight; each line a
+/// variant's executor prints starts with `[N] `. Records are saved in variant order at the end.
+fn run_at_once(
+    req: &Request<'_>,
+    id: &str,
+    loaded: &[Loaded],
+    note: &mut dyn FnMut(&RunError),
+) -> Vec<Option<RunRecord>> {
+    let n = loaded.len();
+    println!(
+        "\n{n} variants at once, up to {} stages at a time",
+        req.opts.jobs
+    );
+    crate::commands::header(&loaded[0].pipeline, req.cache);
+    let shared = Shared::new(req.opts.jobs);
+    // The next variant to start, and the start time of the last one started.
+    let queue = Mutex::new((0usize, String::new()));
+    let (tx, rx) = mpsc::channel::<(usize, Ran)>();
+    std::thread::scope(|scope| {
+        for _ in 0..req.opts.jobs.min(n) {
+            let (shared, queue, tx) = (&shared, &queue, tx.clone());
+            scope.spawn(move || {
+                while let Some((i, started)) = next_variant(queue, n) {
+                    let l = &loaded[i];
+                    let prefix = format!("[{}] ", i + 1);
+                    println!("{prefix}variant {}/{n}: {}", i + 1, l.variant.name());
+                    let sharing = Sharing { shared, prefix };
+                    let ran = run_variant(req, id, l, started, &sharing);
+                    let _ = tx.send((i, ran));
+                }
+            });
+        }
+    });
+    drop(tx);
+    let mut ran: Vec<(usize, Ran)> = rx.into_iter().collect();
+    ran.sort_by_key(|(i, _)| *i);
+    let mut records = Vec::new();
+    for (i, r) in ran {
+        println!("\nvariant {}/{n}: {}", i + 1, loaded[i].variant.name());
+        records.push(finish(req, r, note));
+    }
+    records
+}
+
+/// Takes the next variant off the queue with its start time, later than the previous one's
+/// so that run records (named by start time) list in variant order.
+fn next_variant(queue: &Mutex<(usize, String)>, n: usize) -> Option<(usize, String)> {
+    let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+    if q.0 >= n {
+        return None;
+    }
+    let mut started = now_rfc3339();
+    while started <= q.1 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        started = now_rfc3339();
+    }
+    q.1.clone_from(&started);
+    q.0 += 1;
+    Some((q.0 - 1, started))
 }
 
 /// The objective's value in a variant's run record.

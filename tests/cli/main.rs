@@ -76,11 +76,20 @@ impl Env {
 fn ran(stdout: &str) -> Vec<String> {
     let mut v: Vec<String> = stdout
         .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("ran "))
+        .map(|l| strip_variant(l).trim_start())
+        .filter_map(|l| l.strip_prefix("ran "))
         .map(|l| l.split_whitespace().next().unwrap().to_string())
         .collect();
     v.sort();
     v
+}
+
+/// A line without the `[N] ` a sweep's variant puts before it when variants run at once.
+fn strip_variant(line: &str) -> &str {
+    line.strip_prefix('[')
+        .and_then(|r| r.split_once("] "))
+        .filter(|(n, _)| n.parse::<usize>().is_ok())
+        .map_or(line, |(_, rest)| rest)
 }
 
 fn xorshift(state: &mut u64) -> u64 {

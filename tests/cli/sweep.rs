@@ -278,6 +278,22 @@ fn row_values(html: &str, row: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Each variant's stage digests, in variant order, with its values.
+fn variant_digests(env: &Env) -> Vec<(String, Vec<(String, String)>)> {
+    records(env)
+        .iter()
+        .map(|r| {
+            let digests = r["stages"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v["digest"].as_str().unwrap().to_string()))
+                .collect();
+            (r["variant"].to_string(), digests)
+        })
+        .collect()
+}
+
 #[test]
 fn the_report_shows_every_variant_of_a_sweep_and_the_runs_overrides() {
     let env = training_env();
@@ -350,4 +366,63 @@ fn the_report_shows_every_variant_of_a_sweep_and_the_runs_overrides() {
     assert!(html.contains(&format!(
         "<td class=\"overrides\"><code>{set}</code> <code>stages.train.lr=0.01</code> <code>--device cpu</code></td>"
     )));
+}
+
+#[test]
+fn variants_run_at_once_share_stages_and_match_one_at_a_time() {
+    let sweep = |jobs: &str| {
+        let env = training_env();
+        let out = env.ok(&[
+            "run",
+            "t.yaml",
+            "-j",
+            jobs,
+            "--sweep",
+            "stages.train.lr=0.01,0.001",
+            "--sweep",
+            "stages.train.dropout=0.2,0.4",
+        ]);
+        (env, out)
+    };
+    let (at_once, out) = sweep("4");
+    let mut expected = vec!["faces", "split"];
+    expected.extend(["train"; 4]);
+    expected.extend(["evaluate"; 4]);
+    expected.sort();
+    assert_eq!(ran(&out), expected, "each shared stage exactly once: {out}");
+    for v in 1..=4 {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("[{v}]   ran     evaluate"))),
+            "variant {v}'s lines carry its prefix: {out}"
+        );
+    }
+    let (in_turn, out1) = sweep("1");
+    assert_eq!(ran(&out1), expected, "{out1}");
+    assert!(!out1.contains("[1] "), "one at a time: no prefixes: {out1}");
+    let digests = variant_digests(&at_once);
+    assert_eq!(digests.len(), 4);
+    assert_eq!(
+        digests,
+        variant_digests(&in_turn),
+        "records in variant order"
+    );
+
+    // A forced stage the variants share also runs once; its identical output leaves the rest
+    // cached.
+    for (env, jobs) in [(&at_once, "4"), (&in_turn, "1")] {
+        let out = env.ok(&[
+            "run",
+            "t.yaml",
+            "-j",
+            jobs,
+            "--force",
+            "split",
+            "--sweep",
+            "stages.train.lr=0.01,0.001",
+            "--sweep",
+            "stages.train.dropout=0.2,0.4",
+        ]);
+        assert_eq!(ran(&out), ["split"], "-j {jobs}: {out}");
+    }
 }
