@@ -115,13 +115,18 @@ pub(crate) fn print_diagnostics(diags: &[Diagnostic]) {
 }
 
 fn with_pipeline(file: &Path, set: &[Override], f: impl FnOnce(&Pipeline) -> i32) -> i32 {
-    match load(file, set) {
+    match load_or_exit(file, set) {
         Ok(p) => f(&p),
-        Err(diags) => {
-            print_diagnostics(&diags);
-            EXIT_INVALID
-        }
+        Err(code) => code,
     }
+}
+
+/// Loads `file` with `set`, or prints every diagnostic and gives the exit code to return.
+pub(crate) fn load_or_exit(file: &Path, set: &[Override]) -> Result<Pipeline, i32> {
+    load(file, set).map_err(|diags| {
+        print_diagnostics(&diags);
+        EXIT_INVALID
+    })
 }
 
 /// Loads the pipeline for `run`. `--device D` is `--set stages.ID.device=D` on every stage whose
@@ -530,12 +535,9 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
     let mut matrices = Vec::new();
     let mut unusable = 0;
     for f in files {
-        let p = match load(f, &[]) {
+        let p = match load_or_exit(f, &[]) {
             Ok(p) => p,
-            Err(d) => {
-                print_diagnostics(&d);
-                return EXIT_INVALID;
-            }
+            Err(code) => return code,
         };
         let found = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok);
         let (Some((_, rec)), Some(store)) = (found, &store) else {

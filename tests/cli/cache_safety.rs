@@ -140,16 +140,6 @@ fn a_cache_made_before_the_marker_is_adopted() {
     assert!(env.path("cache/pipe-cache.json").is_file());
 }
 
-fn record_files(env: &Env) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn gc_refuses_while_a_run_record_is_unreadable_and_runs_lists_it() {
     let env = data_env(20);

@@ -11,16 +11,7 @@ use std::time::{Duration, Instant};
 
 /// The last run record's stages (id → record).
 fn last_stages(env: &Env) -> serde_json::Map<String, serde_json::Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(files.last().unwrap()).unwrap()).unwrap();
-    rec["stages"].as_object().unwrap().clone()
+    latest_record(env)["stages"].as_object().unwrap().clone()
 }
 
 const TRAINING: &str = "\

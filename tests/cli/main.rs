@@ -329,17 +329,33 @@ fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Output digests of the last run record.
-fn last_digests(env: &Env) -> Vec<(String, String)> {
+/// The run records of `env`'s cache, oldest first (their file names start with the start time).
+fn record_files(env: &Env) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(files.last().unwrap()).unwrap()).unwrap();
-    rec["stages"]
+    files
+}
+
+/// Every run record, oldest first, as JSON.
+fn records(env: &Env) -> Vec<serde_json::Value> {
+    record_files(env)
+        .iter()
+        .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
+        .collect()
+}
+
+fn latest_record(env: &Env) -> serde_json::Value {
+    records(env).pop().unwrap()
+}
+
+/// The latest run's stage → output digest ("" for a stage without one).
+fn last_digests(env: &Env) -> Vec<(String, String)> {
+    latest_record(env)["stages"]
         .as_object()
         .unwrap()
         .iter()
@@ -800,14 +816,7 @@ fn a_killed_training_resumes_from_its_last_epoch() {
     assert_eq!(s["epochs_run"], 30);
     // Where it resumed is a fact of the run (run record), not of the model (object).
     assert!(s.get("resumed_from_epoch").is_none(), "{s}");
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    runs.sort();
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(runs.last().unwrap()).unwrap()).unwrap();
+    let rec = latest_record(&env);
     let resumed = &rec["stages"]["train"]["report"]["execution"]["resumed_from_epoch"];
     assert!(
         resumed.as_f64().is_some_and(|e| (1.0..30.0).contains(&e)),

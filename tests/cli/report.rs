@@ -17,16 +17,6 @@ stages:
   evaluate_b2: {kind: evaluate, threshold: tune, inputs: {model: train_b2, data: faces, split: split}}
 ";
 
-fn latest_record(env: &Env) -> serde_json::Value {
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    runs.sort();
-    serde_json::from_slice(&std::fs::read(runs.last().unwrap()).unwrap()).unwrap()
-}
-
 /// The text between `start` (inclusive) and the next `end` after it.
 fn slice<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
     let i = text

@@ -18,20 +18,6 @@ fn training_env() -> Env {
     env
 }
 
-/// Every run record, oldest first.
-fn records(env: &Env) -> Vec<serde_json::Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(env.path("cache/runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
-        .collect()
-}
-
 /// The `  variant   N  NAME` lines a sweep prints before running.
 fn variant_list(out: &str) -> Vec<String> {
     out.lines()

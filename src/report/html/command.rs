@@ -3,10 +3,9 @@
 //! code lives in one place.
 
 use super::{self as html, model};
-use crate::commands::{human_bytes, print_diagnostics, store_fail};
+use crate::commands::{human_bytes, load_or_exit, store_fail};
 use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use crate::record::RunRecord;
-use crate::spec::load;
 use std::path::{Path, PathBuf};
 
 /// The latest run of each variant of the sweep `rec` belongs to, or nothing when it is no
@@ -51,12 +50,9 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
     };
     let mut runs = Vec::new();
     for f in files {
-        let p = match load(f, &[]) {
+        let p = match load_or_exit(f, &[]) {
             Ok(p) => p,
-            Err(d) => {
-                print_diagnostics(&d);
-                return EXIT_INVALID;
-            }
+            Err(code) => return code,
         };
         let Some((_, rec)) = history.iter().rev().find(|(_, r)| r.pipeline == p.name) else {
             eprintln!("warning: {} has no run in {}", f.display(), cache.display());
