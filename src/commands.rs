@@ -129,26 +129,40 @@ pub(crate) fn load_or_exit(file: &Path, set: &[Override]) -> Result<Pipeline, i3
     })
 }
 
-/// Loads the pipeline for `run`. `--device D` is `--set stages.ID.device=D` on every stage whose
-/// kind has a `device` field (applied after the user's `--set`s), so it enters the key exactly
-/// as the YAML field does and the engine needs to know nothing about devices.
 fn with_run_pipeline(
     file: &Path,
     set: &[Override],
     device: Option<DeviceChoice>,
     f: impl FnOnce(&Pipeline) -> i32,
 ) -> i32 {
-    let Some(device) = device else {
-        return with_pipeline(file, set, f);
-    };
-    with_pipeline(file, set, |p| {
-        let mut all = set.to_vec();
-        all.extend(device_overrides(p, device));
-        with_pipeline(file, &all, f)
-    })
+    match load_for_run(file, set, device) {
+        Ok(p) => f(&p),
+        Err(diags) => {
+            print_diagnostics(&diags);
+            EXIT_INVALID
+        }
+    }
 }
 
-pub(crate) fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
+/// Loads the pipeline for `run` (and each sweep variant). `--device D` is
+/// `--set stages.ID.device=D` on every stage whose kind has a `device` field (applied after the
+/// user's `--set`s), so it enters the key exactly as the YAML field does and the engine needs to
+/// know nothing about devices.
+pub(crate) fn load_for_run(
+    file: &Path,
+    set: &[Override],
+    device: Option<DeviceChoice>,
+) -> Result<Pipeline, Vec<Diagnostic>> {
+    let p = load(file, set)?;
+    let Some(device) = device else {
+        return Ok(p);
+    };
+    let mut all = set.to_vec();
+    all.extend(device_overrides(&p, device));
+    load(file, &all)
+}
+
+fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
     p.stages
         .values()
         .filter(|s| s.config.uses_device())

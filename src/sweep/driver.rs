@@ -10,7 +10,7 @@ use crate::exec::shared::Shared;
 use crate::ml::backend::DeviceChoice;
 use crate::record::{Outcome, RunRecord, now_rfc3339};
 use crate::run::{Engine, RunError, RunOptions};
-use crate::spec::{Override, Pipeline, load};
+use crate::spec::{Override, Pipeline};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError, mpsc};
 
@@ -135,7 +135,7 @@ fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32>
         let result = v.overrides().map_err(|e| vec![e]).and_then(|extra| {
             let mut all = req.set.to_vec();
             all.extend(extra);
-            load_with_device(req.file, &all, req.device)
+            crate::commands::load_for_run(req.file, &all, req.device)
                 .map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>())
         });
         match result {
@@ -174,21 +174,6 @@ fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32>
         if problems == 1 { "" } else { "s" }
     );
     Err(EXIT_INVALID)
-}
-
-/// `--device D` as in a plain run: `--set stages.ID.device=D` on every stage that has one.
-fn load_with_device(
-    file: &Path,
-    set: &[Override],
-    device: Option<DeviceChoice>,
-) -> Result<Pipeline, Vec<crate::spec::Diagnostic>> {
-    let p = load(file, set)?;
-    let Some(device) = device else {
-        return Ok(p);
-    };
-    let mut all = set.to_vec();
-    all.extend(crate::commands::device_overrides(&p, device));
-    load(file, &all)
 }
 
 /// Runs the variants under one cache lock: one after another, or with `-j N` (N > 1) up to N
