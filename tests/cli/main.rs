@@ -6,7 +6,9 @@ mod cache_safety;
 mod determinism;
 mod engine;
 mod inputs;
+mod remote;
 mod report;
+mod slurm;
 mod sweep;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,1 @@
+//! Integration tests of issue remote (see the module doc of each test).

@@ -1,0 +1,1 @@
+//! Integration tests of issue slurm (see the module doc of each test).
