@@ -10,6 +10,7 @@
 //! in one file and every variant has a test below.
 
 use crate::cache::lock::LockError;
+use crate::config::ConfigError;
 use crate::data::DatasetError;
 use crate::ml::backend::MlError;
 use crate::run::RunError;
@@ -18,6 +19,15 @@ use crate::stages::StageError;
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_INTERNAL: i32 = 1;
 pub const EXIT_INVALID: i32 = 2;
+
+impl ConfigError {
+    /// Every `pipe.toml` error is the user's to fix.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            ConfigError::Io { .. } | ConfigError::Parse { .. } => true,
+        }
+    }
+}
 
 impl RunError {
     /// Bad user data or usage (exit 2) versus an internal failure (exit 1).
@@ -112,6 +122,20 @@ mod tests {
     }
     fn json_err() -> serde_json::Error {
         serde_json::from_str::<u8>("x").unwrap_err()
+    }
+
+    #[test]
+    fn config_errors() {
+        let io = ConfigError::Io {
+            path: p(),
+            source: Error::from(ErrorKind::PermissionDenied),
+        };
+        let parse = ConfigError::Parse {
+            path: p(),
+            line: Some(3),
+            message: "unknown field".into(),
+        };
+        assert!(io.is_user_error() && parse.is_user_error());
     }
 
     #[test]
