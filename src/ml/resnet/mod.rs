@@ -60,13 +60,13 @@ use crate::data::Shape;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+use model::*;
 pub use model::{Bottleneck, ResNet50Classifier, build, build_seeded, skeleton};
+use summary::*;
 pub use summary::{
     KerasLayer, keras_layer_of, keras_layers, param_counts, summary_tail, tensor_sizes,
 };
 pub use weights::{LoadReport, load_pretrained, torchvision_key};
-use model::*;
-use summary::*;
 
 /// ImageNet channel means in BGR order, as subtracted by Keras' 'caffe' preprocessing.
 pub const CAFFE_MEANS_BGR: [f32; 3] = [103.939, 116.779, 123.68];

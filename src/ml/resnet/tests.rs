@@ -4,13 +4,11 @@ use super::*;
 use super::{model::*, summary::*, weights::*};
 use crate::data::Shape;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::prelude::*;
-use burn::store::ModuleSnapshot;
-use rand::Rng;
-use std::collections::BTreeMap;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 fn values(t: Tensor<1>) -> Vec<f32> {
@@ -238,10 +236,7 @@ fn summary_tail_looks_like_figure_12() {
 }
 
 /// Writes a safetensors file with torchvision's key names (a subset, real shapes).
-fn write_torchvision_subset(
-    path: &Path,
-    extra: &[(&str, Vec<usize>)],
-) -> Vec<(String, Vec<f32>)> {
+fn write_torchvision_subset(path: &Path, extra: &[(&str, Vec<usize>)]) -> Vec<(String, Vec<f32>)> {
     let mut specs: Vec<(String, Vec<usize>)> = vec![
         ("conv1.weight".into(), vec![64, 3, 7, 7]),
         ("bn1.weight".into(), vec![64]),
@@ -294,8 +289,8 @@ fn loads_torchvision_keys_from_safetensors() {
     let written: BTreeMap<String, Vec<f32>> =
         write_torchvision_subset(&path, &[]).into_iter().collect();
     let device = Device::default();
-    let (model, report) = load_pretrained(ResNet50Classifier::new(&device), &path)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (model, report) =
+        load_pretrained(ResNet50Classifier::new(&device), &path).unwrap_or_else(|e| panic!("{e}"));
 
     assert_eq!(
         flat(&model.res5[1].branch2b.weight),
@@ -513,9 +508,8 @@ fn write_pth(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)], nested: bo
 
 #[test]
 fn loads_torchvision_keys_from_pth() {
-    let pattern = |n: usize, k: f32| -> Vec<f32> {
-        (0..n).map(|i| k + (i % 991) as f32 * 1e-3).collect()
-    };
+    let pattern =
+        |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| k + (i % 991) as f32 * 1e-3).collect() };
     let tensors = vec![
         (
             "conv1.weight".to_string(),

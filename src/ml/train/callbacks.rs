@@ -2,8 +2,8 @@
 //! and counters (the training loop applies them after each epoch's validation).
 
 use crate::ml::curve::CurveRow;
+use crate::ml::defaults;
 use serde::{Deserialize, Serialize};
-
 
 /// Which quantity a callback watches.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
@@ -37,13 +37,13 @@ impl Monitor {
 }
 
 pub(super) fn default_factor() -> f64 {
-    0.1
+    defaults::PLATEAU_FACTOR
 }
 pub(super) fn default_plateau_patience() -> u32 {
-    12
+    defaults::PLATEAU_PATIENCE
 }
 pub(super) fn default_min_delta() -> f64 {
-    1e-4
+    defaults::PLATEAU_MIN_DELTA
 }
 
 /// Keras `ReduceLROnPlateau` (mode from the monitor, absolute `min_delta`, no cooldown).

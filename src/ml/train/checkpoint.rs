@@ -64,7 +64,6 @@ impl Checkpoint {
 /// `model.json` in a model directory: describes the weights beside it.
 pub const MODEL_FILE: &str = "model.json";
 pub const CURVE_CSV: &str = "curve.csv";
-pub const CURVE_PNG: &str = "curve.png";
 pub const SUMMARY_FILE: &str = "summary.json";
 pub(super) const RESUME_STATE: &str = "state.json";
 pub(super) const FORMAT_VERSION: u32 = 1;
@@ -151,7 +150,10 @@ pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, 
 }
 
 /// Reads a resume checkpoint made by the same config, if any.
-pub(super) fn read_resume(resume_dir: &Path, cfg: &TrainConfig) -> Result<Option<ResumeState>, MlError> {
+pub(super) fn read_resume(
+    resume_dir: &Path,
+    cfg: &TrainConfig,
+) -> Result<Option<ResumeState>, MlError> {
     let path = resume_dir.join(RESUME_STATE);
     if !path.exists() {
         return Ok(None);
@@ -242,17 +244,6 @@ pub(super) fn finish(
 
     let csv = out_dir.join(CURVE_CSV);
     curve::write_csv(&csv, &st.rows).map_err(MlError::io(&csv))?;
-    let png = out_dir.join(CURVE_PNG);
-    let title = format!(
-        "{} (lr {}, batch {})",
-        cfg.model.kind.as_str(),
-        cfg.lr,
-        cfg.batch_size
-    );
-    crate::report::plot::learning_curve_png(&png, &title, &st.rows).map_err(|e| MlError::Plot {
-        path: png.clone(),
-        message: e.to_string(),
-    })?;
 
     let last = st.rows.last();
     let summary = TrainSummary {

@@ -1,25 +1,26 @@
 //! The training configuration ([`TrainConfig`]) with its serde defaults, and its validation.
 
 use crate::ml::backend::DeviceChoice;
+use crate::ml::defaults;
 use crate::ml::models::{self, ModelSpec};
 use serde::{Deserialize, Serialize};
 
 use super::*;
 
 pub(super) fn default_batch_size() -> usize {
-    124
+    defaults::BATCH_SIZE
 }
 pub(super) fn default_test_every() -> u32 {
-    5
+    defaults::TEST_EVERY
 }
 pub(super) fn default_beta1() -> f64 {
-    0.9
+    defaults::ADAM_BETA1
 }
 pub(super) fn default_beta2() -> f64 {
-    0.999
+    defaults::ADAM_BETA2
 }
 pub(super) fn default_epsilon() -> f64 {
-    1e-7
+    defaults::ADAM_EPSILON
 }
 
 /// Everything that determines a training run (with the data and splits).
@@ -52,7 +53,7 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The report's settings (batch 124, Keras Adam defaults, test every 5 epochs) for `model`.
+    /// The report's settings ([`defaults`]: batch 124, Keras Adam, test every 5 epochs) for `model`.
     pub fn new(model: ModelSpec, lr: f64, epochs: u32) -> Self {
         Self {
             model,

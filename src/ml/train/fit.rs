@@ -34,6 +34,8 @@ pub struct TrainInputs<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trained {
     pub summary: TrainSummary,
+    /// The learning curve, one row per epoch run (as in `curve.csv`): the caller draws it.
+    pub curve: Vec<CurveRow>,
     /// Training throughput of this invocation (forward + backward + Adam, data loading overlapped).
     pub images_per_second: f64,
     /// Wall time of all epochs, resumed ones included.
@@ -371,6 +373,7 @@ pub fn train(
     let summary = finish(cfg, &st, &model, resume_dir, out_dir, &base, prep)?;
     Ok(Trained {
         summary,
+        curve: st.rows,
         images_per_second: if session_train_secs > 0.0 {
             session_images as f64 / session_train_secs
         } else {

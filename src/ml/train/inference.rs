@@ -82,7 +82,7 @@ pub(super) fn score(logits: &[f32], labels: &[u8]) -> (f64, f64, f64) {
 pub const INFER_BATCH: usize = 256;
 
 /// Sigmoid probabilities of the images at `indices` (input order) from a model directory
-/// written by [`train`]. Inference only (no autodiff), in batches of [`INFER_BATCH`].
+/// written by [`train`](super::train). Inference only (no autodiff), in batches of [`INFER_BATCH`].
 /// The images are preprocessed as recorded in `model.json`; `rescale` is used only for model
 /// directories that predate that record.
 pub fn predict(
@@ -93,11 +93,37 @@ pub fn predict(
     rescale: f32,
     device: DeviceChoice,
 ) -> Result<Vec<f32>, MlError> {
+    predict_batched(
+        model_dir,
+        checkpoint,
+        data,
+        indices,
+        rescale,
+        device,
+        INFER_BATCH,
+    )
+}
+
+/// [`predict`] in batches of `batch` images (the throughput benchmarks sweep it).
+pub fn predict_batched(
+    model_dir: &Path,
+    checkpoint: Checkpoint,
+    data: &Dataset,
+    indices: &[usize],
+    rescale: f32,
+    device: DeviceChoice,
+    batch: usize,
+) -> Result<Vec<f32>, MlError> {
+    if batch == 0 {
+        return Err(MlError::InvalidConfig(vec![
+            "batch: must be at least 1".into(),
+        ]));
+    }
     let (mf, model, dev) = open_model(model_dir, checkpoint, data, indices, device)?;
     let prep = mf
         .preprocess
         .unwrap_or(Preprocess::Rescale { factor: rescale });
-    let logits = infer_logits(&model.valid(), data, indices, prep, &dev, INFER_BATCH)?;
+    let logits = infer_logits(&model.valid(), data, indices, prep, &dev, batch)?;
     Ok(logits.into_iter().map(sigmoid).collect())
 }
 

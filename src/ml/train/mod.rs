@@ -38,12 +38,10 @@ use inference::*;
 use net::*;
 
 pub use callbacks::{EarlyStopping, Monitor, Plateau};
-pub use checkpoint::{
-    CURVE_CSV, CURVE_PNG, Checkpoint, MODEL_FILE, ModelFile, SUMMARY_FILE, TrainSummary,
-};
+pub use checkpoint::{CURVE_CSV, Checkpoint, MODEL_FILE, ModelFile, SUMMARY_FILE, TrainSummary};
 pub use config::{TrainConfig, validate};
 pub use fit::{TrainInputs, Trained, train};
-pub use inference::{INFER_BATCH, predict};
 pub(crate) use inference::open_model;
+pub use inference::{INFER_BATCH, predict, predict_batched};
 pub(crate) use net::{Net, load_model};
 pub use preprocess::Preprocess;

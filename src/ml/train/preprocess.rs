@@ -6,7 +6,6 @@ use crate::ml::models::{self};
 use crate::ml::resnet::CAFFE_MEANS_BGR;
 use serde::{Deserialize, Serialize};
 
-
 /// How images become network input (recorded in `model.json`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 #[serde(rename_all = "snake_case", tag = "mode")]
