@@ -720,7 +720,7 @@ fn model(name: &str, input: &str) -> i32 {
         kind,
         input: crate::data::Shape::new(h, w, c),
         init: Default::default(),
-        dropout: 0.3,
+        dropout: crate::ml::defaults::DROPOUT,
         weights: None,
     };
     let problems = crate::ml::models::validate(&spec);

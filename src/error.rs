@@ -77,7 +77,6 @@ impl MlError {
             MlError::Record { .. } => true,
             MlError::Io { .. }
             | MlError::Json { .. }
-            | MlError::Plot { .. }
             | MlError::Interrupted { .. }
             | MlError::Device(_) => false,
         }
@@ -160,10 +159,6 @@ mod tests {
             MlError::Json {
                 path: p(),
                 source: json_err(),
-            },
-            MlError::Plot {
-                path: p(),
-                message: "m".into(),
             },
             MlError::Interrupted { epoch: 2 },
             MlError::Device("oom".into()),

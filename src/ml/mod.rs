@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod curve;
+pub mod defaults;
 pub mod export;
 pub mod metrics;
 pub mod models;
