@@ -102,9 +102,9 @@ run() {
   echo "== B3, 2 epochs over $n_b3 images on $device (load $(cut -d' ' -f1-3 /proc/loadavg))"
   (cd "$work/b3" && timeout 120 "$pipe" run b3.yaml --until split > data.log 2>&1) || echo "B3 data stages failed: rc=$?"
   local t0=$SECONDS
-  (cd "$work/b3" && timeout 150 "$pipe" run b3.yaml --device "$device" > train.log 2>&1) \
+  (cd "$work/b3" && timeout 150 "$pipe" run b3.yaml --device "$device" -v > train.log 2>&1) \
     && echo "B3 wall $((SECONDS - t0)) s" || echo "B3 training failed or timed out: rc=$?"
-  tail -5 "$work/b3/train.log"
+  grep -v ' INFO ' "$work/b3/train.log" | tail -4
   cp "$work/b3/train.log" "$out/b3_train.log"
   record "$work/b3" train | tee "$out/b3_record.json" || true
 
@@ -113,9 +113,9 @@ run() {
   echo "== TL3, 1 epoch over $n_tl3 images on $device (load $(cut -d' ' -f1-3 /proc/loadavg))"
   (cd "$work/tl3" && timeout 40 "$pipe" run tl3.yaml --until split > data.log 2>&1) || echo "TL3 data stages failed: rc=$?"
   t0=$SECONDS
-  (cd "$work/tl3" && timeout 150 "$pipe" run tl3.yaml --device "$device" > train.log 2>&1) \
+  (cd "$work/tl3" && timeout 150 "$pipe" run tl3.yaml --device "$device" -v > train.log 2>&1) \
     && echo "TL3 wall $((SECONDS - t0)) s" || echo "TL3 training failed or timed out: rc=$?"
-  tail -5 "$work/tl3/train.log"
+  grep -v ' INFO ' "$work/tl3/train.log" | tail -4
   cp "$work/tl3/train.log" "$out/tl3_train.log"
   record "$work/tl3" train | tee "$out/tl3_record.json" || true
 
@@ -140,6 +140,21 @@ if os.path.exists(os.path.join(out, "torch.log")):
             torch = json.loads(line[7:])
 def ex(r, k):
     return ((r or {}).get("execution") or {}).get(k)
+import re
+from datetime import datetime
+def epoch_times(log):
+    """Seconds from the stage's start to each `epoch done` line (-v logs), per epoch."""
+    try:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", open(os.path.join(out, log)).read())
+    except OSError:
+        return []
+    stamps = []
+    for line in text.splitlines():
+        if "cache miss: running" in line or "epoch done" in line:
+            stamps.append(datetime.fromisoformat(line.split()[0].rstrip("Z")))
+    return [round((b - a).total_seconds(), 2) for a, b in zip(stamps, stamps[1:])]
+print("pipe B3 seconds per epoch (first includes model build and autotuning):", epoch_times("b3_train.log"))
+print("pipe TL3 seconds per epoch:", epoch_times("tl3_train.log"))
 pb3 = ex(b3, "train_img_per_s")
 if pb3:
     print(f"pipe B3: {pb3:.0f} img/s training, {ex(b3, 'train_seconds') / 2:.2f} s per epoch (validation included)")
