@@ -9,7 +9,10 @@ BCE-with-logits. Adam(lr 1e-4, betas 0.9/0.999, eps 1e-7) as pipe's defaults. Ba
 
 Work per epoch as pipe does it: the images live on the host as u8 HWC; each batch of a
 shuffled order is gathered, converted to f32 / 255 CHW and copied to the GPU, then forward,
-backward and the Adam step; after the training pass a validation pass (no grad) at batch 256.
+backward and the Adam step, and the batch's logits are read back to the host (pipe scores the
+training pass from them; READBACK=0 skips it); after the training pass a validation pass (no
+grad) at batch 256. PyTorch's own defaults otherwise (TF32 convolutions where cuDNN allows them:
+printed).
 Images/s counts the training pass only (pipe's `train_img_per_s`); seconds per epoch include
 the validation pass (pipe's `train_seconds` / epochs).
 
@@ -29,6 +32,7 @@ from torch import nn
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 116_000
 EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
 VAL_FRACTION = float(os.environ.get("VAL_FRACTION", "0.1"))
+READBACK = os.environ.get("READBACK", "1") != "0"
 BATCH, INFER_BATCH, SIDE, CH = 124, 256, 56, 3
 
 
@@ -93,9 +97,12 @@ def main() -> None:
             x = batch_to_device(images, idx, dev)
             y = labels[idx].to(dev, non_blocking=True)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
+            logits = model(x)
+            loss = loss_fn(logits, y)
             loss.backward()
             opt.step()
+            if READBACK:
+                logits.detach().cpu()
         sync()
         train_s = time.perf_counter() - t_train
         model.eval()
@@ -115,6 +122,7 @@ def main() -> None:
         "torch": torch.__version__,
         "images": N,
         "epochs": EPOCHS,
+        "readback": READBACK,
         "train_img_s_per_epoch": train_rates,
         # The whole training (first epoch included, as pipe's figure).
         "train_img_s": (len(train_idx) * EPOCHS) / sum(len(train_idx) / r for r in train_rates),
