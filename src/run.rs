@@ -79,6 +79,8 @@ impl<'a> Engine<'a> {
     pub fn new(pipeline: &'a Pipeline, cache_root: &Path) -> Result<Self, RunError> {
         let dag = Dag::build(&pipeline.stages).map_err(RunError::Cycle)?;
         let store = Store::open(cache_root)?;
+        // GPU kernels' autotune results live beside the objects they speed up.
+        crate::ml::gpu::use_cache_dir(cache_root);
         let stat = StatCache::load(cache_root);
         Ok(Self {
             pipeline,

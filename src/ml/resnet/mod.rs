@@ -49,6 +49,11 @@
 //! [`caffe_preprocess`] is Keras' `preprocess_input` for ResNet-50 ('caffe' mode): RGB → BGR,
 //! minus the ImageNet channel means, no scaling; the model takes `[N, 3, H, W]` (grey images are
 //! replicated to three channels).
+//!
+//! # Layout
+//! [`model`] (the modules, seeded init, freezing), [`summary`] (Keras' layer table, parameter
+//! counts and `model.summary()`), [`weights`] (torchvision weight loading); input checks and
+//! caffe preprocessing are here.
 
 mod model;
 mod summary;
@@ -60,6 +65,7 @@ use crate::data::Shape;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+// The submodules share their `pub(super)` helpers through here (each has `use super::*`).
 use model::*;
 pub use model::{Bottleneck, ResNet50Classifier, build, build_seeded, skeleton};
 use summary::*;

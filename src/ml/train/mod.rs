@@ -21,6 +21,11 @@
 //! no absolute path and nothing that depends on whether the run was resumed (those go to
 //! [`Trained`], which the stage reports to the run record), so a forced or resumed training
 //! with the same seed commits the same digest and its dependents stay cached.
+//!
+//! Where things are: [`config`] (the settings and their validation), [`callbacks`] (plateau,
+//! early stopping), [`preprocess`] (rescale / caffe input), [`net`] (either model family behind
+//! one type), [`fit`] (the loop), [`checkpoint`] (the model directory and the resume state),
+//! [`inference`] (batched prediction and scores). Defaults live in [`crate::ml::defaults`].
 
 mod callbacks;
 mod checkpoint;
@@ -32,6 +37,7 @@ mod preprocess;
 #[cfg(test)]
 mod tests;
 
+// The submodules share their `pub(super)` helpers through here (each has `use super::*`).
 use callbacks::*;
 use checkpoint::*;
 use inference::*;
