@@ -81,6 +81,8 @@ struct Driver<'r> {
     earlier: BTreeMap<String, QueuedJob>,
     log_dir: PathBuf,
     workdir: PathBuf,
+    /// Names this cache in job names ([`job::cache_tag`]).
+    cache_tag: String,
     exe: PathBuf,
     failure: Option<SlurmError>,
     interrupted: Arc<AtomicBool>,
@@ -108,7 +110,9 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
         move |source| SlurmError::Io { path, source }
     };
     let workdir = std::env::current_dir().map_err(io(&PathBuf::from(".")))?;
-    let log_dir = workdir.join(req.cache).join("work").join("slurm");
+    let abs_cache = workdir.join(req.cache);
+    let cache_tag = job::cache_tag(&abs_cache);
+    let log_dir = abs_cache.join("work").join("slurm");
     std::fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
     let exe = std::env::current_exe().map_err(io(&PathBuf::from("pipe")))?;
     let earlier = cmd::queue()?
@@ -142,6 +146,7 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
         earlier,
         log_dir,
         workdir,
+        cache_tag,
         exe,
         failure: None,
         interrupted,
@@ -250,7 +255,7 @@ impl Driver<'_> {
 
     /// Submits `id`'s job, or adopts the job an earlier driver submitted for the same key.
     fn submit(&mut self, id: &str, key: StageKey, forced: bool) -> Result<Job, SlurmError> {
-        let name = job::name(id, &key);
+        let name = job::name(id, &key, &self.cache_tag);
         let w = self.width;
         if let Some(q) = self.earlier.remove(&name).filter(|_| !forced) {
             self.say(format!(
@@ -342,8 +347,13 @@ impl Driver<'_> {
         let secs = job.since.elapsed().as_secs_f64();
         let report = crate::exec::last_report(world.store, &digest);
         let w = self.width;
+        let figures = if report.figures.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", report.figures.join(", "))
+        };
         self.say(format!(
-            "  ran     {id:w$}  in {secs:.1} s (Slurm job {}): {} → {}",
+            "  ran     {id:w$}  in {secs:.1} s (Slurm job {}): {} → {}{figures}",
             job.id,
             report.summary,
             world.store.object_dir(&digest).display()

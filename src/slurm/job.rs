@@ -13,10 +13,17 @@ use std::path::{Path, PathBuf};
 /// Hex digits of the key in a job's name: enough to tell keys apart in one queue.
 const KEY_CHARS: usize = 16;
 
-/// `pipe.STAGE.KEY16`.
-pub fn name(stage: &str, key: &StageKey) -> String {
+/// `pipe.STAGE.KEY16.CACHE8`: the same key run for another cache (another project, another
+/// user's checkout) is another job, so a driver only ever waits for jobs committing to its own.
+pub fn name(stage: &str, key: &StageKey, cache_tag: &str) -> String {
     let hex = key.digest();
-    format!("pipe.{stage}.{}", &hex[..KEY_CHARS.min(hex.len())])
+    format!("pipe.{stage}.{}.{cache_tag}", &hex[..KEY_CHARS.min(hex.len())])
+}
+
+/// Eight hex digits naming the cache directory (its absolute path) in job names.
+pub fn cache_tag(abs_cache: &Path) -> String {
+    let h = blake3::hash(abs_cache.as_os_str().as_encoded_bytes());
+    h.to_hex()[..8].to_string()
 }
 
 /// What the job's command line is made of.
@@ -175,8 +182,11 @@ mod tests {
 
     #[test]
     fn the_name_carries_the_stage_and_its_key() {
-        let n = name("train_b3", &key());
-        assert_eq!(n, format!("pipe.train_b3.{}", &key().digest()[..16]));
+        let tag = cache_tag(Path::new("/home/a/project/cache"));
+        assert_eq!(tag.len(), 8);
+        assert_ne!(tag, cache_tag(Path::new("/home/b/project/cache")));
+        let n = name("train_b3", &key(), &tag);
+        assert_eq!(n, format!("pipe.train_b3.{}.{tag}", &key().digest()[..16]));
     }
 
     #[test]
@@ -196,7 +206,7 @@ mod tests {
         assert_eq!(
             last,
             "exec '/opt/pipe bin/pipe' --cache cache run 'pipelines/quick start.yaml' --only \
-             train_b3 --executor local --jobs 1 --set stages.faces.count=300 --device cpu \
+             train_b3 --executor local --jobs 1 --set 'stages.faces.count=300' --device cpu \
              --force train_b3"
         );
         assert_eq!(shlex::split(&last[5..]).unwrap()[1..], cmd.args()[..]);
