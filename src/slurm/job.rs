@@ -157,10 +157,31 @@ pub fn failure_message(log: &str) -> String {
     };
     lines
         .iter()
-        .map(|l| crate::quote::quote(l.trim_end()))
+        .map(|l| printable(l.trim_end()))
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A log line as pipe wrote it (already quoted where it echoes user text), with control
+/// characters escaped and cut at [`MAX_LINE`] characters.
+fn printable(line: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in line.chars().enumerate() {
+        if i == MAX_LINE {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Characters of one log line repeated in an error.
+const MAX_LINE: usize = 1000;
 
 #[cfg(test)]
 mod tests {

@@ -200,14 +200,14 @@ fn a_stage_failing_in_its_job_exits_2_with_its_message_and_log() {
         return;
     }
     let env = data_env(10);
-    std::fs::write(env.path("data/db_train.raw"), vec![0u8; 16 * 16 * 3 * 10 + 5]).unwrap();
+    env.write("data/label_train.txt", "1\n0\n1\n2\n0\n0\n0\n0\n0\n0\n");
     let out = env.pipe(&["run", "p.yaml", "--executor", "slurm"]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
     assert!(
         stderr.contains("stage `train_raw` failed in Slurm job")
             && stderr.contains("exit code 2")
-            && stderr.contains("not a multiple of 16x16x3 = 768"),
+            && stderr.contains("line 4: unknown label `2`"),
         "{stderr}"
     );
     let log = stderr
@@ -215,7 +215,7 @@ fn a_stage_failing_in_its_job_exits_2_with_its_message_and_log() {
         .find_map(|l| l.trim().strip_prefix("log: "))
         .unwrap_or_else(|| panic!("no log path in {stderr}"));
     assert!(
-        std::fs::read_to_string(log).unwrap().contains("not a multiple"),
+        std::fs::read_to_string(log).unwrap().contains("unknown label"),
         "{log}"
     );
     assert!(stdout.contains("blocked hashes"), "{stdout}");
