@@ -2,8 +2,8 @@
 
 use crate::cli::{Cli, Command, DagFormat, Format};
 use crate::config::{ExecutorKind, ProjectConfig};
-use crate::exec::budget::Limits;
 use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
+use crate::exec::budget::Limits;
 use crate::graph::Dag;
 use crate::ml::backend::DeviceChoice;
 use crate::plan::{Plan, Reason, StageState};
@@ -46,7 +46,9 @@ pub fn dispatch(cli: Cli) -> i32 {
             let slurm = executor.or(project.config.executor.kind) == Some(ExecutorKind::Slurm);
             let sweeping = !sweep.sweep.is_empty() || !sweep.search.is_empty();
             if sweeping && slurm && !dry_run {
-                eprintln!("error: --executor slurm does not run sweeps (yet): use --executor local");
+                eprintln!(
+                    "error: --executor slurm does not run sweeps (yet): use --executor local"
+                );
                 return EXIT_INVALID;
             }
             if sweeping {

@@ -234,19 +234,22 @@ mod tests {
         assert_eq!(c.executor.poll(), std::time::Duration::from_millis(500));
         assert_eq!(c.executor.local_gpus(), 2);
         let r = c.default_resources().unwrap();
-        assert_eq!((r.cpus, r.mem_mb, r.time_min), (Some(2), Some(4096), Some(90)));
+        assert_eq!(
+            (r.cpus, r.mem_mb, r.time_min),
+            (Some(2), Some(4096), Some(90))
+        );
         assert_eq!(r.sbatch_args, ["--exclusive"]);
         assert_eq!(ProjectConfig::default().executor.local_gpus(), 1);
     }
 
     #[test]
     fn bad_resource_defaults_name_section_and_field() {
-        let c = ProjectConfig::parse("[resources]\nmem = \"lots\"\n", Path::new(FILE_NAME))
-            .unwrap();
+        let c =
+            ProjectConfig::parse("[resources]\nmem = \"lots\"\n", Path::new(FILE_NAME)).unwrap();
         let msg = c.default_resources().unwrap_err().to_string();
         assert!(msg.starts_with("pipe.toml: [resources] mem: "), "{msg}");
-        let e = ProjectConfig::parse("[executor]\nkind = \"pbs\"\n", Path::new(FILE_NAME))
-            .unwrap_err();
+        let e =
+            ProjectConfig::parse("[executor]\nkind = \"pbs\"\n", Path::new(FILE_NAME)).unwrap_err();
         assert!(e.to_string().starts_with("pipe.toml:2: "), "{e}");
     }
 

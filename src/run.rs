@@ -259,7 +259,12 @@ fn only_inputs_cached(plan: &Plan, spec: &StageSpec) -> Result<(), RunError> {
     let missing: Vec<String> = spec
         .inputs
         .values()
-        .filter(|p| !matches!(plan.get(p).map(|s| &s.state), Some(StageState::Cached { .. })))
+        .filter(|p| {
+            !matches!(
+                plan.get(p).map(|s| &s.state),
+                Some(StageState::Cached { .. })
+            )
+        })
         .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()

@@ -34,9 +34,9 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(limits: &Limits) -> Self {
-        let cpus = limits.cpus.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
-        });
+        let cpus = limits
+            .cpus
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
         let total = Need {
             cpus: cpus.max(1),
             gpus: limits.gpus.unwrap_or(1),
@@ -139,9 +139,7 @@ mod tests {
                 .parse::<crate::spec::Override>()
                 .unwrap()],
         );
-        let Ok(p) = p else {
-            panic!("{p:?}")
-        };
+        let Ok(p) = p else { panic!("{p:?}") };
         let b = Budget::new(&Limits {
             defaults: Resources {
                 cpus: Some(2),

@@ -148,17 +148,15 @@ mod tests {
     fn job_ids_from_sbatch() {
         assert_eq!(parse_job_id("42\n"), Some(42));
         assert_eq!(parse_job_id("42;cluster\n"), Some(42));
-        assert_eq!(
-            parse_job_id("sbatch: warning: something\n 7 \n\n"),
-            Some(7)
-        );
+        assert_eq!(parse_job_id("sbatch: warning: something\n 7 \n\n"), Some(7));
         assert_eq!(parse_job_id(""), None);
         assert_eq!(parse_job_id("Submitted batch job 5"), None);
     }
 
     #[test]
     fn queue_lines() {
-        let q = parse_queue("12|RUNNING|pipe.train.0123\n13_1|PENDING|arr\nbad\n14|COMPLETED|a|b\n");
+        let q =
+            parse_queue("12|RUNNING|pipe.train.0123\n13_1|PENDING|arr\nbad\n14|COMPLETED|a|b\n");
         assert_eq!(
             q,
             [

@@ -101,8 +101,7 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
         })?;
     }
     let mut engine = Engine::new(req.pipeline, req.cache)?;
-    let _lock =
-        CacheLock::acquire_shared(req.cache).map_err(|e| SlurmError::Run(e.into()))?;
+    let _lock = CacheLock::acquire_shared(req.cache).map_err(|e| SlurmError::Run(e.into()))?;
     let plan = engine.plan(req.opts.until.as_deref(), &req.opts.force)?;
     header(req.pipeline, req.cache);
     let io = |path: &PathBuf| {
@@ -160,7 +159,12 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
         }
         d.sleep(poll);
         if d.interrupted.load(Ordering::SeqCst) {
-            let ours: Vec<u64> = d.running.values().filter(|j| j.ours).map(|j| j.id).collect();
+            let ours: Vec<u64> = d
+                .running
+                .values()
+                .filter(|j| j.ours)
+                .map(|j| j.id)
+                .collect();
             cmd::cancel(&ours);
             return Err(SlurmError::Interrupted { cancelled: ours });
         }
@@ -242,13 +246,25 @@ impl Driver<'_> {
         self.pending.remove(id);
         let w = self.width;
         let note = match self.plan.get(id).map(|p| &p.state) {
-            Some(StageState::WouldRun { .. }) => "  (planned to run: its inputs turned out unchanged)",
+            Some(StageState::WouldRun { .. }) => {
+                "  (planned to run: its inputs turned out unchanged)"
+            }
             _ => "",
         };
-        self.say(format!("  cached  {id:w$}  {}{note}", &digest[..12.min(digest.len())]));
+        self.say(format!(
+            "  cached  {id:w$}  {}{note}",
+            &digest[..12.min(digest.len())]
+        ));
         let report = crate::exec::last_report(world.store, &digest);
         let spec = &self.req.pipeline.stages[id];
-        let r = crate::exec::record(spec, &key, Some(digest.clone()), Outcome::Cached, 0.0, report);
+        let r = crate::exec::record(
+            spec,
+            &key,
+            Some(digest.clone()),
+            Outcome::Cached,
+            0.0,
+            report,
+        );
         self.records.insert(id.to_string(), r);
         self.digests.insert(id.to_string(), digest);
     }
@@ -359,7 +375,14 @@ impl Driver<'_> {
             world.store.object_dir(&digest).display()
         ));
         let spec = &self.req.pipeline.stages[id];
-        let r = crate::exec::record(spec, &job.key, Some(digest.clone()), Outcome::Ran, secs, report);
+        let r = crate::exec::record(
+            spec,
+            &job.key,
+            Some(digest.clone()),
+            Outcome::Ran,
+            secs,
+            report,
+        );
         self.records.insert(id.to_string(), r);
         self.digests.insert(id.to_string(), digest);
     }
@@ -368,7 +391,14 @@ impl Driver<'_> {
         let w = self.width;
         self.say(format!("  failed  {id:w$}  after {secs:.1} s"));
         let spec = &self.req.pipeline.stages[id];
-        let mut r = crate::exec::record(spec, key, None, Outcome::Failed, secs, StageReport::default());
+        let mut r = crate::exec::record(
+            spec,
+            key,
+            None,
+            Outcome::Failed,
+            secs,
+            StageReport::default(),
+        );
         r.error = Some(e.to_string());
         self.records.insert(id.to_string(), r);
         self.failure.get_or_insert(e);
@@ -381,7 +411,9 @@ impl Driver<'_> {
         }
         let w = self.width;
         for id in self.selected.iter().filter(|id| self.pending.contains(*id)) {
-            self.say(format!("  blocked {id:w$}  (not submitted: a stage failed)"));
+            self.say(format!(
+                "  blocked {id:w$}  (not submitted: a stage failed)"
+            ));
         }
     }
 }

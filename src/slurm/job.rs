@@ -17,7 +17,10 @@ const KEY_CHARS: usize = 16;
 /// user's checkout) is another job, so a driver only ever waits for jobs committing to its own.
 pub fn name(stage: &str, key: &StageKey, cache_tag: &str) -> String {
     let hex = key.digest();
-    format!("pipe.{stage}.{}.{cache_tag}", &hex[..KEY_CHARS.min(hex.len())])
+    format!(
+        "pipe.{stage}.{}.{cache_tag}",
+        &hex[..KEY_CHARS.min(hex.len())]
+    )
 }
 
 /// Eight hex digits naming the cache directory (its absolute path) in job names.
@@ -268,9 +271,21 @@ mod tests {
                 "--exclusive"
             ]
         );
-        let plain = sbatch_args("n", Path::new("l"), Path::new("w"), &Resources::default(), false);
+        let plain = sbatch_args(
+            "n",
+            Path::new("l"),
+            Path::new("w"),
+            &Resources::default(),
+            false,
+        );
         assert_eq!(plain.len(), 4, "{plain:?}");
-        let gpu = sbatch_args("n", Path::new("l"), Path::new("w"), &Resources::default(), true);
+        let gpu = sbatch_args(
+            "n",
+            Path::new("l"),
+            Path::new("w"),
+            &Resources::default(),
+            true,
+        );
         assert_eq!(gpu.last().unwrap(), "--gres=gpu:1");
     }
 

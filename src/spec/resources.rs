@@ -51,7 +51,10 @@ impl Resources {
             mem_mb: self.mem_mb.or(defaults.mem_mb),
             gpus: self.gpus.or(defaults.gpus),
             time_min: self.time_min.or(defaults.time_min),
-            partition: self.partition.clone().or_else(|| defaults.partition.clone()),
+            partition: self
+                .partition
+                .clone()
+                .or_else(|| defaults.partition.clone()),
             account: self.account.clone().or_else(|| defaults.account.clone()),
             qos: self.qos.clone().or_else(|| defaults.qos.clone()),
             constraint: self
@@ -180,7 +183,9 @@ pub fn from_yaml(
         let result = match name {
             "cpus" => count(v, 1).map(|n| r.cpus = Some(n)),
             "gpus" => count(v, 0).map(|n| r.gpus = Some(n)),
-            "mem" => text_or_int(v).and_then(|t| parse_mem(&t)).map(|m| r.mem_mb = Some(m)),
+            "mem" => text_or_int(v)
+                .and_then(|t| parse_mem(&t))
+                .map(|m| r.mem_mb = Some(m)),
             "time" => text_or_int(v)
                 .and_then(|t| parse_time(&t))
                 .map(|m| r.time_min = Some(m)),
@@ -325,7 +330,11 @@ mod tests {
         let text: Vec<String> = d.iter().map(|d| d.to_string()).collect();
         assert_eq!(d.len(), 6, "{text:#?}");
         assert!(text[0].starts_with("p.yaml:1:7: stages.t.resources.cpus: must be at least 1"));
-        assert!(text[1].contains(":2:6: stages.t.resources.mem:"), "{}", text[1]);
+        assert!(
+            text[1].contains(":2:6: stages.t.resources.mem:"),
+            "{}",
+            text[1]
+        );
         assert!(text[5].contains("unknown field `cpu` (did you mean `cpus`?)"));
     }
 

@@ -144,7 +144,8 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
         .iter()
         .filter_map(|(k, v)| {
             let key = k.as_str()?;
-            (!matches!(key, "kind" | "inputs" | "resources")).then(|| (key.to_string(), v.to_json()))
+            (!matches!(key, "kind" | "inputs" | "resources"))
+                .then(|| (key.to_string(), v.to_json()))
         })
         .collect();
     let resources = stage

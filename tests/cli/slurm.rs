@@ -52,7 +52,13 @@ fn jobs_of(env: &Env) -> Vec<String> {
         assert!(t0.elapsed() < Duration::from_secs(300), "jobs never ended");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let config = text(&Command::new("scontrol").args(["show", "config"]).output().unwrap().stdout);
+    let config = text(
+        &Command::new("scontrol")
+            .args(["show", "config"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
     let loc = config
         .lines()
         .find_map(|l| l.strip_prefix("JobCompLoc"))
@@ -115,9 +121,15 @@ fn only_runs_one_stage_and_names_the_inputs_it_lacks() {
         "{e}"
     );
     env.ok(&["run", "p.yaml", "--until", "train_raw"]);
-    assert_eq!(ran(&env.ok(&["run", "p.yaml", "--only", "hashes"])), ["hashes"]);
+    assert_eq!(
+        ran(&env.ok(&["run", "p.yaml", "--only", "hashes"])),
+        ["hashes"]
+    );
     let e = env.err(&["run", "p.yaml", "--only", "split"], 2);
-    assert!(e.contains("input stages are not cached: clean, groups"), "{e}");
+    assert!(
+        e.contains("input stages are not cached: clean, groups"),
+        "{e}"
+    );
     let e = env.err(&["run", "p.yaml", "--only", "nope"], 2);
     assert!(e.contains("no stage `nope`"), "{e}");
 }
@@ -133,7 +145,10 @@ fn resources_are_validated_with_positions_and_stay_out_of_the_key() {
         "--set",
         "stages.hashes.resources={cpus: 2, mem: 1G, time: 30m, partition: cpu}",
     ]);
-    assert!(ran(&again).is_empty(), "resources are not in the key: {again}");
+    assert!(
+        ran(&again).is_empty(),
+        "resources are not in the key: {again}"
+    );
 
     env.write(
         "bad.yaml",
@@ -178,19 +193,29 @@ fn slurm_runs_each_missing_stage_as_one_job_with_the_local_digests() {
 
     // A rerun submits nothing; a local run finds the same cache entries.
     let again = env.ok(&args_with(&["run", QUICK, "--executor", "slurm"], &sets));
-    assert!(ran(&again).is_empty() && !again.contains("submit"), "{again}");
+    assert!(
+        ran(&again).is_empty() && !again.contains("submit"),
+        "{again}"
+    );
     assert_eq!(jobs_of(&env), jobs);
     assert!(ran(&env.ok(&args_with(&["run", QUICK], &sets))).is_empty());
 
     // A training tweak submits the training and what reads it, nothing else; pipe.toml can
     // choose the executor.
-    env.write("pipe.toml", "[executor]\nkind = \"slurm\"\npoll_seconds = 0.2\n");
+    env.write(
+        "pipe.toml",
+        "[executor]\nkind = \"slurm\"\npoll_seconds = 0.2\n",
+    );
     let mut tweaked = sets.clone();
     tweaked.push("stages.train_b3.lr=0.002".into());
     let out = env.ok(&args_with(&["run", QUICK], &tweaked));
     assert_eq!(ran(&out), ["evaluate", "train_b3"], "{out}");
     let after = jobs_of(&env);
-    let new: Vec<String> = after.iter().filter(|n| !jobs.contains(n)).cloned().collect();
+    let new: Vec<String> = after
+        .iter()
+        .filter(|n| !jobs.contains(n))
+        .cloned()
+        .collect();
     assert_eq!(stages_of(&new), ["evaluate", "train_b3"], "{after:?}");
 }
 
@@ -215,7 +240,9 @@ fn a_stage_failing_in_its_job_exits_2_with_its_message_and_log() {
         .find_map(|l| l.trim().strip_prefix("log: "))
         .unwrap_or_else(|| panic!("no log path in {stderr}"));
     assert!(
-        std::fs::read_to_string(log).unwrap().contains("unknown label"),
+        std::fs::read_to_string(log)
+            .unwrap()
+            .contains("unknown label"),
         "{log}"
     );
     assert!(stdout.contains("blocked hashes"), "{stdout}");
@@ -245,7 +272,8 @@ fn a_stage_asking_more_cpus_than_the_node_has_is_refused_clearly() {
     );
 }
 
-/// Starts the Slurm driver on the shrunk quickstart; returns it once it submitted `stage`.
+/// Starts the Slurm driver on the shrunk quickstart; returns it once it submitted `stage` (its
+/// further output is drained, so it never writes to a closed pipe).
 fn driver_until_submitted(env: &Env, stage: &str) -> std::process::Child {
     let sets = quick_sets();
     let mut child = env
@@ -254,14 +282,19 @@ fn driver_until_submitted(env: &Env, stage: &str) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if line.trim_start().starts_with(&format!("submit  {stage}")) {
-            return child;
-        }
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let want = format!("submit  {stage}");
+    let found = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.trim_start().starts_with(&want));
+    if !found {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the driver ended before submitting {stage}");
     }
-    panic!("the driver ended before submitting {stage}");
+    std::thread::spawn(move || lines.for_each(drop));
+    child
 }
 
 #[test]
@@ -300,18 +333,30 @@ fn sigint_cancels_the_jobs_the_driver_submitted() {
     let (env, _) = shipped_env(10, &[]);
     let mut driver = driver_until_submitted(&env, "train_b3");
     let pid = driver.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = driver.wait().unwrap();
     assert_eq!(status.code(), Some(1));
     let jobs = jobs_of(&env);
     assert!(jobs.iter().any(|n| stage_of(n) == "train_b3"), "{jobs:?}");
     let dir = env.dir.path().canonicalize().unwrap();
     let log = std::fs::read_to_string(
-        text(&Command::new("scontrol").args(["show", "config"]).output().unwrap().stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("JobCompLoc"))
-            .map(|l| l.trim_start_matches([' ', '=']).trim().to_string())
-            .unwrap(),
+        text(
+            &Command::new("scontrol")
+                .args(["show", "config"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .lines()
+        .find_map(|l| l.strip_prefix("JobCompLoc"))
+        .map(|l| l.trim_start_matches([' ', '=']).trim().to_string())
+        .unwrap(),
     )
     .unwrap();
     let train = log
