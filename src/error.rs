@@ -64,7 +64,9 @@ impl SlurmError {
         match self {
             // `--executor slurm` where there is no Slurm, a request the cluster cannot meet (more
             // CPUs than any node, an unknown partition): the user's to change.
-            SlurmError::Spawn { .. } | SlurmError::Refused { .. } => true,
+            SlurmError::Spawn { .. }
+            | SlurmError::Refused { .. }
+            | SlurmError::NeverStarts { .. } => true,
             // The stage's own verdict, passed through its job's exit code.
             SlurmError::JobFailed { exit, .. } => *exit == Some(EXIT_INVALID),
             SlurmError::Run(e) => e.is_user_error(),
@@ -289,6 +291,11 @@ mod tests {
                 message: "More processors requested than permitted".into(),
             },
             failed(Some(2)),
+            SlurmError::NeverStarts {
+                stage: "s".into(),
+                job: 1,
+                reason: "PartitionConfig".into(),
+            },
             SlurmError::Run(RunError::UnknownStage("s".into(), String::new())),
         ];
         let internal = [

@@ -11,6 +11,8 @@ use std::process::Command;
 pub struct QueuedJob {
     pub id: u64,
     pub state: String,
+    /// Why it pends (`Resources`, `Priority`, …), `None` when it does not.
+    pub reason: String,
     pub name: String,
 }
 
@@ -19,7 +21,27 @@ impl QueuedJob {
     pub fn active(&self) -> bool {
         ACTIVE.contains(&self.state.as_str())
     }
+
+    /// Pending for a reason waiting cannot cure (a cluster that does not refuse such requests
+    /// at submission leaves them pending forever).
+    pub fn never_starts(&self) -> bool {
+        self.state == "PENDING" && NEVER.contains(&self.reason.as_str())
+    }
 }
+
+/// Pending reasons that no amount of waiting resolves: the request itself exceeds what the
+/// partition, account or QOS allows.
+const NEVER: [&str; 9] = [
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "BadConstraints",
+    "InvalidAccount",
+    "InvalidQOS",
+    "QOSMaxCpuPerJobLimit",
+    "QOSMaxGRESPerJob",
+    "QOSMaxWallDurationPerJobLimit",
+];
 
 /// Job states of a job that has not ended (squeue's long names).
 const ACTIVE: [&str; 9] = [
@@ -84,19 +106,26 @@ pub fn parse_job_id(out: &str) -> Option<u64> {
 
 /// Every job of this user that Slurm still knows (ended ones stay listed for `MinJobAge`).
 pub fn queue() -> Result<Vec<QueuedJob>, SlurmError> {
-    let args = ["--me", "--noheader", "--states=all", "--format=%i|%T|%j"].map(String::from);
+    let args = ["--me", "--noheader", "--states=all", "--format=%i|%T|%r|%j"].map(String::from);
     Ok(parse_queue(&output("squeue", &args)?))
 }
 
-/// Lines `ID|STATE|NAME`; lines that do not parse (array tasks `12_3`, noise) are skipped.
+/// Lines `ID|STATE|REASON|NAME` (the name last: it may hold `|`); lines that do not parse
+/// (array tasks `12_3`, noise) are skipped.
 pub fn parse_queue(out: &str) -> Vec<QueuedJob> {
     out.lines()
         .filter_map(|l| {
-            let mut parts = l.trim().splitn(3, '|');
+            let mut parts = l.trim().splitn(4, '|');
             let id = parts.next()?.trim().parse().ok()?;
             let state = parts.next()?.trim().to_string();
+            let reason = parts.next()?.trim().to_string();
             let name = parts.next()?.trim().to_string();
-            Some(QueuedJob { id, state, name })
+            Some(QueuedJob {
+                id,
+                state,
+                reason,
+                name,
+            })
         })
         .collect()
 }
@@ -155,25 +184,28 @@ mod tests {
 
     #[test]
     fn queue_lines() {
-        let q =
-            parse_queue("12|RUNNING|pipe.train.0123\n13_1|PENDING|arr\nbad\n14|COMPLETED|a|b\n");
+        let q = parse_queue(
+            "12|RUNNING|None|pipe.train.0123\n13_1|PENDING|Priority|arr\nbad\n\
+             14|COMPLETED|None|a|b\n15|PENDING|PartitionConfig|big\n16|PENDING|Resources|x\n",
+        );
+        let job = |id, state: &str, reason: &str, name: &str| QueuedJob {
+            id,
+            state: state.into(),
+            reason: reason.into(),
+            name: name.into(),
+        };
         assert_eq!(
             q,
             [
-                QueuedJob {
-                    id: 12,
-                    state: "RUNNING".into(),
-                    name: "pipe.train.0123".into()
-                },
-                QueuedJob {
-                    id: 14,
-                    state: "COMPLETED".into(),
-                    name: "a|b".into()
-                }
+                job(12, "RUNNING", "None", "pipe.train.0123"),
+                job(14, "COMPLETED", "None", "a|b"),
+                job(15, "PENDING", "PartitionConfig", "big"),
+                job(16, "PENDING", "Resources", "x"),
             ]
         );
-        assert!(q[0].active());
-        assert!(!q[1].active());
+        assert!(q[0].active() && !q[1].active());
+        assert!(q[2].never_starts(), "a request the partition cannot hold");
+        assert!(!q[3].never_starts(), "waiting for resources ends");
     }
 
     #[test]

@@ -354,6 +354,18 @@ impl Driver<'_> {
             } else if ended && let Some(job) = self.running.remove(&id) {
                 let e = ended_without_commit(&id, &job);
                 self.fail(&id, &job.key, job.since.elapsed().as_secs_f64(), e);
+            } else if let Some(q) = queue.get(&job.id).filter(|q| q.never_starts())
+                && let Some(job) = self.running.remove(&id)
+            {
+                if job.ours {
+                    cmd::cancel(&[job.id]);
+                }
+                let e = SlurmError::NeverStarts {
+                    stage: id.clone(),
+                    job: job.id,
+                    reason: q.reason.clone(),
+                };
+                self.fail(&id, &job.key, job.since.elapsed().as_secs_f64(), e);
             }
         }
         Ok(())

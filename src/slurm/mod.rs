@@ -44,6 +44,15 @@ pub enum SlurmError {
     },
     #[error("stage `{stage}`: sbatch refused the job: {message}")]
     Refused { stage: String, message: String },
+    #[error(
+        "stage `{stage}`: Slurm job {job} can never start ({reason}): its resources exceed what \
+         the partition, account or QOS allows; the job was cancelled"
+    )]
+    NeverStarts {
+        stage: String,
+        job: u64,
+        reason: String,
+    },
     #[error("unexpected output from `{command}`: {output}")]
     Parse { command: String, output: String },
     #[error("a job script cannot hold {word:?} (a NUL byte)")]
