@@ -344,28 +344,34 @@ impl Driver<'_> {
             cmd::queue()?.into_iter().map(|j| (j.id, j)).collect();
         let ids: Vec<String> = self.running.keys().cloned().collect();
         for id in ids {
-            let job = &self.running[&id];
-            let ended = queue.get(&job.id).is_none_or(|q| !q.active());
+            let (jid, hex) = (self.running[&id].id, self.running[&id].key.digest());
+            let seen = queue.get(&jid);
             // Looked up after reading the queue: a job seen ended has committed by now.
-            if let Some(entry) = world.store.lookup(&job.key.digest()).hit() {
-                if let Some(job) = self.running.remove(&id) {
-                    self.ran(world, &id, job, entry.digest);
-                }
-            } else if ended && let Some(job) = self.running.remove(&id) {
-                let e = ended_without_commit(&id, &job);
-                self.fail(&id, &job.key, job.since.elapsed().as_secs_f64(), e);
-            } else if let Some(q) = queue.get(&job.id).filter(|q| q.never_starts())
-                && let Some(job) = self.running.remove(&id)
-            {
+            let hit = world.store.lookup(&hex).hit();
+            let never = seen.filter(|q| q.never_starts()).map(|q| q.reason.clone());
+            let ended = seen.is_none_or(|q| !q.active());
+            if hit.is_none() && !ended && never.is_none() {
+                continue;
+            }
+            let Some(job) = self.running.remove(&id) else {
+                continue;
+            };
+            let secs = job.since.elapsed().as_secs_f64();
+            if let Some(entry) = hit {
+                self.ran(world, &id, job, entry.digest);
+            } else if let Some(reason) = never {
                 if job.ours {
                     cmd::cancel(&[job.id]);
                 }
                 let e = SlurmError::NeverStarts {
                     stage: id.clone(),
                     job: job.id,
-                    reason: q.reason.clone(),
+                    reason,
                 };
-                self.fail(&id, &job.key, job.since.elapsed().as_secs_f64(), e);
+                self.fail(&id, &job.key, secs, e);
+            } else {
+                let e = ended_without_commit(&id, &job);
+                self.fail(&id, &job.key, secs, e);
             }
         }
         Ok(())
