@@ -45,7 +45,7 @@ stages:
     inputs: {hashes: hashes, data: raw}
 EOF
 
-secs() { python3 -c 'import sys,time; print(f"{time.time():.3f}")'; }
+secs() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 : > local.txt; : > slurm.txt; : > stage.txt

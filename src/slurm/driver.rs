@@ -77,8 +77,9 @@ struct Driver<'r> {
     pending: BTreeSet<String>,
     running: BTreeMap<String, Job>,
     records: BTreeMap<String, StageRecord>,
-    /// Jobs of earlier drivers still queued or running, by name.
-    earlier: BTreeMap<String, QueuedJob>,
+    /// Jobs of earlier drivers still queued or running, by name; read at the first miss (a run
+    /// with nothing to submit never asks Slurm anything).
+    earlier: Option<BTreeMap<String, QueuedJob>>,
     log_dir: PathBuf,
     workdir: PathBuf,
     /// Names this cache in job names ([`job::cache_tag`]).
@@ -114,11 +115,6 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
     let log_dir = abs_cache.join("work").join("slurm");
     std::fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
     let exe = std::env::current_exe().map_err(io(&PathBuf::from("pipe")))?;
-    let earlier = cmd::queue()?
-        .into_iter()
-        .filter(|j| j.active() && j.name.starts_with("pipe."))
-        .map(|j| (j.name.clone(), j))
-        .collect();
     let selected: Vec<String> = plan
         .stages
         .iter()
@@ -142,7 +138,7 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
         digests: BTreeMap::new(),
         running: BTreeMap::new(),
         records: BTreeMap::new(),
-        earlier,
+        earlier: None,
         log_dir,
         workdir,
         cache_tag,
@@ -273,7 +269,16 @@ impl Driver<'_> {
     fn submit(&mut self, id: &str, key: StageKey, forced: bool) -> Result<Job, SlurmError> {
         let name = job::name(id, &key, &self.cache_tag);
         let w = self.width;
-        if let Some(q) = self.earlier.remove(&name).filter(|_| !forced) {
+        if self.earlier.is_none() {
+            let active = cmd::queue()?
+                .into_iter()
+                .filter(|j| j.active() && j.name.starts_with("pipe."))
+                .map(|j| (j.name.clone(), j))
+                .collect();
+            self.earlier = Some(active);
+        }
+        let earlier = self.earlier.as_mut().and_then(|e| e.remove(&name));
+        if let Some(q) = earlier.filter(|_| !forced) {
             self.say(format!(
                 "  waiting {id:w$}  Slurm job {} ({}, submitted by an earlier run)",
                 q.id,
