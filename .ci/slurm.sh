@@ -24,11 +24,10 @@ install() {
   echo "installed slurm-wlm and munge in $((SECONDS - t0)) s"
 }
 
+# True when /etc/slurm/slurm.conf belongs to a real cluster (not written here).
+foreign_conf() { [ -f "$CONF" ] && ! grep -qF "$MARK" "$CONF"; }
+
 write_conf() {
-  if [ -f "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
-    echo "$CONF exists and was not written by this script: using it as it is"
-    return
-  fi
   local host node
   host=$(hostname -s)
   # `slurmd -C` prints this machine's CPUs, sockets, cores and RealMemory; keep a little
@@ -72,6 +71,11 @@ EOF
 }
 
 start() {
+  if foreign_conf; then
+    echo "$CONF was not written by this script: using that Slurm as it is"
+    sinfo -h >/dev/null && return
+    echo "but its controller does not answer sinfo"; exit 1
+  fi
   install
   write_conf
   if ! pgrep -x munged >/dev/null; then
@@ -85,6 +89,7 @@ start() {
     $SUDO slurmctld
   [ -f "$DIR/slurmd.pid" ] && kill -0 "$(cat "$DIR/slurmd.pid")" 2>/dev/null ||
     $SUDO slurmd
+  touch "$DIR/started-slurm"
   local t0=$SECONDS
   until sinfo -h -o %T 2>/dev/null | grep -qx idle; do
     if [ $((SECONDS - t0)) -gt 60 ]; then
@@ -111,9 +116,13 @@ stop_pid() {
 }
 
 stop() {
-  scancel --user="$(id -un)" >/dev/null 2>&1 || true
-  stop_pid "$DIR/slurmd.pid"
-  stop_pid "$DIR/slurmctld.pid"
+  # Only what start started: never a real cluster's daemons or jobs.
+  if [ -f "$DIR/started-slurm" ]; then
+    scancel --user="$(id -un)" >/dev/null 2>&1 || true
+    stop_pid "$DIR/slurmd.pid"
+    stop_pid "$DIR/slurmctld.pid"
+    rm -f "$DIR/started-slurm"
+  fi
   if [ -f "$DIR/started-munged" ]; then
     stop_pid /run/munge/munged.pid
     rm -f "$DIR/started-munged"
