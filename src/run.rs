@@ -193,7 +193,7 @@ impl<'a> Engine<'a> {
             self.check_stage(f)?;
         }
         let _lock = if opts.only {
-            CacheLock::acquire_shared(&self.store.root)?
+            CacheLock::acquire_shared(&self.store.root, opts.no_wait)?
         } else {
             lock_cache(&self.store.root, opts.no_wait)?
         };

@@ -102,7 +102,8 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
         })?;
     }
     let mut engine = Engine::new(req.pipeline, req.cache)?;
-    let _lock = CacheLock::acquire_shared(req.cache).map_err(|e| SlurmError::Run(e.into()))?;
+    let _lock = CacheLock::acquire_shared(req.cache, req.opts.no_wait)
+        .map_err(|e| SlurmError::Run(e.into()))?;
     let plan = engine.plan(req.opts.until.as_deref(), &req.opts.force)?;
     header(req.pipeline, req.cache);
     let io = |path: &PathBuf| {

@@ -132,6 +132,11 @@ fn only_runs_one_stage_and_names_the_inputs_it_lacks() {
     );
     let e = env.err(&["run", "p.yaml", "--only", "nope"], 2);
     assert!(e.contains("no stage `nope`"), "{e}");
+    // `--only` holds the lock shared: a whole run (exclusive) keeps it out.
+    let f = std::fs::File::open(env.path("cache/lock")).unwrap();
+    fs4::fs_std::FileExt::lock_exclusive(&f).unwrap();
+    let e = env.err(&["run", "p.yaml", "--only", "groups", "--no-wait"], 2);
+    assert!(e.contains("in use by another pipe run"), "{e}");
 }
 
 #[test]
