@@ -89,10 +89,11 @@ pub fn push(cache: &Path, args: &RemoteArgs, files: &[PathBuf], repair: bool) ->
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
-            return e
-                .is_user_error()
-                .then_some(EXIT_INVALID)
-                .unwrap_or(EXIT_INTERNAL);
+            return if e.is_user_error() {
+                EXIT_INVALID
+            } else {
+                EXIT_INTERNAL
+            };
         }
     };
     let entries = if files.is_empty() {
@@ -267,7 +268,7 @@ pub fn pull(
         }
     }
     println!(
-        "pulled {pulled} stage(s), {} from {}{}",
+        "{pulled} stage(s) pulled, {} from {}{}",
         human_bytes(bytes),
         remote.shown(),
         if failed > 0 {

@@ -171,10 +171,15 @@ impl Remote {
             .block_on(self.target.store.list_with_delimiter(Some(&prefix)));
         match res {
             Ok(_) => Ok(()),
-            Err(object_store::Error::NotFound { .. }) => Err(RemoteError::NoBucket {
-                remote: self.target.shown.clone(),
-                detail: "the server answered 404 (NoSuchBucket): create it first".into(),
-            }),
+            Err(e)
+                if matches!(e, object_store::Error::NotFound { .. })
+                    || chain_says(&e, &["NoSuchBucket", "404 Not Found"]) =>
+            {
+                Err(RemoteError::NoBucket {
+                    remote: self.target.shown.clone(),
+                    detail: "the server answered 404 (NoSuchBucket): create it first".into(),
+                })
+            }
             Err(e) => Err(self.classify("listing keys/", e)),
         }
     }
@@ -204,6 +209,12 @@ impl Remote {
         match e {
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => RemoteError::Refused {
+                remote,
+                what,
+                source: e,
+            },
+            // Listings and multipart requests report a refusal as a generic error.
+            e if chain_says(&e, REFUSALS) => RemoteError::Refused {
                 remote,
                 what,
                 source: e,
@@ -309,6 +320,28 @@ impl Remote {
             code
         }
     }
+}
+
+/// What S3-compatible servers answer to credentials they refuse.
+const REFUSALS: &[&str] = &[
+    "403 Forbidden",
+    "401 Unauthorized",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "AccessDenied",
+];
+
+/// Whether the text of `e` or of an error in its chain contains one of `needles`.
+fn chain_says(e: &object_store::Error, needles: &[&str]) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if needles.iter().any(|n| text.contains(n)) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// A failure to connect or a connection lost mid-transfer (a refused or reset socket, a

@@ -465,7 +465,7 @@ fn a_download_or_a_server_killed_midway_leaves_a_valid_cache() {
     let b = data_env(3000);
     s3_config(&b, srv.port, BUCKET);
     let mut child = rcmd(&b, &["run", "p.yaml", "-j", "1"])
-        .env("PIPE_TEST_TRANSFER_DELAY_MS", "5")
+        .env("PIPE_TEST_TRANSFER_DELAY_MS", "20")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -485,7 +485,7 @@ fn a_download_or_a_server_killed_midway_leaves_a_valid_cache() {
     let c = data_env(3000);
     s3_config(&c, srv.port, BUCKET);
     let child = rcmd(&c, &["run", "p.yaml", "-j", "1", "--remote-required"])
-        .env("PIPE_TEST_TRANSFER_DELAY_MS", "5")
+        .env("PIPE_TEST_TRANSFER_DELAY_MS", "20")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
