@@ -99,10 +99,8 @@ pub enum Command {
         /// removed; the records themselves are left in place).
         #[arg(long)]
         ignore_unreadable: bool,
-        /// Collect the remote cache instead: delete objects no remote key record reaches.
-        #[arg(long)]
-        remote: bool,
-        /// With --remote: never delete an object uploaded less than this long ago (an upload
+        /// With --remote (which then collects the remote cache instead: objects no remote key
+        /// record reaches): never delete an object uploaded less than this long ago (an upload
         /// in progress).
         #[arg(long, default_value = crate::remote::gc::DEFAULT_GRACE, value_parser = humantime::parse_duration, requires = "remote")]
         grace: std::time::Duration,

@@ -66,12 +66,9 @@ pub fn dispatch(cli: Cli) -> i32 {
             };
             with_pipeline(&file, &set, |p| why(p, cache, &stage, remote))
         }
-        Command::Gc {
-            remote: true,
-            grace,
-            dry_run,
-            ..
-        } => crate::remote::gc::run(remote, grace, dry_run),
+        Command::Gc { grace, dry_run, .. } if remote.remote.is_some() => {
+            crate::remote::gc::run(remote, grace, dry_run)
+        }
         Command::Gc {
             keep_runs,
             dry_run,

@@ -17,8 +17,16 @@ pub const ENV_REMOTE: &str = "PIPE_REMOTE";
 /// The remote's command-line flags (global: every command that reads the cache takes them).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RemoteArgs {
-    /// Remote cache URL (s3://bucket/prefix or file:///path); overrides PIPE_REMOTE and pipe.toml.
-    #[arg(long, global = true, value_name = "URL", conflicts_with = "no_remote")]
+    /// Remote cache URL (s3://bucket/prefix or file:///path); overrides PIPE_REMOTE and
+    /// pipe.toml. Bare `--remote` keeps the configured URL (`pipe gc --remote` collects it).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        num_args = 0..=1,
+        default_missing_value = "",
+        conflicts_with = "no_remote"
+    )]
     pub remote: Option<String>,
     /// Use no remote cache, whatever PIPE_REMOTE or pipe.toml say.
     #[arg(long, global = true)]
@@ -58,6 +66,7 @@ pub fn chosen_url(args: &RemoteArgs, section: &RemoteSection) -> Option<String> 
     }
     args.remote
         .clone()
+        .filter(|u| !u.is_empty())
         .or_else(|| {
             std::env::var(ENV_REMOTE)
                 .ok()
