@@ -20,6 +20,9 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The shared remote cache (see `pipe.toml`'s [remote] section).
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -104,6 +107,33 @@ pub enum Command {
         /// removed; the records themselves are left in place).
         #[arg(long)]
         ignore_unreadable: bool,
+        /// With --remote (which then collects the remote cache instead: objects no remote key
+        /// record reaches): never delete an object uploaded less than this long ago (an upload
+        /// in progress).
+        #[arg(long, default_value = crate::remote::gc::DEFAULT_GRACE, value_parser = humantime::parse_duration, requires = "remote")]
+        grace: std::time::Duration,
+    },
+    /// Upload to the remote cache what the latest runs of these pipelines reached (everything
+    /// in the local cache without FILE).
+    Push {
+        files: Vec<PathBuf>,
+        /// Also check every byte of what the remote already holds and replace damaged copies.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Download from the remote cache every stage of a pipeline it holds; runs nothing.
+    Pull {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<Override>,
+        /// Only this stage and what it needs.
+        #[arg(long, value_name = "ID")]
+        until: Option<String>,
+    },
+    /// The remote cache.
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
     },
     /// List recorded runs.
     Runs {
@@ -161,6 +191,16 @@ pub struct SweepArgs {
     /// The lowest value of --objective wins.
     #[arg(long, requires = "objective")]
     pub minimize: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RemoteCommand {
+    /// Which stages of a pipeline the local cache and the remote hold.
+    Status {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<Override>,
+    },
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! One function per subcommand; each returns the process exit code.
 
-use crate::cli::{Cli, Command, DagFormat, Format};
+use crate::cli::{Cli, Command, DagFormat, Format, RemoteCommand};
 use crate::config::{ExecutorKind, ProjectConfig};
 use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use crate::exec::budget::Limits;
@@ -15,6 +15,7 @@ use std::path::Path;
 
 pub fn dispatch(cli: Cli) -> i32 {
     let cache = cli.cache.as_path();
+    let remote = &cli.remote;
     match cli.command {
         Command::Run {
             file,
@@ -54,9 +55,13 @@ pub fn dispatch(cli: Cli) -> i32 {
             if sweeping {
                 return run_sweep(&file, cache, &set, device, sweep, opts, dry_run);
             }
-            with_run_pipeline(&file, &set, device, |p| {
+            let remote = match crate::remote::commands::open(remote) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            let code = with_run_pipeline(&file, &set, device, |p| {
                 if dry_run {
-                    plan_only(p, cache, &opts)
+                    plan_only_with(p, cache, &opts, remote.clone())
                 } else if slurm && !opts.only {
                     crate::slurm::run(&crate::slurm::Request {
                         pipeline: p,
@@ -68,21 +73,45 @@ pub fn dispatch(cli: Cli) -> i32 {
                         config: &project.config,
                     })
                 } else {
-                    run(p, cache, &opts)
+                    run(p, cache, &opts, remote.clone())
                 }
-            })
+            });
+            remote.map_or(code, |r| r.exit_code(code))
         }
         Command::Validate { files, set, format } => validate(&files, &set, format),
         Command::Status { file, set, json } => {
-            with_pipeline(&file, &set, |p| status(p, cache, json))
+            let remote = match crate::remote::commands::open(remote) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            with_pipeline(&file, &set, |p| status(p, cache, json, remote))
         }
         Command::Dag { file, format } => with_pipeline(&file, &[], |p| dag(p, format)),
-        Command::Why { file, stage, set } => with_pipeline(&file, &set, |p| why(p, cache, &stage)),
+        Command::Why { file, stage, set } => {
+            let remote = match crate::remote::commands::open(remote) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            with_pipeline(&file, &set, |p| why(p, cache, &stage, remote))
+        }
+        Command::Gc { grace, dry_run, .. } if remote.remote.is_some() => {
+            crate::remote::gc::run(remote, grace, dry_run)
+        }
         Command::Gc {
             keep_runs,
             dry_run,
             ignore_unreadable,
+            ..
         } => gc(cache, keep_runs, dry_run, ignore_unreadable),
+        Command::Push { files, repair } => {
+            crate::remote::commands::push(cache, remote, &files, repair)
+        }
+        Command::Pull { file, set, until } => {
+            crate::remote::commands::pull(cache, remote, &file, &set, until.as_deref())
+        }
+        Command::Remote {
+            command: RemoteCommand::Status { file, set },
+        } => crate::remote::commands::status(cache, remote, &file, &set),
         Command::Runs { limit } => runs(cache, limit),
         Command::Compare { files, png } => compare(cache, &files, png.as_deref()),
         Command::Report { files, output } => {
@@ -243,9 +272,9 @@ pub(crate) fn fail(e: &crate::run::RunError) -> i32 {
     e.exit_code()
 }
 
-fn run(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
+fn run(p: &Pipeline, cache: &Path, opts: &RunOptions, remote: Option<RemoteRef>) -> i32 {
     let mut engine = match Engine::new(p, cache) {
-        Ok(e) => e,
+        Ok(e) => e.with_remote(remote),
         Err(e) => return fail(&e),
     };
     header(p, cache);
@@ -278,13 +307,21 @@ pub(crate) fn header(p: &Pipeline, cache: &Path) {
     );
 }
 
+type RemoteRef = std::sync::Arc<crate::remote::Remote>;
+
 /// `run --dry-run`: the plan a real run would start from; runs and locks nothing.
 pub(crate) fn plan_only(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
-    let plan =
-        match Engine::new(p, cache).and_then(|mut e| e.plan(opts.until.as_deref(), &opts.force)) {
-            Ok(plan) => plan,
-            Err(e) => return fail(&e),
-        };
+    plan_only_with(p, cache, opts, None)
+}
+
+fn plan_only_with(p: &Pipeline, cache: &Path, opts: &RunOptions, remote: Option<RemoteRef>) -> i32 {
+    let plan = match Engine::new(p, cache)
+        .map(|e| e.with_remote(remote))
+        .and_then(|mut e| e.plan(opts.until.as_deref(), &opts.force))
+    {
+        Ok(plan) => plan,
+        Err(e) => return fail(&e),
+    };
     header(p, cache);
     let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
     let mut cached = 0;
@@ -294,6 +331,14 @@ pub(crate) fn plan_only(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
                 cached += 1;
                 println!(
                     "  cached    {:width$}  {}",
+                    s.id,
+                    &digest[..12.min(digest.len())]
+                );
+            }
+            StageState::Remote { digest } => {
+                cached += 1;
+                println!(
+                    "  remote    {:width$}  {}  (would be pulled)",
                     s.id,
                     &digest[..12.min(digest.len())]
                 );
@@ -347,8 +392,11 @@ fn validate(files: &[std::path::PathBuf], set: &[Override], format: Format) -> i
     }
 }
 
-fn status(p: &Pipeline, cache: &Path, json: bool) -> i32 {
-    match Engine::new(p, cache).and_then(|mut e| e.plan(None, &[])) {
+fn status(p: &Pipeline, cache: &Path, json: bool, remote: Option<RemoteRef>) -> i32 {
+    match Engine::new(p, cache)
+        .map(|e| e.with_remote(remote))
+        .and_then(|mut e| e.plan(None, &[]))
+    {
         Ok(plan) if json => {
             let map: serde_json::Map<String, serde_json::Value> = plan
                 .stages
@@ -371,7 +419,8 @@ fn status(p: &Pipeline, cache: &Path, json: bool) -> i32 {
     }
 }
 
-/// One line per stage: `cached`, `missing` (never ran), `stale` (with why) or `blocked`.
+/// One line per stage: `cached`, `remote` (a run pulls it), `missing` (never ran), `stale`
+/// (with why) or `blocked`.
 fn print_status(plan: &Plan) {
     let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
     for s in &plan.stages {
@@ -379,6 +428,9 @@ fn print_status(plan: &Plan) {
         match &s.state {
             StageState::Cached { digest } => {
                 println!("{id:width$}  cached   {}", &digest[..12.min(digest.len())])
+            }
+            StageState::Remote { digest } => {
+                println!("{id:width$}  remote   {}", &digest[..12.min(digest.len())])
             }
             StageState::WouldRun { reasons } if reasons.contains(&Reason::NeverRan) => {
                 println!("{id:width$}  missing  ({})", joined(reasons))
@@ -411,8 +463,11 @@ fn dag(p: &Pipeline, format: DagFormat) -> i32 {
     }
 }
 
-fn why(p: &Pipeline, cache: &Path, stage: &str) -> i32 {
-    match Engine::new(p, cache).and_then(|mut e| e.why(stage)) {
+fn why(p: &Pipeline, cache: &Path, stage: &str, remote: Option<RemoteRef>) -> i32 {
+    match Engine::new(p, cache)
+        .map(|e| e.with_remote(remote))
+        .and_then(|mut e| e.why(stage))
+    {
         Ok(lines) => {
             for l in lines {
                 println!("{l}");

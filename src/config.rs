@@ -28,12 +28,21 @@ pub struct ProjectConfig {
     pub resources: ResourcesSection,
 }
 
-/// `[remote]`: one remote cache, named by URL.
+/// `[remote]`: one remote cache, named by URL (see `crate::remote`). Credentials never go
+/// here: they come from the standard AWS environment variables only.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteSection {
     /// `s3://bucket/prefix` or `file:///shared/path`.
     pub url: Option<String>,
+    /// An S3-compatible server's URL (`http://127.0.0.1:9000`); AWS itself when absent.
+    pub endpoint: Option<String>,
+    /// The S3 region (`us-east-1` when neither this nor `AWS_REGION` says otherwise).
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), which most self-hosted servers need.
+    pub path_style: Option<bool>,
+    /// Allow a plain-HTTP endpoint (a server on loopback or a trusted network).
+    pub allow_http: Option<bool>,
 }
 
 /// `[executor]`: how stages that miss the cache are run.
@@ -251,6 +260,28 @@ mod tests {
         let e =
             ProjectConfig::parse("[executor]\nkind = \"pbs\"\n", Path::new(FILE_NAME)).unwrap_err();
         assert!(e.to_string().starts_with("pipe.toml:2: "), "{e}");
+    }
+
+    #[test]
+    fn remote_options_are_read_and_credentials_have_no_place() {
+        let c = ProjectConfig::parse(
+            "[remote]\nurl = \"s3://b/p\"\nendpoint = \"http://127.0.0.1:9000\"\n\
+             region = \"eu-west-1\"\npath_style = true\nallow_http = true\n",
+            Path::new(FILE_NAME),
+        )
+        .unwrap();
+        assert_eq!(c.remote.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.remote.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            (c.remote.path_style, c.remote.allow_http),
+            (Some(true), Some(true))
+        );
+        let e = ProjectConfig::parse(
+            "[remote]\nurl = \"s3://b\"\nsecret_access_key = \"x\"\n",
+            Path::new(FILE_NAME),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("pipe.toml:3: "), "{e}");
     }
 
     #[test]

@@ -32,6 +32,24 @@ impl ConfigError {
     }
 }
 
+impl crate::remote::RemoteError {
+    /// A bad URL or `pipe.toml` is the user's to fix; a remote that fails is not (exit 1 under
+    /// `--remote-required`).
+    pub fn is_user_error(&self) -> bool {
+        use crate::remote::RemoteError as R;
+        match self {
+            R::Config(_) | R::BadUrl { .. } => true,
+            R::Unreachable { .. }
+            | R::Refused { .. }
+            | R::NoBucket { .. }
+            | R::Damaged { .. }
+            | R::Transfer { .. }
+            | R::Local { .. }
+            | R::Store(_) => false,
+        }
+    }
+}
+
 impl RunError {
     /// Bad user data or usage (exit 2) versus an internal failure (exit 1).
     pub fn is_user_error(&self) -> bool {
@@ -146,6 +164,69 @@ mod tests {
     }
     fn json_err() -> serde_json::Error {
         serde_json::from_str::<u8>("x").unwrap_err()
+    }
+
+    #[test]
+    fn remote_errors() {
+        use crate::remote::RemoteError as R;
+        let remote = || "s3://bucket/p".to_string();
+        let os = || object_store::Error::NotImplemented {
+            operation: "x".into(),
+            implementer: "y".into(),
+        };
+        let user = [
+            R::Config(ConfigError::Parse {
+                path: p(),
+                line: Some(1),
+                message: "m".into(),
+            }),
+            R::BadUrl {
+                remote: remote(),
+                message: "m".into(),
+            },
+        ];
+        let internal = [
+            R::Unreachable {
+                remote: remote(),
+                what: "w".into(),
+                source: os(),
+            },
+            R::Refused {
+                remote: remote(),
+                what: "w".into(),
+                source: os(),
+            },
+            R::NoBucket {
+                remote: remote(),
+                detail: "d".into(),
+            },
+            R::Damaged {
+                remote: remote(),
+                key: "k".into(),
+                message: "m".into(),
+            },
+            R::Transfer {
+                remote: remote(),
+                what: "w".into(),
+                source: os(),
+            },
+            R::Local {
+                path: p(),
+                source: enospc(),
+            },
+            R::Store(StoreError::Io {
+                path: p(),
+                source: enospc(),
+            }),
+        ];
+        assert!(user.iter().all(R::is_user_error));
+        assert!(!internal.iter().any(R::is_user_error));
+        assert!(
+            internal
+                .iter()
+                .all(|e| e.to_string().contains("s3://bucket/p")
+                    || matches!(e, R::Local { .. } | R::Store(_)))
+        );
     }
 
     #[test]

@@ -66,6 +66,8 @@ struct State<'a> {
     sharing: Option<&'a Sharing<'a>>,
     /// CPUs and GPUs declared by the running stages ([`budget`]).
     budget: budget::Budget,
+    /// The shared remote cache: local misses it holds are pulled, what runs is uploaded.
+    remote: Option<&'a std::sync::Arc<crate::remote::Remote>>,
 }
 
 /// What to do with a stage whose inputs are all known.
@@ -117,6 +119,7 @@ pub(crate) fn execute(
         failure: None,
         sharing,
         budget,
+        remote: world.remote,
     };
     let jobs = jobs.max(1);
     let (tx, rx) = mpsc::channel::<Done>();
@@ -224,6 +227,13 @@ impl<'a> State<'a> {
                 self.cached(spec, key, digest);
                 return Ok(Next::Cached);
             }
+            Decision::Remote { key, .. } => {
+                if let Some(digest) = self.pull(id, &key) {
+                    self.record_cached(spec, key, digest);
+                    return Ok(Next::Cached);
+                }
+                key
+            }
             Decision::Miss { key } => {
                 if !forced && let Lookup::Damaged { error, .. } = self.store.lookup(&key.digest()) {
                     let w = self.width;
@@ -267,6 +277,43 @@ impl<'a> State<'a> {
         };
         let w = self.width;
         self.say(format!("  cached  {id:w$}  {}{note}", short(&digest)));
+        self.record_cached(spec, key, digest);
+    }
+
+    /// Downloads the remote's output of `key` into the cache; `None` (after a warning) when it
+    /// cannot be used, and the stage runs locally.
+    fn pull(&self, id: &str, key: &StageKey) -> Option<String> {
+        let remote = self.remote?;
+        let entry = remote.lookup(&key.digest())?;
+        let w = self.width;
+        match remote.pull(self.store, &entry) {
+            Ok(p) => {
+                self.say(format!(
+                    "  pulled  {id:w$}  {}  {} in {:.1} s",
+                    short(&p.digest),
+                    crate::commands::human_bytes(p.bytes),
+                    p.seconds
+                ));
+                Some(p.digest)
+            }
+            Err(e) => {
+                self.multi.suspend(|| remote.report(&e));
+                remote.forget(&key.digest());
+                if matches!(e, crate::remote::RemoteError::Damaged { .. }) {
+                    self.say(format!(
+                        "  remote  {id:w$}  not used: running it locally (then `pipe push \
+                         --repair` replaces the remote copy)"
+                    ));
+                }
+                None
+            }
+        }
+    }
+
+    /// Records a stage whose output is in the cache (found or just pulled).
+    fn record_cached(&mut self, spec: &StageSpec, key: StageKey, digest: String) {
+        let id = spec.id.as_str();
+        self.pending.remove(id);
         let report = last_report(self.store, &digest);
         self.records.insert(
             id.to_string(),
@@ -366,6 +413,16 @@ impl<'a> State<'a> {
                     self.store.object_dir(&digest).display()
                 ));
                 self.verified.insert(id.clone());
+                if let Some(r) = self.remote {
+                    r.push_later(
+                        &self.store.root,
+                        crate::cache::store::KeyEntry {
+                            digest: digest.clone(),
+                            stage: id.clone(),
+                            key: key.clone(),
+                        },
+                    );
+                }
                 self.records.insert(
                     id.clone(),
                     record(spec, &key, Some(digest.clone()), Outcome::Ran, secs, report),

@@ -14,6 +14,7 @@ pub mod ml;
 pub mod plan;
 pub mod quote;
 pub mod record;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod slurm;

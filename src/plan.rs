@@ -28,6 +28,11 @@ pub trait World {
     fn lookup(&self, key_hex: &str) -> Option<String>;
     /// The stage's most recent recorded run.
     fn last_run(&self, id: &str) -> Option<LastRun>;
+    /// The output digest a shared remote cache holds for this key, asked only after a local
+    /// miss (see `crate::remote`); none without a remote.
+    fn remote_lookup(&self, _key_hex: &str) -> Option<String> {
+        None
+    }
 }
 
 /// What the planner uses of a stage's last run record.
@@ -84,6 +89,10 @@ pub enum StageState {
     Cached {
         digest: String,
     },
+    /// Not in the local cache, but the remote holds its output: a run pulls it.
+    Remote {
+        digest: String,
+    },
     /// An upper bound: a stage whose upstream reruns with byte-identical output stays cached.
     WouldRun {
         reasons: Vec<Reason>,
@@ -125,11 +134,22 @@ impl Plan {
 /// How one stage whose input digests are all known is to be handled.
 #[derive(Debug, Clone)]
 pub enum Decision {
-    Hit { key: StageKey, digest: String },
-    Miss { key: StageKey },
+    Hit {
+        key: StageKey,
+        digest: String,
+    },
+    /// A local miss the remote cache holds: pulled instead of run.
+    Remote {
+        key: StageKey,
+        digest: String,
+    },
+    Miss {
+        key: StageKey,
+    },
 }
 
-/// The one rule for a stage whose inputs are known: a hit unless forced or absent.
+/// The one rule for a stage whose inputs are known: a hit unless forced or absent; a local
+/// miss the remote holds is pulled.
 pub fn decide(
     world: &mut impl World,
     id: &str,
@@ -137,8 +157,15 @@ pub fn decide(
     forced: bool,
 ) -> Result<Decision, RunError> {
     let key = world.key(id, inputs)?;
-    if !forced && let Some(digest) = world.lookup(&key.digest()) {
+    if forced {
+        return Ok(Decision::Miss { key });
+    }
+    let hex = key.digest();
+    if let Some(digest) = world.lookup(&hex) {
         return Ok(Decision::Hit { key, digest });
+    }
+    if let Some(digest) = world.remote_lookup(&hex) {
+        return Ok(Decision::Remote { key, digest });
     }
     Ok(Decision::Miss { key })
 }
@@ -194,6 +221,14 @@ pub fn plan(req: &Request, world: &mut impl World) -> Result<Plan, RunError> {
                     digests.insert(id.clone(), digest.clone());
                     PlannedStage {
                         state: StageState::Cached { digest },
+                        key: Some(key),
+                        id,
+                    }
+                }
+                Decision::Remote { key, digest } => {
+                    digests.insert(id.clone(), digest.clone());
+                    PlannedStage {
+                        state: StageState::Remote { digest },
                         key: Some(key),
                         id,
                     }
@@ -294,6 +329,8 @@ mod tests {
         config: BTreeMap<String, u32>,
         store: BTreeMap<String, String>,
         last: BTreeMap<String, LastRun>,
+        /// The remote cache: key → digest.
+        remote: BTreeMap<String, String>,
     }
 
     impl World for Fake {
@@ -317,6 +354,9 @@ mod tests {
         }
         fn last_run(&self, id: &str) -> Option<LastRun> {
             self.last.get(id).cloned()
+        }
+        fn remote_lookup(&self, key_hex: &str) -> Option<String> {
+            self.remote.get(key_hex).cloned()
         }
     }
 
@@ -501,5 +541,42 @@ mod tests {
                 (d, s) => panic!("{}: decide {d:?} but plan {s:?}", n.id),
             }
         }
+    }
+
+    #[test]
+    fn stages_the_remote_holds_are_pulled_and_feed_their_dependents() {
+        let nodes = chain();
+        let mut a = Fake::default();
+        run_all(&mut a, &nodes);
+        // A fresh cache sharing A's remote: everything is on the remote, nothing ran here.
+        let mut b = Fake {
+            remote: std::mem::take(&mut a.store),
+            ..Fake::default()
+        };
+        let p = plan_of(&mut b, &nodes, &all(&nodes), &[]);
+        assert!(p.would_run().is_empty());
+        assert_eq!(
+            p.get("c").unwrap().state,
+            StageState::Remote {
+                digest: "out-c-0".into()
+            }
+        );
+        // A local hit wins over the remote; a forced stage is neither.
+        let a_key = p.get("a").unwrap().key.clone().unwrap().digest();
+        b.store.insert(a_key, "out-a-0".into());
+        let p = plan_of(&mut b, &nodes, &all(&nodes), &["d"]);
+        assert!(matches!(
+            p.get("a").unwrap().state,
+            StageState::Cached { .. }
+        ));
+        assert_eq!(p.would_run(), ["d"]);
+        // A tweak reruns only what it reaches; its siblings still come from the remote.
+        b.config.insert("b".into(), 1);
+        let p = plan_of(&mut b, &nodes, &all(&nodes), &[]);
+        assert_eq!(p.would_run(), ["b", "c"]);
+        assert!(matches!(
+            p.get("d").unwrap().state,
+            StageState::Remote { .. }
+        ));
     }
 }

@@ -86,6 +86,8 @@ pub struct Engine<'a> {
     dag: Dag,
     store: Store,
     stat: StatCache,
+    /// The shared remote cache, if one is configured (see [`crate::remote`]).
+    remote: Option<std::sync::Arc<crate::remote::Remote>>,
 }
 
 impl<'a> Engine<'a> {
@@ -100,7 +102,14 @@ impl<'a> Engine<'a> {
             dag,
             store,
             stat,
+            remote: None,
         })
+    }
+
+    /// Consult (and, when running, upload to) this remote cache.
+    pub fn with_remote(mut self, remote: Option<std::sync::Arc<crate::remote::Remote>>) -> Self {
+        self.remote = remote;
+        self
     }
 
     fn check_stage(&self, id: &str) -> Result<(), RunError> {
@@ -151,6 +160,7 @@ impl<'a> Engine<'a> {
             pipeline: self.pipeline,
             store: &self.store,
             stat: &mut self.stat,
+            remote: self.remote.as_ref(),
         }
     }
 
@@ -173,7 +183,10 @@ impl<'a> Engine<'a> {
                 StageState::Cached { .. } if sid == id => {
                     lines.push(format!("`{sid}` is cached: nothing changed"))
                 }
-                StageState::Cached { .. } => {}
+                StageState::Remote { .. } if sid == id => lines.push(format!(
+                    "`{sid}` is not in the local cache but the remote holds it: a run pulls it"
+                )),
+                StageState::Cached { .. } | StageState::Remote { .. } => {}
                 StageState::Blocked { reason } => lines.push(format!("{who} is blocked: {reason}")),
                 StageState::WouldRun { reasons } => {
                     for r in reasons {
@@ -200,6 +213,10 @@ impl<'a> Engine<'a> {
             lock_cache(&self.store.root, opts.no_wait)?
         };
         let (rec, failure) = self.run_locked(opts, now_rfc3339(), None)?;
+        // Under the lock still: gc cannot remove an object while it is being uploaded.
+        if let Some(r) = &self.remote {
+            crate::remote::commands::report_pushed(r, r.wait_uploads());
+        }
         rec.save(&self.store.root).map_err(RunError::Record)?;
         match failure {
             Some(e) => Err(e),
@@ -295,6 +312,7 @@ pub(crate) struct CacheWorld<'a> {
     pub pipeline: &'a Pipeline,
     pub store: &'a Store,
     pub stat: &'a mut StatCache,
+    pub remote: Option<&'a std::sync::Arc<crate::remote::Remote>>,
 }
 
 impl World for CacheWorld<'_> {
@@ -304,6 +322,10 @@ impl World for CacheWorld<'_> {
 
     fn lookup(&self, key_hex: &str) -> Option<String> {
         self.store.lookup(key_hex).hit().map(|e| e.digest)
+    }
+
+    fn remote_lookup(&self, key_hex: &str) -> Option<String> {
+        self.remote?.lookup(key_hex).map(|e| e.digest)
     }
 
     fn last_run(&self, id: &str) -> Option<LastRun> {

@@ -202,7 +202,8 @@ impl Driver<'_> {
             let forced = self.req.opts.force.contains(&id);
             match plan::decide(world, &id, &inputs, forced)? {
                 Decision::Hit { key, digest } => self.cached(world, &id, key, digest),
-                Decision::Miss { key } => {
+                // A stage the remote holds is pulled by its job, on the node that needs it.
+                Decision::Miss { key } | Decision::Remote { key, .. } => {
                     self.pending.remove(&id);
                     match self.submit(&id, key.clone(), forced) {
                         Ok(job) => {

@@ -1,0 +1,328 @@
+//! The remote's commands (`pipe push`, `pipe pull`, `pipe remote status`) and the one place
+//! that decides what a remote that cannot be opened means for a command: bad settings are the
+//! user's to fix (exit 2); an unreachable, refusing or missing remote is a warning (the
+//! command carries on with the local cache) unless `--remote-required` makes it exit 1.
+
+use super::{Remote, RemoteArgs, RemoteError, uploads::Pushed};
+use crate::cache::store::{KeyEntry, Store};
+use crate::commands::{human_bytes, load_or_exit};
+use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
+use crate::plan::StageState;
+use crate::run::Engine;
+use crate::spec::Override;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The remote for a command that can do without one (`run`, `status`, `why`): `Err(code)`
+/// when the command must stop.
+pub fn open(args: &RemoteArgs) -> Result<Option<Arc<Remote>>, i32> {
+    match Remote::connect(args) {
+        Ok(r) => Ok(r),
+        Err(e @ (RemoteError::Config(_) | RemoteError::BadUrl { .. })) => {
+            eprintln!("error: {e}");
+            Err(EXIT_INVALID)
+        }
+        Err(e) if args.remote_required => {
+            eprintln!("error: {e}");
+            Err(EXIT_INTERNAL)
+        }
+        Err(e) => {
+            eprintln!("warning: {e}; carrying on with the local cache");
+            Ok(None)
+        }
+    }
+}
+
+/// The remote for a command that is about the remote (`push`, `pull`, `remote status`,
+/// `gc --remote`): any failure to open it ends the command.
+pub fn open_required(args: &RemoteArgs) -> Result<Arc<Remote>, i32> {
+    match Remote::connect(args) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => {
+            eprintln!(
+                "error: no remote cache is configured: set `url` in the [remote] section of \
+                 pipe.toml, PIPE_REMOTE, or pass --remote URL"
+            );
+            Err(EXIT_INVALID)
+        }
+        Err(e @ (RemoteError::Config(_) | RemoteError::BadUrl { .. })) => {
+            eprintln!("error: {e}");
+            Err(EXIT_INVALID)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(EXIT_INTERNAL)
+        }
+    }
+}
+
+/// The line a run prints once its uploads are done.
+pub fn report_pushed(remote: &Remote, p: Pushed) {
+    if p.stages > 0 {
+        println!(
+            "pushed {} stage(s) to {}: {} in {:.1} s",
+            p.stages,
+            remote.shown(),
+            human_bytes(p.bytes),
+            p.seconds
+        );
+    }
+}
+
+/// `pipe push [FILE…] [--repair]`: the outputs the latest runs of these pipelines reached
+/// (every key of the local cache without files), objects first, key records last.
+pub fn push(cache: &Path, args: &RemoteArgs, files: &[PathBuf], repair: bool) -> i32 {
+    let remote = match open_required(args) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let store = match Store::open_existing(cache) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            println!("nothing to push: {} is not a cache yet", cache.display());
+            return EXIT_OK;
+        }
+        Err(e) => return crate::commands::store_fail(&e),
+    };
+    let _lock = match crate::cache::lock::CacheLock::acquire(cache, false) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return if e.is_user_error() {
+                EXIT_INVALID
+            } else {
+                EXIT_INTERNAL
+            };
+        }
+    };
+    let entries = if files.is_empty() {
+        local_keys(&store)
+    } else {
+        match latest_entries(cache, files) {
+            Ok(e) => e,
+            Err(code) => return code,
+        }
+    };
+    let t0 = Instant::now();
+    let (mut objects, mut bytes, mut failed) = (0, 0u64, 0);
+    let width = entries.iter().map(|e| e.stage.len()).max().unwrap_or(0);
+    for e in &entries {
+        let res = remote
+            .push_object(&store, &e.digest, repair)
+            .and_then(|b| remote.push_key(e).map(|()| b));
+        match res {
+            Ok(b) => {
+                objects += usize::from(b > 0);
+                bytes += b;
+                let what = if b > 0 { "pushed " } else { "present" };
+                println!(
+                    "  {what} {:width$}  {}  {}",
+                    e.stage,
+                    &e.digest[..12],
+                    human_bytes(b)
+                );
+            }
+            Err(err) => {
+                failed += 1;
+                eprintln!("error: {err}");
+                if matches!(
+                    err,
+                    RemoteError::Unreachable { .. } | RemoteError::Refused { .. }
+                ) {
+                    break;
+                }
+            }
+        }
+    }
+    println!(
+        "pushed {objects} object(s), {} in {:.1} s, and {} key record(s) to {}{}",
+        human_bytes(bytes),
+        t0.elapsed().as_secs_f64(),
+        entries.len() - failed,
+        remote.shown(),
+        if failed > 0 {
+            format!("; {failed} failed")
+        } else {
+            String::new()
+        }
+    );
+    if failed > 0 { EXIT_INTERNAL } else { EXIT_OK }
+}
+
+/// Every readable key record of the local cache, in key order.
+fn local_keys(store: &Store) -> Vec<KeyEntry> {
+    let mut files = Vec::new();
+    if let Ok(shards) = std::fs::read_dir(store.root.join("keys")) {
+        for shard in shards.flatten() {
+            if let Ok(rd) = std::fs::read_dir(shard.path()) {
+                files.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    files.sort();
+    files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| std::fs::read(p).ok())
+        .filter_map(|b| serde_json::from_slice::<KeyEntry>(&b).ok())
+        .filter(|e| store.has_key(&e.key.digest()))
+        .collect()
+}
+
+/// The stages the latest run of each pipeline reached (with an output).
+fn latest_entries(cache: &Path, files: &[PathBuf]) -> Result<Vec<KeyEntry>, i32> {
+    let (records, _) = match crate::record::load_all(cache) {
+        Ok(l) => crate::record::split(l),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(EXIT_INTERNAL);
+        }
+    };
+    let mut out = Vec::new();
+    for f in files {
+        let p = load_or_exit(f, &[])?;
+        let Some((_, rec)) = records.iter().rev().find(|(_, r)| r.pipeline == p.name) else {
+            eprintln!(
+                "warning: {} has no recorded run: nothing to push",
+                f.display()
+            );
+            continue;
+        };
+        for (id, s) in &rec.stages {
+            if let Some(d) = &s.digest {
+                out.push(KeyEntry {
+                    digest: d.clone(),
+                    stage: id.clone(),
+                    key: s.key_parts.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `pipe pull FILE [--until STAGE]`: downloads every stage the remote holds that the local
+/// cache lacks, runs nothing.
+pub fn pull(
+    cache: &Path,
+    args: &RemoteArgs,
+    file: &Path,
+    set: &[Override],
+    until: Option<&str>,
+) -> i32 {
+    let remote = match open_required(args) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let p = match load_or_exit(file, set) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let _lock = match crate::run::lock_cache(cache, false) {
+        Ok(l) => l,
+        Err(e) => return crate::commands::fail(&e),
+    };
+    let plan = match Engine::new(&p, cache)
+        .map(|e| e.with_remote(Some(Arc::clone(&remote))))
+        .and_then(|mut e| e.plan(until, &[]))
+    {
+        Ok(plan) => plan,
+        Err(e) => return crate::commands::fail(&e),
+    };
+    let store = match Store::open(cache) {
+        Ok(s) => s,
+        Err(e) => return crate::commands::store_fail(&e),
+    };
+    crate::commands::header(&p, cache);
+    let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    let (mut pulled, mut failed, mut bytes) = (0, 0, 0u64);
+    for s in &plan.stages {
+        let id = &s.id;
+        match &s.state {
+            StageState::Cached { digest } => println!("  cached  {id:width$}  {}", &digest[..12]),
+            StageState::Remote { .. } => {
+                let entry = s.key.as_ref().and_then(|k| remote.lookup(&k.digest()));
+                let Some(entry) = entry else { continue };
+                match remote.pull(&store, &entry) {
+                    Ok(r) => {
+                        pulled += 1;
+                        bytes += r.bytes;
+                        println!(
+                            "  pulled  {id:width$}  {}  {} in {:.1} s",
+                            &r.digest[..12],
+                            human_bytes(r.bytes),
+                            r.seconds
+                        );
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+            StageState::WouldRun { .. } => {
+                println!("  absent  {id:width$}  (not on the remote: `pipe run` computes it)")
+            }
+            StageState::Blocked { .. } => {}
+        }
+    }
+    println!(
+        "{pulled} stage(s) pulled, {} from {}{}",
+        human_bytes(bytes),
+        remote.shown(),
+        if failed > 0 {
+            format!("; {failed} failed")
+        } else {
+            String::new()
+        }
+    );
+    if failed > 0 { EXIT_INTERNAL } else { EXIT_OK }
+}
+
+/// `pipe remote status FILE`: for every stage, whether the local cache and the remote hold
+/// its output.
+pub fn status(cache: &Path, args: &RemoteArgs, file: &Path, set: &[Override]) -> i32 {
+    let remote = match open_required(args) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let p = match load_or_exit(file, set) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let plan = match Engine::new(&p, cache)
+        .map(|e| e.with_remote(Some(Arc::clone(&remote))))
+        .and_then(|mut e| e.plan(None, &[]))
+    {
+        Ok(plan) => plan,
+        Err(e) => return crate::commands::fail(&e),
+    };
+    println!("remote {}", remote.shown());
+    let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    let mut on_remote = 0;
+    for s in &plan.stages {
+        let id = &s.id;
+        let on = s
+            .key
+            .as_ref()
+            .is_some_and(|k| remote.lookup(&k.digest()).is_some());
+        on_remote += usize::from(on);
+        let line = match (&s.state, on) {
+            (StageState::Cached { digest }, true) => format!("local+remote  {}", &digest[..12]),
+            (StageState::Cached { digest }, false) => format!("local only    {}", &digest[..12]),
+            (StageState::Remote { digest }, _) => format!("remote        {}", &digest[..12]),
+            (StageState::WouldRun { .. }, _) if s.key.is_some() => "neither".to_string(),
+            (StageState::WouldRun { .. }, _) => {
+                "unknown       (an upstream stage is in neither)".into()
+            }
+            (StageState::Blocked { reason }, _) => format!("blocked       {reason}"),
+        };
+        println!("{id:width$}  {line}");
+    }
+    println!(
+        "{on_remote} of {} stage(s) on the remote",
+        plan.stages.len()
+    );
+    remote.exit_code(EXIT_OK)
+}
