@@ -52,30 +52,38 @@ fn gemm_peak() -> f64 {
     2.0 * (n * n * n) as f64 / s
 }
 
-/// FLOP/s of independent 8-wide FMA chains on every core (the instruction peak).
+/// FLOP/s of independent 8-wide FMA chains on every core (the instruction peak): 12 AVX2
+/// `vfmadd` accumulators per thread, enough to cover the FMA latency on both FMA pipes.
 fn fma_peak() -> f64 {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let iters = 20_000_000u64;
-    let run = || {
-        let mut acc = [[0.0f32; 8]; 12];
-        let m = black_box([1.000_000_1f32; 8]);
-        let add = black_box([1e-7f32; 8]);
-        for _ in 0..iters {
-            for a in acc.iter_mut() {
-                for l in 0..8 {
-                    a[l] = a[l].mul_add(m[l], add[l]);
-                }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let iters = 50_000_000u64;
+        let s = Instant::now();
+        std::thread::scope(|sc| {
+            for _ in 0..threads {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                sc.spawn(|| unsafe { fma_chains(iters) });
             }
+        });
+        return (threads as u64 * iters * 12 * 8 * 2) as f64 / s.elapsed().as_secs_f64();
+    }
+    f64::NAN
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains(iters: u64) {
+    use std::arch::x86_64::*;
+    let m = _mm256_set1_ps(black_box(0.999_999_9));
+    let a = _mm256_set1_ps(black_box(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); 12];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, m, a);
         }
-        black_box(acc);
-    };
-    let s = Instant::now();
-    std::thread::scope(|sc| {
-        for _ in 0..threads {
-            sc.spawn(run);
-        }
-    });
-    (threads as u64 * iters * 12 * 8 * 2) as f64 / s.elapsed().as_secs_f64()
+    }
+    black_box(acc);
 }
 
 struct Row {
@@ -198,12 +206,16 @@ fn train_step(p: &mut Profile, n: usize) {
         p.op(format!("{} backward-weight", c.name), f, || {
             Flex::conv2d_weight_backward(x.clone(), w.clone(), dy.clone(), opts())
         });
-        p.op(format!("{} backward-bias", c.name), (n * c.k * o * o) as f64, || {
-            Flex::conv2d_bias_backward(x.clone(), b.clone(), dy.clone())
-        });
+        p.op(
+            format!("{} backward-bias", c.name),
+            (n * c.k * o * o) as f64,
+            || Flex::conv2d_bias_backward(x.clone(), b.clone(), dy.clone()),
+        );
         let y = tensor(&[n, c.k, o, o], 5);
         let elems = (n * c.k * o * o) as f64;
-        p.op(format!("relu {} forward", i + 1), elems, || Flex::relu(y.clone()));
+        p.op(format!("relu {} forward", i + 1), elems, || {
+            Flex::relu(y.clone())
+        });
         p.op(format!("relu {} backward", i + 1), elems, || {
             Flex::relu_backward(y.clone(), dy.clone())
         });
@@ -216,9 +228,11 @@ fn train_step(p: &mut Profile, n: usize) {
             false,
             IntDType::I64,
         );
-        p.op(format!("maxpool {} forward (+indices)", i + 1), elems, || {
-            pool(y.clone())
-        });
+        p.op(
+            format!("maxpool {} forward (+indices)", i + 1),
+            elems,
+            || pool(y.clone()),
+        );
         let dp = tensor(&pooled.output.layout().shape().to_vec(), 6);
         p.op(format!("maxpool {} backward", i + 1), elems, || {
             Flex::max_pool2d_with_indices_backward(
@@ -252,21 +266,25 @@ fn train_step(p: &mut Profile, n: usize) {
     let v = tensor(&[params], 2);
     let g = tensor(&[params], 3);
     // Adam's element-wise chain as burn-optim runs it: moments, bias correction, update.
-    p.op("Adam (1.99 M parameters, element-wise ops)", 12.0 * params as f64, || {
-        let m2 = Flex::float_add(
-            Flex::float_mul_scalar(m.clone(), 0.9.into()),
-            Flex::float_mul_scalar(g.clone(), 0.1.into()),
-        );
-        let v2 = Flex::float_add(
-            Flex::float_mul_scalar(v.clone(), 0.999.into()),
-            Flex::float_mul_scalar(Flex::float_mul(g.clone(), g.clone()), 0.001.into()),
-        );
-        let upd = Flex::float_div(
-            m2.clone(),
-            Flex::float_add_scalar(Flex::float_sqrt(v2.clone()), 1e-7.into()),
-        );
-        (m2, v2, Flex::float_sub(g.clone(), upd))
-    });
+    p.op(
+        "Adam (1.99 M parameters, element-wise ops)",
+        12.0 * params as f64,
+        || {
+            let m2 = Flex::float_add(
+                Flex::float_mul_scalar(m.clone(), 0.9.into()),
+                Flex::float_mul_scalar(g.clone(), 0.1.into()),
+            );
+            let v2 = Flex::float_add(
+                Flex::float_mul_scalar(v.clone(), 0.999.into()),
+                Flex::float_mul_scalar(Flex::float_mul(g.clone(), g.clone()), 0.001.into()),
+            );
+            let upd = Flex::float_div(
+                m2.clone(),
+                Flex::float_add_scalar(Flex::float_sqrt(v2.clone()), 1e-7.into()),
+            );
+            (m2, v2, Flex::float_sub(g.clone(), upd))
+        },
+    );
 }
 
 fn inference(p: &mut Profile, n: usize) {
@@ -284,16 +302,20 @@ fn inference(p: &mut Profile, n: usize) {
             Flex::max_pool2d(y.clone(), [2, 2], [2, 2], [0, 0], [1, 1], false)
         });
         let pooled = tensor(&[n, c.k, o / 2, o / 2], 6);
-        p.op(format!("relu {} (after pooling)", i + 1), elems / 4.0, || {
-            Flex::relu(pooled.clone())
-        });
+        p.op(
+            format!("relu {} (after pooling)", i + 1),
+            elems / 4.0,
+            || Flex::relu(pooled.clone()),
+        );
     }
     for (name, d_in, d_out) in [("dense 3200→512", 3200, 512), ("dense 512→512", 512, 512)] {
         let x = tensor(&[n, d_in], 1);
         let w = tensor(&[d_in, d_out], 2);
-        p.op(format!("{name} forward"), 2.0 * (n * d_in * d_out) as f64, || {
-            Flex::float_matmul(x.clone(), w.clone())
-        });
+        p.op(
+            format!("{name} forward"),
+            2.0 * (n * d_in * d_out) as f64,
+            || Flex::float_matmul(x.clone(), w.clone()),
+        );
     }
 }
 
@@ -302,7 +324,10 @@ fn main() {
     let threads = rayon::current_num_threads();
     println!(
         "B3 per-operation profile on flex; {threads} threads; load average {}",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let fma = fma_peak();
     let gemm = gemm_peak();
@@ -327,9 +352,5 @@ fn main() {
         reps: 5,
     };
     inference(&mut infer, INFER_BATCH);
-    infer.print(
-        &format!("Inference batch {INFER_BATCH}"),
-        fma,
-        INFER_BATCH,
-    );
+    infer.print(&format!("Inference batch {INFER_BATCH}"), fma, INFER_BATCH);
 }

@@ -54,8 +54,10 @@ impl Scalar for f16 {
 
 /// Whether this module handles a convolution with these operands (4-D, float, same dtype).
 pub(crate) fn applies(x: &FlexTensor, weight: &FlexTensor) -> bool {
-    matches!(x.dtype(), DType::F32 | DType::F64 | DType::F16 | DType::BF16)
-        && x.dtype() == weight.dtype()
+    matches!(
+        x.dtype(),
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16
+    ) && x.dtype() == weight.dtype()
         && x.layout().shape().num_dims() == 4
         && weight.layout().shape().num_dims() == 4
 }
@@ -141,10 +143,21 @@ impl Geom {
 
     /// The output positions `o` of one axis whose input index `o·s + k·d − pad` is inside
     /// `[0, len)`, as a half-open range, and that index at `o = 0` (possibly negative).
-    fn valid(out: usize, len: usize, s: usize, k: usize, d: usize, pad: usize) -> (usize, usize, isize) {
+    fn valid(
+        out: usize,
+        len: usize,
+        s: usize,
+        k: usize,
+        d: usize,
+        pad: usize,
+    ) -> (usize, usize, isize) {
         let off = (k * d) as isize - pad as isize;
         let s_i = s as isize;
-        let lo = if off >= 0 { 0 } else { ((-off) + s_i - 1) / s_i } as usize;
+        let lo = if off >= 0 {
+            0
+        } else {
+            ((-off) + s_i - 1) / s_i
+        } as usize;
         let hi = if (len as isize) <= off {
             0
         } else {
@@ -311,7 +324,10 @@ fn gemm_parallel(n: usize) -> bool {
 
 /// Runs `f` on f32 copies of bf16 operands (gemm has no bf16 kernel) and casts the result
 /// back; calls `f` directly for the other types.
-fn via_f32_for_bf16(tensors: Vec<FlexTensor>, f: impl FnOnce(Vec<FlexTensor>) -> FlexTensor) -> FlexTensor {
+fn via_f32_for_bf16(
+    tensors: Vec<FlexTensor>,
+    f: impl FnOnce(Vec<FlexTensor>) -> FlexTensor,
+) -> FlexTensor {
     if tensors.first().is_some_and(|t| t.dtype() == DType::BF16) {
         let up = tensors
             .into_iter()
@@ -319,7 +335,10 @@ fn via_f32_for_bf16(tensors: Vec<FlexTensor>, f: impl FnOnce(Vec<FlexTensor>) ->
             .collect();
         super::module::cast_from_f32(f(up), bf16::from_f32)
     } else {
-        f(tensors.into_iter().map(FlexTensor::into_contiguous).collect())
+        f(tensors
+            .into_iter()
+            .map(FlexTensor::into_contiguous)
+            .collect())
     }
 }
 
@@ -341,7 +360,10 @@ pub(crate) fn conv2d(
     options: &ConvOptions<2>,
 ) -> FlexTensor {
     let has_bias = bias.is_some();
-    let tensors = [Some(x), Some(weight), bias].into_iter().flatten().collect();
+    let tensors = [Some(x), Some(weight), bias]
+        .into_iter()
+        .flatten()
+        .collect();
     via_f32_for_bf16(tensors, |t| {
         let b = has_bias.then(|| &t[2]);
         by_dtype!(conv2d_typed, t[0].dtype(), &t[0], &t[1], b, options)
@@ -382,8 +404,16 @@ fn conv2d_typed<T: Scalar>(
                 (cg, p, kg),
                 &mut y[gi * cg * p..(gi + 1) * cg * p],
                 bd.is_some(),
-                Mat { data: &wd[gi * cg * kg..], rs: kg, cs: 1 },
-                Mat { data: &src[gi * kg * p..], rs: p, cs: 1 },
+                Mat {
+                    data: &wd[gi * cg * kg..],
+                    rs: kg,
+                    cs: 1,
+                },
+                Mat {
+                    data: &src[gi * kg * p..],
+                    rs: p,
+                    cs: 1,
+                },
                 par,
             );
         }
@@ -404,7 +434,14 @@ pub(crate) fn conv2d_x_backward(
     let x_shape = x.layout().shape().clone();
     drop(x);
     via_f32_for_bf16(vec![weight, output_grad], |t| {
-        by_dtype!(x_backward_typed, t[0].dtype(), &x_shape, &t[0], &t[1], options)
+        by_dtype!(
+            x_backward_typed,
+            t[0].dtype(),
+            &x_shape,
+            &t[0],
+            &t[1],
+            options
+        )
     })
 }
 
@@ -432,8 +469,16 @@ fn x_backward_typed<T: Scalar>(
                 (kg, p, cg),
                 &mut target[gi * kg * p..(gi + 1) * kg * p],
                 false,
-                Mat { data: &wd[gi * cg * kg..], rs: 1, cs: kg },
-                Mat { data: &dyi[gi * cg * p..], rs: p, cs: 1 },
+                Mat {
+                    data: &wd[gi * cg * kg..],
+                    rs: 1,
+                    cs: kg,
+                },
+                Mat {
+                    data: &dyi[gi * cg * p..],
+                    rs: p,
+                    cs: 1,
+                },
                 par,
             );
         }
@@ -458,7 +503,14 @@ pub(crate) fn conv2d_weight_backward(
     let w_shape = weight.layout().shape().clone();
     drop(weight);
     via_f32_for_bf16(vec![x, output_grad], |t| {
-        by_dtype!(weight_backward_typed, t[0].dtype(), &t[0], &w_shape, &t[1], options)
+        by_dtype!(
+            weight_backward_typed,
+            t[0].dtype(),
+            &t[0],
+            &w_shape,
+            &t[1],
+            options
+        )
     })
 }
 
@@ -497,8 +549,16 @@ fn weight_backward_typed<T: Scalar>(
                         (cg, kg, p),
                         &mut acc[gi * cg * kg..(gi + 1) * cg * kg],
                         img > from,
-                        Mat { data: &dyi[gi * cg * p..], rs: p, cs: 1 },
-                        Mat { data: &src[gi * kg * p..], rs: 1, cs: p },
+                        Mat {
+                            data: &dyi[gi * cg * p..],
+                            rs: p,
+                            cs: 1,
+                        },
+                        Mat {
+                            data: &src[gi * kg * p..],
+                            rs: 1,
+                            cs: p,
+                        },
                         false,
                     );
                 }
@@ -519,7 +579,9 @@ fn weight_backward_typed<T: Scalar>(
 /// Bias gradient: per output channel, the sum of `dy` over images and positions, in a fixed
 /// order (eight running lanes per row, rows in image order).
 pub(crate) fn conv2d_bias_backward(output_grad: FlexTensor) -> FlexTensor {
-    via_f32_for_bf16(vec![output_grad], |t| by_dtype!(bias_backward_typed, t[0].dtype(), &t[0]))
+    via_f32_for_bf16(vec![output_grad], |t| {
+        by_dtype!(bias_backward_typed, t[0].dtype(), &t[0])
+    })
 }
 
 fn bias_backward_typed<T: Scalar>(dy: &FlexTensor) -> FlexTensor {
@@ -586,12 +648,16 @@ mod tests {
                             let xc = co / g.cg() * cin_g + ci;
                             for ky in 0..g.kh {
                                 for kx in 0..g.kw {
-                                    let iy = (oy * g.stride[0] + ky * g.dil[0]) as isize - g.pad[0] as isize;
-                                    let ix = (ox * g.stride[1] + kx * g.dil[1]) as isize - g.pad[1] as isize;
-                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    let iy = (oy * g.stride[0] + ky * g.dil[0]) as isize
+                                        - g.pad[0] as isize;
+                                    let ix = (ox * g.stride[1] + kx * g.dil[1]) as isize
+                                        - g.pad[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
                                         continue;
                                     }
-                                    acc += (x[((b * g.c_in + xc) * g.h + iy as usize) * g.w + ix as usize]
+                                    acc += (x[((b * g.c_in + xc) * g.h + iy as usize) * g.w
+                                        + ix as usize]
                                         * w[((co * cin_g + ci) * g.kh + ky) * g.kw + kx])
                                         as f64;
                                 }
@@ -608,20 +674,55 @@ mod tests {
     fn close(a: &[f32], b: &[f32]) {
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "index {i}: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 1e-3 * (1.0 + y.abs()),
+                "index {i}: {x} vs {y}"
+            );
         }
     }
 
     fn cases() -> Vec<([usize; 4], [usize; 4], ConvOptions<2>)> {
         vec![
-            ([3, 3, 9, 8], [5, 3, 3, 3], ConvOptions::new([1, 1], [0, 0], [1, 1], 1)),
-            ([2, 4, 8, 7], [6, 4, 3, 3], ConvOptions::new([1, 1], [1, 1], [1, 1], 1)),
-            ([5, 3, 11, 10], [4, 3, 7, 7], ConvOptions::new([2, 2], [3, 3], [1, 1], 1)),
-            ([1, 6, 6, 6], [3, 6, 1, 1], ConvOptions::new([1, 1], [0, 0], [1, 1], 1)),
-            ([2, 6, 7, 7], [3, 6, 1, 1], ConvOptions::new([2, 2], [0, 0], [1, 1], 1)),
-            ([20, 2, 7, 9], [3, 2, 3, 2], ConvOptions::new([1, 2], [2, 1], [2, 1], 1)),
-            ([3, 4, 6, 5], [6, 2, 3, 3], ConvOptions::new([1, 1], [1, 1], [1, 1], 2)),
-            ([2, 3, 8, 8], [4, 3, 3, 3], ConvOptions::new_with_padding([2, 1], [(0, 1), (2, 1)], [1, 1], 1)),
+            (
+                [3, 3, 9, 8],
+                [5, 3, 3, 3],
+                ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+            ),
+            (
+                [2, 4, 8, 7],
+                [6, 4, 3, 3],
+                ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+            ),
+            (
+                [5, 3, 11, 10],
+                [4, 3, 7, 7],
+                ConvOptions::new([2, 2], [3, 3], [1, 1], 1),
+            ),
+            (
+                [1, 6, 6, 6],
+                [3, 6, 1, 1],
+                ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+            ),
+            (
+                [2, 6, 7, 7],
+                [3, 6, 1, 1],
+                ConvOptions::new([2, 2], [0, 0], [1, 1], 1),
+            ),
+            (
+                [20, 2, 7, 9],
+                [3, 2, 3, 2],
+                ConvOptions::new([1, 2], [2, 1], [2, 1], 1),
+            ),
+            (
+                [3, 4, 6, 5],
+                [6, 2, 3, 3],
+                ConvOptions::new([1, 1], [1, 1], [1, 1], 2),
+            ),
+            (
+                [2, 3, 8, 8],
+                [4, 3, 3, 3],
+                ConvOptions::new_with_padding([2, 1], [(0, 1), (2, 1)], [1, 1], 1),
+            ),
         ]
     }
 
@@ -629,9 +730,21 @@ mod tests {
     fn forward_matches_direct_definition() {
         for (xs, ws, opt) in cases() {
             let g = Geom::new(&Shape::from(xs.to_vec()), &Shape::from(ws.to_vec()), &opt);
-            let (x, w, b) = (seq(xs.iter().product(), 1), seq(ws.iter().product(), 2), seq(ws[0], 3));
-            let got = conv2d(tensor(x.clone(), xs), tensor(w.clone(), ws), Some(output(b.clone(), &[ws[0]])), &opt);
-            assert_eq!(got.layout().shape().to_vec(), vec![g.n, g.c_out, g.oh, g.ow]);
+            let (x, w, b) = (
+                seq(xs.iter().product(), 1),
+                seq(ws.iter().product(), 2),
+                seq(ws[0], 3),
+            );
+            let got = conv2d(
+                tensor(x.clone(), xs),
+                tensor(w.clone(), ws),
+                Some(output(b.clone(), &[ws[0]])),
+                &opt,
+            );
+            assert_eq!(
+                got.layout().shape().to_vec(),
+                vec![g.n, g.c_out, g.oh, g.ow]
+            );
             close(values(&got), &reference(&x, &w, &b, &g));
         }
     }
@@ -641,7 +754,12 @@ mod tests {
     /// for random directions `e` (exact for a linear map, up to rounding).
     #[test]
     fn backward_passes_are_adjoint_to_forward() {
-        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum::<f64>();
+        let dot = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (*x as f64) * (*y as f64))
+                .sum::<f64>()
+        };
         for (xs, ws, opt) in cases() {
             let g = Geom::new(&Shape::from(xs.to_vec()), &Shape::from(ws.to_vec()), &opt);
             let (x, w) = (seq(xs.iter().product(), 4), seq(ws.iter().product(), 5));
@@ -650,17 +768,38 @@ mod tests {
             let ex = seq(x.len(), 7);
             let ew = seq(w.len(), 8);
             let os = [g.n, g.c_out, g.oh, g.ow];
-            let dx = conv2d_x_backward(tensor(x.clone(), xs), tensor(w.clone(), ws), tensor(dy.clone(), os), &opt);
-            let dw = conv2d_weight_backward(tensor(x.clone(), xs), tensor(w.clone(), ws), tensor(dy.clone(), os), &opt);
+            let dx = conv2d_x_backward(
+                tensor(x.clone(), xs),
+                tensor(w.clone(), ws),
+                tensor(dy.clone(), os),
+                &opt,
+            );
+            let dw = conv2d_weight_backward(
+                tensor(x.clone(), xs),
+                tensor(w.clone(), ws),
+                tensor(dy.clone(), os),
+                &opt,
+            );
             let lhs_x = dot(values(&dx), &ex);
             let rhs_x = dot(&reference(&ex, &w, &zero, &g), &dy);
-            assert!((lhs_x - rhs_x).abs() < 1e-3 * (1.0 + rhs_x.abs()), "dx {xs:?}: {lhs_x} vs {rhs_x}");
+            assert!(
+                (lhs_x - rhs_x).abs() < 1e-3 * (1.0 + rhs_x.abs()),
+                "dx {xs:?}: {lhs_x} vs {rhs_x}"
+            );
             let lhs_w = dot(values(&dw), &ew);
             let rhs_w = dot(&reference(&x, &ew, &zero, &g), &dy);
-            assert!((lhs_w - rhs_w).abs() < 1e-3 * (1.0 + rhs_w.abs()), "dW {xs:?}: {lhs_w} vs {rhs_w}");
+            assert!(
+                (lhs_w - rhs_w).abs() < 1e-3 * (1.0 + rhs_w.abs()),
+                "dW {xs:?}: {lhs_w} vs {rhs_w}"
+            );
             let db = conv2d_bias_backward(tensor(dy.clone(), os));
             for co in 0..g.c_out {
-                let want: f64 = (0..g.n).flat_map(|b| dy[(b * g.c_out + co) * g.p()..(b * g.c_out + co + 1) * g.p()].iter()).map(|v| *v as f64).sum();
+                let want: f64 = (0..g.n)
+                    .flat_map(|b| {
+                        dy[(b * g.c_out + co) * g.p()..(b * g.c_out + co + 1) * g.p()].iter()
+                    })
+                    .map(|v| *v as f64)
+                    .sum();
                 assert!((values(&db)[co] as f64 - want).abs() < 1e-3 * (1.0 + want.abs()));
             }
         }
@@ -672,7 +811,12 @@ mod tests {
         let g = Geom::new(&Shape::from(xs.to_vec()), &Shape::from(ws.to_vec()), &opt);
         let os = [g.n, g.c_out, g.oh, g.ow];
         let run = || {
-            let dw = conv2d_weight_backward(tensor(seq(xs.iter().product(), 1), xs), tensor(seq(ws.iter().product(), 2), ws), tensor(seq(g.n * g.c_out * g.p(), 3), os), &opt);
+            let dw = conv2d_weight_backward(
+                tensor(seq(xs.iter().product(), 1), xs),
+                tensor(seq(ws.iter().product(), 2), ws),
+                tensor(seq(g.n * g.c_out * g.p(), 3), os),
+                &opt,
+            );
             values(&dw).to_vec()
         };
         let first = run();
