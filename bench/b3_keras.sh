@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue #4 benchmark: B3 (56x56x3, batch 124, Adam 1e-4) training and inference images/s on the
-# CPU, pipe (burn flex backend, the ignored test `bench_b3` in src/ml/train.rs) versus the
+# CPU, pipe (burn flex backend, `cargo bench --bench train_speed -- b3`, benches/train_speed.rs) versus the
 # identical Keras model (bench/b3_keras.py), measured in the same run; prints pipe/Keras ratios.
 # Usage: bench/b3_keras.sh   (needs cargo and python3 with pip; installs tensorflow-cpu)
 # Honours CARGO_TARGET_DIR. Logs go to bench/out/b3/ (git-ignored).
@@ -9,10 +9,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/bench/out/b3
 mkdir -p "$out"
 python3 -c "import tensorflow, keras" 2>/dev/null || python3 -m pip install --quiet tensorflow-cpu numpy
-cargo test --release --lib --quiet --manifest-path "$root/Cargo.toml" --no-run 2>/dev/null
+cargo bench --quiet --manifest-path "$root/Cargo.toml" --bench train_speed --no-run 2>/dev/null
 
 echo "load before pipe: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
-cargo test --release --lib --quiet --manifest-path "$root/Cargo.toml" bench_b3 -- --ignored --nocapture \
+cargo bench --quiet --manifest-path "$root/Cargo.toml" --bench train_speed -- b3 \
   > "$out/pipe.log" 2>&1
 grep -E 'B3 |infer batch' "$out/pipe.log"
 pipe_train=$(sed -nE 's/^B3 train: ([0-9.]+) img\/s.*/\1/p' "$out/pipe.log")

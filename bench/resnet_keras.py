@@ -6,7 +6,7 @@ ResNet-50 base frozen: `base.trainable = False`, only the head trains).
 
 Prints human-readable lines and, per mode, a machine-readable line
 `RESULT {"mode": "tl3", "train_img_s": ..., "infer_img_s": ..., ...}` that the Rust benchmark
-(`cargo test --release --lib bench_resnet -- --ignored --nocapture`) parses.
+(`cargo bench --bench train_speed -- resnet`, benches/train_speed.rs) parses.
 
 Usage: python3 bench/resnet_keras.py [train_steps] [infer_batches]
 Needs `pip install tensorflow-cpu` (Keras 3).

@@ -41,6 +41,14 @@ pub enum Command {
         /// Run only this stage and what it needs.
         #[arg(long, value_name = "ID")]
         until: Option<String>,
+        /// Run this one stage; every stage it reads must be cached already, else exit 2 naming
+        /// them (what each Slurm job runs).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["until", "sweep", "search"])]
+        only: Option<String>,
+        /// Where stages that miss the cache run: here (`-j` threads) or one Slurm job each.
+        /// Default: `[executor] kind` in pipe.toml, else local.
+        #[arg(long, value_enum)]
+        executor: Option<crate::config::ExecutorKind>,
         /// Print what would run and why; run nothing.
         #[arg(long)]
         dry_run: bool,

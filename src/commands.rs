@@ -1,7 +1,9 @@
 //! One function per subcommand; each returns the process exit code.
 
 use crate::cli::{Cli, Command, DagFormat, Format};
+use crate::config::{ExecutorKind, ProjectConfig};
 use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
+use crate::exec::budget::Limits;
 use crate::graph::Dag;
 use crate::ml::backend::DeviceChoice;
 use crate::plan::{Plan, Reason, StageState};
@@ -20,25 +22,51 @@ pub fn dispatch(cli: Cli) -> i32 {
             jobs,
             force,
             until,
+            only,
+            executor,
             dry_run,
             device,
             no_wait,
             sweep,
         } => {
+            let project = match project_settings() {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
             let opts = RunOptions {
                 jobs,
                 force,
-                until,
+                until: only.clone().or(until),
                 no_wait,
                 variant: None,
                 overrides: override_texts(&set, device),
+                only: only.is_some(),
+                limits: project.limits.clone(),
             };
-            if !sweep.sweep.is_empty() || !sweep.search.is_empty() {
+            let slurm = executor.or(project.config.executor.kind) == Some(ExecutorKind::Slurm);
+            let sweeping = !sweep.sweep.is_empty() || !sweep.search.is_empty();
+            if sweeping && slurm && !dry_run {
+                eprintln!(
+                    "error: --executor slurm does not run sweeps (yet): use --executor local"
+                );
+                return EXIT_INVALID;
+            }
+            if sweeping {
                 return run_sweep(&file, cache, &set, device, sweep, opts, dry_run);
             }
             with_run_pipeline(&file, &set, device, |p| {
                 if dry_run {
                     plan_only(p, cache, &opts)
+                } else if slurm && !opts.only {
+                    crate::slurm::run(&crate::slurm::Request {
+                        pipeline: p,
+                        file: &file,
+                        cache,
+                        set: &set,
+                        device,
+                        opts: &opts,
+                        config: &project.config,
+                    })
                 } else {
                     run(p, cache, &opts)
                 }
@@ -62,6 +90,33 @@ pub fn dispatch(cli: Cli) -> i32 {
         }
         Command::Model { name, input } => model(&name, &input),
     }
+}
+
+/// `pipe.toml` of the working directory, and the local executor's limits from it.
+struct Project {
+    config: ProjectConfig,
+    limits: Limits,
+}
+
+fn project_settings() -> Result<Project, i32> {
+    let config = ProjectConfig::load(Path::new(".")).map_err(|e| {
+        eprintln!("error: {e}");
+        if e.is_user_error() {
+            EXIT_INVALID
+        } else {
+            EXIT_INTERNAL
+        }
+    })?;
+    let defaults = config.default_resources().map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_INVALID
+    })?;
+    let limits = Limits {
+        defaults,
+        gpus: Some(config.executor.local_gpus()),
+        cpus: None,
+    };
+    Ok(Project { config, limits })
 }
 
 /// The run's overrides for its record: each `--set` as typed, then `--device D`.
@@ -720,7 +775,7 @@ fn model(name: &str, input: &str) -> i32 {
         kind,
         input: crate::data::Shape::new(h, w, c),
         init: Default::default(),
-        dropout: 0.3,
+        dropout: crate::ml::defaults::DROPOUT,
         weights: None,
     };
     let problems = crate::ml::models::validate(&spec);

@@ -6,6 +6,7 @@
 //! file means every default. Unknown keys are errors, reported with the file and line, so a typo
 //! never silently turns a setting off. Each section is owned by the module that uses it.
 
+use crate::spec::resources::{self, Resources};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,9 @@ pub struct ProjectConfig {
     /// Which executor runs stages, and its options (issue 11).
     #[serde(default)]
     pub executor: ExecutorSection,
+    /// Default per-stage resources (issue 11): a stage's own `resources:` win field by field.
+    #[serde(default)]
+    pub resources: ResourcesSection,
 }
 
 /// `[remote]`: one remote cache, named by URL.
@@ -37,7 +41,70 @@ pub struct RemoteSection {
 #[serde(deny_unknown_fields)]
 pub struct ExecutorSection {
     /// `local` (the default) or `slurm`.
-    pub kind: Option<String>,
+    pub kind: Option<ExecutorKind>,
+    /// Slurm: seconds between two `squeue` polls (default [`DEFAULT_POLL_SECONDS`]).
+    pub poll_seconds: Option<f64>,
+    /// Local executor: GPU stages that may run at once (default 1: two GPU stages never share
+    /// the GPU unless this says so).
+    pub local_gpus: Option<u32>,
+}
+
+/// The executors `--executor` and `[executor] kind` name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Worker threads on this machine (`-j`).
+    #[default]
+    Local,
+    /// One `sbatch` job per stage that misses the cache.
+    Slurm,
+}
+
+/// Seconds between two polls of the Slurm queue when `pipe.toml` does not say.
+pub const DEFAULT_POLL_SECONDS: f64 = 1.0;
+
+impl ExecutorSection {
+    pub fn poll(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.poll_seconds.unwrap_or(DEFAULT_POLL_SECONDS))
+    }
+
+    pub fn local_gpus(&self) -> u32 {
+        self.local_gpus.unwrap_or(1)
+    }
+}
+
+/// `[resources]`: the fields of a stage's `resources:` (see [`crate::spec::resources`]), as
+/// defaults; sizes and durations are checked by the same parsers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesSection {
+    pub cpus: Option<u32>,
+    pub mem: Option<TextOrInt>,
+    pub gpus: Option<u32>,
+    pub time: Option<TextOrInt>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub constraint: Option<String>,
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+}
+
+/// `mem = "32G"` or `mem = 512` (megabytes); `time = "2h"` or `time = 90` (minutes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TextOrInt {
+    Int(u64),
+    Text(String),
+}
+
+impl TextOrInt {
+    fn text(&self) -> String {
+        match self {
+            TextOrInt::Int(n) => n.to_string(),
+            TextOrInt::Text(s) => s.clone(),
+        }
+    }
 }
 
 /// `pipe.toml` could not be read or parsed.
@@ -56,6 +123,14 @@ pub enum ConfigError {
         line: Option<usize>,
         message: String,
     },
+    /// A value of the right type that does not make sense (`mem = "lots"`).
+    #[error("{path}: [{section}] {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        section: &'static str,
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl ProjectConfig {
@@ -70,6 +145,47 @@ impl ProjectConfig {
             Err(source) => return Err(ConfigError::Io { path, source }),
         };
         Self::parse(&text, Path::new(FILE_NAME))
+    }
+
+    /// The `[resources]` defaults, checked like a stage's `resources:`.
+    pub fn default_resources(&self) -> Result<Resources, ConfigError> {
+        let r = &self.resources;
+        let invalid = |field, message| ConfigError::Invalid {
+            path: PathBuf::from(FILE_NAME),
+            section: "resources",
+            field,
+            message,
+        };
+        let mem_mb = r
+            .mem
+            .as_ref()
+            .map(|m| resources::parse_mem(&m.text()).map_err(|e| invalid("mem", e)))
+            .transpose()?;
+        let time_min = r
+            .time
+            .as_ref()
+            .map(|t| resources::parse_time(&t.text()).map_err(|e| invalid("time", e)))
+            .transpose()?;
+        if r.cpus == Some(0) {
+            return Err(invalid("cpus", "must be at least 1".into()));
+        }
+        if let Some(bad) = r.sbatch_args.iter().find(|a| !a.starts_with('-')) {
+            return Err(invalid(
+                "sbatch_args",
+                format!("`{bad}` is not an sbatch option (they start with -)"),
+            ));
+        }
+        Ok(Resources {
+            cpus: r.cpus,
+            mem_mb,
+            gpus: r.gpus,
+            time_min,
+            partition: r.partition.clone(),
+            account: r.account.clone(),
+            qos: r.qos.clone(),
+            constraint: r.constraint.clone(),
+            sbatch_args: r.sbatch_args.clone(),
+        })
     }
 
     /// Parses the text of a `pipe.toml`; `path` only names it in errors.
@@ -103,7 +219,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.remote.url.as_deref(), Some("file:///srv/cache"));
-        assert_eq!(c.executor.kind.as_deref(), Some("slurm"));
+        assert_eq!(c.executor.kind, Some(ExecutorKind::Slurm));
+    }
+
+    #[test]
+    fn executor_and_resource_defaults() {
+        let c = ProjectConfig::parse(
+            "[executor]\nkind = \"local\"\npoll_seconds = 0.5\nlocal_gpus = 2\n\
+             [resources]\ncpus = 2\nmem = \"4G\"\ntime = 90\npartition = \"cpu\"\n\
+             sbatch_args = [\"--exclusive\"]\n",
+            Path::new(FILE_NAME),
+        )
+        .unwrap();
+        assert_eq!(c.executor.poll(), std::time::Duration::from_millis(500));
+        assert_eq!(c.executor.local_gpus(), 2);
+        let r = c.default_resources().unwrap();
+        assert_eq!(
+            (r.cpus, r.mem_mb, r.time_min),
+            (Some(2), Some(4096), Some(90))
+        );
+        assert_eq!(r.sbatch_args, ["--exclusive"]);
+        assert_eq!(ProjectConfig::default().executor.local_gpus(), 1);
+    }
+
+    #[test]
+    fn bad_resource_defaults_name_section_and_field() {
+        let c =
+            ProjectConfig::parse("[resources]\nmem = \"lots\"\n", Path::new(FILE_NAME)).unwrap();
+        let msg = c.default_resources().unwrap_err().to_string();
+        assert!(msg.starts_with("pipe.toml: [resources] mem: "), "{msg}");
+        let e =
+            ProjectConfig::parse("[executor]\nkind = \"pbs\"\n", Path::new(FILE_NAME)).unwrap_err();
+        assert!(e.to_string().starts_with("pipe.toml:2: "), "{e}");
     }
 
     #[test]

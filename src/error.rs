@@ -14,6 +14,7 @@ use crate::config::ConfigError;
 use crate::data::DatasetError;
 use crate::ml::backend::MlError;
 use crate::run::RunError;
+use crate::slurm::SlurmError;
 use crate::stages::StageError;
 
 pub const EXIT_OK: i32 = 0;
@@ -24,7 +25,9 @@ impl ConfigError {
     /// Every `pipe.toml` error is the user's to fix.
     pub fn is_user_error(&self) -> bool {
         match self {
-            ConfigError::Io { .. } | ConfigError::Parse { .. } => true,
+            ConfigError::Io { .. } | ConfigError::Parse { .. } | ConfigError::Invalid { .. } => {
+                true
+            }
         }
     }
 }
@@ -39,6 +42,8 @@ impl RunError {
             RunError::Lock(e) => e.is_user_error(),
             // A source file that cannot be read, an unknown stage, a cycle: the user's to fix.
             RunError::Files { .. } | RunError::UnknownStage(..) | RunError::Cycle(_) => true,
+            // `--only` on a stage whose inputs were never run.
+            RunError::OnlyInputsMissing { .. } => true,
             // A `--cache` directory that is not a pipe cache; every other store error is internal.
             RunError::Store(e) => e.is_user_error(),
             RunError::Panicked { .. } | RunError::Io { .. } | RunError::Record(_) => false,
@@ -50,6 +55,26 @@ impl RunError {
             EXIT_INVALID
         } else {
             EXIT_INTERNAL
+        }
+    }
+}
+
+impl SlurmError {
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            // `--executor slurm` where there is no Slurm, a request the cluster cannot meet (more
+            // CPUs than any node, an unknown partition): the user's to change.
+            SlurmError::Spawn { .. }
+            | SlurmError::Refused { .. }
+            | SlurmError::NeverStarts { .. } => true,
+            // The stage's own verdict, passed through its job's exit code.
+            SlurmError::JobFailed { exit, .. } => *exit == Some(EXIT_INVALID),
+            SlurmError::Run(e) => e.is_user_error(),
+            SlurmError::Command { .. }
+            | SlurmError::Parse { .. }
+            | SlurmError::Unquotable { .. }
+            | SlurmError::Interrupted { .. }
+            | SlurmError::Io { .. } => false,
         }
     }
 }
@@ -77,7 +102,6 @@ impl MlError {
             MlError::Record { .. } => true,
             MlError::Io { .. }
             | MlError::Json { .. }
-            | MlError::Plot { .. }
             | MlError::Interrupted { .. }
             | MlError::Device(_) => false,
         }
@@ -135,7 +159,13 @@ mod tests {
             line: Some(3),
             message: "unknown field".into(),
         };
-        assert!(io.is_user_error() && parse.is_user_error());
+        let invalid = ConfigError::Invalid {
+            path: p(),
+            section: "resources",
+            field: "mem",
+            message: "not a size".into(),
+        };
+        assert!(io.is_user_error() && parse.is_user_error() && invalid.is_user_error());
     }
 
     #[test]
@@ -160,10 +190,6 @@ mod tests {
             MlError::Json {
                 path: p(),
                 source: json_err(),
-            },
-            MlError::Plot {
-                path: p(),
-                message: "m".into(),
             },
             MlError::Interrupted { epoch: 2 },
             MlError::Device("oom".into()),
@@ -241,6 +267,56 @@ mod tests {
     }
 
     #[test]
+    fn slurm_errors() {
+        let failed = |exit| SlurmError::JobFailed {
+            stage: "s".into(),
+            job: 1,
+            state: "FAILED".into(),
+            exit,
+            message: "error: bad".into(),
+            log: p(),
+        };
+        let user = [
+            SlurmError::Spawn {
+                program: "sbatch".into(),
+                source: Error::from(ErrorKind::NotFound),
+            },
+            SlurmError::Refused {
+                stage: "s".into(),
+                message: "More processors requested than permitted".into(),
+            },
+            failed(Some(2)),
+            SlurmError::NeverStarts {
+                stage: "s".into(),
+                job: 1,
+                reason: "PartitionConfig".into(),
+            },
+            SlurmError::Run(RunError::UnknownStage("s".into(), String::new())),
+        ];
+        let internal = [
+            failed(Some(1)),
+            failed(None),
+            SlurmError::Command {
+                command: "squeue".into(),
+                status: "exit status: 1".into(),
+                stderr: String::new(),
+            },
+            SlurmError::Parse {
+                command: "sbatch".into(),
+                output: "?".into(),
+            },
+            SlurmError::Unquotable { word: "a".into() },
+            SlurmError::Interrupted { cancelled: vec![1] },
+            SlurmError::Io {
+                path: p(),
+                source: enospc(),
+            },
+        ];
+        assert!(user.iter().all(SlurmError::is_user_error));
+        assert!(!internal.iter().any(SlurmError::is_user_error));
+    }
+
+    #[test]
     fn run_errors_and_exit_codes() {
         let stage = |source| RunError::Stage {
             stage: "s".into(),
@@ -270,6 +346,10 @@ mod tests {
             },
             RunError::UnknownStage("s".into(), String::new()),
             RunError::Cycle(vec!["a".into(), "b".into()]),
+            RunError::OnlyInputsMissing {
+                stage: "s".into(),
+                missing: vec!["a".into()],
+            },
         ];
         let internal = [
             stage(StageError::Io {

@@ -6,6 +6,7 @@
 //! The executors of a sweep's variants can run at once, sharing a job budget and the keys in
 //! flight through [`shared::Shared`] (see [`Sharing`]).
 
+pub mod budget;
 pub mod shared;
 
 use crate::cache::StageKey;
@@ -63,6 +64,8 @@ struct State<'a> {
     verified: BTreeSet<String>,
     failure: Option<RunError>,
     sharing: Option<&'a Sharing<'a>>,
+    /// CPUs and GPUs declared by the running stages ([`budget`]).
+    budget: budget::Budget,
 }
 
 /// What to do with a stage whose inputs are all known.
@@ -90,6 +93,7 @@ pub(crate) fn execute(
     jobs: usize,
     forced: &BTreeSet<String>,
     sharing: Option<&Sharing<'_>>,
+    budget: budget::Budget,
 ) -> Executed {
     let multi = MultiProgress::new();
     let selected: Vec<&str> = plan
@@ -112,6 +116,7 @@ pub(crate) fn execute(
         verified: BTreeSet::new(),
         failure: None,
         sharing,
+        budget,
     };
     let jobs = jobs.max(1);
     let (tx, rx) = mpsc::channel::<Done>();
@@ -125,6 +130,7 @@ pub(crate) fn execute(
                 match st.next(world, id, forced.contains(id)) {
                     Ok(Next::Cached | Next::Rebuild) => {}
                     Ok(Next::Run(_)) if st.running.len() >= jobs => break,
+                    Ok(Next::Run(_)) if !st.budget.fits(st.need(id)) => break,
                     Ok(Next::Run(key)) => {
                         let shared = match st.take_shared(&key, forced.contains(id)) {
                             Slot::Again => continue,
@@ -177,6 +183,10 @@ impl<'a> State<'a> {
             return Slot::Again;
         }
         Slot::Shared(guard, sharing.shared.permit())
+    }
+
+    fn need(&self, id: &str) -> budget::Need {
+        self.budget.need(&self.pipeline.stages[id])
     }
 
     /// The first pending stage (in plan order) whose inputs are all known.
@@ -304,6 +314,7 @@ impl<'a> State<'a> {
         let out = self.store.begin(id)?;
         self.pending.remove(id);
         self.running.insert(id.to_string());
+        self.budget.take(self.need(id));
         tracing::info!(stage = %id, key = %key.digest(), "cache miss: running");
         let w = self.width;
         self.say(format!("  run     {id:w$}  ({})", spec.config.kind()));
@@ -339,6 +350,7 @@ impl<'a> State<'a> {
     /// Records a worker's result.
     fn finished(&mut self, (id, key, secs, result): Done) {
         self.running.remove(&id);
+        self.budget.give(self.need(&id));
         let spec = &self.pipeline.stages[&id];
         let w = self.width;
         match result {
@@ -468,7 +480,7 @@ fn short(d: &str) -> &str {
     &d[..12.min(d.len())]
 }
 
-fn record(
+pub(crate) fn record(
     spec: &StageSpec,
     key: &StageKey,
     digest: Option<String>,
@@ -489,7 +501,7 @@ fn record(
 }
 
 /// A cached stage's report, read back from its object so metrics stay in every run record.
-fn last_report(store: &Store, digest: &str) -> StageReport {
+pub(crate) fn last_report(store: &Store, digest: &str) -> StageReport {
     crate::stages::artifacts::read_json(&store.object_dir(digest).join("report.json"))
         .unwrap_or_default()
 }

@@ -16,6 +16,7 @@ pub mod quote;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod slurm;
 pub mod spec;
 pub mod stages;
 pub mod sweep;

@@ -25,6 +25,11 @@ pub struct RunOptions {
     pub variant: Option<(String, BTreeMap<String, String>)>,
     /// The `--set` texts as given, then `--device D`: noted in the run record.
     pub overrides: Vec<String>,
+    /// `--only`: `until` names the one stage to run; every stage it reads must be cached. Such
+    /// runs (cluster jobs) hold the cache lock shared, so several run at once.
+    pub only: bool,
+    /// The local executor's resource budget (see [`crate::exec::budget`]).
+    pub limits: crate::exec::budget::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +71,14 @@ pub enum RunError {
     UnknownStage(String, String),
     #[error("cycle: {}", .0.join(" → "))]
     Cycle(Vec<String>),
+    #[error(
+        "--only {stage}: its input stage{} {} not cached: {}; run {} first (or run without --only)",
+        if .missing.len() == 1 { "" } else { "s" },
+        if .missing.len() == 1 { "is" } else { "are" },
+        .missing.join(", "),
+        if .missing.len() == 1 { "it" } else { "them" }
+    )]
+    OnlyInputsMissing { stage: String, missing: Vec<String> },
 }
 
 pub struct Engine<'a> {
@@ -79,6 +92,8 @@ impl<'a> Engine<'a> {
     pub fn new(pipeline: &'a Pipeline, cache_root: &Path) -> Result<Self, RunError> {
         let dag = Dag::build(&pipeline.stages).map_err(RunError::Cycle)?;
         let store = Store::open(cache_root)?;
+        // GPU kernels' autotune results live beside the objects they speed up.
+        crate::ml::gpu::use_cache_dir(cache_root);
         let stat = StatCache::load(cache_root);
         Ok(Self {
             pipeline,
@@ -130,7 +145,8 @@ impl<'a> Engine<'a> {
         plan::plan(&req, &mut self.world())
     }
 
-    fn world(&mut self) -> CacheWorld<'_> {
+    /// The planner's view of the cache, for executors that decide stage by stage.
+    pub(crate) fn world(&mut self) -> CacheWorld<'_> {
         CacheWorld {
             pipeline: self.pipeline,
             store: &self.store,
@@ -178,7 +194,11 @@ impl<'a> Engine<'a> {
         for f in &opts.force {
             self.check_stage(f)?;
         }
-        let _lock = lock_cache(&self.store.root, opts.no_wait)?;
+        let _lock = if opts.only {
+            CacheLock::acquire_shared(&self.store.root, opts.no_wait)?
+        } else {
+            lock_cache(&self.store.root, opts.no_wait)?
+        };
         let (rec, failure) = self.run_locked(opts, now_rfc3339(), None)?;
         rec.save(&self.store.root).map_err(RunError::Record)?;
         match failure {
@@ -201,8 +221,21 @@ impl<'a> Engine<'a> {
         let t0 = Instant::now();
         // Planned under the lock: what another run committed meanwhile counts.
         let plan = self.plan(opts.until.as_deref(), &opts.force)?;
+        if opts.only
+            && let Some(stage) = &opts.until
+        {
+            only_inputs_cached(&plan, &self.pipeline.stages[stage])?;
+        }
         let forced: BTreeSet<String> = opts.force.iter().cloned().collect();
-        let done = crate::exec::execute(&mut self.world(), &plan, opts.jobs, &forced, sharing);
+        let budget = crate::exec::budget::Budget::new(&opts.limits);
+        let done = crate::exec::execute(
+            &mut self.world(),
+            &plan,
+            opts.jobs,
+            &forced,
+            sharing,
+            budget,
+        );
         let _ = self.stat.save();
         let rec = RunRecord {
             pipeline: self.pipeline.name.clone(),
@@ -220,6 +253,31 @@ impl<'a> Engine<'a> {
             overrides: opts.overrides.clone(),
         };
         Ok((rec, done.failure))
+    }
+}
+
+/// `--only`: every stage `spec` reads must be cached (a cluster job never runs its inputs).
+fn only_inputs_cached(plan: &Plan, spec: &StageSpec) -> Result<(), RunError> {
+    let missing: Vec<String> = spec
+        .inputs
+        .values()
+        .filter(|p| {
+            !matches!(
+                plan.get(p).map(|s| &s.state),
+                Some(StageState::Cached { .. })
+            )
+        })
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::OnlyInputsMissing {
+            stage: spec.id.clone(),
+            missing,
+        })
     }
 }
 

@@ -70,6 +70,40 @@ impl CacheLock {
     }
 }
 
+impl CacheLock {
+    /// A shared hold on the same lock, for processes that only add to the cache and clear
+    /// nothing: the cluster jobs of `run --only` and the Slurm driver waiting for them. Any
+    /// number run at once; a whole `run` or `gc` (exclusive) waits for them all, and they for it.
+    pub fn acquire_shared(root: &Path, no_wait: bool) -> Result<Self, LockError> {
+        let path = root.join("lock");
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        if !FileExt::try_lock_shared(&file).map_err(io)? {
+            if no_wait {
+                return Err(LockError::Busy {
+                    path: root.to_path_buf(),
+                    holder: String::new(),
+                });
+            }
+            eprintln!(
+                "waiting for another pipe run on {} to finish…",
+                root.display()
+            );
+            FileExt::lock_shared(&file).map_err(io)?;
+        }
+        Ok(Self { file })
+    }
+}
+
 impl Drop for CacheLock {
     fn drop(&mut self) {
         let _ = FileExt::unlock(&self.file);

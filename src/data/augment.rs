@@ -84,7 +84,7 @@ pub struct AugmentSpec {
 impl Default for AugmentSpec {
     fn default() -> Self {
         Self {
-            rescale: 1.0 / 255.0,
+            rescale: crate::ml::defaults::RESCALE,
             rotation_range: 10.0,
             zoom_range: 0.1,
             width_shift_range: 0.0,

@@ -668,37 +668,4 @@ mod tests {
             );
         }
     }
-
-    /// `cargo test --release --lib dhash_throughput -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn dhash_throughput() {
-        let shape = Shape::new(56, 56, 3);
-        let n = 100_000usize;
-        let mut rng = SplitMix64(1);
-        let pixels: Vec<u8> = (0..n * shape.image_len())
-            .map(|_| rng.next() as u8)
-            .collect();
-        let names = (0..n).map(|i| format!("#{i}")).collect();
-        let ds = Dataset::new(shape, pixels, None, names);
-        let plan = Plan::new(shape, 8).unwrap();
-        let mut scratch = Scratch::default();
-        let mut out = [0u8; 8];
-        let t = std::time::Instant::now();
-        let mut x = 0u64;
-        for i in 0..n {
-            plan.hash_into(ds.image(i), &mut scratch, &mut out);
-            x ^= u64::from_le_bytes(out);
-        }
-        let one = t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        let all = dhash_all(&ds, 8);
-        let par = t.elapsed().as_secs_f64();
-        println!(
-            "dhash 56x56x3: single thread {:.0} images/s, dhash_all {:.0} images/s ({x:x} {})",
-            n as f64 / one,
-            n as f64 / par,
-            all.len()
-        );
-    }
 }

@@ -280,21 +280,4 @@ mod tests {
         assert_eq!(g.groups, vec![vec![0, 2], vec![1], vec![3]]);
         assert_eq!(g.group_of, vec![0, 1, 0, 2]);
     }
-
-    /// `cargo test --release --lib index_speed -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn index_speed() {
-        let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let hashes: Vec<u8> = (0..116_000 * 8).map(|_| rng.random::<u8>()).collect();
-        for radius in [0, 1, 4, 8] {
-            let t = std::time::Instant::now();
-            let g = group_by_radius(&hashes, 8, radius).unwrap();
-            println!(
-                "radius {radius} over 116000 random 64-bit hashes: {:.3} s, {} groups",
-                t.elapsed().as_secs_f64(),
-                g.groups.len()
-            );
-        }
-    }
 }

@@ -61,9 +61,6 @@ pub enum MlError {
         #[source]
         source: serde_json::Error,
     },
-    /// Writing the learning-curve figure failed.
-    #[error("{path}: cannot draw the learning curve: {message}")]
-    Plot { path: PathBuf, message: String },
     /// Training was stopped by the caller after an epoch; the resume checkpoint is in place.
     #[error("training interrupted after epoch {epoch}; rerun to resume from the checkpoint")]
     Interrupted { epoch: u32 },

@@ -3,7 +3,9 @@
 
 pub mod backend;
 pub mod curve;
+pub mod defaults;
 pub mod export;
+pub mod gpu;
 pub mod metrics;
 pub mod models;
 pub mod resnet;

@@ -14,6 +14,7 @@
 
 use crate::data::Shape;
 use crate::ml::backend::MlError;
+use crate::ml::defaults;
 use crate::ml::resnet::{self, ResNetSpec, TransferMode};
 use burn::module::{Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -73,8 +74,8 @@ impl ModelKind {
     /// The report's learning rate for this kind: 1e-3 for B1/B2, 1e-4 for B3 and TL1–TL3.
     pub fn default_lr(self) -> f64 {
         match self {
-            ModelKind::B1 | ModelKind::B2 => 1e-3,
-            _ => 1e-4,
+            ModelKind::B1 | ModelKind::B2 => defaults::LR_B1_B2,
+            _ => defaults::LR_B3_TL,
         }
     }
 
@@ -122,7 +123,7 @@ pub enum Init {
 }
 
 fn default_dropout() -> f64 {
-    0.3
+    defaults::DROPOUT
 }
 
 /// A model's architecture: everything needed to rebuild it (weights aside).

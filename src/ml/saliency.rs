@@ -31,7 +31,7 @@ pub fn saliency(
 ) -> Result<Vec<Vec<f32>>, MlError> {
     let (mf, model, base) = open_model(model_dir, checkpoint, data, indices, device)?;
     let prep = mf.preprocess.unwrap_or(Preprocess::Rescale {
-        factor: 1.0 / 255.0,
+        factor: crate::ml::defaults::RESCALE,
     });
     let ad = base.autodiff();
     let model = model.into_frozen_on(&ad);

@@ -4,6 +4,7 @@
 
 pub mod ident;
 pub mod load;
+pub mod resources;
 pub mod validate;
 pub mod yaml;
 
@@ -86,6 +87,8 @@ pub struct StageSpec {
     pub pos: Pos,
     /// Relative paths in the stage's fields resolve against this directory.
     pub base_dir: PathBuf,
+    /// What the stage asks of the machine or cluster (never part of its key).
+    pub resources: resources::Resources,
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.

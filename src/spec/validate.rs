@@ -144,9 +144,18 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
         .iter()
         .filter_map(|(k, v)| {
             let key = k.as_str()?;
-            (key != "kind" && key != "inputs").then(|| (key.to_string(), v.to_json()))
+            (!matches!(key, "kind" | "inputs" | "resources"))
+                .then(|| (key.to_string(), v.to_json()))
         })
         .collect();
+    let resources = stage
+        .tree
+        .get("resources")
+        .map(|(_, node)| {
+            let f = format!("{field}.resources");
+            super::resources::from_yaml(node, &stage.file, &f, diags)
+        })
+        .unwrap_or_default();
     let mut ok = true;
     // Each round reports one unknown field and retries without it, so all are reported.
     for _ in 0..32 {
@@ -176,6 +185,7 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
                     file: stage.file.clone(),
                     pos: stage.key_pos,
                     base_dir: stage.base_dir.clone(),
+                    resources,
                 });
             }
             Err(err) => {

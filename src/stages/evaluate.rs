@@ -196,5 +196,5 @@ pub(crate) fn model_probs(
 fn read_rescale(model_dir: &std::path::Path) -> f32 {
     super::artifacts::read_json::<Train>(&model_dir.join("stage.json"))
         .map(|t| t.rescale)
-        .unwrap_or(1.0 / 255.0)
+        .unwrap_or(crate::ml::defaults::RESCALE)
 }

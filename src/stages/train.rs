@@ -6,28 +6,31 @@ use super::augment::Augment;
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
 use crate::data::Shape;
 use crate::ml::backend::DeviceChoice;
+use crate::ml::curve::CurveRow;
+use crate::ml::defaults;
 use crate::ml::models::{Init, ModelKind, ModelSpec};
 use crate::ml::train::{self as trainer, EarlyStopping, Plateau, TrainConfig, TrainInputs};
+use crate::report::plot::learning_curve_png;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 fn d_batch() -> usize {
-    124
+    defaults::BATCH_SIZE
 }
 /// Larger batches do not fit a GPU's memory at 56x56 anyway.
 const MAX_BATCH_SIZE: usize = 1 << 16;
 fn d_epochs() -> u32 {
-    15
+    defaults::EPOCHS
 }
 const MAX_EPOCHS: u32 = 100_000;
 fn d_dropout() -> f64 {
-    0.3
+    defaults::DROPOUT
 }
 fn d_test_every() -> u32 {
-    5
+    defaults::TEST_EVERY
 }
 fn d_rescale() -> f32 {
-    1.0 / 255.0
+    defaults::RESCALE
 }
 
 /// Which images the model fits on.
@@ -98,9 +101,9 @@ impl Train {
             early_stopping: self.early_stopping.clone(),
             test_every: self.test_every,
             device,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-7,
+            beta1: defaults::ADAM_BETA1,
+            beta2: defaults::ADAM_BETA2,
+            epsilon: defaults::ADAM_EPSILON,
         }
     }
 }
@@ -181,6 +184,7 @@ impl Stage for Train {
         ctx.write_json("stage.json", self)?;
         let trained = trainer::train(&cfg, &inputs, ctx.out, ctx.work, &bar, &|_| false)?;
         bar.finish_and_clear();
+        draw_curve(&cfg, &trained.curve, &ctx.out.join(CURVE_PNG))?;
         let summary = &trained.summary;
         // The summary line and metrics are stored in the output: nothing timing-dependent here
         // (throughput and resume point go to `execution`, i.e. the run record only).
@@ -195,7 +199,7 @@ impl Stage for Train {
                     .map(|t| format!(", test bacc {t:.4}"))
                     .unwrap_or_default()
             ),
-            figures: vec!["curve.png".into(), "curve.csv".into()],
+            figures: vec![CURVE_PNG.into(), trainer::CURVE_CSV.into()],
             ..Default::default()
         }
         .metric("best_val_bacc", summary.best_val_bacc)
@@ -212,6 +216,22 @@ impl Stage for Train {
         }
         Ok(report)
     }
+}
+
+/// The learning-curve figure of the model directory (the trainer returns the numbers only).
+const CURVE_PNG: &str = "curve.png";
+
+fn draw_curve(cfg: &TrainConfig, rows: &[CurveRow], png: &Path) -> Result<(), StageError> {
+    let title = format!(
+        "{} (lr {}, batch {})",
+        cfg.model.kind.as_str(),
+        cfg.lr,
+        cfg.batch_size
+    );
+    learning_curve_png(png, &title, rows).map_err(|e| StageError::Artifact {
+        path: png.to_path_buf(),
+        message: format!("cannot draw the learning curve: {e}"),
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,304 @@
+//! One stage as one Slurm job: its name (which carries the stage key, so a later driver finds
+//! the job again), its batch script (`pipe run FILE --only STAGE` with the driver's `--cache`,
+//! `--set` and `--device`, so the job computes the same key and commits to the same cache), and
+//! the `sbatch` options its resources ask for.
+
+use super::SlurmError;
+use crate::cache::StageKey;
+use crate::ml::backend::DeviceChoice;
+use crate::spec::Override;
+use crate::spec::resources::Resources;
+use std::path::{Path, PathBuf};
+
+/// Hex digits of the key in a job's name: enough to tell keys apart in one queue.
+const KEY_CHARS: usize = 16;
+
+/// `pipe.STAGE.KEY16.CACHE8`: the same key run for another cache (another project, another
+/// user's checkout) is another job, so a driver only ever waits for jobs committing to its own.
+pub fn name(stage: &str, key: &StageKey, cache_tag: &str) -> String {
+    let hex = key.digest();
+    format!(
+        "pipe.{stage}.{}.{cache_tag}",
+        &hex[..KEY_CHARS.min(hex.len())]
+    )
+}
+
+/// Eight hex digits naming the cache directory (its absolute path) in job names.
+pub fn cache_tag(abs_cache: &Path) -> String {
+    let h = blake3::hash(abs_cache.as_os_str().as_encoded_bytes());
+    h.to_hex()[..8].to_string()
+}
+
+/// What the job's command line is made of.
+pub struct Command<'a> {
+    /// The pipe binary (the driver's own).
+    pub exe: &'a Path,
+    pub file: &'a Path,
+    pub cache: &'a Path,
+    pub stage: &'a str,
+    pub set: &'a [Override],
+    pub device: Option<DeviceChoice>,
+    pub forced: bool,
+}
+
+impl Command<'_> {
+    /// The arguments after the program name.
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "--cache".into(),
+            self.cache.display().to_string(),
+            "run".into(),
+            self.file.display().to_string(),
+            "--only".into(),
+            self.stage.into(),
+            // A `pipe.toml` saying `kind = "slurm"` must not make the job submit again.
+            "--executor".into(),
+            "local".into(),
+            "--jobs".into(),
+            "1".into(),
+        ];
+        for o in self.set {
+            a.push("--set".into());
+            a.push(o.text.clone());
+        }
+        if let Some(d) = self.device {
+            a.push("--device".into());
+            a.push(d.to_string());
+        }
+        if self.forced {
+            a.push("--force".into());
+            a.push(self.stage.into());
+        }
+        a
+    }
+
+    /// The batch script: one `exec` of pipe, every word shell-quoted, so the job's exit code
+    /// is pipe's (2: the stage's input or configuration, 1: internal).
+    pub fn script(&self, key: &StageKey) -> Result<String, SlurmError> {
+        let mut words = vec![self.exe.display().to_string()];
+        words.extend(self.args());
+        let quoted: Vec<String> = words
+            .iter()
+            .map(|w| {
+                shlex::try_quote(w)
+                    .map(|q| q.into_owned())
+                    .map_err(|_| SlurmError::Unquotable { word: w.clone() })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(format!(
+            "#!/bin/sh\n# pipe: stage {} of {}, key {}\nexec {}\n",
+            self.stage,
+            self.file.display(),
+            key.digest(),
+            quoted.join(" ")
+        ))
+    }
+}
+
+/// `sbatch` options for a stage (without `--parsable` and the script): name, log, working
+/// directory, then what its resources ask for, then its pass-through options. `gpu_device`: the
+/// stage's `device` is a GPU, so it gets one GPU when it declares none.
+pub fn sbatch_args(
+    name: &str,
+    log: &Path,
+    workdir: &Path,
+    r: &Resources,
+    gpu_device: bool,
+) -> Vec<String> {
+    let mut a = vec![
+        format!("--job-name={name}"),
+        format!("--output={}", log.display()),
+        format!("--chdir={}", workdir.display()),
+        format!("--cpus-per-task={}", r.cpus()),
+    ];
+    if let Some(mb) = r.mem_mb {
+        a.push(format!("--mem={mb}M"));
+    }
+    if let Some(min) = r.time_min {
+        a.push(format!("--time={min}"));
+    }
+    let gpus = r.gpus().max(u32::from(gpu_device));
+    if gpus > 0 {
+        a.push(format!("--gres=gpu:{gpus}"));
+    }
+    for (flag, v) in [
+        ("partition", &r.partition),
+        ("account", &r.account),
+        ("qos", &r.qos),
+        ("constraint", &r.constraint),
+    ] {
+        if let Some(v) = v {
+            a.push(format!("--{flag}={v}"));
+        }
+    }
+    a.extend(r.sbatch_args.iter().cloned());
+    a
+}
+
+/// Where the job of `name` logs: `%j` is Slurm's job id.
+pub fn log_pattern(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.%j.log"))
+}
+
+/// The log of job `id` submitted with [`log_pattern`].
+pub fn log_path(dir: &Path, name: &str, id: u64) -> PathBuf {
+    dir.join(format!("{name}.{id}.log"))
+}
+
+/// What the failed stage said: pipe's `error:` and `caused by:` lines in the job's log, else
+/// its last lines (the job may have died before pipe could say anything).
+pub fn failure_message(log: &str) -> String {
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("error:") || l.trim_start().starts_with("caused by:"))
+        .collect();
+    let lines: Vec<&str> = if errors.is_empty() {
+        let all: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+        all[all.len().saturating_sub(10)..].to_vec()
+    } else {
+        errors
+    };
+    lines
+        .iter()
+        .map(|l| printable(l.trim_end()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A log line as pipe wrote it (already quoted where it echoes user text), with control
+/// characters escaped and cut at [`MAX_LINE`] characters.
+fn printable(line: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in line.chars().enumerate() {
+        if i == MAX_LINE {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Characters of one log line repeated in an error.
+const MAX_LINE: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::key::CACHE_FORMAT;
+    use std::collections::BTreeMap;
+
+    fn key() -> StageKey {
+        StageKey {
+            format: CACHE_FORMAT,
+            kind: "hash".into(),
+            version: 1,
+            implementation: BTreeMap::new(),
+            config: serde_json::json!({}),
+            inputs: BTreeMap::new(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_name_carries_the_stage_and_its_key() {
+        let tag = cache_tag(Path::new("/home/a/project/cache"));
+        assert_eq!(tag.len(), 8);
+        assert_ne!(tag, cache_tag(Path::new("/home/b/project/cache")));
+        let n = name("train_b3", &key(), &tag);
+        assert_eq!(n, format!("pipe.train_b3.{}.{tag}", &key().digest()[..16]));
+    }
+
+    #[test]
+    fn the_script_runs_the_one_stage_with_the_drivers_arguments() {
+        let set = ["stages.faces.count=300".parse::<Override>().unwrap()];
+        let cmd = Command {
+            exe: Path::new("/opt/pipe bin/pipe"),
+            file: Path::new("pipelines/quick start.yaml"),
+            cache: Path::new("cache"),
+            stage: "train_b3",
+            set: &set,
+            device: Some(DeviceChoice::Cpu),
+            forced: true,
+        };
+        let s = cmd.script(&key()).unwrap();
+        let last = s.lines().last().unwrap();
+        assert_eq!(
+            last,
+            "exec '/opt/pipe bin/pipe' --cache cache run 'pipelines/quick start.yaml' --only \
+             train_b3 --executor local --jobs 1 --set 'stages.faces.count=300' --device cpu \
+             --force train_b3"
+        );
+        assert_eq!(shlex::split(&last[5..]).unwrap()[1..], cmd.args()[..]);
+        let bad = Command {
+            file: Path::new("a\0b"),
+            ..cmd
+        };
+        assert!(bad.script(&key()).is_err());
+    }
+
+    #[test]
+    fn resources_become_sbatch_options() {
+        let r = Resources {
+            cpus: Some(8),
+            mem_mb: Some(32768),
+            gpus: Some(2),
+            time_min: Some(120),
+            partition: Some("gpu".into()),
+            account: Some("lab".into()),
+            qos: None,
+            constraint: Some("a100".into()),
+            sbatch_args: vec!["--exclusive".into()],
+        };
+        let a = sbatch_args("n", Path::new("/l/n.%j.log"), Path::new("/w"), &r, true);
+        assert_eq!(
+            a,
+            [
+                "--job-name=n",
+                "--output=/l/n.%j.log",
+                "--chdir=/w",
+                "--cpus-per-task=8",
+                "--mem=32768M",
+                "--time=120",
+                "--gres=gpu:2",
+                "--partition=gpu",
+                "--account=lab",
+                "--constraint=a100",
+                "--exclusive"
+            ]
+        );
+        let plain = sbatch_args(
+            "n",
+            Path::new("l"),
+            Path::new("w"),
+            &Resources::default(),
+            false,
+        );
+        assert_eq!(plain.len(), 4, "{plain:?}");
+        let gpu = sbatch_args(
+            "n",
+            Path::new("l"),
+            Path::new("w"),
+            &Resources::default(),
+            true,
+        );
+        assert_eq!(gpu.last().unwrap(), "--gres=gpu:1");
+    }
+
+    #[test]
+    fn the_failure_is_what_pipe_said_else_the_logs_tail() {
+        let log = "pipeline q (3 stages)\n  run  faces\nerror: stage `faces` failed: bad\n  \
+                   caused by: no such file\n";
+        assert_eq!(
+            failure_message(log),
+            "error: stage `faces` failed: bad\n  caused by: no such file"
+        );
+        let killed = (1..=20).map(|i| format!("line {i}\n")).collect::<String>();
+        let m = failure_message(&killed);
+        assert!(m.starts_with("line 11\n") && m.ends_with("line 20"), "{m}");
+    }
+}
