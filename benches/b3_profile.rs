@@ -1,0 +1,356 @@
+//! Per-operation profile of one B3 training step (batch 124) and one inference batch (256) on
+//! burn's `flex` CPU backend, for BENCHMARKS.md "Training speed (issue 9)":
+//! `cargo bench --bench b3_profile`.
+//!
+//! Each backend operation the autodiff graph runs is called directly on `Flex` with the
+//! shapes of B3 at 56x56x3 (median of several calls), with its FLOPs and the fraction of the
+//! machine's peak reached. The peak is measured here too: a large single-precision gemm (the
+//! `gemm` crate flex uses, all cores) gives the attainable rate, and an FMA-only loop on
+//! independent accumulators the instruction peak.
+
+use burn_backend::ops::{ActivationOps, ConvOptions, FloatTensorOps, ModuleOps};
+use burn_backend::{DType, IntDType, TensorData};
+use burn_flex::{Flex, FlexTensor};
+
+use std::hint::black_box;
+use std::time::Instant;
+
+const TRAIN_BATCH: usize = 124;
+const INFER_BATCH: usize = 256;
+
+fn tensor(shape: &[usize], seed: u32) -> FlexTensor {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|i| {
+            let v = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 9;
+            (v % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect();
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// Median seconds of `reps` calls of `f` (after one warm-up call).
+fn time<R>(reps: usize, mut f: impl FnMut() -> R) -> f64 {
+    black_box(f());
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            black_box(f());
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[reps / 2]
+}
+
+/// FLOP/s of a 2048³ f32 gemm on every core (the attainable peak for dense kernels).
+fn gemm_peak() -> f64 {
+    let n = 2048;
+    let a = tensor(&[n, n], 1);
+    let b = tensor(&[n, n], 2);
+    let s = time(5, || Flex::float_matmul(a.clone(), b.clone()));
+    2.0 * (n * n * n) as f64 / s
+}
+
+/// FLOP/s of independent 8-wide FMA chains on every core (the instruction peak): 12 AVX2
+/// `vfmadd` accumulators per thread, enough to cover the FMA latency on both FMA pipes.
+fn fma_peak() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let iters = 50_000_000u64;
+        let s = Instant::now();
+        std::thread::scope(|sc| {
+            for _ in 0..threads {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                sc.spawn(|| unsafe { fma_chains(iters) });
+            }
+        });
+        return (threads as u64 * iters * 12 * 8 * 2) as f64 / s.elapsed().as_secs_f64();
+    }
+    f64::NAN
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains(iters: u64) {
+    use std::arch::x86_64::*;
+    let m = _mm256_set1_ps(black_box(0.999_999_9));
+    let a = _mm256_set1_ps(black_box(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); 12];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, m, a);
+        }
+    }
+    black_box(acc);
+}
+
+struct Row {
+    name: String,
+    secs: f64,
+    flops: f64,
+}
+
+struct Profile {
+    rows: Vec<Row>,
+    reps: usize,
+}
+
+impl Profile {
+    fn op<R>(&mut self, name: impl Into<String>, flops: f64, f: impl FnMut() -> R) {
+        let secs = time(self.reps, f);
+        self.rows.push(Row {
+            name: name.into(),
+            secs,
+            flops,
+        });
+    }
+
+    fn print(&self, title: &str, peak: f64, images: usize) {
+        let total: f64 = self.rows.iter().map(|r| r.secs).sum();
+        println!("\n{title}");
+        println!("| operation | ms | share | GFLOP | GFLOP/s | % of peak |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for r in &self.rows {
+            let rate = r.flops / r.secs;
+            println!(
+                "| {} | {:.2} | {:.1}% | {:.3} | {:.1} | {:.1}% |",
+                r.name,
+                r.secs * 1e3,
+                100.0 * r.secs / total,
+                r.flops / 1e9,
+                rate / 1e9,
+                100.0 * rate / peak
+            );
+        }
+        let flops: f64 = self.rows.iter().map(|r| r.flops).sum();
+        println!(
+            "| **sum of operations** | **{:.2}** | 100% | {:.3} | {:.1} | {:.1}% |",
+            total * 1e3,
+            flops / 1e9,
+            flops / total / 1e9,
+            100.0 * flops / total / peak
+        );
+        println!(
+            "(sum of operations alone: {:.0} img/s)",
+            images as f64 / total
+        );
+    }
+}
+
+/// One conv layer of B3: input `[n, c, s, s]`, `k` 3x3 filters, valid padding.
+struct Conv {
+    name: &'static str,
+    c: usize,
+    k: usize,
+    side: usize,
+}
+
+impl Conv {
+    fn out(&self) -> usize {
+        self.side - 2
+    }
+
+    /// Multiply-adds ×2 of one pass (forward, data or weight gradient: all the same count).
+    fn flops(&self, n: usize) -> f64 {
+        2.0 * (n * self.k * self.out() * self.out() * self.c * 9) as f64
+    }
+}
+
+const CONVS: [Conv; 3] = [
+    Conv {
+        name: "conv1 3→16 @56",
+        c: 3,
+        k: 16,
+        side: 56,
+    },
+    Conv {
+        name: "conv2 16→64 @27",
+        c: 16,
+        k: 64,
+        side: 27,
+    },
+    Conv {
+        name: "conv3 64→128 @12",
+        c: 64,
+        k: 128,
+        side: 12,
+    },
+];
+
+fn opts() -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [0, 0], [1, 1], 1)
+}
+
+fn pool(x: FlexTensor) -> FlexTensor {
+    Flex::max_pool2d_with_indices(x, [2, 2], [2, 2], [0, 0], [1, 1], false, IntDType::I64).output
+}
+
+fn train_step(p: &mut Profile, n: usize) {
+    for (i, c) in CONVS.iter().enumerate() {
+        let x = tensor(&[n, c.c, c.side, c.side], 1);
+        let w = tensor(&[c.k, c.c, 3, 3], 2);
+        let b = tensor(&[c.k], 3);
+        let o = c.out();
+        let dy = tensor(&[n, c.k, o, o], 4);
+        let f = c.flops(n);
+        p.op(format!("{} forward (+bias)", c.name), f, || {
+            Flex::conv2d(x.clone(), w.clone(), Some(b.clone()), opts())
+        });
+        if i > 0 {
+            p.op(format!("{} backward-data", c.name), f, || {
+                Flex::conv2d_x_backward(x.clone(), w.clone(), dy.clone(), opts())
+            });
+        }
+        p.op(format!("{} backward-weight", c.name), f, || {
+            Flex::conv2d_weight_backward(x.clone(), w.clone(), dy.clone(), opts())
+        });
+        p.op(
+            format!("{} backward-bias", c.name),
+            (n * c.k * o * o) as f64,
+            || Flex::conv2d_bias_backward(x.clone(), b.clone(), dy.clone()),
+        );
+        let y = tensor(&[n, c.k, o, o], 5);
+        let elems = (n * c.k * o * o) as f64;
+        p.op(format!("relu {} forward", i + 1), elems, || {
+            Flex::relu(y.clone())
+        });
+        p.op(format!("relu {} backward", i + 1), elems, || {
+            Flex::relu_backward(y.clone(), dy.clone())
+        });
+        let pooled = Flex::max_pool2d_with_indices(
+            y.clone(),
+            [2, 2],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            false,
+            IntDType::I64,
+        );
+        p.op(
+            format!("maxpool {} forward (+indices)", i + 1),
+            elems,
+            || pool(y.clone()),
+        );
+        let dp = tensor(&pooled.output.layout().shape().to_vec(), 6);
+        p.op(format!("maxpool {} backward", i + 1), elems, || {
+            Flex::max_pool2d_with_indices_backward(
+                y.clone(),
+                [2, 2],
+                [2, 2],
+                [0, 0],
+                [1, 1],
+                false,
+                dp.clone(),
+                pooled.indices.clone(),
+            )
+        });
+    }
+    for (name, d_in, d_out) in [("dense 3200→512", 3200, 512), ("dense 512→512", 512, 512)] {
+        let x = tensor(&[n, d_in], 1);
+        let w = tensor(&[d_in, d_out], 2);
+        let dy = tensor(&[n, d_out], 3);
+        let f = 2.0 * (n * d_in * d_out) as f64;
+        p.op(format!("{name} forward"), f, || {
+            Flex::float_matmul(x.clone(), w.clone())
+        });
+        p.op(format!("{name} backward (data + weight)"), 2.0 * f, || {
+            let dx = Flex::float_matmul(dy.clone(), Flex::float_transpose(w.clone()));
+            let dw = Flex::float_matmul(Flex::float_transpose(x.clone()), dy.clone());
+            (dx, dw)
+        });
+    }
+    let params = 1_985_665usize;
+    let m = tensor(&[params], 1);
+    let v = tensor(&[params], 2);
+    let g = tensor(&[params], 3);
+    // Adam's element-wise chain as burn-optim runs it: moments, bias correction, update.
+    p.op(
+        "Adam (1.99 M parameters, element-wise ops)",
+        12.0 * params as f64,
+        || {
+            let m2 = Flex::float_add(
+                Flex::float_mul_scalar(m.clone(), 0.9.into()),
+                Flex::float_mul_scalar(g.clone(), 0.1.into()),
+            );
+            let v2 = Flex::float_add(
+                Flex::float_mul_scalar(v.clone(), 0.999.into()),
+                Flex::float_mul_scalar(Flex::float_mul(g.clone(), g.clone()), 0.001.into()),
+            );
+            let upd = Flex::float_div(
+                m2.clone(),
+                Flex::float_add_scalar(Flex::float_sqrt(v2.clone()), 1e-7.into()),
+            );
+            (m2, v2, Flex::float_sub(g.clone(), upd))
+        },
+    );
+}
+
+fn inference(p: &mut Profile, n: usize) {
+    for (i, c) in CONVS.iter().enumerate() {
+        let x = tensor(&[n, c.c, c.side, c.side], 1);
+        let w = tensor(&[c.k, c.c, 3, 3], 2);
+        let b = tensor(&[c.k], 3);
+        p.op(format!("{} forward (+bias)", c.name), c.flops(n), || {
+            Flex::conv2d(x.clone(), w.clone(), Some(b.clone()), opts())
+        });
+        let o = c.out();
+        let y = tensor(&[n, c.k, o, o], 5);
+        let elems = (n * c.k * o * o) as f64;
+        p.op(format!("maxpool {} (no indices)", i + 1), elems, || {
+            Flex::max_pool2d(y.clone(), [2, 2], [2, 2], [0, 0], [1, 1], false)
+        });
+        let pooled = tensor(&[n, c.k, o / 2, o / 2], 6);
+        p.op(
+            format!("relu {} (after pooling)", i + 1),
+            elems / 4.0,
+            || Flex::relu(pooled.clone()),
+        );
+    }
+    for (name, d_in, d_out) in [("dense 3200→512", 3200, 512), ("dense 512→512", 512, 512)] {
+        let x = tensor(&[n, d_in], 1);
+        let w = tensor(&[d_in, d_out], 2);
+        p.op(
+            format!("{name} forward"),
+            2.0 * (n * d_in * d_out) as f64,
+            || Flex::float_matmul(x.clone(), w.clone()),
+        );
+    }
+}
+
+fn main() {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let threads = rayon::current_num_threads();
+    println!(
+        "B3 per-operation profile on flex; {threads} threads; load average {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let fma = fma_peak();
+    let gemm = gemm_peak();
+    println!(
+        "peak: FMA loop {:.1} GFLOP/s, gemm 2048³ {:.1} GFLOP/s (percentages below use the FMA peak)",
+        fma / 1e9,
+        gemm / 1e9
+    );
+    let _ = DType::F32;
+    let mut train = Profile {
+        rows: vec![],
+        reps: 5,
+    };
+    train_step(&mut train, TRAIN_BATCH);
+    train.print(
+        &format!("Training step, batch {TRAIN_BATCH}"),
+        fma,
+        TRAIN_BATCH,
+    );
+    let mut infer = Profile {
+        rows: vec![],
+        reps: 5,
+    };
+    inference(&mut infer, INFER_BATCH);
+    infer.print(&format!("Inference batch {INFER_BATCH}"), fma, INFER_BATCH);
+}
