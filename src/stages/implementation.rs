@@ -27,10 +27,15 @@ pub fn crate_version(name: &str) -> &'static str {
         .map_or("unknown", |(_, v)| v)
 }
 
+/// burn's CPU backend as built here: `flex` with the convolution patch of
+/// `vendor/burn-flex/PATCH.md`. Bump the revision whenever that patch changes, since it changes
+/// the bytes every CPU stage computes.
+pub const CPU_BACKEND: &str = "flex+pipe-conv.1";
+
 /// The burn backend that runs on `device`.
 pub fn backend(device: DeviceChoice) -> &'static str {
     match device {
-        DeviceChoice::Cpu => "flex",
+        DeviceChoice::Cpu => CPU_BACKEND,
         DeviceChoice::Vulkan => "wgpu-vulkan",
         DeviceChoice::Cuda => "cuda",
     }
@@ -105,10 +110,10 @@ mod tests {
             serde_json::json!({"model": "b1", "device": "vulkan"}),
         );
         assert_eq!(cpu.implementation()["burn"], crate_version("burn"));
-        assert_eq!(cpu.implementation()["backend"], "flex");
+        assert_eq!(cpu.implementation()["backend"], CPU_BACKEND);
         assert_eq!(gpu.implementation()["backend"], "wgpu-vulkan");
         let eval = stage("evaluate", serde_json::json!({}));
-        assert_eq!(eval.implementation()["backend"], "flex");
+        assert_eq!(eval.implementation()["backend"], CPU_BACKEND);
     }
 
     #[test]
