@@ -314,17 +314,9 @@ impl<'a> State<'a> {
     fn record_cached(&mut self, spec: &StageSpec, key: StageKey, digest: String) {
         let id = spec.id.as_str();
         self.pending.remove(id);
-        let report = last_report(self.store, &digest);
         self.records.insert(
             id.to_string(),
-            record(
-                spec,
-                &key,
-                Some(digest.clone()),
-                Outcome::Cached,
-                0.0,
-                report,
-            ),
+            cached_record(self.store, spec, &key, &digest),
         );
         self.digests.insert(id.to_string(), digest);
     }
@@ -555,6 +547,24 @@ pub(crate) fn record(
         report,
         error: None,
     }
+}
+
+/// The record of a stage whose output was found in the cache, its report read back from the object.
+pub(crate) fn cached_record(
+    store: &Store,
+    spec: &StageSpec,
+    key: &StageKey,
+    digest: &str,
+) -> StageRecord {
+    let report = last_report(store, digest);
+    record(
+        spec,
+        key,
+        Some(digest.to_string()),
+        Outcome::Cached,
+        0.0,
+        report,
+    )
 }
 
 /// A cached stage's report, read back from its object so metrics stay in every run record.

@@ -253,16 +253,8 @@ impl Driver<'_> {
             "  cached  {id:w$}  {}{note}",
             &digest[..12.min(digest.len())]
         ));
-        let report = crate::exec::last_report(world.store, &digest);
         let spec = &self.req.pipeline.stages[id];
-        let r = crate::exec::record(
-            spec,
-            &key,
-            Some(digest.clone()),
-            Outcome::Cached,
-            0.0,
-            report,
-        );
+        let r = crate::exec::cached_record(world.store, spec, &key, &digest);
         self.records.insert(id.to_string(), r);
         self.digests.insert(id.to_string(), digest);
     }
