@@ -70,7 +70,36 @@ rm -rf a && mkdir a && cp data.yaml a/ && toml data a
 bytes=$(du -sb a/cache/objects | cut -f1)
 echo "data half objects: $bytes bytes"
 
-push_s=(); pull_s=(); curl_put=(); curl_get=()
+# The same multipart upload pipe makes (16 MiB parts, 4 in flight), by curl: on this server a
+# multipart upload costs more than one PUT (s3s-fs hashes every part and then the whole object
+# again on completion), so this is the plain copy that does the same work as pipe's push.
+split_parts() { # FILE → $out/parts/p0000…, outside the timed copy
+  rm -rf "$out/parts" && mkdir -p "$out/parts"
+  split -b 16M -d -a 4 "$1" "$out/parts/p"
+}
+curl_multipart() { # KEY: uploads $out/parts/p*
+  local url="http://127.0.0.1:$port/bench/$1" id i n xml p pids
+  id=$(curl "${auth[@]}" -X POST "$url?uploads=" | sed -n 's:.*<UploadId>\(.*\)</UploadId>.*:\1:p')
+  n=0; pids=()
+  for f in "$out"/parts/p*; do
+    n=$((n + 1))
+    # at most 4 parts in flight (the server is a job of this script too: wait on curls only)
+    if (( ${#pids[@]} >= 4 )); then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+    curl "${auth[@]}" -o /dev/null -w '%header{etag}' -T "$f" "$url?partNumber=$n&uploadId=$id" \
+      > "$f.etag" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  xml="<CompleteMultipartUpload>"
+  i=0
+  for f in "$out"/parts/p*[0-9]; do
+    i=$((i + 1)); xml+="<Part><PartNumber>$i</PartNumber><ETag>$(cat "$f.etag")</ETag></Part>"
+  done
+  xml+="</CompleteMultipartUpload>"
+  curl "${auth[@]}" -o /dev/null -X POST --data-binary "$xml" "$url?uploadId=$id"
+}
+
+push_s=(); pull_s=(); curl_put=(); curl_get=(); curl_mp=()
 for r in $(seq "$reps"); do
   # a fresh prefix each repeat: every byte is uploaded
   toml "data$r" a
@@ -84,18 +113,25 @@ for r in $(seq "$reps"); do
         -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -sS --fail)
   t=$(now); curl "${auth[@]}" -T "$big" "http://127.0.0.1:$port/bench/plain$r"; curl_put+=("$(echo "$(now) - $t" | bc)")
   t=$(now); curl "${auth[@]}" -o "$out/plain.get" "http://127.0.0.1:$port/bench/plain$r"; curl_get+=("$(echo "$(now) - $t" | bc)")
+  split_parts "$big"
+  t=$(now); curl_multipart "plainmp$r"; curl_mp+=("$(echo "$(now) - $t" | bc)")
+  curl "${auth[@]}" -o "$out/plain.get" "http://127.0.0.1:$port/bench/plainmp$r"
+  cmp "$big" "$out/plain.get"
   cmp "$big" "$out/plain.get" && rm -f "$out/plain.get"
-  rm -rf b "$out/s3/bench/data$r" "$out/s3/bench/plain$r"
+  rm -rf b "$out/s3/bench/data$r" "$out/s3/bench/plain$r" "$out/s3/bench/plainmp$r" "$out/parts"
 done
 big_bytes=$(stat -c %s "$big")
 mp=$(printf '%s\n' "${push_s[@]}" | median); ml=$(printf '%s\n' "${pull_s[@]}" | median)
 cp_=$(printf '%s\n' "${curl_put[@]}" | median); cg=$(printf '%s\n' "${curl_get[@]}" | median)
+cm=$(printf '%s\n' "${curl_mp[@]}" | median)
 rate() { echo "scale=1; $1 / $2 / 1000000" | bc; }
 echo "pipe push: median ${mp} s = $(rate "$bytes" "$mp") MB/s   (${push_s[*]})"
 echo "pipe pull: median ${ml} s = $(rate "$bytes" "$ml") MB/s   (${pull_s[*]})"
 echo "curl PUT of $big_bytes bytes: median ${cp_} s = $(rate "$big_bytes" "$cp_") MB/s   (${curl_put[*]})"
 echo "curl GET of $big_bytes bytes: median ${cg} s = $(rate "$big_bytes" "$cg") MB/s   (${curl_get[*]})"
+echo "curl multipart PUT (16 MiB parts, 4 in flight) of $big_bytes bytes: median ${cm} s = $(rate "$big_bytes" "$cm") MB/s   (${curl_mp[*]})"
 echo "ratio push/curl PUT: $(echo "scale=2; ($bytes / $mp) / ($big_bytes / $cp_)" | bc)"
+echo "ratio push/curl multipart PUT: $(echo "scale=2; ($bytes / $mp) / ($big_bytes / $cm)" | bc)"
 echo "ratio pull/curl GET: $(echo "scale=2; ($bytes / $ml) / ($big_bytes / $cg)" | bc)"
 
 # ---- no-op run consulting the remote: 10 cached stages ----

@@ -8,7 +8,9 @@ dataset.json); SPLIT_OBJECT the `split` stage's (split.json with train/val/test 
 that dataset). Augmentation is Keras' ImageDataGenerator (rescale 1/255, zoom 0.1, rotation 10,
 horizontal flip, fill nearest), the model is B3 (Conv 16/64/128 + max-pool, Dense 512/512,
 dropout 0.3, sigmoid), Adam, binary cross-entropy, batch 124. Prints and writes the balanced
-accuracy of the last epoch's weights on the test split at threshold 0.5.
+accuracy of the last epoch's weights on the test split at threshold 0.5. With --val, `fit`
+also runs a validation pass over pipe's val split after every epoch, as pipe's train stage does
+(bench/augmented_run.sh times that whole run).
 """
 
 import argparse
@@ -58,6 +60,7 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--val", action="store_true", help="validate on the val split every epoch")
     a = ap.parse_args()
 
     random.seed(a.seed)
@@ -72,7 +75,7 @@ def main():
         meta.get("shape"), dict) else (64, 64, 1)
     x = px.reshape(n, h, w, c)
     split = json.load(open(os.path.join(a.split, "split.json")))
-    tr, te = np.array(split["train"]), np.array(split["test"])
+    tr, va, te = (np.array(split[k], dtype=np.int64) for k in ("train", "val", "test"))
     print(f"keras {keras.__version__} (tf {tf.__version__}): {n} images {h}x{w}x{c}, "
           f"train {len(tr)}, test {len(te)}", flush=True)
 
@@ -82,7 +85,8 @@ def main():
                     batch_size=a.batch, shuffle=True, seed=a.seed)
     m = build((h, w, c), a.lr, a.dropout)
     t0 = time.perf_counter()
-    hist = m.fit(flow, epochs=a.epochs, verbose=2)
+    val = (x[va].astype(np.float32) / 255.0, labels[va].astype(np.float32)) if a.val else None
+    hist = m.fit(flow, epochs=a.epochs, verbose=2, validation_data=val)
     train_s = time.perf_counter() - t0
 
     xt = x[te].astype(np.float32) / 255.0
@@ -90,7 +94,7 @@ def main():
     pred = (prob >= 0.5).astype(np.uint8)
     bacc = balanced_accuracy(labels[te], pred)
     res = dict(balanced_accuracy=bacc, epochs=a.epochs, lr=a.lr, train_seconds=train_s,
-               final_loss=float(hist.history["loss"][-1]), n_train=int(len(tr)),
+               final_loss=float(hist.history["loss"][-1]), n_train=int(len(tr)), n_val=int(len(va)) if a.val else 0,
                n_test=int(len(te)), keras=keras.__version__, tf=tf.__version__)
     print("KERAS_RESULT " + json.dumps(res), flush=True)
     if a.out:

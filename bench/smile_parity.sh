@@ -5,8 +5,8 @@
 # (last epoch's weights, threshold 0.5); then Keras trains the identical B3 with
 # ImageDataGenerator (rescale 1/255, zoom 0.1, rotation 10, horizontal flip, fill nearest),
 # Adam at the same lr, batch 124, binary cross-entropy, the same epochs, on exactly pipe's train
-# split (pipe's split.json and source pixels.u8/labels.u8), and evaluates balanced accuracy on
-# pipe's test split. Prints both and the difference (target: pipe within 1 point of Keras).
+# split (pipe's split.json and source pixels.u8/labels.u8), validating on pipe's val split after
+# every epoch as pipe does, and evaluates balanced accuracy on pipe's test split. Prints both and the difference (target: pipe within 1 point of Keras).
 # Usage: bench/smile_parity.sh [EPOCHS] [LR] [SEED]   (defaults 15, 1e-4, 0: the training seed of
 # both, the split seed stays 2019; honours CARGO_TARGET_DIR)
 # Writes bench/out/smile/ (git-ignored); pipe's stages stay cached there between runs
@@ -55,7 +55,7 @@ pipe_bacc=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]+'/repo
 
 echo "load before Keras: $(cut -d' ' -f1-3 /proc/loadavg)"
 t0=$(date +%s)
-python3 "$root/bench/smile_keras.py" "$(obj faces)" "$(obj split)" --epochs "$epochs" --lr "$lr" \
+python3 "$root/bench/smile_keras.py" "$(obj faces)" "$(obj split)" --val --epochs "$epochs" --lr "$lr" \
   --seed "$seed" --out keras.json | tee keras.log
 keras_s=$(( $(date +%s) - t0 ))
 keras_bacc=$(python3 -c "import json; print(json.load(open('keras.json'))['balanced_accuracy'])")

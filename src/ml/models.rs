@@ -326,22 +326,6 @@ impl Draw<'_> {
     }
 }
 
-/// 2x2 max pooling, stride 2, odd trailing row/column dropped (Keras "valid"), as a crop,
-/// a reshape and two `max_dim`s.
-pub(crate) fn max_pool_2x2(x: Tensor<4>) -> Tensor<4> {
-    let [n, c, h, w] = x.dims();
-    let (ho, wo) = (h / 2, w / 2);
-    let x = if h % 2 == 1 || w % 2 == 1 {
-        x.slice([0..n, 0..c, 0..2 * ho, 0..2 * wo])
-    } else {
-        x
-    };
-    x.reshape([n * c * ho, 2, wo, 2])
-        .max_dim(3)
-        .max_dim(1)
-        .reshape([n, c, ho, wo])
-}
-
 impl Cnn {
     /// Builds the module on `device`. With `seed`, kernels are drawn from it; without, every
     /// parameter is a lazy zero (for counting parameters or loading a record).
@@ -377,24 +361,24 @@ impl Cnn {
     }
 
     /// Training forward pass: `x` `[N, C, H, W]` → logits `[N, 1]`, with dropout `masks` for
-    /// B2/B3. Uses burn's `MaxPool2d`, whose backward pass is the fast one.
+    /// B2/B3. ReLU runs after pooling: max and ReLU commute, so values and gradients are those
+    /// of Keras' conv → ReLU → pool order while ReLU and its backward touch 4x fewer values.
     pub(crate) fn forward(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
-        let x = self.pool.forward(self.relu.forward(self.conv1.forward(x)));
-        let x = self.pool.forward(self.relu.forward(self.conv2.forward(x)));
-        let x = self.pool.forward(self.relu.forward(self.conv3.forward(x)));
-        self.head(x, masks)
+        self.head(self.features(x), masks)
     }
 
     /// Inference forward pass (no dropout), same result as [`Cnn::forward`] without masks.
-    ///
-    /// Pools with a reshape + `max_dim` (3-4x faster than flex's `max_pool2d`, which also
-    /// computes argmax indices) and applies ReLU after pooling: max and ReLU commute, so the
-    /// output is bit-identical while ReLU touches 4x fewer values.
     pub(crate) fn infer(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.relu.forward(max_pool_2x2(self.conv1.forward(x)));
-        let x = self.relu.forward(max_pool_2x2(self.conv2.forward(x)));
-        let x = self.relu.forward(max_pool_2x2(self.conv3.forward(x)));
-        self.head(x, None)
+        self.head(self.features(x), None)
+    }
+
+    /// The three conv → pool → ReLU blocks. Pooling goes through burn's `MaxPool2d`: flex
+    /// (with pipe's patch, `vendor/burn-flex/PATCH.md`) pools whole windows directly and makes
+    /// argmax indices only when autodiff tracks the input.
+    fn features(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.relu.forward(self.pool.forward(self.conv1.forward(x)));
+        let x = self.relu.forward(self.pool.forward(self.conv2.forward(x)));
+        self.relu.forward(self.pool.forward(self.conv3.forward(x)))
     }
 
     fn head(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
@@ -703,31 +687,39 @@ mod tests {
         assert_eq!(a.forward(x, None).dims(), [2, 1]);
     }
 
+    /// The model pools before its ReLU; Keras' order is ReLU then pool. Both orders give the
+    /// same bits forward and the same input gradient, on odd sizes, ties and negative windows.
     #[test]
-    fn fast_inference_path_is_bit_identical() {
-        let device = any_device().unwrap();
-        let mut spec = ModelSpec::new(ModelKind::B2);
-        spec.input = Shape::new(25, 23, 3);
-        let m = Cnn::new(&spec, Some(3), &device).valid();
-        let mut rng = ChaCha8Rng::seed_from_u64(4);
-        let v: Vec<f32> = (0..5 * 3 * 25 * 23).map(|_| rng.random::<f32>()).collect();
-        let x = Tensor::<4>::from_data(TensorData::new(v, [5, 3, 25, 23]), &device);
-        let slow = m.forward(x.clone(), None).into_data();
-        let fast = m.infer(x).into_data();
-        assert_eq!(slow, fast);
+    fn relu_after_pooling_matches_keras_order() {
+        let device = any_device().unwrap().autodiff();
         let pool = MaxPool2dConfig::new([2, 2]).init();
-        let y = Tensor::<4>::from_data(
-            TensorData::new(
-                (0..2 * 7 * 5)
-                    .map(|i| ((i * 37) % 11) as f32)
-                    .collect::<Vec<_>>(),
-                [1, 2, 7, 5],
-            ),
-            &device,
-        );
-        assert_eq!(
-            pool.forward(y.clone()).into_data(),
-            max_pool_2x2(y).into_data()
-        );
+        let relu = Relu::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        // a coarse grid of values around zero: ties and all-negative windows are common
+        let v: Vec<f32> = (0..4 * 3 * 9 * 7)
+            .map(|_| (rng.random_range(0..9) as f32 - 5.0) * 0.5)
+            .collect();
+        let g: Vec<f32> = (0..4 * 3 * 4 * 3).map(|_| rng.random::<f32>() - 0.5).collect();
+        let run = |pool_first: bool| {
+            let x = Tensor::<4>::from_data(TensorData::new(v.clone(), [4, 3, 9, 7]), &device)
+                .require_grad();
+            let y = if pool_first {
+                relu.forward(pool.forward(x.clone()))
+            } else {
+                pool.forward(relu.forward(x.clone()))
+            };
+            let w = Tensor::<4>::from_data(TensorData::new(g.clone(), [4, 3, 4, 3]), &device);
+            let grads = (y.clone() * w).sum().backward();
+            let dx = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+            let y = y.into_data().to_vec::<f32>().unwrap();
+            // +0.0 and -0.0 are the same gradient
+            let dx: Vec<f32> = dx.into_iter().map(|d| d + 0.0).collect();
+            (y, dx)
+        };
+        let (y_keras, dx_keras) = run(false);
+        let (y_pipe, dx_pipe) = run(true);
+        assert_eq!(y_keras, y_pipe);
+        assert_eq!(dx_keras, dx_pipe);
+        assert!(dx_pipe.iter().any(|&d| d != 0.0));
     }
 }

@@ -12,6 +12,7 @@ use alloc::vec::Vec;
 use burn_backend::{DType, Element};
 use burn_std::{Bytes, ElementAdd, Shape, bf16, f16};
 
+use super::pool_direct;
 use crate::{FlexTensor, Layout};
 
 // ============================================================================
@@ -430,6 +431,29 @@ pub fn max_pool3d_bf16(
 // Max Pool 2D - delegates to 3D
 // ============================================================================
 
+/// pipe's patch: the output size when the direct 2D path applies to `x` (PATCH.md).
+fn direct_geometry(
+    x: &FlexTensor,
+    kernel_size: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+) -> Option<(usize, usize)> {
+    let shape = x.layout().shape();
+    if shape.num_dims() != 4 {
+        return None;
+    }
+    pool_direct::direct_output(
+        [shape[2], shape[3]],
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+    )
+}
+
 /// 2D max pooling with indices for f32.
 pub fn max_pool2d_with_indices_f32(
     x: FlexTensor,
@@ -439,6 +463,12 @@ pub fn max_pool2d_with_indices_f32(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> (FlexTensor, FlexTensor) {
+    // pipe's patch: windows wholly inside the input take the direct path (PATCH.md)
+    if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
+        let (out, idx) =
+            pool_direct::max_pool2d::<f32>(x, kernel_size, stride, out_hw, DType::F32, true);
+        return (out, idx.expect("indices were asked for"));
+    }
     let x_3d = expand_2d_to_3d(&x);
     let (output, indices) = max_pool3d_with_indices_f32(
         x_3d,
@@ -460,6 +490,12 @@ pub fn max_pool2d_with_indices_f64(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> (FlexTensor, FlexTensor) {
+    // pipe's patch: windows wholly inside the input take the direct path (PATCH.md)
+    if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
+        let (out, idx) =
+            pool_direct::max_pool2d::<f64>(x, kernel_size, stride, out_hw, DType::F64, true);
+        return (out, idx.expect("indices were asked for"));
+    }
     let x_3d = expand_2d_to_3d(&x);
     let (output, indices) = max_pool3d_with_indices_f64(
         x_3d,
@@ -481,6 +517,12 @@ pub fn max_pool2d_with_indices_f16(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> (FlexTensor, FlexTensor) {
+    // pipe's patch: windows wholly inside the input take the direct path (PATCH.md)
+    if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
+        let (out, idx) =
+            pool_direct::max_pool2d::<f16>(x, kernel_size, stride, out_hw, DType::F16, true);
+        return (out, idx.expect("indices were asked for"));
+    }
     let x_3d = expand_2d_to_3d(&x);
     let (output, indices) = max_pool3d_with_indices_f16(
         x_3d,
@@ -523,6 +565,10 @@ pub fn max_pool2d_f32(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> FlexTensor {
+    // pipe's patch: no index tensor when none is asked for (PATCH.md)
+    if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
+        return pool_direct::max_pool2d::<f32>(x, kernel_size, stride, out_hw, DType::F32, false).0;
+    }
     max_pool2d_with_indices_f32(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }
 
@@ -535,6 +581,10 @@ pub fn max_pool2d_f64(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> FlexTensor {
+    // pipe's patch: no index tensor when none is asked for (PATCH.md)
+    if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
+        return pool_direct::max_pool2d::<f64>(x, kernel_size, stride, out_hw, DType::F64, false).0;
+    }
     max_pool2d_with_indices_f64(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }
 
@@ -547,6 +597,10 @@ pub fn max_pool2d_f16(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> FlexTensor {
+    // pipe's patch: no index tensor when none is asked for (PATCH.md)
+    if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
+        return pool_direct::max_pool2d::<f16>(x, kernel_size, stride, out_hw, DType::F16, false).0;
+    }
     max_pool2d_with_indices_f16(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }
 
