@@ -22,7 +22,7 @@ mkdir -p "$out"
 [ -f "$smile/labels.csv" ] || { echo "no SMILE data at $smile (set SMILE_DIR)" >&2; exit 2; }
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 pipe=${CARGO_TARGET_DIR:-$root/target}/release/pipe
-python3 -c "import tensorflow, keras, numpy" 2>/dev/null || python3 -m pip install --quiet tensorflow-cpu numpy
+python3 -c "import tensorflow, keras, numpy, scipy" 2>/dev/null || python3 -m pip install --quiet tensorflow-cpu numpy scipy
 
 cd "$out"
 cat > smile.yaml <<YAML

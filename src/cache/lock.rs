@@ -31,77 +31,74 @@ pub enum LockError {
 impl CacheLock {
     /// Takes the lock; when busy, waits (printing who holds it) unless `no_wait`.
     pub fn acquire(root: &Path, no_wait: bool) -> Result<Self, LockError> {
-        let path = root.join("lock");
-        let io = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
-        let got = FileExt::try_lock_exclusive(&file).map_err(io)?;
-        if !got {
+        let (mut file, io) = open(root)?;
+        if !FileExt::try_lock_exclusive(&file).map_err(io)? {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = match holder.trim() {
                 "" => String::new(),
                 h => format!(" (pid {h})"),
             };
-            if no_wait {
-                return Err(LockError::Busy {
-                    path: root.to_path_buf(),
-                    holder,
-                });
-            }
-            eprintln!(
-                "waiting for another pipe run on {}{holder} to finish…",
-                root.display()
-            );
-            FileExt::lock_exclusive(&file).map_err(io)?;
+            wait_or_busy(root, no_wait, holder, || {
+                FileExt::lock_exclusive(&file).map_err(io)
+            })?;
         }
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         write!(file, "{}", std::process::id()).map_err(io)?;
         Ok(Self { file })
     }
-}
 
-impl CacheLock {
     /// A shared hold on the same lock, for processes that only add to the cache and clear
     /// nothing: the cluster jobs of `run --only` and the Slurm driver waiting for them. Any
     /// number run at once; a whole `run` or `gc` (exclusive) waits for them all, and they for it.
     pub fn acquire_shared(root: &Path, no_wait: bool) -> Result<Self, LockError> {
-        let path = root.join("lock");
-        let io = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let (file, io) = open(root)?;
         if !FileExt::try_lock_shared(&file).map_err(io)? {
-            if no_wait {
-                return Err(LockError::Busy {
-                    path: root.to_path_buf(),
-                    holder: String::new(),
-                });
-            }
-            eprintln!(
-                "waiting for another pipe run on {} to finish…",
-                root.display()
-            );
-            FileExt::lock_shared(&file).map_err(io)?;
+            wait_or_busy(root, no_wait, String::new(), || {
+                FileExt::lock_shared(&file).map_err(io)
+            })?;
         }
         Ok(Self { file })
     }
+}
+
+/// Opens (creating) `root/lock`, with the error builder for it.
+fn open(
+    root: &Path,
+) -> Result<(File, impl Fn(std::io::Error) -> LockError + Copy + '_), LockError> {
+    let io = move |source| LockError::Io {
+        path: root.join("lock"),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(root.join("lock"))
+        .map_err(io)?;
+    Ok((file, io))
+}
+
+/// The lock is held elsewhere: `Busy` with `no_wait`, else say so and block in `lock`.
+fn wait_or_busy(
+    root: &Path,
+    no_wait: bool,
+    holder: String,
+    lock: impl FnOnce() -> Result<(), LockError>,
+) -> Result<(), LockError> {
+    if no_wait {
+        return Err(LockError::Busy {
+            path: root.to_path_buf(),
+            holder,
+        });
+    }
+    eprintln!(
+        "waiting for another pipe run on {}{holder} to finish…",
+        root.display()
+    );
+    lock()
 }
 
 impl Drop for CacheLock {

@@ -141,12 +141,22 @@ pub fn push(cache: &Path, args: &RemoteArgs, files: &[PathBuf], repair: bool) ->
         t0.elapsed().as_secs_f64(),
         entries.len() - failed,
         remote.shown(),
-        if failed > 0 {
-            format!("; {failed} failed")
-        } else {
-            String::new()
-        }
+        failed_suffix(failed)
     );
+    exit_for(failed)
+}
+
+/// "; N failed" after a push/pull summary, or nothing.
+fn failed_suffix(failed: usize) -> String {
+    if failed > 0 {
+        format!("; {failed} failed")
+    } else {
+        String::new()
+    }
+}
+
+/// A push or pull with failed transfers ends with exit 1.
+fn exit_for(failed: usize) -> i32 {
     if failed > 0 { EXIT_INTERNAL } else { EXIT_OK }
 }
 
@@ -271,13 +281,9 @@ pub fn pull(
         "{pulled} stage(s) pulled, {} from {}{}",
         human_bytes(bytes),
         remote.shown(),
-        if failed > 0 {
-            format!("; {failed} failed")
-        } else {
-            String::new()
-        }
+        failed_suffix(failed)
     );
-    if failed > 0 { EXIT_INTERNAL } else { EXIT_OK }
+    exit_for(failed)
 }
 
 /// `pipe remote status FILE`: for every stage, whether the local cache and the remote hold

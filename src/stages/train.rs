@@ -85,25 +85,22 @@ impl Train {
     /// `weights`.
     pub fn config(&self, input: Shape, device: DeviceChoice, base_dir: &Path) -> TrainConfig {
         let lr = self.lr.unwrap_or(self.model.default_lr());
+        let model = ModelSpec {
+            kind: self.model,
+            input,
+            init: self.init,
+            dropout: self.dropout,
+            weights: self.weights.as_ref().map(|w| base_dir.join(w)),
+        };
+        // Adam's betas and epsilon stay TrainConfig::new's (Keras') defaults
         TrainConfig {
-            model: ModelSpec {
-                kind: self.model,
-                input,
-                init: self.init,
-                dropout: self.dropout,
-                weights: self.weights.as_ref().map(|w| base_dir.join(w)),
-            },
-            lr,
             batch_size: self.batch_size,
-            epochs: self.epochs,
             seed: self.seed,
             plateau: self.plateau.clone(),
             early_stopping: self.early_stopping.clone(),
             test_every: self.test_every,
             device,
-            beta1: defaults::ADAM_BETA1,
-            beta2: defaults::ADAM_BETA2,
-            epsilon: defaults::ADAM_EPSILON,
+            ..TrainConfig::new(model, lr, self.epochs)
         }
     }
 }

@@ -108,7 +108,7 @@ pub mod fft;
 pub mod flip;
 mod float;
 pub mod gather_scatter;
-mod pool_direct;
+pub(crate) mod pool_direct;
 pub mod grid_sample;
 mod int;
 pub mod interpolate;

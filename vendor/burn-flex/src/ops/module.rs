@@ -521,6 +521,19 @@ impl ModuleOps<Flex> for Flex {
         ceil_mode: bool,
         indices_dtype: IntDType,
     ) -> MaxPool2dWithIndices<Flex> {
+        // pipe's patch: the direct path writes indices in the asked-for dtype (flex's default
+        // i32 under autodiff) instead of i64 and a cast (PATCH.md)
+        if let Some((output, indices)) = crate::ops::pool_direct::try_with_indices(
+            &x,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+            indices_dtype,
+        ) {
+            return MaxPool2dWithIndices::new(output, indices);
+        }
         let (output, mut indices) = match x.dtype() {
             DType::F32 => pool::max_pool2d_with_indices_f32(
                 x,

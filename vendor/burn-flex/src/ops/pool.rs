@@ -432,7 +432,7 @@ pub fn max_pool3d_bf16(
 // ============================================================================
 
 /// pipe's patch: the output size when the direct 2D path applies to `x` (PATCH.md).
-fn direct_geometry(
+pub(crate) fn direct_geometry(
     x: &FlexTensor,
     kernel_size: [usize; 2],
     stride: [usize; 2],
@@ -465,9 +465,13 @@ pub fn max_pool2d_with_indices_f32(
 ) -> (FlexTensor, FlexTensor) {
     // pipe's patch: windows wholly inside the input take the direct path (PATCH.md)
     if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
-        let (out, idx) =
-            pool_direct::max_pool2d::<f32>(x, kernel_size, stride, out_hw, DType::F32, true);
-        return (out, idx.expect("indices were asked for"));
+        return pool_direct::max_pool2d_with_indices::<f32, i64>(
+            x,
+            kernel_size,
+            stride,
+            out_hw,
+            DType::F32,
+        );
     }
     let x_3d = expand_2d_to_3d(&x);
     let (output, indices) = max_pool3d_with_indices_f32(
@@ -492,9 +496,13 @@ pub fn max_pool2d_with_indices_f64(
 ) -> (FlexTensor, FlexTensor) {
     // pipe's patch: windows wholly inside the input take the direct path (PATCH.md)
     if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
-        let (out, idx) =
-            pool_direct::max_pool2d::<f64>(x, kernel_size, stride, out_hw, DType::F64, true);
-        return (out, idx.expect("indices were asked for"));
+        return pool_direct::max_pool2d_with_indices::<f64, i64>(
+            x,
+            kernel_size,
+            stride,
+            out_hw,
+            DType::F64,
+        );
     }
     let x_3d = expand_2d_to_3d(&x);
     let (output, indices) = max_pool3d_with_indices_f64(
@@ -519,9 +527,13 @@ pub fn max_pool2d_with_indices_f16(
 ) -> (FlexTensor, FlexTensor) {
     // pipe's patch: windows wholly inside the input take the direct path (PATCH.md)
     if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
-        let (out, idx) =
-            pool_direct::max_pool2d::<f16>(x, kernel_size, stride, out_hw, DType::F16, true);
-        return (out, idx.expect("indices were asked for"));
+        return pool_direct::max_pool2d_with_indices::<f16, i64>(
+            x,
+            kernel_size,
+            stride,
+            out_hw,
+            DType::F16,
+        );
     }
     let x_3d = expand_2d_to_3d(&x);
     let (output, indices) = max_pool3d_with_indices_f16(
@@ -567,7 +579,7 @@ pub fn max_pool2d_f32(
 ) -> FlexTensor {
     // pipe's patch: no index tensor when none is asked for (PATCH.md)
     if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
-        return pool_direct::max_pool2d::<f32>(x, kernel_size, stride, out_hw, DType::F32, false).0;
+        return pool_direct::max_pool2d::<f32>(x, kernel_size, stride, out_hw, DType::F32);
     }
     max_pool2d_with_indices_f32(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }
@@ -583,7 +595,7 @@ pub fn max_pool2d_f64(
 ) -> FlexTensor {
     // pipe's patch: no index tensor when none is asked for (PATCH.md)
     if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
-        return pool_direct::max_pool2d::<f64>(x, kernel_size, stride, out_hw, DType::F64, false).0;
+        return pool_direct::max_pool2d::<f64>(x, kernel_size, stride, out_hw, DType::F64);
     }
     max_pool2d_with_indices_f64(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }
@@ -599,7 +611,7 @@ pub fn max_pool2d_f16(
 ) -> FlexTensor {
     // pipe's patch: no index tensor when none is asked for (PATCH.md)
     if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
-        return pool_direct::max_pool2d::<f16>(x, kernel_size, stride, out_hw, DType::F16, false).0;
+        return pool_direct::max_pool2d::<f16>(x, kernel_size, stride, out_hw, DType::F16);
     }
     max_pool2d_with_indices_f16(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }

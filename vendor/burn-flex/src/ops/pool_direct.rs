@@ -10,7 +10,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
-use burn_backend::{DType, Element};
+use burn_backend::{DType, Element, IntDType};
 use burn_std::{Bytes, Shape};
 
 use crate::{FlexTensor, Layout};
@@ -43,9 +43,58 @@ pub(crate) fn direct_output(
     Some((out[0], out[1]))
 }
 
-/// Max pooling of a contiguous `[N, C, H, W]` tensor; `with_indices` also returns the i64 argmax
-/// tensor. The caller has checked the geometry with [`direct_output`].
+/// An argmax index element: flex's default `i32` (what autodiff asks for) or `i64`.
+pub(crate) trait PoolIndex: bytemuck::Pod + Send + Sync + Element {
+    const DTYPE: DType;
+    fn from_offset(offset: usize) -> Self;
+}
+
+impl PoolIndex for i64 {
+    const DTYPE: DType = DType::I64;
+    fn from_offset(offset: usize) -> Self {
+        offset as i64
+    }
+}
+
+impl PoolIndex for i32 {
+    const DTYPE: DType = DType::I32;
+    fn from_offset(offset: usize) -> Self {
+        offset as i32
+    }
+}
+
+/// Max pooling of a contiguous `[N, C, H, W]` tensor without indices. The caller has checked
+/// the geometry with [`direct_output`].
 pub(crate) fn max_pool2d<T>(
+    x: FlexTensor,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    out_hw: (usize, usize),
+    dtype: DType,
+) -> FlexTensor
+where
+    T: bytemuck::Pod + Copy + PartialOrd + Send + Sync + Element + num_traits::Float,
+{
+    pool::<T, i64>(x, kernel, stride, out_hw, dtype, false).0
+}
+
+/// Max pooling with argmax indices of element type `I` (offsets within each plane; an `i32`
+/// index needs planes under 2^31 elements, which the caller checks).
+pub(crate) fn max_pool2d_with_indices<T, I: PoolIndex>(
+    x: FlexTensor,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    out_hw: (usize, usize),
+    dtype: DType,
+) -> (FlexTensor, FlexTensor)
+where
+    T: bytemuck::Pod + Copy + PartialOrd + Send + Sync + Element + num_traits::Float,
+{
+    let (out, idx) = pool::<T, I>(x, kernel, stride, out_hw, dtype, true);
+    (out, idx.expect("indices were asked for"))
+}
+
+fn pool<T, I: PoolIndex>(
     x: FlexTensor,
     kernel: [usize; 2],
     stride: [usize; 2],
@@ -64,13 +113,13 @@ where
     let plane_out = oh * ow;
     let data: &[T] = x.storage();
     let mut output: Vec<T> = vec![T::zero(); planes * plane_out];
-    let mut indices: Vec<i64> = if with_indices {
-        vec![0; planes * plane_out]
+    let mut indices: Vec<I> = if with_indices {
+        vec![I::zeroed(); planes * plane_out]
     } else {
         Vec::new()
     };
 
-    let pool_plane = |p: usize, out: &mut [T], idx: Option<&mut [i64]>| {
+    let pool_plane = |p: usize, out: &mut [T], idx: Option<&mut [I]>| {
         let src = &data[p * h * w..(p + 1) * h * w];
         pool_plane(src, w, kernel, stride, (oh, ow), out, idx);
     };
@@ -88,17 +137,58 @@ where
         FlexTensor::new(
             Bytes::from_elems(indices),
             Layout::contiguous(out_shape),
-            DType::I64,
+            I::DTYPE,
         )
     });
     (out, idx)
 }
 
+/// The direct path of `max_pool2d_with_indices` for f32/f64/f16 with i32 or i64 indices, or
+/// `None` where upstream's path must run (other dtypes or geometries, i32 offsets that could
+/// overflow).
+pub(crate) fn try_with_indices(
+    x: &FlexTensor,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+    indices_dtype: IntDType,
+) -> Option<(FlexTensor, FlexTensor)> {
+    let out_hw = super::pool::direct_geometry(x, kernel, stride, padding, dilation, ceil_mode)?;
+    let shape = x.layout().shape();
+    let plane = shape[2] * shape[3];
+    let x = x.clone();
+    let dtype = x.dtype();
+    macro_rules! go {
+        ($t:ty) => {
+            match indices_dtype {
+                IntDType::I64 => Some(max_pool2d_with_indices::<$t, i64>(
+                    x, kernel, stride, out_hw, dtype,
+                )),
+                IntDType::I32 if plane <= i32::MAX as usize => {
+                    Some(max_pool2d_with_indices::<$t, i32>(
+                        x, kernel, stride, out_hw, dtype,
+                    ))
+                }
+                _ => None,
+            }
+        };
+    }
+    match dtype {
+        DType::F32 => go!(f32),
+        DType::F64 => go!(f64),
+        DType::F16 => go!(burn_std::f16),
+        _ => None,
+    }
+}
+
 /// Runs `f(plane, out, indices)` over every plane, in parallel with the `rayon` feature.
-fn run_planes<T, F>(output: &mut [T], indices: &mut [i64], plane_out: usize, f: F)
+fn run_planes<T, I, F>(output: &mut [T], indices: &mut [I], plane_out: usize, f: F)
 where
     T: Send,
-    F: Fn(usize, &mut [T], Option<&mut [i64]>) + Sync,
+    I: Send,
+    F: Fn(usize, &mut [T], Option<&mut [I]>) + Sync,
 {
     #[cfg(feature = "rayon")]
     {
@@ -135,14 +225,93 @@ where
 }
 
 /// One `H x W` plane (`src`, row length `w`) into one `oh x ow` plane.
-fn pool_plane<T>(
+fn pool_plane<T, I: PoolIndex>(
+    src: &[T],
+    w: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    out_hw: (usize, usize),
+    out: &mut [T],
+    idx: Option<&mut [I]>,
+) where
+    T: Copy + PartialOrd + num_traits::Float,
+{
+    if kernel == [2, 2] && stride == [2, 2] {
+        pool_plane_2x2(src, w, out_hw, out, idx);
+    } else {
+        pool_plane_any(src, w, kernel, stride, out_hw, out, idx);
+    }
+}
+
+/// The common 2x2 window with stride 2: two input rows per output row, read as pairs.
+fn pool_plane_2x2<T, I: PoolIndex>(
+    src: &[T],
+    w: usize,
+    (oh, ow): (usize, usize),
+    out: &mut [T],
+    idx: Option<&mut [I]>,
+) where
+    T: Copy + PartialOrd + num_traits::Float,
+{
+    // the window's values in upstream's scan order; the first maximum wins, a NaN always wins
+    #[inline(always)]
+    fn pick<T: Copy + PartialOrd + num_traits::Float>(v: [T; 4]) -> (T, usize) {
+        let (mut best, mut at) = (v[0], 0);
+        for (k, &x) in v.iter().enumerate().skip(1) {
+            if x > best || x.is_nan() {
+                best = x;
+                at = k;
+            }
+        }
+        (best, at)
+    }
+    let rows = |r: usize| {
+        let top = 2 * r * w;
+        (&src[top..top + 2 * ow], &src[top + w..top + w + 2 * ow])
+    };
+    match idx {
+        None => {
+            for (r, o) in out.chunks_exact_mut(ow).take(oh).enumerate() {
+                let (a, b) = rows(r);
+                for ((o, a), b) in o.iter_mut().zip(a.chunks_exact(2)).zip(b.chunks_exact(2)) {
+                    *o = pick([a[0], a[1], b[0], b[1]]).0;
+                }
+            }
+        }
+        Some(idx) => {
+            for (r, (o, ix)) in out
+                .chunks_exact_mut(ow)
+                .zip(idx.chunks_exact_mut(ow))
+                .take(oh)
+                .enumerate()
+            {
+                let (a, b) = rows(r);
+                let top = 2 * r * w;
+                for (col, ((o, ix), (a, b))) in o
+                    .iter_mut()
+                    .zip(ix.iter_mut())
+                    .zip(a.chunks_exact(2).zip(b.chunks_exact(2)))
+                    .enumerate()
+                {
+                    let (best, k) = pick([a[0], a[1], b[0], b[1]]);
+                    *o = best;
+                    // k = 0, 1 on the top row, 2, 3 on the bottom row
+                    *ix = I::from_offset(top + (k >> 1) * w + 2 * col + (k & 1));
+                }
+            }
+        }
+    }
+}
+
+/// Any kernel and stride (windows wholly inside the input).
+fn pool_plane_any<T, I: PoolIndex>(
     src: &[T],
     w: usize,
     kernel: [usize; 2],
     stride: [usize; 2],
     (oh, ow): (usize, usize),
     out: &mut [T],
-    mut idx: Option<&mut [i64]>,
+    mut idx: Option<&mut [I]>,
 ) where
     T: Copy + PartialOrd + num_traits::Float,
 {
@@ -166,7 +335,7 @@ fn pool_plane<T>(
             }
             out[r * ow + col] = best;
             if let Some(idx) = idx.as_deref_mut() {
-                idx[r * ow + col] = at as i64;
+                idx[r * ow + col] = I::from_offset(at);
             }
         }
     }
@@ -206,6 +375,8 @@ mod tests {
             ([1, 2, 7, 10], [3, 2], [1, 2], false),
             ([2, 1, 6, 5], [3, 3], [3, 1], false),
             ([64, 16, 27, 27], [2, 2], [2, 2], false),
+            ([3, 2, 5, 4], [2, 3], [2, 2], false),
+            ([3, 2, 6, 6], [2, 2], [1, 1], false),
         ];
         for (k, &(shape, kernel, stride, ceil)) in cases.iter().enumerate() {
             let len = shape.iter().product();
@@ -216,7 +387,20 @@ mod tests {
             let (ho, wo) =
                 direct_output([shape[2], shape[3]], kernel, stride, [0, 0], [1, 1], ceil)
                     .expect("direct geometry");
-            let (out, idx) = max_pool2d::<f32>(x.clone(), kernel, stride, (ho, wo), DType::F32, true);
+            let (out, idx) = max_pool2d_with_indices::<f32, i64>(
+                x.clone(),
+                kernel,
+                stride,
+                (ho, wo),
+                DType::F32,
+            );
+            let (_, idx32) = max_pool2d_with_indices::<f32, i32>(
+                x.clone(),
+                kernel,
+                stride,
+                (ho, wo),
+                DType::F32,
+            );
             let x3 = FlexTensor::new(
                 Bytes::from_elems(v),
                 Layout::contiguous(Shape::from(vec![shape[0], shape[1], 1, shape[2], shape[3]])),
@@ -236,13 +420,15 @@ mod tests {
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
                 assert!(x.to_bits() == y.to_bits(), "case {k} value {i}: {x} vs {y}");
             }
-            let idx = idx.expect("indices were asked for");
             let ia: &[i64] = idx.storage();
             let ib: &[i64] = r_idx.storage();
             assert_eq!(ia, ib, "case {k} indices");
-            let (plain, none) =
-                max_pool2d::<f32>(x, kernel, stride, (ho, wo), DType::F32, false);
-            assert!(none.is_none());
+            let i32s: &[i32] = idx32.storage();
+            assert!(
+                i32s.iter().zip(ia).all(|(&a, &b)| a as i64 == b),
+                "case {k} i32 indices"
+            );
+            let plain = max_pool2d::<f32>(x, kernel, stride, (ho, wo), DType::F32);
             let p: &[f32] = plain.storage();
             assert!(p.iter().zip(a).all(|(x, y)| x.to_bits() == y.to_bits()));
         }
@@ -250,10 +436,25 @@ mod tests {
 
     #[test]
     fn geometry_outside_the_direct_case_falls_back() {
-        assert_eq!(direct_output([8, 8], [2, 2], [2, 2], [1, 1], [1, 1], false), None);
-        assert_eq!(direct_output([8, 8], [2, 2], [2, 2], [0, 0], [2, 2], false), None);
-        assert_eq!(direct_output([9, 9], [2, 2], [2, 2], [0, 0], [1, 1], true), None);
-        assert_eq!(direct_output([1, 8], [2, 2], [2, 2], [0, 0], [1, 1], false), None);
-        assert_eq!(direct_output([9, 9], [2, 2], [2, 2], [0, 0], [1, 1], false), Some((4, 4)));
+        assert_eq!(
+            direct_output([8, 8], [2, 2], [2, 2], [1, 1], [1, 1], false),
+            None
+        );
+        assert_eq!(
+            direct_output([8, 8], [2, 2], [2, 2], [0, 0], [2, 2], false),
+            None
+        );
+        assert_eq!(
+            direct_output([9, 9], [2, 2], [2, 2], [0, 0], [1, 1], true),
+            None
+        );
+        assert_eq!(
+            direct_output([1, 8], [2, 2], [2, 2], [0, 0], [1, 1], false),
+            None
+        );
+        assert_eq!(
+            direct_output([9, 9], [2, 2], [2, 2], [0, 0], [1, 1], false),
+            Some((4, 4))
+        );
     }
 }
