@@ -31,6 +31,7 @@ pub struct Cli {
 pub enum Command {
     /// Run (or resume) a pipeline: only stages whose key changed execute.
     Run {
+        /// The pipeline file (YAML).
         file: PathBuf,
         /// Override a value: stages.ID.FIELD=VALUE or params.NAME=VALUE (repeatable).
         #[arg(long = "set", value_name = "PATH=VALUE")]
@@ -67,31 +68,42 @@ pub enum Command {
     },
     /// Check pipelines: schema, types, inputs, artifact kinds, cycles; every error at once.
     Validate {
+        /// Pipeline files (YAML); each is checked with what it includes.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Check with this value overridden: stages.ID.FIELD=VALUE or params.NAME=VALUE.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<Override>,
+        /// text: one line per error; json: {"valid", "errors", "missing_files"}.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// What would run and why.
     Status {
+        /// The pipeline file (YAML).
         file: PathBuf,
+        /// As `run --set`: the status of the pipeline with this value overridden.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<Override>,
+        /// One JSON object: stage id → state, digest or reasons.
         #[arg(long)]
         json: bool,
     },
     /// The pipeline graph as Graphviz DOT or Mermaid.
     Dag {
+        /// The pipeline file (YAML).
         file: PathBuf,
+        /// dot (Graphviz) or mermaid.
         #[arg(long, value_enum, default_value_t = DagFormat::Dot)]
         format: DagFormat,
     },
     /// Which key components of a stage changed since its last recorded run.
     Why {
+        /// The pipeline file (YAML).
         file: PathBuf,
+        /// The stage id.
         stage: String,
+        /// As `run --set`: why the stage would rerun with this value overridden.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<Override>,
     },
@@ -116,6 +128,7 @@ pub enum Command {
     /// Upload to the remote cache what the latest runs of these pipelines reached (everything
     /// in the local cache without FILE).
     Push {
+        /// Pipeline files whose latest runs to upload (none: the whole local cache).
         files: Vec<PathBuf>,
         /// Also check every byte of what the remote already holds and replace damaged copies.
         #[arg(long)]
@@ -123,7 +136,9 @@ pub enum Command {
     },
     /// Download from the remote cache every stage of a pipeline it holds; runs nothing.
     Pull {
+        /// The pipeline file (YAML).
         file: PathBuf,
+        /// As `run --set`: pull the stages of the pipeline with this value overridden.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<Override>,
         /// Only this stage and what it needs.
@@ -137,11 +152,13 @@ pub enum Command {
     },
     /// List recorded runs.
     Runs {
+        /// How many of the newest runs to list.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
     /// Evaluation metrics of the latest runs of these pipelines, side by side (Markdown).
     Compare {
+        /// Pipeline files whose latest runs to compare.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Also draw every evaluation's confusion matrix side by side into this PNG.
@@ -151,6 +168,7 @@ pub enum Command {
     /// One self-contained HTML page (no network) of the latest runs of these pipelines: DAG,
     /// data cleaning, learning curves, Table 1, ROC, predictions, provenance.
     Report {
+        /// Pipeline files whose latest runs the page shows.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Where to write the page.
@@ -197,7 +215,9 @@ pub struct SweepArgs {
 pub enum RemoteCommand {
     /// Which stages of a pipeline the local cache and the remote hold.
     Status {
+        /// The pipeline file (YAML).
         file: PathBuf,
+        /// As `run --set`: the pipeline with this value overridden.
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<Override>,
     },

@@ -315,11 +315,19 @@ pub(crate) fn plan_only(p: &Pipeline, cache: &Path, opts: &RunOptions) -> i32 {
 }
 
 fn plan_only_with(p: &Pipeline, cache: &Path, opts: &RunOptions, remote: Option<RemoteRef>) -> i32 {
-    let plan = match Engine::new(p, cache)
+    let planned = Engine::new(p, cache)
         .map(|e| e.with_remote(remote))
-        .and_then(|mut e| e.plan(opts.until.as_deref(), &opts.force))
-    {
-        Ok(plan) => plan,
+        .and_then(|mut e| {
+            let missing = e.missing_paths(opts.until.as_deref())?;
+            match e.plan(opts.until.as_deref(), &opts.force) {
+                Ok(plan) => Ok((plan, missing)),
+                // A missing folder cannot even be listed for its key: name every missing path.
+                Err(_) if !missing.is_empty() => Err(crate::run::RunError::MissingPaths(missing)),
+                Err(e) => Err(e),
+            }
+        });
+    let (plan, missing) = match planned {
+        Ok(planned) => planned,
         Err(e) => return fail(&e),
     };
     header(p, cache);
@@ -354,7 +362,11 @@ fn plan_only_with(p: &Pipeline, cache: &Path, opts: &RunOptions, remote: Option<
          byte-identical stays cached)",
         plan.would_run().len()
     );
-    EXIT_OK
+    if missing.is_empty() {
+        EXIT_OK
+    } else {
+        fail(&crate::run::RunError::MissingPaths(missing))
+    }
 }
 
 fn joined(reasons: &[Reason]) -> String {
@@ -367,23 +379,52 @@ fn joined(reasons: &[Reason]) -> String {
 
 fn validate(files: &[std::path::PathBuf], set: &[Override], format: Format) -> i32 {
     let mut all = Vec::new();
+    // Data files a valid pipeline names but that are not there (yet): notes, not errors, since
+    // a pipeline is checked where its data is absent too (CI).
+    let mut missing: Vec<crate::run::MissingPath> = Vec::new();
     for f in files {
-        if let Err(d) = load(f, set) {
+        match load(f, set) {
+            Ok(p) => {
+                for m in crate::run::missing_paths(&p, p.stages.keys()) {
+                    if !missing.contains(&m) {
+                        missing.push(m);
+                    }
+                }
+            }
             // A file included by several of the given files is reported once.
-            for diag in d {
-                if !all.contains(&diag) {
-                    all.push(diag);
+            Err(d) => {
+                for diag in d {
+                    if !all.contains(&diag) {
+                        all.push(diag);
+                    }
                 }
             }
         }
     }
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({"valid": all.is_empty(), "errors": all})
-        ),
+        Format::Json => {
+            let missing: Vec<_> = missing
+                .iter()
+                .map(|m| {
+                    serde_json::json!({"at": m.at, "stage": m.stage, "field": m.field,
+                                       "path": m.path.display().to_string()})
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"valid": all.is_empty(), "errors": all, "missing_files": missing})
+            )
+        }
         Format::Text if all.is_empty() => println!("{} pipeline file(s) valid", files.len()),
         Format::Text => print_diagnostics(&all),
+    }
+    if matches!(format, Format::Text) && !missing.is_empty() {
+        for line in crate::run::RunError::MissingPaths(missing)
+            .to_string()
+            .lines()
+        {
+            eprintln!("note: {}", line.trim_start());
+        }
     }
     if all.is_empty() {
         EXIT_OK

@@ -60,8 +60,8 @@ impl RunError {
             RunError::Lock(e) => e.is_user_error(),
             // A source file that cannot be read, an unknown stage, a cycle: the user's to fix.
             RunError::Files { .. } | RunError::UnknownStage(..) | RunError::Cycle(_) => true,
-            // `--only` on a stage whose inputs were never run.
-            RunError::OnlyInputsMissing { .. } => true,
+            // `--only` on a stage whose inputs were never run; data files not where the YAML says.
+            RunError::OnlyInputsMissing { .. } | RunError::MissingPaths(_) => true,
             // A `--cache` directory that is not a pipe cache; every other store error is internal.
             RunError::Store(e) => e.is_user_error(),
             RunError::Panicked { .. } | RunError::Io { .. } | RunError::Record(_) => false,
@@ -431,6 +431,12 @@ mod tests {
                 stage: "s".into(),
                 missing: vec!["a".into()],
             },
+            RunError::MissingPaths(vec![crate::run::MissingPath {
+                stage: "s".into(),
+                field: "images",
+                path: p(),
+                at: "p.yaml:3:3".into(),
+            }]),
         ];
         let internal = [
             stage(StageError::Io {

@@ -79,6 +79,80 @@ pub enum RunError {
         if .missing.len() == 1 { "it" } else { "them" }
     )]
     OnlyInputsMissing { stage: String, missing: Vec<String> },
+    #[error("{}", missing_paths_message(.0))]
+    MissingPaths(Vec<MissingPath>),
+}
+
+/// A path that a stage's YAML names and that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingPath {
+    pub stage: String,
+    /// The stage's field that names it (`images`, `labels`, `dir`, `weights`).
+    pub field: &'static str,
+    pub path: PathBuf,
+    /// `file:line:col` of the stage.
+    pub at: String,
+}
+
+fn missing_paths_message(missing: &[MissingPath]) -> String {
+    let n = missing.len();
+    let mut m = format!(
+        "{n} input file{} missing (README.md, section \"Data\", says where to get {}):",
+        if n == 1 { " is" } else { "s are" },
+        if n == 1 { "it" } else { "them" }
+    );
+    for p in missing {
+        m.push_str(&format!(
+            "\n  {}: stage `{}`, {}: {}",
+            p.at,
+            p.stage,
+            p.field,
+            p.path.display()
+        ));
+    }
+    m
+}
+
+/// The paths the stages `ids` of `pipeline` name in their YAML that do not exist.
+pub fn missing_paths<'s>(
+    pipeline: &Pipeline,
+    ids: impl Iterator<Item = &'s String>,
+) -> Vec<MissingPath> {
+    let mut missing = Vec::new();
+    for id in ids {
+        let spec = &pipeline.stages[id];
+        for (field, path) in spec.config.required_paths(&spec.base_dir) {
+            let absent = std::fs::symlink_metadata(&path)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+            if absent {
+                missing.push(MissingPath {
+                    stage: id.clone(),
+                    field,
+                    path: tidy(&path),
+                    at: format!("{}:{}", spec.file.display(), spec.pos),
+                });
+            }
+        }
+    }
+    missing
+}
+
+/// `a/b/../c` → `a/c`, lexically (the path is shown, never opened, in this form).
+fn tidy(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub struct Engine<'a> {
@@ -152,6 +226,33 @@ impl<'a> Engine<'a> {
             unselected_reason: &unselected,
         };
         plan::plan(&req, &mut self.world())
+    }
+
+    /// Every path that the stages a run would consider (those `until` needs, or all) name in
+    /// their YAML and that does not exist, in plan order.
+    pub fn missing_paths(&self, until: Option<&str>) -> Result<Vec<MissingPath>, RunError> {
+        let order = self.dag.order();
+        Ok(match until {
+            Some(u) => {
+                self.check_stage(u)?;
+                let needed = self.dag.ancestors(u);
+                missing_paths(
+                    self.pipeline,
+                    order.iter().filter(|id| needed.contains(*id)),
+                )
+            }
+            None => missing_paths(self.pipeline, order.iter()),
+        })
+    }
+
+    /// Fails with every missing path at once (see [`Self::missing_paths`]).
+    pub fn check_paths(&self, until: Option<&str>) -> Result<(), RunError> {
+        let missing = self.missing_paths(until)?;
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(RunError::MissingPaths(missing))
+        }
     }
 
     /// The planner's view of the cache, for executors that decide stage by stage.
@@ -235,6 +336,7 @@ impl<'a> Engine<'a> {
         for f in &opts.force {
             self.check_stage(f)?;
         }
+        self.check_paths(opts.until.as_deref())?;
         let t0 = Instant::now();
         // Planned under the lock: what another run committed meanwhile counts.
         let plan = self.plan(opts.until.as_deref(), &opts.force)?;

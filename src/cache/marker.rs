@@ -4,9 +4,11 @@
 //! destroy anything.
 //!
 //! A directory is adopted without a marker only when nothing in it can be lost: it is empty, or
-//! holds nothing but files pipe itself writes (`lock`, the stat cache), or it is a cache made by
-//! a pipe that predates the marker (all five cache directories present, real directories, and
-//! nothing else but pipe's files). Adopting writes the marker.
+//! holds nothing but files pipe itself writes (`lock`, the stat cache) and a repository's
+//! placeholder files (`.gitkeep`, `.gitignore`, a README: a checkout ships `cache/` that way, and
+//! pipe never deletes at the cache root, so they are kept), or it is a cache made by a pipe that
+//! predates the marker (all five cache directories present, real directories, and nothing else
+//! but those files). Adopting writes the marker.
 
 use super::store::StoreError;
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,17 @@ pub const SUBDIRS: [&str; 5] = ["objects", "keys", "runs", "tmp", "work"];
 
 /// Files pipe writes at the cache root besides the marker.
 const ROOT_FILES: [&str; 3] = ["lock", "stat-cache.txt", "stat-lists.txt"];
+
+/// Placeholder files a repository keeps in an otherwise empty `cache/` (git tracks no empty
+/// directory). Only regular files of these names; pipe leaves them where they are.
+pub const PLACEHOLDERS: [&str; 6] = [
+    ".gitkeep",
+    ".keep",
+    ".gitignore",
+    "README",
+    "README.md",
+    "README.txt",
+];
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Marker {
@@ -135,7 +148,7 @@ pub fn inspect(root: &Path) -> Result<State, StoreError> {
         }
         if SUBDIRS.contains(&&*name) && ft.is_dir() {
             dirs += 1;
-        } else if !(is_pipe_file(&name) && ft.is_file()) {
+        } else if !((is_pipe_file(&name) || PLACEHOLDERS.contains(&&*name)) && ft.is_file()) {
             return Err(not_a_cache(
                 root,
                 format!(
@@ -234,6 +247,20 @@ mod tests {
         std::fs::write(legacy.join("stat-cache.txt"), b"").unwrap();
         assert_eq!(ensure(&legacy).unwrap(), State::Legacy);
         assert!(legacy.join(MARKER).exists());
+
+        let checkout = dir.path().join("checkout");
+        std::fs::create_dir(&checkout).unwrap();
+        std::fs::write(checkout.join(".gitkeep"), b"").unwrap();
+        std::fs::write(checkout.join(".gitignore"), b"*\n").unwrap();
+        assert_eq!(ensure(&checkout).unwrap(), State::Empty);
+        assert!(checkout.join(MARKER).exists());
+        assert!(checkout.join(".gitkeep").exists() && checkout.join(".gitignore").exists());
+
+        // A placeholder's name on something else than a regular file is not a placeholder.
+        let odd = dir.path().join("odd");
+        std::fs::create_dir_all(odd.join(".gitkeep")).unwrap();
+        let e = ensure(&odd).unwrap_err().to_string();
+        assert!(e.contains("`.gitkeep` was not made by pipe"), "{e}");
 
         let home = dir.path().join("home");
         std::fs::create_dir_all(home.join("tmp")).unwrap();

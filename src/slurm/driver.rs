@@ -102,6 +102,7 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
         })?;
     }
     let mut engine = Engine::new(req.pipeline, req.cache)?;
+    engine.check_paths(req.opts.until.as_deref())?;
     let _lock = CacheLock::acquire_shared(req.cache, req.opts.no_wait)
         .map_err(|e| SlurmError::Run(e.into()))?;
     let plan = engine.plan(req.opts.until.as_deref(), &req.opts.force)?;

@@ -260,10 +260,16 @@ impl StageContext<'_> {
     pub fn bar(&self, len: u64, unit: &str) -> ProgressBar {
         let bar = self.progress.add(ProgressBar::new(len));
         let template = format!(
-            "  {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}} {{msg}}"
+            "  {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{rate}} ETA {{eta}} {{msg}}"
         );
         if let Ok(style) = ProgressStyle::with_template(&template) {
-            bar.set_style(style.progress_chars("=> "));
+            bar.set_style(style.progress_chars("=> ").with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&rate(s.per_sec()));
+                    let _ = w.write_str("/s");
+                },
+            ));
         }
         bar.set_prefix(self.id.to_string());
         bar
@@ -271,6 +277,15 @@ impl StageContext<'_> {
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StageError> {
         artifacts::write_json(&self.out.join(name), value)
+    }
+}
+
+/// A rate with as many digits as a person reads: `426`, `42.6`, `4.26`.
+fn rate(per_sec: f64) -> String {
+    match per_sec {
+        r if r >= 100.0 || r == 0.0 => format!("{r:.0}"),
+        r if r >= 10.0 => format!("{r:.1}"),
+        r => format!("{r:.2}"),
     }
 }
 
@@ -296,6 +311,13 @@ pub trait Stage: Serialize + DeserializeOwned + Clone + fmt::Debug {
     /// Files read from outside the cache, by role, relative to `base_dir` (sources only).
     fn external_files(&self, _base_dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, StageError> {
         Ok(Vec::new())
+    }
+
+    /// The paths the YAML names that must exist before the stage can run, by field
+    /// (`images`, `dir`, `weights`…), relative to `base_dir`; checked at planning so every
+    /// missing one is reported at once, before anything runs.
+    fn required_paths(&self, _base_dir: &Path) -> Vec<(&'static str, PathBuf)> {
+        Vec::new()
     }
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError>;
@@ -338,6 +360,9 @@ macro_rules! stage_kinds {
             }
             pub fn external_files(&self, base: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, StageError> {
                 match self { $(StageConfig::$variant(c) => c.external_files(base)),* }
+            }
+            pub fn required_paths(&self, base: &Path) -> Vec<(&'static str, PathBuf)> {
+                match self { $(StageConfig::$variant(c) => c.required_paths(base)),* }
             }
             pub fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
                 match self { $(StageConfig::$variant(c) => c.run(ctx)),* }

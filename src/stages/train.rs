@@ -147,6 +147,13 @@ impl Stage for Train {
         })
     }
 
+    fn required_paths(&self, base: &Path) -> Vec<(&'static str, PathBuf)> {
+        self.weights
+            .iter()
+            .map(|w| ("weights", base.join(w)))
+            .collect()
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
         let ds = ctx.dataset("data")?;
         let split = SplitArtifact::read(ctx.input("split")?)?;

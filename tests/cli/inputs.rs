@@ -478,3 +478,65 @@ fn a_cmyk_jpeg_is_read_like_pillow_reads_it() {
         std::fs::read(fixtures.join("cmyk.rgb")).unwrap()
     );
 }
+
+/// A pipeline whose data is not there: every missing file at once, before anything runs, for
+/// `run` and `--dry-run` (exit 2); `validate` only notes them; `--until` asks only for what the
+/// stages it reaches read.
+#[test]
+fn missing_data_files_are_all_named_before_anything_runs() {
+    let env = Env::new();
+    env.write(
+        "pipelines/p.yaml",
+        "name: p
+stages:
+  train_raw: {kind: source, format: raw, images: ../data/db_train.raw, labels: ../data/label_train.txt, height: 16, width: 16}
+  test_raw: {kind: source, format: raw, images: ../data/db_test.raw, height: 16, width: 16}
+  photos: {kind: source, format: folder, dir: ../data/photos, labels: ../data/photos.csv, height: 16, width: 16}
+  hashes: {kind: hash, inputs: {data: photos}}
+",
+    );
+    let wanted = [
+        "5 input files are missing (README.md, section \"Data\"",
+        "pipelines/p.yaml:3:3: stage `train_raw`, images: data/db_train.raw",
+        "pipelines/p.yaml:3:3: stage `train_raw`, labels: data/label_train.txt",
+        "stage `test_raw`, images: data/db_test.raw",
+        "stage `photos`, dir: data/photos",
+    ];
+    let e = env.err(&["run", "pipelines/p.yaml"], 2);
+    for w in wanted {
+        assert!(e.contains(w), "missing {w:?} in\n{e}");
+    }
+    assert!(!env.path("cache/runs").exists() || records(&env).is_empty());
+    let e = env.err(&["run", "pipelines/p.yaml", "--dry-run"], 2);
+    for w in wanted {
+        assert!(e.contains(w), "dry run: missing {w:?} in\n{e}");
+    }
+    // Where the plan can be made (no folder to list), the dry run prints it first.
+    let out = env.pipe(&[
+        "run",
+        "pipelines/p.yaml",
+        "--dry-run",
+        "--until",
+        "train_raw",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("would run train_raw"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 input files are missing"), "{stderr}");
+    let out = env.pipe(&["validate", "pipelines/p.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        notes.contains("note: pipelines/p.yaml:3:3: stage `train_raw`"),
+        "{notes}"
+    );
+
+    // Only what `--until test_raw` reaches is asked for.
+    let e = env.err(&["run", "pipelines/p.yaml", "--until", "test_raw"], 2);
+    assert!(
+        e.contains("1 input file is missing") && e.contains("db_test.raw"),
+        "{e}"
+    );
+    assert!(!e.contains("db_train.raw") && !e.contains("photos"), "{e}");
+}

@@ -5,6 +5,7 @@
 mod cache_safety;
 mod determinism;
 mod engine;
+mod fresh_clone;
 mod inputs;
 mod remote;
 mod report;

@@ -344,6 +344,13 @@ pub fn train(
         }
 
         st.epoch_seconds.push(t_epoch.elapsed().as_secs_f64());
+        epoch_line(
+            progress,
+            &row,
+            cfg.epochs,
+            order.len() as f64 / train_secs,
+            &st.epoch_seconds,
+        );
         tracing::info!(
             epoch,
             train_loss,
@@ -382,4 +389,31 @@ pub fn train(
         seconds: st.epoch_seconds.iter().sum(),
         resumed_from_epoch,
     })
+}
+
+/// One line per epoch where no bar is drawn (output piped to a log or `tee`): the bar's
+/// message would otherwise never be seen, and a long training would print nothing for minutes.
+fn epoch_line(
+    progress: &indicatif::ProgressBar,
+    row: &CurveRow,
+    epochs: u32,
+    img_per_s: f64,
+    epoch_seconds: &[f64],
+) {
+    if !progress.is_hidden() {
+        return;
+    }
+    let left = epochs.saturating_sub(row.epoch) as f64;
+    let mean = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len().max(1) as f64;
+    let eta = std::time::Duration::from_secs((left * mean).round() as u64);
+    println!(
+        "  {} epoch {}/{epochs}: loss {:.4}, val loss {:.4}, val balanced accuracy {:.4}, \
+         {img_per_s:.0} img/s, ETA {}",
+        progress.prefix(),
+        row.epoch,
+        row.train_loss,
+        row.val_loss,
+        row.val_bacc,
+        humantime::format_duration(eta)
+    );
 }

@@ -133,6 +133,17 @@ impl Stage for Source {
         })
     }
 
+    fn required_paths(&self, base: &Path) -> Vec<(&'static str, PathBuf)> {
+        let (main, labels) = match self {
+            Source::Raw(r) => (("images", &r.images), &r.labels),
+            Source::Folder(f) => (("dir", &f.dir), &f.labels),
+            Source::Synthetic(_) => return Vec::new(),
+        };
+        let mut v = vec![(main.0, base.join(main.1))];
+        v.extend(labels.iter().map(|l| ("labels", base.join(l))));
+        v
+    }
+
     /// Internally tagged enums lose serde's field path; deserialising the variant's struct
     /// directly keeps it (`stages.x.height` rather than `stages.x`).
     fn from_json(fields: serde_json::Value) -> Result<Self, super::PathError> {
