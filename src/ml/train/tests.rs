@@ -474,7 +474,8 @@ fn a_damaged_resume_checkpoint_is_discarded_and_training_restarts() {
         v.as_object_mut().unwrap().remove("digests").unwrap();
         std::fs::write(p, v.to_string()).unwrap();
     };
-    let damages: [(&str, &dyn Fn(&Path)); 6] = [
+    type Damage<'a> = (&'a str, &'a dyn Fn(&Path));
+    let damages: [Damage; 6] = [
         ("optim-00001.bpk", &|p| flip_byte(p, 3)),
         ("optim-00001.bpk", &|p| {
             flip_byte(p, std::fs::metadata(p).unwrap().len() as usize / 2)

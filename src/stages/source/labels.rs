@@ -111,8 +111,11 @@ fn bad_label(line: usize, text: &str) -> String {
     )
 }
 
+/// Labels (0/1), with the digest of their file as read.
+pub type DigestedLabels = (Vec<u8>, String);
+
 /// The raw format's labels: one per non-blank line; with the file's digest as read.
-pub fn read_label_lines(path: &Path) -> Result<(Vec<u8>, String), StageError> {
+pub fn read_label_lines(path: &Path) -> Result<DigestedLabels, StageError> {
     let (bytes, digest) = read_text_file(path)?;
     Ok((parse_label_lines(path, &bytes)?, digest))
 }

@@ -3,7 +3,7 @@
 //! dataset bounds; it is checked from `stat` before the file is digested or copied. What is
 //! stored is checked against the key's digests ([`keyed`]).
 
-use super::labels::read_label_lines;
+use super::labels::{DigestedLabels, read_label_lines};
 use super::{
     StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56, keyed,
     labels::MAX_LABEL_FILE_BYTES, summary,
@@ -85,7 +85,7 @@ impl RawSource {
     pub(super) fn inspect(
         &self,
         base: &Path,
-    ) -> Result<(usize, Option<(Vec<u8>, String)>), StageError> {
+    ) -> Result<(usize, Option<DigestedLabels>), StageError> {
         let count = self.image_count(&base.join(&self.images))?;
         let labels = match &self.labels {
             Some(l) => {
