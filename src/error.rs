@@ -104,10 +104,12 @@ impl StageError {
             StageError::Ml(e) => e.is_user_error(),
             StageError::Dataset(e) => e.is_user_error(),
             // Writing outputs (ENOSPC included), a malformed artifact in the cache, a slot the
-            // validator should have caught: ours.
-            StageError::Io { .. } | StageError::Artifact { .. } | StageError::MissingInput(_) => {
-                false
-            }
+            // validator should have caught: ours. A source file rewritten while it was read is
+            // no fault of its contents: nothing was stored, the run can be repeated.
+            StageError::Io { .. }
+            | StageError::Artifact { .. }
+            | StageError::MissingInput(_)
+            | StageError::Changed { .. } => false,
         }
     }
 }
@@ -323,6 +325,12 @@ mod tests {
             StageError::Dataset(DatasetError::Corrupt {
                 path: p(),
                 message: "m".into(),
+            }),
+            StageError::Changed { path: p() },
+            // A full disk while training writes a checkpoint or an export.
+            StageError::Ml(MlError::Io {
+                path: p(),
+                source: enospc(),
             }),
         ];
         assert!(user.iter().all(StageError::is_user_error));

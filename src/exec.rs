@@ -491,6 +491,7 @@ fn run_stage(
         out: &out.dir,
         base_dir: &spec.base_dir,
         work: &work,
+        files: &key.files,
         progress: multi,
         store,
     };

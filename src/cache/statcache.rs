@@ -6,6 +6,14 @@
 //! lookup; `stat-cache.txt` holds one line per file (`digest size mtime_ns ctime_ns inode
 //! path`) and is parsed only when a list changed. Hand-written line formats: parsing 116k JSON
 //! objects on every no-op run would cost more than the stats.
+//!
+//! Racy files: a file changed within one timestamp tick of being stat'ed keeps its stat, so a
+//! digest read right after the stat could be remembered for bytes the file no longer holds
+//! (git's "racy clean" problem). A digest is therefore remembered only for a file whose ctime
+//! lies at least [`RACY_WINDOW_NS`] before the stat (ctime cannot be set back by a user, unlike
+//! mtime): any later change gives the file a newer ctime, so the entry no longer matches.
+//! A file changed after the key was computed is caught by the stage that reads it (sources
+//! digest what they store and compare it with the key).
 
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -49,6 +57,32 @@ impl Stat {
     };
 }
 
+/// How long before the stat a file's last change must lie for its digest to be remembered:
+/// well above the coarsest timestamp granularity of common file systems (FAT: 2 s).
+pub const RACY_WINDOW_NS: i128 = 3_000_000_000;
+
+/// The wall clock in nanoseconds since the epoch (the time base of ctime).
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// The digest of one role's files, from each file's digest (hex, or `missing`) and its path
+/// relative to `base`: what the key records, and what a source recomputes from the bytes it
+/// stores.
+pub fn combine<'a>(base: &Path, files: impl IntoIterator<Item = (&'a Path, &'a str)>) -> String {
+    let mut combined = blake3::Hasher::new();
+    for (file, digest) in files {
+        let rel = file.strip_prefix(base).unwrap_or(file);
+        combined.update(rel.to_string_lossy().as_bytes());
+        combined.update(b"\0");
+        combined.update(digest.as_bytes());
+        combined.update(b"\n");
+    }
+    combined.finalize().to_hex().to_string()
+}
+
 #[derive(Default)]
 pub struct StatCache {
     path: PathBuf,
@@ -57,6 +91,8 @@ pub struct StatCache {
     lists: BTreeMap<String, String>,
     loaded: bool,
     dirty: bool,
+    /// [`RACY_WINDOW_NS`]; tests shorten it to exercise remembered digests.
+    racy_ns: i128,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +139,28 @@ fn write_atomic(
         w.flush()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// The blake3 digest (hex) of the file at `path` of about `size` bytes. Large files are read
+/// in chunks hashed on all cores rather than mapped: a file truncated while mapped would kill
+/// the process (SIGBUS).
+fn hash_file(path: &Path, size: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut h = blake3::Hasher::new();
+    if size > 16 << 20 {
+        let mut f = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; 8 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update_rayon(&buf[..n]);
+        }
+    } else {
+        h.update(&std::fs::read(path)?);
+    }
+    Ok(h.finalize().to_hex().to_string())
 }
 
 /// Stats every file; files sharing a directory are stat'ed relative to one directory handle
@@ -164,8 +222,15 @@ impl StatCache {
             path: root.join("stat-cache.txt"),
             lists_path,
             lists,
+            racy_ns: RACY_WINDOW_NS,
             ..Default::default()
         }
+    }
+
+    /// Whether a file with stat `s`, stat'ed at `now`, changed too recently for its digest to
+    /// be remembered (see the module documentation).
+    fn racy(&self, s: &Stat, now: i128) -> bool {
+        s.ctime_ns > now - self.racy_ns
     }
 
     /// Parses the per-file table on first need.
@@ -222,6 +287,7 @@ impl StatCache {
                 }
             })
             .collect();
+        let now = now_ns();
         let stats = stat_all(&abs)?;
         let mut fp = blake3::Hasher::new();
         fp.update(base.to_string_lossy().as_bytes());
@@ -257,32 +323,30 @@ impl StatCache {
                     path: p.clone(),
                     source,
                 };
-                let mut h = blake3::Hasher::new();
-                if stat.size > 16 << 20 {
-                    h.update_mmap_rayon(p).map_err(err)?;
-                } else {
-                    h.update(&std::fs::read(p).map_err(err)?);
-                }
-                Ok((h.finalize().to_hex().to_string(), true))
+                Ok((hash_file(p, stat.size).map_err(err)?, true))
             })
             .collect();
-        let mut combined = blake3::Hasher::new();
-        let mut any_missing = false;
-        for (((file, p), stat), r) in files.iter().zip(&abs).zip(stats).zip(results) {
+        let mut digests = Vec::with_capacity(files.len());
+        // The list is remembered only when every file's digest is (no file missing or racy).
+        let mut remember_list = true;
+        for ((p, stat), r) in abs.iter().zip(stats).zip(results) {
             let (digest, fresh) = r?;
-            any_missing |= stat == Stat::MISSING;
-            let rel = file.strip_prefix(base).unwrap_or(file);
-            combined.update(rel.to_string_lossy().as_bytes());
-            combined.update(b"\0");
-            combined.update(digest.as_bytes());
-            combined.update(b"\n");
-            if fresh {
-                self.entries.insert(p.clone(), (stat, digest));
+            if stat == Stat::MISSING || self.racy(&stat, now) {
+                remember_list = false;
+            } else if fresh {
+                self.entries.insert(p.clone(), (stat, digest.clone()));
                 self.dirty = true;
             }
+            digests.push(digest);
         }
-        let digest = combined.finalize().to_hex().to_string();
-        if !any_missing {
+        let digest = combine(
+            base,
+            files
+                .iter()
+                .map(PathBuf::as_path)
+                .zip(digests.iter().map(String::as_str)),
+        );
+        if remember_list {
             self.lists.insert(fingerprint, digest.clone());
             self.dirty = true;
         }
@@ -294,17 +358,26 @@ impl StatCache {
 mod tests {
     use super::*;
 
+    /// A stat cache that remembers digests of files changed a moment ago (the files of these
+    /// tests are all new).
+    fn trusting(root: &Path) -> StatCache {
+        StatCache {
+            racy_ns: 0,
+            ..StatCache::load(root)
+        }
+    }
+
     #[test]
     fn touch_keeps_digest_and_edit_changes_it() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a.bin");
         std::fs::write(&f, b"hello").unwrap();
-        let mut sc = StatCache::load(dir.path());
+        let mut sc = trusting(dir.path());
         let d1 = sc
             .digest_files(dir.path(), std::slice::from_ref(&f))
             .unwrap();
         sc.save().unwrap();
-        let mut sc = StatCache::load(dir.path());
+        let mut sc = trusting(dir.path());
         assert_eq!(
             sc.digest_files(dir.path(), std::slice::from_ref(&f))
                 .unwrap(),
@@ -320,11 +393,67 @@ mod tests {
                 .unwrap(),
             d1
         );
+        // Distinct timestamps for the edit (the default racy window covers coarser clocks).
+        std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&f, b"hellO").unwrap();
         assert_ne!(
             sc.digest_files(dir.path(), std::slice::from_ref(&f))
                 .unwrap(),
             d1
         );
+    }
+
+    /// A file rewritten in place right after it was digested (same size, mtime restored) may
+    /// keep its whole stat on a file system with coarse timestamps: its digest must not have
+    /// been remembered.
+    #[test]
+    fn a_file_changed_a_moment_ago_is_never_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.bin");
+        std::fs::write(&f, b"hello").unwrap();
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+        let mut sc = StatCache::load(dir.path());
+        let files = std::slice::from_ref(&f);
+        let d1 = sc.digest_files(dir.path(), files).unwrap();
+        assert!(sc.entries.is_empty() && sc.lists.is_empty() && !sc.dirty);
+        let file = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, b"J", 0).unwrap();
+        file.set_modified(mtime).unwrap();
+        drop(file);
+        let d2 = sc.digest_files(dir.path(), files).unwrap();
+        assert_ne!(d1, d2);
+        assert_eq!(
+            d2,
+            combine(
+                dir.path(),
+                [(f.as_path(), blake3::hash(b"Jello").to_hex().as_str())]
+            )
+        );
+    }
+
+    /// The key's digest of a role is what a source recomputes from the bytes it stores.
+    #[test]
+    fn combine_matches_digest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("x/a.png"), dir.path().join("b.png"));
+        std::fs::create_dir(dir.path().join("x")).unwrap();
+        std::fs::write(&a, b"aaa").unwrap();
+        let big = vec![7u8; (16 << 20) + 5];
+        std::fs::write(&b, &big).unwrap();
+        let missing = dir.path().join("gone.png");
+        let files = [a.clone(), b.clone(), missing.clone()];
+        let d = StatCache::load(dir.path())
+            .digest_files(dir.path(), &files)
+            .unwrap();
+        let (ha, hb) = (blake3::hash(b"aaa").to_hex(), blake3::hash(&big).to_hex());
+        let want = combine(
+            dir.path(),
+            [
+                (a.as_path(), ha.as_str()),
+                (b.as_path(), hb.as_str()),
+                (missing.as_path(), "missing"),
+            ],
+        );
+        assert_eq!(d, want);
     }
 }

@@ -250,8 +250,9 @@ impl Store {
     }
 
     /// The committed output of `key`, checked against its manifest ([`Store::check`]: a few
-    /// stats, a full re-digest when they changed). A key file that does not parse is a miss,
-    /// with a warning.
+    /// stats, a full re-digest when they changed). A key file that does not parse, or whose
+    /// entry is not that of `key` (its own key digests to another name), is a miss, with a
+    /// warning.
     pub fn lookup(&self, key: &str) -> Lookup {
         if !is_digest(key) {
             return Lookup::Miss;
@@ -270,6 +271,15 @@ impl Store {
                 return Lookup::Miss;
             }
         };
+        // An entry moved or edited to another key's file would serve that key's object.
+        if entry.key.digest() != key {
+            tracing::warn!(
+                "{}: the key file holds the entry of another key ({}): treated as a miss",
+                path.display(),
+                entry.key.digest()
+            );
+            return Lookup::Miss;
+        }
         if !matches!(is_real_dir(&self.object_dir(&entry.digest)), Ok(true)) {
             return Lookup::Miss;
         }
@@ -590,6 +600,56 @@ mod tests {
         ));
         std::fs::write(store.object_dir(&digest).join("a.txt"), b"ab").unwrap();
         assert!(store.lookup(&key().digest()).hit().is_none(), "size change");
+    }
+
+    /// A key file whose entry is another key's (moved, copied or edited) would serve that
+    /// key's object: it is a miss.
+    #[test]
+    fn a_key_file_holding_another_keys_entry_is_a_miss() {
+        let (_d, store) = store();
+        commit_one(&store, b"abc");
+        let mut other = key();
+        other.kind = "train".into();
+        let other_file = store.key_file(&other.digest());
+        std::fs::create_dir_all(other_file.parent().unwrap()).unwrap();
+        std::fs::copy(store.key_file(&key().digest()), &other_file).unwrap();
+        assert!(matches!(store.lookup(&other.digest()), Lookup::Miss));
+        assert!(store.lookup(&key().digest()).hit().is_some());
+        // Edited in place: the entry's key no longer digests to the file's name.
+        let kfile = store.key_file(&key().digest());
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&kfile).unwrap()).unwrap();
+        v["key"]["config"] = serde_json::json!({"edited": true});
+        std::fs::write(&kfile, v.to_string()).unwrap();
+        assert!(matches!(store.lookup(&key().digest()), Lookup::Miss));
+    }
+
+    /// A key read back from its file digests to its name, whatever floats its configuration
+    /// holds (a search's sampled values have up to 17 significant digits). serde_json parses
+    /// these exactly only with its `float_roundtrip` feature: without it, about one float in
+    /// four comes back one ulp off, and the key would be a miss forever.
+    #[test]
+    fn a_committed_key_reads_back_to_its_own_name() {
+        let (_d, store) = store();
+        let floats = [
+            0.1 + 0.2,
+            1e-7 / 3.0,
+            0.000_316_227_766_016_837_94,
+            8.502_574_670_373_677e-14,
+            -1.819_967_304_027_17e-179,
+            1.586_084_611_999_269_7e-265,
+            -1.603_964_615_428_183e143,
+            f64::MIN_POSITIVE,
+            5e-324,
+        ];
+        for (i, f) in floats.into_iter().enumerate() {
+            let mut k = key();
+            k.config = serde_json::json!({ "lr": f, "i": i });
+            let out = store.begin("s").unwrap();
+            std::fs::write(out.dir.join("a.txt"), format!("{i}")).unwrap();
+            store.commit(out, "s", &k).unwrap();
+            assert!(store.lookup(&k.digest()).hit().is_some(), "{f:e}");
+        }
     }
 
     #[test]

@@ -174,6 +174,13 @@ pub enum StageError {
     Ml(#[from] crate::ml::backend::MlError),
     #[error("{path}: {message}")]
     Artifact { path: PathBuf, message: String },
+    /// A source file whose bytes, as the stage read them, are not the ones its key digested:
+    /// it was rewritten after the key was computed or while it was read. Nothing is stored.
+    #[error(
+        "{} changed while it was read: nothing was stored (run again once it stays unchanged)",
+        crate::quote::path(path)
+    )]
+    Changed { path: PathBuf },
 }
 
 /// A damaged or missing cache object is an internal failure, reported with its path.
@@ -210,6 +217,9 @@ pub struct StageContext<'a> {
     pub base_dir: &'a Path,
     /// Scratch directory that survives an interrupted run of the same key (training resume).
     pub work: &'a Path,
+    /// The stage key's digests of its external files, by role (sources verify what they
+    /// store against them).
+    pub files: &'a BTreeMap<String, String>,
     pub progress: &'a MultiProgress,
     /// The cache, for objects an input refers to (its manifest's refs): see
     /// [`StageContext::input_digest`], [`StageContext::declare_refs`], [`StageContext::resolve_ref`].

@@ -349,3 +349,107 @@ fn damaged_outputs_are_never_reported_or_used_and_ensembles_resolve_members_by_r
         "{out}"
     );
 }
+
+/// Overwrites the byte at `at` of `path` in place, keeping its size and mtime.
+fn poke(path: &Path, at: u64, byte: u8) {
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[byte], at).unwrap();
+    f.set_modified(mtime).unwrap();
+}
+
+/// A source rewritten in place while it is copied into the cache (one byte flipped, same size,
+/// mtime restored; the copy slowed by the test-only `PIPE_TEST_SOURCE_READ_DELAY_MS`) fails
+/// with exit 1 and commits nothing. Later runs key and store whatever the file then holds:
+/// once the original bytes are back, they are stored, never the flipped ones under their key.
+#[test]
+fn a_source_rewritten_while_it_is_copied_is_refused_and_never_cached() {
+    let env = Env::new();
+    // 16384 images of 16x16x3: four chunks of the copy, 300 ms apart.
+    let original: Vec<u8> = (0..16384 * 768).map(|i| (i * 7 % 251) as u8).collect();
+    let raw = env.path("db_train.raw");
+    std::fs::write(&raw, &original).unwrap();
+    env.write(
+        "p.yaml",
+        "stages:\n  train_raw: {kind: source, format: raw, images: db_train.raw, height: 16, width: 16}\n",
+    );
+    let at = original.len() as u64 - 100;
+    let mut child = env
+        .cmd(&["run", "p.yaml"])
+        .env("PIPE_TEST_SOURCE_READ_DELAY_MS", "300")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the copy has begun, flip a byte it has not reached yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !find_files(&env.path("cache/tmp"), "pixels.u8")
+        .iter()
+        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy was never seen"
+        );
+        assert!(std::time::Instant::now() < deadline, "the copy never began");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    poke(&raw, at, original[at as usize] ^ 1);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("db_train.raw changed while it was read: nothing was stored"),
+        "{stderr}"
+    );
+    assert!(find_files(&env.path("cache/objects"), "pixels.u8").is_empty());
+    assert!(tree(&env.path("cache/keys")).is_empty());
+
+    let stored = |env: &Env| {
+        let (_, digest) = last_digests(env)
+            .into_iter()
+            .find(|(s, _)| s == "train_raw")
+            .unwrap();
+        let dir = env.path("cache/objects").join(&digest[..2]).join(&digest);
+        std::fs::read(dir.join("pixels.u8")).unwrap()
+    };
+    // The file now holds the flipped byte: that is what the next run keys and stores.
+    let out = env.ok(&["run", "p.yaml"]);
+    assert_eq!(ran(&out), ["train_raw"], "{out}");
+    assert!(stored(&env) == std::fs::read(&raw).unwrap());
+    assert!(stored(&env) != original);
+    // The original bytes restored: keyed anew and stored as they are.
+    poke(&raw, at, original[at as usize]);
+    let out = env.ok(&["run", "p.yaml"]);
+    assert_eq!(ran(&out), ["train_raw"], "{out}");
+    assert!(stored(&env) == original);
+    let status = env.ok(&["status", "p.yaml"]);
+    assert_eq!(status.split_whitespace().nth(1), Some("cached"), "{status}");
+}
+
+/// A key file moved (or copied) over another key's file, which would serve the other stage's
+/// object, is a miss with a warning: `status` says so and `run` rebuilds the stage.
+#[test]
+fn a_key_file_holding_another_keys_entry_is_a_miss_with_a_warning() {
+    let env = data_env(20);
+    env.ok(&["run", "p.yaml"]);
+    let mut key_of = std::collections::BTreeMap::new();
+    for rel in tree(&env.path("cache/keys")) {
+        let k = env.path("cache/keys").join(rel);
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&k).unwrap()).unwrap();
+        key_of.insert(v["stage"].as_str().unwrap().to_string(), k);
+    }
+    std::fs::copy(&key_of["hashes"], &key_of["groups"]).unwrap();
+    let out = env.pipe(&["status", "p.yaml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the key file holds the entry of another key"),
+        "{stderr}"
+    );
+    let groups = stdout.lines().find(|l| l.starts_with("groups ")).unwrap();
+    assert_eq!(groups.split_whitespace().nth(1), Some("stale"), "{stdout}");
+    let out = env.ok(&["run", "p.yaml"]);
+    assert_eq!(ran(&out), ["groups"], "{out}");
+}

@@ -1,12 +1,18 @@
 //! What a training run leaves on disk: the model directory (`model.json`, best/last records,
 //! their SafeTensors exports, the curve CSV, `summary.json`) and the per-epoch resume
 //! checkpoint (`state.json` + records) with its atomic JSON writes.
+//!
+//! The resume checkpoint is verified before use: `state.json`, written last, holds the blake3
+//! digest of every record it names, and a checkpoint whose state does not parse, whose
+//! records are missing, differ from their digests or do not load is discarded with a warning
+//! (training restarts from epoch 0) rather than trusted or left to fail every rerun.
 
 use crate::ml::backend::MlError;
 use crate::ml::curve::{self, CurveRow};
 use crate::ml::models::{self, ModelSpec};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::*;
@@ -112,6 +118,35 @@ pub(super) struct ResumeState {
     pub(super) stopped_early: bool,
     pub(super) model_file: String,
     pub(super) optim_file: String,
+    /// blake3 (hex) of each record file named above, by name. A checkpoint from before the
+    /// digests has none and is not used.
+    #[serde(default)]
+    pub(super) digests: BTreeMap<String, String>,
+}
+
+impl ResumeState {
+    /// The record files the checkpoint names.
+    fn files(&self) -> impl Iterator<Item = &String> {
+        [
+            Some(&self.model_file),
+            Some(&self.optim_file),
+            self.best_loss.file.as_ref(),
+            self.best_bacc.file.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// Records the digest of record file `name`, written this epoch.
+    pub(super) fn written(&mut self, name: String, digest: String) {
+        self.digests.insert(name, digest);
+    }
+
+    /// Forgets the digests of files the checkpoint no longer names (before it is saved).
+    pub(super) fn prune_digests(&mut self) {
+        let named: Vec<String> = self.files().cloned().collect();
+        self.digests.retain(|name, _| named.contains(name));
+    }
 }
 
 pub(super) fn json_err(path: &Path) -> impl FnOnce(serde_json::Error) -> MlError + '_ {
@@ -132,11 +167,36 @@ pub(super) fn device_err(e: impl std::fmt::Display) -> MlError {
     MlError::Device(e.to_string())
 }
 
-/// Writes `bytes` to `path` through a temp file + rename.
+/// Encoding weights we hold (a record, an export) in memory failed: an internal failure, like
+/// the write that would follow.
+pub(super) fn encode_err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> MlError + '_ {
+    move |e| MlError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(format!("cannot encode: {e}")),
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file + rename (the temp file is removed on
+/// failure). A full disk is an [`MlError::Io`].
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MlError> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(MlError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(MlError::io(path))
+    let res = std::fs::write(&tmp, bytes)
+        .map_err(MlError::io(&tmp))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(MlError::io(path)));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn digest(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Writes a record's bytes to `path` ([`write_atomic`]) and returns their digest.
+pub(super) fn write_record(path: &Path, bytes: &[u8]) -> Result<String, MlError> {
+    write_atomic(path, bytes)?;
+    Ok(digest(bytes))
 }
 
 pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), MlError> {
@@ -149,16 +209,25 @@ pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, 
     serde_json::from_str(&text).map_err(json_err(path))
 }
 
-/// Reads a resume checkpoint made by the same config, if any.
-pub(super) fn read_resume(
+/// Reads the resume checkpoint in `resume_dir` made by the same config, if any, and hands its
+/// model and optimiser records (verified against their digests) to `load`. A checkpoint that
+/// is damaged (see the module documentation) or that `load` rejects is discarded with a
+/// warning: `Ok(None)`, training starts from scratch.
+pub(super) fn read_resume<T>(
     resume_dir: &Path,
     cfg: &TrainConfig,
-) -> Result<Option<ResumeState>, MlError> {
+    load: impl FnOnce(&ResumeState, Vec<u8>, Vec<u8>) -> Result<T, MlError>,
+) -> Result<Option<(ResumeState, T)>, MlError> {
     let path = resume_dir.join(RESUME_STATE);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let state: ResumeState = read_json(&path)?;
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return discard(resume_dir, &format!("{RESUME_STATE}: {e}")),
+    };
+    let state: ResumeState = match serde_json::from_slice(&text) {
+        Ok(s) => s,
+        Err(e) => return discard(resume_dir, &format!("{RESUME_STATE}: {e}")),
+    };
     if state.format_version != FORMAT_VERSION || state.config != *cfg {
         tracing::warn!(
             path = %path.display(),
@@ -166,22 +235,87 @@ pub(super) fn read_resume(
         );
         return Ok(None);
     }
-    Ok(Some(state))
+    let read =
+        |name: &String| verified(resume_dir, &state, name).map_err(|why| format!("{name}: {why}"));
+    let records = read(&state.model_file).and_then(|model| {
+        let optim = read(&state.optim_file)?;
+        for best in [&state.best_loss.file, &state.best_bacc.file] {
+            best.iter().try_for_each(|b| read(b).map(drop))?;
+        }
+        Ok((model, optim))
+    });
+    let (model, optim) = match records {
+        Ok(r) => r,
+        Err(why) => return discard(resume_dir, &why),
+    };
+    match load(&state, model, optim) {
+        Ok(t) => Ok(Some((state, t))),
+        Err(e) => discard(resume_dir, &e.to_string()),
+    }
+}
+
+/// The bytes of record `name` of the checkpoint when they match the digest `state` recorded;
+/// otherwise why not.
+fn verified(resume_dir: &Path, state: &ResumeState, name: &str) -> Result<Vec<u8>, String> {
+    let want = state
+        .digests
+        .get(name)
+        .ok_or("no digest recorded (a checkpoint of an older version)")?;
+    let bytes = std::fs::read(resume_dir.join(name)).map_err(|e| e.to_string())?;
+    if digest(&bytes) == *want {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "contents do not match the digest in {RESUME_STATE}"
+        ))
+    }
+}
+
+/// Warns and empties `resume_dir` (the stage's scratch): training restarts from epoch 0.
+fn discard<T>(resume_dir: &Path, why: &str) -> Result<Option<T>, MlError> {
+    tracing::warn!(
+        "{}: resume checkpoint damaged: training restarts from epoch 0 ({why})",
+        resume_dir.display()
+    );
+    let entries = std::fs::read_dir(resume_dir).map_err(MlError::io(resume_dir))?;
+    for entry in entries {
+        let p = entry.map_err(MlError::io(resume_dir))?.path();
+        let res = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+            _ => std::fs::remove_file(&p),
+        };
+        res.map_err(MlError::io(&p))?;
+    }
+    Ok(None)
+}
+
+/// Copies record `name` of the checkpoint to `dst`, checking it against its digest on the way
+/// (it is read once).
+fn copy_verified(
+    resume_dir: &Path,
+    st: &ResumeState,
+    name: &str,
+    dst: &Path,
+) -> Result<(), MlError> {
+    let src = resume_dir.join(name);
+    let bytes = verified(resume_dir, st, name).map_err(|why| MlError::Io {
+        path: src.clone(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("resume checkpoint damaged: {why}; rerun to train again"),
+        ),
+    })?;
+    std::fs::write(dst, bytes).map_err(MlError::io(dst))
 }
 
 /// Removes record files of `resume_dir` that `state` no longer names.
 pub(super) fn prune_resume(resume_dir: &Path, state: &ResumeState) -> Result<(), MlError> {
-    let keep = [
-        Some(&state.model_file),
-        Some(&state.optim_file),
-        state.best_loss.file.as_ref(),
-        state.best_bacc.file.as_ref(),
-    ];
+    let keep: Vec<&String> = state.files().collect();
     let entries = std::fs::read_dir(resume_dir).map_err(MlError::io(resume_dir))?;
     for entry in entries {
         let entry = entry.map_err(MlError::io(resume_dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".bpk") && !keep.iter().any(|k| k.is_some_and(|k| *k == name)) {
+        if name.ends_with(".bpk") && !keep.iter().any(|k| **k == name) {
             let p = entry.path();
             std::fs::remove_file(&p).map_err(MlError::io(&p))?;
         }
@@ -230,12 +364,13 @@ pub(super) fn finish(
         (Checkpoint::BestBacc, &st.best_bacc),
     ] {
         let dst = out_dir.join(ck.file_name());
-        // No best (every validation loss NaN): the last weights stand in.
-        let src = best
-            .file
-            .as_ref()
-            .map_or_else(|| last_path.clone(), |f| resume_dir.join(f));
-        std::fs::copy(&src, &dst).map_err(MlError::io(&dst))?;
+        match &best.file {
+            Some(f) => copy_verified(resume_dir, st, f, &dst)?,
+            // No best (every validation loss NaN): the last weights stand in.
+            None => {
+                std::fs::copy(&last_path, &dst).map_err(MlError::io(&dst))?;
+            }
+        }
     }
     for ck in Checkpoint::ALL {
         let m = load_model(&cfg.model, &out_dir.join(ck.file_name()), base)?;

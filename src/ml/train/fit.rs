@@ -145,13 +145,20 @@ pub fn train(
     let augment = augment.as_ref();
     let mut model = Net::init(spec, derive_seed(cfg.seed, STREAM_INIT, 0), &ad)?;
     let mut optim = build_optim(cfg);
-    let resumed = read_resume(resume_dir, cfg)?;
-    let mut st = match resumed.clone() {
-        Some(st) => {
-            let mp = resume_dir.join(&st.model_file);
-            model = load_model(spec, &mp, &ad)?;
-            let op = resume_dir.join(&st.optim_file);
-            optim = optim.load(&op).map_err(record_err(&op))?;
+    let resumed = read_resume(resume_dir, cfg, |st, model_bytes, optim_bytes| {
+        let mp = resume_dir.join(&st.model_file);
+        let model = Net::from_record_bytes(spec, model_bytes, &mp, &ad)?;
+        let op = resume_dir.join(&st.optim_file);
+        let optim = build_optim(cfg)
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(optim_bytes))
+            .map_err(record_err(&op))?;
+        Ok((model, optim))
+    })?;
+    let resumed_from_epoch = resumed.as_ref().map(|(st, _)| st.epoch);
+    let mut st = match resumed {
+        Some((st, (m, o))) => {
+            model = m;
+            optim = o;
             st
         }
         None => ResumeState {
@@ -168,9 +175,9 @@ pub fn train(
             stopped_early: false,
             model_file: String::new(),
             optim_file: String::new(),
+            digests: Default::default(),
         },
     };
-    let resumed_from_epoch = resumed.map(|s| s.epoch);
 
     let mut session_images = 0usize;
     let mut session_train_secs = 0.0f64;
@@ -311,7 +318,7 @@ pub fn train(
         // Best checkpoints, written into the resume dir under per-epoch names.
         if Monitor::ValLoss.improves(val_loss, st.best_loss.value, 0.0) {
             let name = format!("best_loss-{epoch:05}.bpk");
-            save_record(&model, &resume_dir.join(&name))?;
+            st.written(name.clone(), save_record(&model, &resume_dir.join(&name))?);
             st.best_loss = Best {
                 value: Some(val_loss),
                 epoch,
@@ -320,7 +327,7 @@ pub fn train(
         }
         if Monitor::ValBacc.improves(val_bacc, st.best_bacc.value, 0.0) {
             let name = format!("best_bacc-{epoch:05}.bpk");
-            save_record(&model, &resume_dir.join(&name))?;
+            st.written(name.clone(), save_record(&model, &resume_dir.join(&name))?);
             st.best_bacc = Best {
                 value: Some(val_bacc),
                 epoch,
@@ -362,12 +369,16 @@ pub fn train(
         st.rows.push(row);
         st.epoch = epoch;
 
-        // Resume checkpoint: records first, then the state file that names them (commit).
+        // Resume checkpoint: records first, then the state file that names them and holds
+        // their digests (commit).
         st.model_file = format!("model-{epoch:05}.bpk");
         st.optim_file = format!("optim-{epoch:05}.bpk");
-        save_record(&model, &resume_dir.join(&st.model_file))?;
+        let md = save_record(&model, &resume_dir.join(&st.model_file))?;
+        st.written(st.model_file.clone(), md);
         let op = resume_dir.join(&st.optim_file);
-        optim.save(&op).map_err(record_err(&op))?;
+        let od = write_record(&op, &optim.into_bytes().map_err(encode_err(&op))?)?;
+        st.written(st.optim_file.clone(), od);
+        st.prune_digests();
         write_json(&resume_dir.join(RESUME_STATE), &st)?;
         prune_resume(resume_dir, &st)?;
 

@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::{ModuleRecord, ModuleSnapshot, SafetensorsStore};
-use burn::tensor::Gradients;
+use burn::tensor::{Bytes, Gradients};
 use std::path::Path;
 
 use super::*;
@@ -51,6 +51,27 @@ impl Net {
     /// The network of `spec` with the weights of the record at `path`.
     pub(crate) fn load(spec: &ModelSpec, path: &Path, device: &Device) -> Result<Self, MlError> {
         let record = ModuleRecord::load(path).map_err(record_err(path))?;
+        Self::with_record(spec, record, path, device)
+    }
+
+    /// The network of `spec` with the weights of a record's bytes, read from `path`.
+    pub(super) fn from_record_bytes(
+        spec: &ModelSpec,
+        bytes: Vec<u8>,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, MlError> {
+        let record =
+            ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(record_err(path))?;
+        Self::with_record(spec, record, path, device)
+    }
+
+    fn with_record(
+        spec: &ModelSpec,
+        record: ModuleRecord,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, MlError> {
         match spec.resnet() {
             Some(rs) => Ok(Net::ResNet(
                 resnet::skeleton(&rs, device)
@@ -104,29 +125,34 @@ impl Net {
         }
     }
 
-    pub(super) fn save_record(&self, path: &Path) -> Result<(), MlError> {
-        match self.valid() {
-            Net::Cnn(m) => m.into_record().save(path),
-            Net::ResNet(m) => m.into_record().save(path),
+    /// Saves the weights' burnpack record at `path` (temp file + rename) and returns the
+    /// digest of the bytes written. Every failure is internal (exit 1): the record is encoded
+    /// in memory and written with std, so a full disk stays an I/O error.
+    pub(super) fn save_record(&self, path: &Path) -> Result<String, MlError> {
+        let bytes = match self.valid() {
+            Net::Cnn(m) => m.into_record().into_bytes(),
+            Net::ResNet(m) => m.into_record().into_bytes(),
         }
-        .map_err(record_err(path))
+        .map_err(encode_err(path))?;
+        write_record(path, &bytes)
     }
 
+    /// Exports the weights as SafeTensors at `path`, encoded in memory and written with std
+    /// (a full disk is an I/O error, exit 1), header sorted.
     pub(super) fn save_safetensors(&self, path: &Path) -> Result<(), MlError> {
-        let mut store = SafetensorsStore::from_file(path).overwrite(true);
-        match self {
+        let mut store = SafetensorsStore::from_bytes(None);
+        let bytes = match self {
             Net::Cnn(m) => m.save_into(&mut store),
             Net::ResNet(m) => m.save_into(&mut store),
         }
-        .map_err(|e| MlError::Record {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        .and_then(|()| store.get_bytes())
+        .map_err(encode_err(path))?;
+        write_atomic(path, &bytes)?;
         crate::ml::export::sort_header(path)
     }
 }
 
-pub(super) fn save_record(model: &Net, path: &Path) -> Result<(), MlError> {
+pub(super) fn save_record(model: &Net, path: &Path) -> Result<String, MlError> {
     model.save_record(path)
 }
 

@@ -447,3 +447,103 @@ fn caffe_batches_match_resnet_preprocessing() {
         Preprocess::Caffe
     );
 }
+
+/// Flips one byte of `path` in place, `back` bytes before its end.
+fn flip_byte(path: &Path, back: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    let at = b.len() - back;
+    b[at] ^= 0x10;
+    std::fs::write(path, b).unwrap();
+}
+
+/// A damaged checkpoint of an interrupted training (one byte flipped in a record, a truncated
+/// `state.json`, or a state without digests) is discarded: the rerun trains from epoch 0 to the
+/// uninterrupted run's bytes instead of resuming from damaged weights or failing every time.
+#[test]
+fn a_damaged_resume_checkpoint_is_discarded_and_training_restarts() {
+    let ds = toy_dataset(200, 4);
+    let cfg = toy_config(ModelKind::B1, 2);
+    let clean = tempfile::tempdir().unwrap();
+    let a = run(&cfg, &ds, clean.path(), None).unwrap();
+    let truncate = |p: &Path| {
+        let b = std::fs::read(p).unwrap();
+        std::fs::write(p, &b[..b.len() / 2]).unwrap();
+    };
+    let undigested = |p: &Path| {
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("digests").unwrap();
+        std::fs::write(p, v.to_string()).unwrap();
+    };
+    type Damage<'a> = (&'a str, &'a dyn Fn(&Path));
+    let damages: [Damage; 6] = [
+        ("optim-00001.bpk", &|p| flip_byte(p, 3)),
+        ("optim-00001.bpk", &|p| {
+            flip_byte(p, std::fs::metadata(p).unwrap().len() as usize / 2)
+        }),
+        ("model-00001.bpk", &|p| flip_byte(p, 3)),
+        ("best_bacc-00001.bpk", &|p| flip_byte(p, 3)),
+        (RESUME_STATE, &truncate),
+        (RESUME_STATE, &undigested),
+    ];
+    for (file, damage) in damages {
+        let resume = tempfile::tempdir().unwrap();
+        let err = run(&cfg, &ds, resume.path(), Some(1)).err().unwrap();
+        assert!(matches!(err, MlError::Interrupted { epoch: 1 }), "{err}");
+        damage(&resume.path().join(file));
+        let c = run(&cfg, &ds, resume.path(), None).unwrap();
+        assert_eq!(c.resumed_from_epoch, None, "{file}: resumed from damage");
+        assert_eq!(a.rows, c.rows, "{file}");
+        assert_same_files(&a, &c);
+    }
+    // An intact checkpoint still resumes.
+    let resume = tempfile::tempdir().unwrap();
+    run(&cfg, &ds, resume.path(), Some(1)).err().unwrap();
+    let c = run(&cfg, &ds, resume.path(), None).unwrap();
+    assert_eq!(c.resumed_from_epoch, Some(1));
+    assert_same_files(&a, &c);
+}
+
+/// A full disk while training writes a checkpoint record or an export is an I/O error (exit
+/// 1), not a bad weights file (exit 2). Writes to /dev/full fail with ENOSPC.
+#[test]
+fn a_full_disk_while_saving_weights_is_an_internal_error() {
+    let ds = toy_dataset(200, 5);
+    let cfg = toy_config(ModelKind::B1, 1);
+    let train: Vec<usize> = (0..120).collect();
+    let val: Vec<usize> = (120..160).collect();
+    let inputs = TrainInputs {
+        data: &ds,
+        train: &train,
+        val: &val,
+        test: &[],
+        augment: None,
+        rescale: 1.0 / 255.0,
+    };
+    let pb = indicatif::ProgressBar::hidden();
+    // Temporary names of: the optimiser and model records of the resume checkpoint, a best
+    // record, then (in the model directory) the last record and a SafeTensors export.
+    let cases = [
+        (true, "optim-00001.tmp"),
+        (true, "model-00001.tmp"),
+        (true, "best_loss-00001.tmp"),
+        (false, "last.tmp"),
+        (false, "best_bacc.tmp"),
+    ];
+    for (in_resume, tmp) in cases {
+        let (resume, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dir = if in_resume { resume.path() } else { out.path() };
+        std::os::unix::fs::symlink("/dev/full", dir.join(tmp)).unwrap();
+        let err = train_fn(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false)
+            .err()
+            .unwrap_or_else(|| panic!("{tmp}: no error"));
+        assert!(
+            matches!(&err, MlError::Io { source, .. } if source.raw_os_error() == Some(28)),
+            "{tmp}: {err:?}"
+        );
+        assert!(!err.is_user_error(), "{tmp}");
+        assert!(
+            std::fs::symlink_metadata(dir.join(tmp)).is_err(),
+            "{tmp} left behind"
+        );
+    }
+}

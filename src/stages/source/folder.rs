@@ -1,11 +1,12 @@
 //! An image folder: every PNG/JPEG in `dir`, or the files a `filename,label` CSV lists, each
 //! converted to the configured shape. Image files must be regular files of bounded size; file
 //! names must be UTF-8 (they are recorded in `names.txt`); a bad image is reported by index,
-//! name and CSV line, up to ten at once.
+//! name and CSV line, up to ten at once. Each file is digested as it is read; the stage stores
+//! the images only when those digests match the key's ([`keyed`]).
 
 use super::labels::{Header, read_labels_csv};
 use super::{
-    StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56,
+    StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56, keyed,
     summary,
 };
 use crate::data::dataset::check_size;
@@ -59,6 +60,24 @@ struct Listing {
     labels: Option<Vec<u8>>,
     /// 1-based CSV line of each image; 0 without a CSV.
     lines: Vec<usize>,
+    /// The digest of the CSV as read, if there is one.
+    csv_digest: Option<String>,
+}
+
+/// A folder as read: the dataset, and the digests of the files it was made from (the CSV's
+/// and each image's, in listing order) for the check against the key ([`keyed`]).
+pub(super) struct Loaded {
+    pub(super) dataset: Dataset,
+    csv_digest: Option<String>,
+    paths: Vec<PathBuf>,
+    digests: Vec<String>,
+}
+
+/// Why an image could not be used: bad data (reported with its index), or a file that
+/// changed while it was read.
+enum ImageError {
+    Bad(String),
+    Changed,
 }
 
 impl Listing {
@@ -80,12 +99,13 @@ impl FolderSource {
         let dir = base.join(&self.dir);
         let listing = match &self.labels {
             Some(csv) => {
-                let rows = read_labels_csv(&base.join(csv), self.header)?;
+                let (rows, digest) = read_labels_csv(&base.join(csv), self.header)?;
                 Listing {
                     paths: rows.iter().map(|r| dir.join(&r.name)).collect(),
                     labels: Some(rows.iter().map(|r| r.label).collect()),
                     lines: rows.iter().map(|r| r.line).collect(),
                     names: rows.into_iter().map(|r| r.name).collect(),
+                    csv_digest: Some(digest),
                 }
             }
             None => {
@@ -97,6 +117,7 @@ impl FolderSource {
                         .collect::<Result<_, _>>()?,
                     lines: vec![0; paths.len()],
                     labels: None,
+                    csv_digest: None,
                     paths,
                 }
             }
@@ -140,8 +161,8 @@ impl FolderSource {
         Ok(files)
     }
 
-    /// Reads and converts every image.
-    pub(super) fn load(&self, base: &Path, bar: &ProgressBar) -> Result<Dataset, StageError> {
+    /// Reads and converts every image, digesting each file as read.
+    pub(super) fn load(&self, base: &Path, bar: &ProgressBar) -> Result<Loaded, StageError> {
         let shape = self.shape();
         let dir = base.join(&self.dir);
         let listing = self.list(base)?;
@@ -164,21 +185,29 @@ impl FolderSource {
                 ),
             })?;
         pixels.resize(total, 0u8);
-        let errors: Vec<(usize, String)> = pixels
+        let pause = keyed::test_read_delay();
+        let results: Vec<Result<String, ImageError>> = pixels
             .par_chunks_mut(per)
             .enumerate()
-            .filter_map(|(i, out)| {
-                let res = load_image(&listing.paths[i], shape, filter);
+            .map(|(i, out)| {
+                let res = load_image(&listing.paths[i], shape, filter, pause);
                 bar.inc(1);
-                match res {
-                    Ok(px) => {
-                        out.copy_from_slice(&px);
-                        None
-                    }
-                    Err(e) => Some((i, e)),
-                }
+                res.map(|(px, digest)| {
+                    out.copy_from_slice(&px);
+                    digest
+                })
             })
             .collect();
+        let mut digests = Vec::with_capacity(results.len());
+        let mut errors = Vec::new();
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(d) => digests.push(d),
+                Err(ImageError::Bad(e)) => errors.push((i, e)),
+                // Whatever else is wrong, this image is not the one the key digested.
+                Err(ImageError::Changed) => return Err(keyed::changed(&listing.paths[i])),
+            }
+        }
         if !errors.is_empty() {
             let shown: Vec<String> = errors
                 .iter()
@@ -202,7 +231,12 @@ impl FolderSource {
                 ),
             });
         }
-        Ok(Dataset::new(shape, pixels, listing.labels, listing.names))
+        Ok(Loaded {
+            dataset: Dataset::new(shape, pixels, listing.labels, listing.names),
+            csv_digest: listing.csv_digest,
+            paths: listing.paths,
+            digests,
+        })
     }
 }
 
@@ -263,36 +297,60 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, StageError> {
     Ok(files)
 }
 
-fn load_image(path: &Path, shape: Shape, filter: FilterType) -> Result<Vec<u8>, String> {
+/// The image's pixels at `shape`, and the digest of its file as read. `pause`: tests only.
+fn load_image(
+    path: &Path,
+    shape: Shape,
+    filter: FilterType,
+    pause: Option<std::time::Duration>,
+) -> Result<(Vec<u8>, String), ImageError> {
     let len = check_regular(path, MAX_IMAGE_FILE_BYTES).map_err(|e| match e {
-        StageError::Input { message, .. } => message,
-        other => other.to_string(),
+        StageError::Input { message, .. } => ImageError::Bad(message),
+        other => ImageError::Bad(other.to_string()),
     })?;
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.len() as u64 != len {
-        return Err("changed while being read".into());
+    let bytes = std::fs::read(path).map_err(|e| ImageError::Bad(e.to_string()))?;
+    if let Some(p) = pause {
+        std::thread::sleep(p);
     }
+    if bytes.len() as u64 != len {
+        return Err(ImageError::Changed);
+    }
+    let digest = keyed::digest(&bytes);
     let img = if crate::data::jpeg::is_jpeg(&bytes) {
-        crate::data::jpeg::decode(&bytes)?
+        crate::data::jpeg::decode(&bytes).map_err(ImageError::Bad)?
     } else {
-        image::load_from_memory(&bytes).map_err(|e| format!("cannot decode: {e}"))?
+        image::load_from_memory(&bytes)
+            .map_err(|e| ImageError::Bad(format!("cannot decode: {e}")))?
     };
     let img = if img.width() != shape.width || img.height() != shape.height {
         img.resize_exact(shape.width, shape.height, filter)
     } else {
         img
     };
-    Ok(if shape.channels == 1 {
+    let pixels = if shape.channels == 1 {
         img.into_luma8().into_raw()
     } else {
         img.into_rgb8().into_raw()
-    })
+    };
+    Ok((pixels, digest))
 }
 
+/// Reads the folder and stores it, once the files as read are checked against the key.
 pub(super) fn run(f: &FolderSource, ctx: &StageContext) -> Result<StageReport, StageError> {
     let bar = ctx.bar(0, "images");
-    let ds = f.load(ctx.base_dir, &bar)?;
+    let loaded = f.load(ctx.base_dir, &bar)?;
     bar.finish_and_clear();
+    if let (Some(csv), Some(digest)) = (&f.labels, &loaded.csv_digest) {
+        keyed::check_one(ctx, "labels", &ctx.base_dir.join(csv), digest)?;
+    }
+    let dir = ctx.base_dir.join(&f.dir);
+    keyed::check(
+        ctx,
+        "images",
+        &dir,
+        keyed::pairs(&loaded.paths, &loaded.digests),
+    )?;
+    let ds = loaded.dataset;
     ds.write(ctx.out)?;
     Ok(summary(ds.len(), ds.shape, ds.labels.as_deref()))
 }

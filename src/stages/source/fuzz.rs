@@ -130,7 +130,7 @@ proptest! {
             Ok((count, l)) => {
                 prop_assert!(count > 0);
                 prop_assert_eq!(count * (h * w * c) as usize, pixels.len());
-                if let Some(l) = l {
+                if let Some((l, _)) = l {
                     prop_assert_eq!(l.len(), count);
                     prop_assert!(l.iter().all(|&v| v <= 1));
                 }
@@ -186,7 +186,7 @@ proptest! {
         if let Err(e) = src.external_files(dir.path()) {
             clean_input_error(&e)?;
         }
-        match src.load(dir.path(), &bar) {
+        match src.load(dir.path(), &bar).map(|l| l.dataset) {
             Ok(ds) => {
                 prop_assert_eq!(ds.pixels.len(), ds.len() * (side * side * channels) as usize);
                 prop_assert!(!ds.is_empty());

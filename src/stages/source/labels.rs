@@ -6,7 +6,7 @@
 //! when its cells are known column names. Text must be UTF-8 (a bad byte names its line); a
 //! leading byte-order mark is ignored; echoed cells are escaped and truncated.
 
-use super::{StageError, check_regular};
+use super::{StageError, check_regular, keyed};
 use crate::data::dataset::MAX_IMAGES;
 use crate::quote::{quote, quote_bytes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -79,18 +79,20 @@ fn input_err(path: &Path, message: String) -> StageError {
 }
 
 /// The bytes of a label file: a regular file of at most [`MAX_LABEL_FILE_BYTES`], without a
-/// leading UTF-8 byte-order mark.
-fn read_text_file(path: &Path) -> Result<Vec<u8>, StageError> {
+/// leading UTF-8 byte-order mark; with the digest of the whole file as read (for the check
+/// against the key, see [`super::keyed`]).
+fn read_text_file(path: &Path) -> Result<(Vec<u8>, String), StageError> {
     let len = check_regular(path, MAX_LABEL_FILE_BYTES)?;
     let mut bytes =
         std::fs::read(path).map_err(|e| input_err(path, format!("cannot read: {e}")))?;
     if bytes.len() as u64 != len {
-        return Err(input_err(path, "changed while being read".into()));
+        return Err(keyed::changed(path));
     }
+    let digest = keyed::digest(&bytes);
     if bytes.starts_with(b"\xEF\xBB\xBF") {
         bytes.drain(..3);
     }
-    Ok(bytes)
+    Ok((bytes, digest))
 }
 
 /// Parses one label: `0`, `1` or `-1` (mapped to 0).
@@ -109,10 +111,13 @@ fn bad_label(line: usize, text: &str) -> String {
     )
 }
 
-/// The raw format's labels: one per non-blank line.
-pub fn read_label_lines(path: &Path) -> Result<Vec<u8>, StageError> {
-    let bytes = read_text_file(path)?;
-    parse_label_lines(path, &bytes)
+/// Labels (0/1), with the digest of their file as read.
+pub type DigestedLabels = (Vec<u8>, String);
+
+/// The raw format's labels: one per non-blank line; with the file's digest as read.
+pub fn read_label_lines(path: &Path) -> Result<DigestedLabels, StageError> {
+    let (bytes, digest) = read_text_file(path)?;
+    Ok((parse_label_lines(path, &bytes)?, digest))
 }
 
 pub fn parse_label_lines(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, StageError> {
@@ -141,10 +146,10 @@ pub struct CsvRow {
     pub line: usize,
 }
 
-/// Rows of a `filename,label` CSV, in file order.
-pub fn read_labels_csv(path: &Path, header: Header) -> Result<Vec<CsvRow>, StageError> {
-    let bytes = read_text_file(path)?;
-    parse_labels_csv(path, &bytes, header)
+/// Rows of a `filename,label` CSV, in file order; with the file's digest as read.
+pub fn read_labels_csv(path: &Path, header: Header) -> Result<(Vec<CsvRow>, String), StageError> {
+    let (bytes, digest) = read_text_file(path)?;
+    Ok((parse_labels_csv(path, &bytes, header)?, digest))
 }
 
 fn is_header(cells: &[&[u8]]) -> bool {

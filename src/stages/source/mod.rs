@@ -5,8 +5,11 @@
 //! regular file (a FIFO or `/dev/zero` would block or never end), sizes are checked against the
 //! declared shape and the bounds in [`crate::data::dataset`] before anything is read or
 //! allocated, and each problem is a [`StageError::Input`] naming the file and the line or index.
+//! What a source stores is digested as it is read and must match the key's digest of the
+//! files ([`keyed`]): a file rewritten meanwhile fails the stage ([`StageError::Changed`]).
 
 mod folder;
+mod keyed;
 pub mod labels;
 mod raw;
 
@@ -293,5 +296,135 @@ mod tests {
         assert!(e.contains("is a FIFO"), "{e}");
         assert!(check_regular_if_present(&dir.path().join("nope"), 10).is_ok());
         assert!(check_regular_if_present(&fifo, 10).is_err());
+    }
+
+    /// Runs `src` as the executor does: the key's file digests through the stat cache, then
+    /// `between` (a file rewritten after keying), then the stage into a fresh output.
+    fn run_keyed(
+        src: &Source,
+        base: &Path,
+        between: impl FnOnce(),
+    ) -> Result<StageReport, StageError> {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut stat = crate::cache::statcache::StatCache::load(scratch.path());
+        let mut files = std::collections::BTreeMap::new();
+        for (role, paths) in src.external_files(base).unwrap() {
+            files.insert(role, stat.digest_files(base, &paths).unwrap());
+        }
+        between();
+        let store = crate::cache::Store::open(&scratch.path().join("cache")).unwrap();
+        let (out, work) = (scratch.path().join("out"), scratch.path().join("work"));
+        std::fs::create_dir(&out).unwrap();
+        std::fs::create_dir(&work).unwrap();
+        let progress =
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+        let ctx = StageContext {
+            id: "src",
+            inputs: Default::default(),
+            out: &out,
+            base_dir: base,
+            work: &work,
+            files: &files,
+            progress: &progress,
+            store: &store,
+        };
+        // On an error the executor removes `out`: nothing is committed.
+        src.run(&ctx)
+    }
+
+    /// Overwrites `at` with `byte` in place, keeping the size and the mtime.
+    fn flip(path: &Path, at: u64, byte: u8) {
+        let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[byte], at).unwrap();
+        f.set_modified(mtime).unwrap();
+    }
+
+    fn assert_changed(res: Result<StageReport, StageError>, file: &str) {
+        match res {
+            Err(e @ StageError::Changed { .. }) => {
+                assert!(!e.is_user_error(), "exit 1");
+                let text = e.to_string();
+                assert!(
+                    text.contains(&format!("{file} changed while it was read")),
+                    "{text}"
+                );
+            }
+            other => panic!("expected `{file}` changed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_raw_source_changed_after_keying_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::write(base.join("db.raw"), vec![9u8; 2 * 12]).unwrap();
+        std::fs::write(base.join("l.txt"), "1\n0\n").unwrap();
+        let src: Source = serde_json::from_value(serde_json::json!({
+            "format": "raw", "images": "db.raw", "labels": "l.txt",
+            "height": 2, "width": 2, "channels": 3
+        }))
+        .unwrap();
+        run_keyed(&src, base, || {}).unwrap();
+        assert_changed(
+            run_keyed(&src, base, || flip(&base.join("db.raw"), 5, 1)),
+            "db.raw",
+        );
+        // Labels swapped in place: same size, still valid, not what was keyed.
+        assert_changed(
+            run_keyed(&src, base, || {
+                std::fs::write(base.join("l.txt"), "0\n1\n").unwrap()
+            }),
+            "l.txt",
+        );
+    }
+
+    fn png(shade: u8) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(4, 4, image::Rgb([shade, 10, 20]));
+        let mut out = Vec::new();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_folder_source_changed_after_keying_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::create_dir(base.join("imgs")).unwrap();
+        for (i, shade) in [(0, 50u8), (1, 90)] {
+            std::fs::write(base.join(format!("imgs/{i}.png")), png(shade)).unwrap();
+        }
+        std::fs::write(base.join("l.csv"), "0.png,1\n1.png,0\n").unwrap();
+        let folder = |labels: bool| -> Source {
+            let mut v =
+                serde_json::json!({"format": "folder", "dir": "imgs", "height": 4, "width": 4});
+            if labels {
+                v["labels"] = "l.csv".into();
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        for labels in [true, false] {
+            run_keyed(&folder(labels), base, || {}).unwrap();
+            // An image rewritten (same size: another shade) after keying.
+            let rewrite = || std::fs::write(base.join("imgs/1.png"), png(91)).unwrap();
+            assert_changed(run_keyed(&folder(labels), base, rewrite), "imgs");
+            std::fs::write(base.join("imgs/1.png"), png(90)).unwrap();
+        }
+        // The CSV's labels swapped after keying.
+        assert_changed(
+            run_keyed(&folder(true), base, || {
+                std::fs::write(base.join("l.csv"), "0.png,0\n1.png,1\n").unwrap()
+            }),
+            "l.csv",
+        );
+        // An image added to a listed folder after keying.
+        assert_changed(
+            run_keyed(&folder(false), base, || {
+                std::fs::write(base.join("imgs/2.png"), png(7)).unwrap()
+            }),
+            "imgs",
+        );
     }
 }

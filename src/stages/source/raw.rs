@@ -1,10 +1,11 @@
 //! The challenge's raw format: `N x H x W x C` bytes, no header, and an optional text file of
 //! one label per line. The file's size must be a whole, non-zero number of images within the
-//! dataset bounds; it is checked from `stat` before the file is digested or copied.
+//! dataset bounds; it is checked from `stat` before the file is digested or copied. What is
+//! stored is checked against the key's digests ([`keyed`]).
 
-use super::labels::read_label_lines;
+use super::labels::{DigestedLabels, read_label_lines};
 use super::{
-    StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56,
+    StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56, keyed,
     labels::MAX_LABEL_FILE_BYTES, summary,
 };
 use crate::data::Shape;
@@ -79,13 +80,17 @@ impl RawSource {
         Ok(count)
     }
 
-    /// The image count and labels (if any), validated against each other.
-    pub(super) fn inspect(&self, base: &Path) -> Result<(usize, Option<Vec<u8>>), StageError> {
+    /// The image count and labels (if any), validated against each other; the labels come
+    /// with the digest of their file as read.
+    pub(super) fn inspect(
+        &self,
+        base: &Path,
+    ) -> Result<(usize, Option<DigestedLabels>), StageError> {
         let count = self.image_count(&base.join(&self.images))?;
         let labels = match &self.labels {
             Some(l) => {
                 let lpath = base.join(l);
-                let labels = read_label_lines(&lpath)?;
+                let (labels, digest) = read_label_lines(&lpath)?;
                 if labels.len() != count {
                     return Err(StageError::Input {
                         path: lpath,
@@ -96,7 +101,7 @@ impl RawSource {
                         ),
                     });
                 }
-                Some(labels)
+                Some((labels, digest))
             }
             None => None,
         };
@@ -104,19 +109,23 @@ impl RawSource {
     }
 }
 
+/// Copies the array (digesting it on the way, see [`keyed`]) and writes the labels, after
+/// checking both against the key.
 pub(super) fn run(r: &RawSource, ctx: &StageContext) -> Result<StageReport, StageError> {
     let shape = r.shape();
     let path = ctx.base_dir.join(&r.images);
     let (count, labels) = r.inspect(ctx.base_dir)?;
-    // A kernel-side copy: the 1 GB array never passes through user space.
+    let labels = match (&r.labels, labels) {
+        (Some(l), Some((labels, digest))) => {
+            keyed::check_one(ctx, "labels", &ctx.base_dir.join(l), &digest)?;
+            Some(labels)
+        }
+        _ => None,
+    };
     let out_pixels = ctx.out.join(PIXELS_FILE);
-    let copied = std::fs::copy(&path, &out_pixels).map_err(io_err(&path))?;
-    if copied != (count * shape.image_len()) as u64 {
-        return Err(StageError::Input {
-            path,
-            message: "changed while being read".into(),
-        });
-    }
+    let len = (count * shape.image_len()) as u64;
+    let digest = keyed::copy_hashed(&path, &out_pixels, len, keyed::test_read_delay())?;
+    keyed::check_one(ctx, "images", &path, &digest)?;
     if let Some(l) = &labels {
         let p = ctx.out.join(LABELS_FILE);
         std::fs::write(&p, l).map_err(io_err(&p))?;
