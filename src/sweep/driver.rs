@@ -33,15 +33,21 @@ impl Space {
         search: &[String],
         trials: Option<u32>,
         seed: u64,
-    ) -> Result<Space, SweepError> {
+    ) -> Result<Space, String> {
         match trials {
             Some(trials) => Ok(Space::Search {
-                axes: search.iter().map(|a| a.parse()).collect::<Result<_, _>>()?,
+                axes: search
+                    .iter()
+                    .map(|a| a.parse().map_err(|e| format!("--search {e}")))
+                    .collect::<Result<_, _>>()?,
                 trials: trials as usize,
                 seed,
             }),
             None => Ok(Space::Grid(
-                sweep.iter().map(|a| a.parse()).collect::<Result<_, _>>()?,
+                sweep
+                    .iter()
+                    .map(|a| a.parse().map_err(|e| format!("--sweep {e}")))
+                    .collect::<Result<_, _>>()?,
             )),
         }
     }

@@ -45,7 +45,7 @@ fn a_file_nested_20000_deep_is_refused_at_its_line() {
                 "stages:\n  a:\n    kind: source\n    x: {}\n",
                 "{k: ".repeat(20_000)
             ),
-            "p.yaml:4:1023: YAML syntax: `[` and `{` nested more than 255",
+            "p.yaml:4:1020: YAML syntax: lists and mappings nested more than 256",
         ),
     ];
     for (text, want) in &files {
