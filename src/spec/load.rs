@@ -409,7 +409,8 @@ fn collect(
                 Some(k.pos),
                 quote(other),
                 format!(
-                    "unknown top-level key `{}`{}; expected one of {}",
+                    "unknown top-level key `{}`{}; expected one of {} (or a key starting \
+                     with `x-` or `.`, which holds anchors)",
                     quote(other),
                     hint(other, TOP_KEYS.iter().copied()),
                     TOP_KEYS.join(", ")

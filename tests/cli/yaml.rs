@@ -169,6 +169,7 @@ fn anchored(seed: u32) -> String {
 name: data
 x-split: &split {{kind: split, seed: {seed}}}
 defaults: &inputs {{data: train_raw, selection: clean, groups: groups}}
+.unused: {{anything: [1, 2]}}
 stages:
   train_raw:
     kind: source
