@@ -2,8 +2,7 @@
 
 use crate::ml::backend::DeviceChoice;
 use crate::spec::Override;
-use crate::sweep::Axis;
-use crate::sweep::search::{Objective, SearchAxis};
+use crate::sweep::search::Objective;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -192,12 +191,13 @@ pub struct SweepArgs {
     /// Run every combination of these values, each variant exactly like `--set PATH=VALUE`;
     /// values split at commas outside quotes and brackets (repeatable: the grid of all).
     #[arg(long, value_name = "PATH=V1,V2,…", conflicts_with = "search")]
-    pub sweep: Vec<Axis>,
+    pub sweep: Vec<String>,
     /// Draw variants at random: lo..hi (uniform), lo..hi:log, lo..hi:int or a|b|c (repeatable).
     #[arg(long, value_name = "PATH=RANGE", requires_all = ["trials", "objective"])]
-    pub search: Vec<SearchAxis>,
-    /// How many variants `--search` draws.
-    #[arg(long, value_name = "N", requires = "search", value_parser = clap::value_parser!(u32).range(1..))]
+    pub search: Vec<String>,
+    /// How many variants `--search` draws (at most 100 000).
+    #[arg(long, value_name = "N", requires = "search",
+          value_parser = clap::value_parser!(u32).range(1..=crate::sweep::MAX_VARIANTS as i64))]
     pub trials: Option<u32>,
     /// Seed of `--search`'s draws: the same seed draws the same variants.
     #[arg(long, value_name = "S", default_value_t = 0, requires = "search")]

@@ -166,13 +166,12 @@ fn run_sweep(
     dry_run: bool,
 ) -> i32 {
     use crate::sweep::driver::{self, Space};
-    let space = match args.trials {
-        Some(trials) => Space::Search {
-            axes: args.search,
-            trials: trials as usize,
-            seed: args.seed,
-        },
-        None => Space::Grid(args.sweep),
+    let space = match Space::from_args(&args.sweep, &args.search, args.trials, args.seed) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INVALID;
+        }
     };
     driver::run(driver::Request {
         file,

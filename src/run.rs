@@ -192,7 +192,7 @@ impl<'a> Engine<'a> {
         } else {
             let ids = self.pipeline.stages.keys().map(String::as_str);
             Err(RunError::UnknownStage(
-                id.to_string(),
+                crate::quote::quote(id),
                 crate::spec::hint(id, ids),
             ))
         }

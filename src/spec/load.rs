@@ -8,7 +8,20 @@ use crate::quote::quote;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const TOP_KEYS: &[&str] = &["name", "description", "include", "params", "stages"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "include",
+    "params",
+    "stages",
+    "defaults",
+];
+
+/// Top-level keys pipe does not read, where anchors for aliases can be defined: `defaults:`,
+/// and (as in Docker Compose and GitLab CI) any key starting with `x-` or `.`.
+fn holds_anchors(key: &str) -> bool {
+    key == "defaults" || key.starts_with("x-") || key.starts_with('.')
+}
 
 /// `--set stages.ID.FIELD=VALUE` or `--set params.NAME=VALUE`.
 ///
@@ -57,7 +70,12 @@ impl std::str::FromStr for Override {
                 clear_positions(&mut v);
                 o.value = v;
             }
-            Err(e) => o.error = Some(format!("`{shown}`: bad value: {}", e.message)),
+            Err(e) => {
+                o.error = Some(format!(
+                    "`{shown}`: bad value at {} of the value: {}",
+                    e.pos, e.message
+                ))
+            }
         }
         Ok(o)
     }
@@ -94,6 +112,8 @@ struct Collected {
     params: BTreeMap<String, (Marked, PathBuf)>,
     stages: Vec<RawStage>,
     seen_files: Vec<PathBuf>,
+    /// Aliases of every file read, for notes on the problems found where they were used.
+    aliases: Vec<(PathBuf, yaml::AliasSite)>,
 }
 
 /// Loads, merges and validates a pipeline file; every problem at once.
@@ -127,7 +147,34 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<Pipeline, Vec<Diagnos
     if diags.is_empty() {
         Ok(pipeline)
     } else {
+        note_aliases(&mut diags, &acc.aliases);
         Err(diags)
+    }
+}
+
+/// A problem at an alias is in what the alias brought in (every such value carries the alias's
+/// position): its message also says where the anchor is.
+fn note_aliases(diags: &mut [Diagnostic], aliases: &[(PathBuf, yaml::AliasSite)]) {
+    if aliases.is_empty() {
+        return;
+    }
+    let sites: std::collections::HashMap<(&Path, usize, usize), &yaml::AliasSite> = aliases
+        .iter()
+        .map(|(f, a)| ((f.as_path(), a.pos.line, a.pos.col), a))
+        .collect();
+    for d in diags {
+        let (Some(line), Some(col)) = (d.line, d.column) else {
+            continue;
+        };
+        if let Some(a) = sites.get(&(d.file.as_path(), line, col)) {
+            d.message.push_str(&format!(
+                " (from the alias `*{}`; its anchor `&{}` is at {}:{})",
+                a.name,
+                a.name,
+                crate::quote::path(&d.file),
+                a.anchor
+            ));
+        }
     }
 }
 
@@ -182,9 +229,13 @@ fn collect(
     acc.seen_files.push(canon.clone());
     // Shown as given on the command line (relative stays relative); never enters a key.
     let file = path.to_path_buf();
-    let parsed = yaml::decode(&bytes).and_then(yaml::parse);
+    let parsed = yaml::decode(&bytes).and_then(yaml::parse_document);
     let tree = match parsed {
-        Ok(t) => t,
+        Ok(p) => {
+            let sites = p.aliases.into_iter().map(|a| (file.clone(), a));
+            acc.aliases.extend(sites);
+            p.tree
+        }
         Err(e) => {
             diags.push(Diagnostic::new(
                 &file,
@@ -277,6 +328,7 @@ fn collect(
                 )),
             },
             "include" => {}
+            other if holds_anchors(other) => {}
             "params" => match &v.node {
                 Node::Map(params) => {
                     for (pk, pv) in params {
@@ -357,7 +409,8 @@ fn collect(
                 Some(k.pos),
                 quote(other),
                 format!(
-                    "unknown top-level key `{}`{}; expected one of {}",
+                    "unknown top-level key `{}`{}; expected one of {} (or a key starting \
+                     with `x-` or `.`, which holds anchors)",
                     quote(other),
                     hint(other, TOP_KEYS.iter().copied()),
                     TOP_KEYS.join(", ")

@@ -5,10 +5,13 @@
 //! event API instead, keep a [`Pos`] on every key and value, and hand typed deserialisation to
 //! serde via [`Marked::to_json`], mapping serde's field path back to a position.
 
+mod builder;
+mod scalar;
+
+pub use builder::{AliasSite, MAX_ALIAS_VALUES, MAX_DEPTH, Parsed};
 use serde_json::Value;
 use std::fmt;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::scanner::Marker;
 
 /// 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -231,19 +234,13 @@ pub fn decode(bytes: &[u8]) -> Result<&str, YamlError> {
 /// Parses one YAML document (a second one is an error at its start). An empty document is
 /// `Null`.
 pub fn parse(text: &str) -> Result<Marked, YamlError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut builder = Builder::default();
-    let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, true).map_err(|e| YamlError {
-        pos: (*e.marker()).into(),
-        message: e.info().to_string(),
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
-    }
-    Ok(builder
-        .root
-        .unwrap_or(Marked::new(Node::Null, Pos { line: 1, col: 1 })))
+    parse_document(text).map(|p| p.tree)
+}
+
+/// [`parse`], also returning the aliases used: every value an alias brings in carries the
+/// alias's position, and [`AliasSite`] says where its anchor is.
+pub fn parse_document(text: &str) -> Result<Parsed, YamlError> {
+    builder::build(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
 /// Every non-finite number below `m`, with its dotted path relative to `m` (`a.b[2]`).
@@ -275,136 +272,6 @@ pub fn non_finite(m: &Marked) -> Vec<(String, &Marked)> {
     out
 }
 
-#[derive(Default)]
-struct Builder {
-    stack: Vec<Frame>,
-    root: Option<Marked>,
-    error: Option<YamlError>,
-    documents: usize,
-}
-
-enum Frame {
-    Seq(Vec<Marked>, Pos),
-    Map(Vec<(Marked, Marked)>, Option<Marked>, Pos),
-}
-
-impl Builder {
-    fn push_value(&mut self, v: Marked) {
-        match self.stack.last_mut() {
-            None => self.root = Some(v),
-            Some(Frame::Seq(items, _)) => items.push(v),
-            Some(Frame::Map(entries, pending_key, _)) => match pending_key.take() {
-                None => *pending_key = Some(v),
-                Some(k) => {
-                    if self.error.is_none()
-                        && let Some((prev, _)) = entries.iter().find(|(e, _)| e.node == k.node)
-                    {
-                        self.error = Some(YamlError {
-                            pos: k.pos,
-                            message: format!(
-                                "duplicate key `{}` (first at line {})",
-                                key_string(&k),
-                                prev.pos.line
-                            ),
-                        });
-                    }
-                    entries.push((k, v));
-                }
-            },
-        }
-    }
-}
-
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = Pos::from(mark);
-        match ev {
-            Event::Scalar(text, style, _, tag) => {
-                let node = if style == TScalarStyle::Plain && tag.is_none() {
-                    resolve_plain(&text)
-                } else {
-                    Node::Str(text)
-                };
-                self.push_value(Marked::new(node, pos));
-            }
-            Event::SequenceStart(..) => self.stack.push(Frame::Seq(Vec::new(), pos)),
-            Event::MappingStart(..) => self.stack.push(Frame::Map(Vec::new(), None, pos)),
-            Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, p)) = self.stack.pop() {
-                    self.push_value(Marked::new(Node::Seq(items), p));
-                }
-            }
-            Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, p)) = self.stack.pop() {
-                    self.push_value(Marked::new(Node::Map(entries), p));
-                }
-            }
-            Event::DocumentStart => {
-                self.documents += 1;
-                if self.documents == 2 && self.error.is_none() {
-                    self.error = Some(YamlError {
-                        pos,
-                        message: "a second YAML document starts here; a pipeline file holds \
-                                  one (remove the `---` or split the file)"
-                            .into(),
-                    });
-                }
-            }
-            Event::Alias(_) => {
-                if self.error.is_none() {
-                    self.error = Some(YamlError {
-                        pos,
-                        message:
-                            "YAML aliases are not supported; use `params:` and `${params.NAME}`"
-                                .into(),
-                    });
-                }
-                self.push_value(Marked::new(Node::Null, pos));
-            }
-            _ => {}
-        }
-    }
-}
-
-/// YAML 1.2 core schema resolution of a plain scalar.
-fn resolve_plain(s: &str) -> Node {
-    match s {
-        "" | "~" | "null" | "Null" | "NULL" => return Node::Null,
-        "true" | "True" | "TRUE" => return Node::Bool(true),
-        "false" | "False" | "FALSE" => return Node::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
-        | ".nan" | ".NaN" | ".NAN" => return Node::NonFinite(s.to_string()),
-        _ => {}
-    }
-    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
-        && let Ok(i) = s.replace('_', "").parse::<i64>()
-    {
-        return Node::Int(i);
-    }
-    if let Some(hex) = s.strip_prefix("0x")
-        && let Ok(i) = i64::from_str_radix(hex, 16)
-    {
-        return Node::Int(i);
-    }
-    let looks_numeric = digits
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
-        && digits
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+' | b'_'));
-    if looks_numeric && let Ok(f) = s.replace('_', "").parse::<f64>() {
-        return if f.is_finite() {
-            Node::Float(f)
-        } else {
-            Node::NonFinite(s.to_string())
-        };
-    }
-    Node::Str(s.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,20 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn scalars_resolve_like_yaml_1_2() {
-        assert_eq!(resolve_plain("1e-4"), Node::Float(1e-4));
-        assert_eq!(resolve_plain("-3"), Node::Int(-3));
-        assert_eq!(resolve_plain("0.595"), Node::Float(0.595));
-        assert_eq!(resolve_plain("yes"), Node::Str("yes".into()));
-        assert_eq!(resolve_plain("e5"), Node::Str("e5".into()));
-        assert_eq!(resolve_plain("b3"), Node::Str("b3".into()));
-    }
-
-    #[test]
-    fn non_finite_numbers_keep_their_text_and_are_found() {
-        for s in [".inf", "-.inf", ".NaN", "1e400", "-1e400"] {
-            assert_eq!(resolve_plain(s), Node::NonFinite(s.into()), "{s}");
-        }
+    fn non_finite_numbers_are_found() {
         let t = parse("a: {b: [1, .nan]}\nc: 2\n").unwrap();
         let found = non_finite(&t);
         assert_eq!(found.len(), 1);

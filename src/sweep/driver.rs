@@ -3,7 +3,7 @@
 //! [`Engine`], each recording its sweep id and values; the cache shares what they have in common.
 
 use super::search::{Objective, SearchAxis};
-use super::{Axis, Variant, check_paths, grid, sweep_id};
+use super::{Axis, SweepError, Variant, check_paths, grid, sweep_id};
 use crate::error::{EXIT_INVALID, EXIT_OK};
 use crate::exec::Sharing;
 use crate::exec::shared::Shared;
@@ -26,7 +26,33 @@ pub enum Space {
 }
 
 impl Space {
-    fn variants(&self) -> Vec<Variant> {
+    /// The space `run --sweep`/`--search` describe. The axes are parsed here rather than by
+    /// clap, which would echo a bad 100 KB argument in full.
+    pub fn from_args(
+        sweep: &[String],
+        search: &[String],
+        trials: Option<u32>,
+        seed: u64,
+    ) -> Result<Space, String> {
+        match trials {
+            Some(trials) => Ok(Space::Search {
+                axes: search
+                    .iter()
+                    .map(|a| a.parse().map_err(|e| format!("--search {e}")))
+                    .collect::<Result<_, _>>()?,
+                trials: trials as usize,
+                seed,
+            }),
+            None => Ok(Space::Grid(
+                sweep
+                    .iter()
+                    .map(|a| a.parse().map_err(|e| format!("--sweep {e}")))
+                    .collect::<Result<_, _>>()?,
+            )),
+        }
+    }
+
+    fn variants(&self) -> Result<Vec<Variant>, SweepError> {
         match self {
             Space::Grid(axes) => grid(axes),
             Space::Search { axes, trials, seed } => super::search::draw(axes, *trials, *seed),
@@ -82,7 +108,13 @@ pub fn run(req: Request<'_>) -> i32 {
         eprintln!("error: {e}");
         return EXIT_INVALID;
     }
-    let variants = req.space.variants();
+    let variants = match req.space.variants() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
     let loaded = match load_all(&req, &variants) {
         Ok(l) => l,
         Err(code) => return code,

@@ -9,23 +9,31 @@ pub mod driver;
 pub mod search;
 pub mod table;
 
+use crate::quote::quote;
 use crate::spec::Override;
 use std::collections::BTreeMap;
 
+/// Most variants one sweep or search may have: each is loaded, validated and kept in memory
+/// before the first runs, so a 1000×1000×1000 grid or `--trials 1000000000` would exhaust memory.
+pub const MAX_VARIANTS: usize = 100_000;
+
+/// Echoed arguments are cut with [`quote`] (one may be 100 KB).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SweepError {
-    #[error("`{arg}`: expected PATH=VALUES, e.g. stages.train.lr=1e-3,1e-4")]
+    #[error("`{}`: expected PATH=VALUES, e.g. stages.train.lr=1e-3,1e-4", quote(.arg))]
     NoEquals { arg: String },
-    #[error("`{arg}`: {message}")]
+    #[error("`{}`: {message}", quote(.arg))]
     Value { arg: String, message: String },
-    #[error("`{arg}`: no values after `=`")]
+    #[error("`{}`: no values after `=`", quote(.arg))]
     Empty { arg: String },
-    #[error("`{arg}`: unbalanced quotes or brackets in the values")]
+    #[error("`{}`: unbalanced quotes or brackets in the values", quote(.arg))]
     Unbalanced { arg: String },
-    #[error("`{path}` is swept or searched twice")]
+    #[error("`{}` is swept or searched twice", quote(.path))]
     Repeated { path: String },
-    #[error("`{path}` is both swept and given to --set")]
+    #[error("`{}` is both swept and given to --set", quote(.path))]
     AlsoSet { path: String },
+    #[error("{what} makes {count} variants, more than the {MAX_VARIANTS} a sweep may have")]
+    TooMany { what: String, count: String },
 }
 
 /// One swept path and the values it takes, each the text a `--set PATH=VALUE` would take.
@@ -174,8 +182,18 @@ pub fn check_paths<'a>(
     Ok(())
 }
 
-/// The cartesian product of the axes, the last axis varying fastest.
-pub fn grid(axes: &[Axis]) -> Vec<Variant> {
+/// The cartesian product of the axes, the last axis varying fastest; at most [`MAX_VARIANTS`].
+pub fn grid(axes: &[Axis]) -> Result<Vec<Variant>, SweepError> {
+    let count = axes
+        .iter()
+        .try_fold(1usize, |n, a| n.checked_mul(a.values.len()));
+    if count.is_none_or(|n| n > MAX_VARIANTS) {
+        let sizes: Vec<String> = axes.iter().map(|a| a.values.len().to_string()).collect();
+        return Err(SweepError::TooMany {
+            what: format!("--sweep ({})", quote(&sizes.join(" × "))),
+            count: count.map_or(format!("more than {}", usize::MAX), |n| n.to_string()),
+        });
+    }
     let mut out = vec![Variant { values: Vec::new() }];
     for axis in axes {
         out = out
@@ -189,7 +207,7 @@ pub fn grid(axes: &[Axis]) -> Vec<Variant> {
             })
             .collect();
     }
-    out
+    Ok(out)
 }
 
 /// A short, stable id of a sweep: the same pipeline, overrides and variants give the same id,
@@ -252,14 +270,41 @@ mod tests {
         let g = grid(&[
             axis("stages.t.lr=0.01,0.001"),
             axis("stages.t.dropout=0.1,0.3,0.5"),
-        ]);
+        ])
+        .unwrap();
         assert_eq!(g.len(), 6);
         let names: Vec<String> = g.iter().map(Variant::name).collect();
         assert_eq!(names[0], "lr=0.01,dropout=0.1");
         assert_eq!(names[1], "lr=0.01,dropout=0.3");
         assert_eq!(names[5], "lr=0.001,dropout=0.5");
         assert_eq!(g[0].overrides().unwrap().len(), 2);
-        assert_eq!(grid(&[]).len(), 1, "no axis: the pipeline itself");
+        assert_eq!(grid(&[]).unwrap().len(), 1, "no axis: the pipeline itself");
+    }
+
+    #[test]
+    fn grids_larger_than_the_bound_are_refused_before_any_is_built() {
+        let thousand: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        let a = |p: &str| axis(&format!("stages.t.{p}={}", thousand.join(",")));
+        let e = grid(&[a("x"), a("y"), a("z")]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--sweep (1000 × 1000 × 1000) makes 1000000000 variants, more than the 100000 a \
+             sweep may have"
+        );
+        let many: Vec<Axis> = (0..64)
+            .map(|i| axis(&format!("stages.t.p{i}=1,2")))
+            .collect();
+        let e = grid(&many).unwrap_err().to_string();
+        assert!(
+            e.contains("makes more than 18446744073709551615 variants"),
+            "{e}"
+        );
+        assert_eq!(grid(&[a("x"), a("y")][..1]).unwrap().len(), 1000);
+        let hundred: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        let h = |p: &str| axis(&format!("stages.t.{p}={}", hundred.join(",")));
+        assert!(grid(&[h("x"), h("y"), h("z")]).is_err(), "a million");
+        let ten = axis("stages.t.z=1,2,3,4,5,6,7,8,9,10");
+        assert_eq!(grid(&[h("x"), h("y"), ten]).unwrap().len(), MAX_VARIANTS);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! any machine. Drawn floats are rounded to 4 significant digits: names stay readable and the
 //! value in the record is the value the stage was given.
 
-use super::{SweepError, Variant, check_override};
+use super::{MAX_VARIANTS, SweepError, Variant, check_override};
+use crate::quote::quote;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -77,22 +78,25 @@ fn parse_range(spec: &str) -> Result<Range, String> {
         Some((b, s)) => (b, Some(s.trim())),
         None => (spec, None),
     };
-    let (lo, hi) = bounds
-        .split_once("..")
-        .ok_or_else(|| format!("`{spec}`: expected lo..hi, lo..hi:log, lo..hi:int or a|b|c"))?;
+    let (lo, hi) = bounds.split_once("..").ok_or_else(|| {
+        format!(
+            "`{}`: expected lo..hi, lo..hi:log, lo..hi:int or a|b|c",
+            quote(spec)
+        )
+    })?;
     let float = |s: &str| {
         s.trim()
             .parse::<f64>()
             .ok()
             .filter(|x| x.is_finite())
-            .ok_or_else(|| format!("`{}` is not a finite number", s.trim()))
+            .ok_or_else(|| format!("`{}` is not a finite number", quote(s.trim())))
     };
     match scale {
         Some("int") => {
             let int = |s: &str| {
                 s.trim()
                     .parse::<i64>()
-                    .map_err(|_| format!("`{}` is not an integer", s.trim()))
+                    .map_err(|_| format!("`{}` is not an integer", quote(s.trim())))
             };
             let (lo, hi) = (int(lo)?, int(hi)?);
             if lo > hi {
@@ -108,6 +112,13 @@ fn parse_range(spec: &str) -> Result<Range, String> {
             if lo >= hi {
                 return Err(format!("empty range: {lo} >= {hi}"));
             }
+            if lo < f64::MIN_POSITIVE {
+                return Err(format!(
+                    "`{lo:e}` underflows: a log range's bounds must be at least {:e}",
+                    f64::MIN_POSITIVE
+                ));
+            }
+            finite_draws(lo, hi)?;
             Ok(Range::LogUniform { lo, hi })
         }
         None => {
@@ -115,10 +126,36 @@ fn parse_range(spec: &str) -> Result<Range, String> {
             if lo >= hi {
                 return Err(format!("empty range: {lo} >= {hi}"));
             }
+            if !(hi - lo).is_finite() {
+                return Err(format!(
+                    "`{lo:e}..{hi:e}` is wider than the largest float ({:e}): its draws would \
+                     not be finite",
+                    f64::MAX
+                ));
+            }
+            finite_draws(lo, hi)?;
             Ok(Range::Uniform { lo, hi })
         }
-        Some(other) => Err(format!("unknown scale `:{other}` (expected :log or :int)")),
+        Some(other) => Err(format!(
+            "unknown scale `:{}` (expected :log or :int)",
+            quote(other)
+        )),
     }
+}
+
+/// Refuses a range whose extreme draws, rounded to [`DIGITS`] digits, are not finite
+/// (`1.7976e308` rounds up past the largest float).
+fn finite_draws(lo: f64, hi: f64) -> Result<(), String> {
+    for x in [lo, hi] {
+        if !round_sig(x).is_finite() {
+            return Err(format!(
+                "`{x:e}` rounds to {} significant digits beyond the largest float ({:e})",
+                DIGITS,
+                f64::MAX
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `x` rounded to [`DIGITS`] significant digits.
@@ -127,7 +164,14 @@ fn round_sig(x: f64) -> f64 {
         return 0.0;
     }
     let scale = 10f64.powi(DIGITS - 1 - x.abs().log10().floor() as i32);
-    (x * scale).round() / scale
+    let rounded = (x * scale).round() / scale;
+    if rounded.is_finite() || !x.is_finite() {
+        return rounded;
+    }
+    // Below about 1e-305 `scale` overflows; printing rounds without it.
+    format!("{x:.*e}", (DIGITS - 1) as usize)
+        .parse()
+        .unwrap_or(x)
 }
 
 impl Range {
@@ -157,17 +201,25 @@ fn float_text(x: f64) -> String {
     }
 }
 
-/// `trials` variants drawn with `seed`: trial by trial, axis by axis in the order given.
-pub fn draw(axes: &[SearchAxis], trials: usize, seed: u64) -> Vec<Variant> {
+/// `trials` variants drawn with `seed`: trial by trial, axis by axis in the order given; at most
+/// [`MAX_VARIANTS`].
+pub fn draw(axes: &[SearchAxis], trials: usize, seed: u64) -> Result<Vec<Variant>, SweepError> {
+    if trials > MAX_VARIANTS {
+        return Err(SweepError::TooMany {
+            what: "--trials".into(),
+            count: trials.to_string(),
+        });
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..trials)
+    let variants = (0..trials)
         .map(|_| Variant {
             values: axes
                 .iter()
                 .map(|a| (a.path.clone(), a.range.draw(&mut rng)))
                 .collect(),
         })
-        .collect()
+        .collect();
+    Ok(variants)
 }
 
 /// `STAGE.METRIC` of `--objective`.
@@ -247,6 +299,42 @@ mod tests {
         assert!(err("stages.t.lr=0.1").contains("expected lo..hi"));
         assert!(err("stages.t.lr=a||b").contains("an empty choice"));
         assert!(err("t.lr=1..2").contains("stages.ID.FIELD"));
+        let wide = err("stages.t.lr=-1e308..1e308");
+        assert!(wide.contains("wider than the largest float"), "{wide}");
+        let under = err("stages.t.lr=1e-320..1e-310:log");
+        assert!(under.contains("`1e-320` underflows"), "{under}");
+        let top = err("stages.t.lr=1..1.7976e308");
+        assert!(top.contains("beyond the largest float"), "{top}");
+        assert!(err("stages.t.lr=1..1.7976e308:log").contains("beyond the largest float"));
+    }
+
+    #[test]
+    fn draws_of_extreme_but_accepted_ranges_are_finite() {
+        for range in [
+            "-1e300..1e300",
+            "1e-300..1e300:log",
+            "2.3e-308..1e-300:log",
+            "1e-320..1e-310",
+            "-1e-310..1e-310",
+            "1.7e308..1.79e308",
+        ] {
+            let axes = [axis(&format!("stages.t.lr={range}"))];
+            for v in draw(&axes, 100, 1).unwrap() {
+                let x: f64 = v.values[0].1.parse().unwrap();
+                assert!(x.is_finite(), "{range}: {x}");
+                assert!(v.overrides().is_ok(), "{range}: {}", v.values[0].1);
+            }
+        }
+    }
+
+    #[test]
+    fn trials_beyond_the_bound_are_refused() {
+        let axes = [axis("stages.t.lr=0..1")];
+        let e = draw(&axes, 1_000_000_000, 0).unwrap_err().to_string();
+        assert!(
+            e.contains("--trials makes 1000000000 variants, more than the 100000"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -257,9 +345,9 @@ mod tests {
             axis("stages.t.batch_size=16..18:int"),
             axis("stages.t.model=b1|b2"),
         ];
-        let a = draw(&axes, 200, 7);
-        assert_eq!(a, draw(&axes, 200, 7));
-        assert_ne!(a, draw(&axes, 200, 8));
+        let a = draw(&axes, 200, 7).unwrap();
+        assert_eq!(a, draw(&axes, 200, 7).unwrap());
+        assert_ne!(a, draw(&axes, 200, 8).unwrap());
         let mut lrs = Vec::new();
         let mut sizes = std::collections::BTreeSet::new();
         for v in &a {

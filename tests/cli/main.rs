@@ -11,6 +11,7 @@ mod remote;
 mod report;
 mod slurm;
 mod sweep;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
