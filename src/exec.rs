@@ -167,7 +167,7 @@ pub(crate) fn execute(
 impl<'a> State<'a> {
     fn say(&self, line: String) {
         let prefix = self.sharing.map_or("", |s| s.prefix.as_str());
-        self.multi.suspend(|| println!("{prefix}{line}"));
+        self.multi.suspend(|| outln!("{prefix}{line}"));
     }
 
     /// In a shared run: the right to run `key` and a job slot, blocking while another variant

@@ -62,7 +62,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Forced => f.write_str("forced"),
-            Reason::NeverRan => f.write_str("never ran with this cache"),
+            Reason::NeverRan => f.write_str("never ran in this pipeline"),
             Reason::Changed(what) => f.write_str(what),
             Reason::LastFailed => f.write_str("its last run failed"),
             Reason::OutputGone => f.write_str("its cached output was removed or is damaged"),

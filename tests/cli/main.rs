@@ -6,6 +6,7 @@ mod cache_safety;
 mod determinism;
 mod engine;
 mod inputs;
+mod outputs;
 mod remote;
 mod report;
 mod slurm;
