@@ -33,7 +33,7 @@ generate() { # stages → YAML on stdout
   for i in $(seq 0 $((groups - 1))); do
     local seed=$i
     [ $((i % 2)) -eq 0 ] && seed='"${params.seed}"'
-    printf '  s%d: {kind: source, format: synthetic, count: 16, height: 8, width: 8, seed: %s, exact_duplicates: 2, near_duplicates: 0, conflicting_duplicates: 0}\n' "$i" "$seed"
+    printf '  s%d: {kind: source, format: synthetic, count: 16, height: 16, width: 16, seed: %s, exact_duplicates: 2, near_duplicates: 0, conflicting_duplicates: 0}\n' "$i" "$seed"
     printf '  h%d: {kind: hash, inputs: {data: s%d}}\n' "$i" "$i"
     printf '  g%d: {kind: dedup, inputs: {hashes: h%d, data: s%d}}\n' "$i" "$i" "$i"
     printf '  c%d: {kind: filter_conflicts, inputs: {groups: g%d, data: s%d}}\n' "$i" "$i" "$i"

@@ -22,12 +22,13 @@ use crate::cache::lock::CacheLock;
 use crate::commands::{done_line, header};
 use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use crate::exec::budget::on_gpu;
+use crate::exec::ready::Ready;
 use crate::plan::{self, Decision, Plan, StageState};
 use crate::record::{Outcome, RunRecord, StageRecord, now_rfc3339};
 use crate::run::{CacheWorld, Engine};
 use crate::spec::resources::Resources;
 use crate::stages::StageReport;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,11 +75,10 @@ struct Driver<'r> {
     req: &'r Request<'r>,
     plan: Plan,
     defaults: Resources,
-    /// Stages to handle, in plan order.
-    selected: Vec<String>,
     width: usize,
     digests: BTreeMap<String, String>,
-    pending: BTreeSet<String>,
+    /// The stages to handle (in plan order) still pending, and which of them can start.
+    pending: Ready<'r>,
     running: BTreeMap<String, Job>,
     records: BTreeMap<String, StageRecord>,
     /// Jobs of earlier drivers still queued or running, by name; read at the first miss (a run
@@ -120,11 +120,12 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
     let log_dir = abs_cache.join("work").join("slurm");
     std::fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
     let exe = std::env::current_exe().map_err(io(&PathBuf::from("pipe")))?;
-    let selected: Vec<String> = plan
+    let selected: Vec<&str> = plan
         .stages
         .iter()
         .filter(|s| !matches!(s.state, StageState::Blocked { .. }))
-        .map(|s| s.id.clone())
+        .filter_map(|s| req.pipeline.stages.get_key_value(&s.id))
+        .map(|(id, _)| id.as_str())
         .collect();
     let defaults = req
         .config
@@ -135,9 +136,8 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
         })?;
     let mut d = Driver {
         req,
-        width: selected.iter().map(String::len).max().unwrap_or(0),
-        pending: selected.iter().cloned().collect(),
-        selected,
+        width: selected.iter().map(|s| s.len()).max().unwrap_or(0),
+        pending: Ready::new(selected, &req.pipeline.stages),
         plan,
         defaults,
         digests: BTreeMap::new(),
@@ -208,7 +208,7 @@ impl Driver<'_> {
                 Decision::Hit { key, digest } => self.cached(world, &id, key, digest),
                 // A stage the remote holds is pulled by its job, on the node that needs it.
                 Decision::Miss { key } | Decision::Remote { key, .. } => {
-                    self.pending.remove(&id);
+                    self.pending.take(&id);
                     match self.submit(&id, key.clone(), forced) {
                         Ok(job) => {
                             self.running.insert(id, job);
@@ -223,17 +223,7 @@ impl Driver<'_> {
 
     /// The first pending stage (in plan order) whose inputs are all committed.
     fn first_ready(&self) -> Option<String> {
-        let stages = &self.req.pipeline.stages;
-        self.selected
-            .iter()
-            .filter(|id| self.pending.contains(*id))
-            .find(|id| {
-                stages[*id]
-                    .inputs
-                    .values()
-                    .all(|p| self.digests.contains_key(p))
-            })
-            .cloned()
+        self.pending.first().map(str::to_string)
     }
 
     fn inputs(&self, id: &str) -> BTreeMap<String, String> {
@@ -245,7 +235,7 @@ impl Driver<'_> {
     }
 
     fn cached(&mut self, world: &CacheWorld<'_>, id: &str, key: StageKey, digest: String) {
-        self.pending.remove(id);
+        self.pending.take(id);
         let w = self.width;
         let note = match self.plan.get(id).map(|p| &p.state) {
             Some(StageState::WouldRun { .. }) => {
@@ -260,6 +250,7 @@ impl Driver<'_> {
         let spec = &self.req.pipeline.stages[id];
         let r = crate::exec::cached_record(world.store, spec, &key, &digest);
         self.records.insert(id.to_string(), r);
+        self.pending.known(id);
         self.digests.insert(id.to_string(), digest);
     }
 
@@ -409,6 +400,7 @@ impl Driver<'_> {
             report,
         );
         self.records.insert(id.to_string(), r);
+        self.pending.known(id);
         self.digests.insert(id.to_string(), digest);
     }
 
@@ -435,7 +427,7 @@ impl Driver<'_> {
             return;
         }
         let w = self.width;
-        for id in self.selected.iter().filter(|id| self.pending.contains(*id)) {
+        for id in self.pending.pending() {
             self.say(format!(
                 "  blocked {id:w$}  (not submitted: a stage failed)"
             ));

@@ -285,7 +285,14 @@ struct Builder {
 
 enum Frame {
     Seq(Vec<Marked>, Pos),
-    Map(Vec<(Marked, Marked)>, Option<Marked>, Pos),
+    /// Entries, the key awaiting its value, the position, and where each string key first
+    /// appeared (so a duplicate is found without a scan: `stages:` may hold 10,000 keys).
+    Map(
+        Vec<(Marked, Marked)>,
+        Option<Marked>,
+        Pos,
+        std::collections::HashMap<String, usize>,
+    ),
 }
 
 impl Builder {
@@ -293,11 +300,16 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.root = Some(v),
             Some(Frame::Seq(items, _)) => items.push(v),
-            Some(Frame::Map(entries, pending_key, _)) => match pending_key.take() {
+            Some(Frame::Map(entries, pending_key, _, strings)) => match pending_key.take() {
                 None => *pending_key = Some(v),
                 Some(k) => {
+                    // A string key can only equal a string key.
+                    let first = match &k.node {
+                        Node::Str(s) => strings.get(s).map(|&i| &entries[i]),
+                        _ => entries.iter().find(|(e, _)| e.node == k.node),
+                    };
                     if self.error.is_none()
-                        && let Some((prev, _)) = entries.iter().find(|(e, _)| e.node == k.node)
+                        && let Some((prev, _)) = first
                     {
                         self.error = Some(YamlError {
                             pos: k.pos,
@@ -307,6 +319,9 @@ impl Builder {
                                 prev.pos.line
                             ),
                         });
+                    }
+                    if let Node::Str(s) = &k.node {
+                        strings.entry(s.clone()).or_insert(entries.len());
                     }
                     entries.push((k, v));
                 }
@@ -328,14 +343,17 @@ impl MarkedEventReceiver for Builder {
                 self.push_value(Marked::new(node, pos));
             }
             Event::SequenceStart(..) => self.stack.push(Frame::Seq(Vec::new(), pos)),
-            Event::MappingStart(..) => self.stack.push(Frame::Map(Vec::new(), None, pos)),
+            Event::MappingStart(..) => {
+                self.stack
+                    .push(Frame::Map(Vec::new(), None, pos, Default::default()))
+            }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(items, p)) = self.stack.pop() {
                     self.push_value(Marked::new(Node::Seq(items), p));
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, p)) = self.stack.pop() {
+                if let Some(Frame::Map(entries, _, p, _)) = self.stack.pop() {
                     self.push_value(Marked::new(Node::Map(entries), p));
                 }
             }
