@@ -118,8 +118,8 @@ mod tests {
     #[test]
     fn the_first_pending_stage_with_known_inputs_in_plan_order() {
         let s = stages(
-            "stages:\n  a: {kind: source, format: synthetic, count: 8, height: 16, width: 16}\n  \
-             b: {kind: source, format: synthetic, count: 9, height: 16, width: 16}\n  \
+            "stages:\n  a: {kind: source, format: synthetic, count: 200}\n  \
+             b: {kind: source, format: synthetic, count: 300}\n  \
              h: {kind: hash, inputs: {data: a}}\n  \
              g: {kind: dedup, inputs: {hashes: h, data: a}}\n",
         );

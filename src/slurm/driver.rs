@@ -337,7 +337,7 @@ impl Driver<'_> {
     }
 
     /// One look at the queue: a job that ended is its stage's end, done or failed
-    /// ([`Self::ended`]); a job that can never start is cancelled and failed.
+    /// ([`ended_job`]); a job that can never start is cancelled and failed.
     fn poll(&mut self, world: &CacheWorld<'_>) -> Result<(), SlurmError> {
         let queue: BTreeMap<u64, QueuedJob> =
             cmd::queue()?.into_iter().map(|j| (j.id, j)).collect();
