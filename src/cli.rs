@@ -26,6 +26,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant (`run`'s options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run (or resume) a pipeline: only stages whose key changed execute.
@@ -62,6 +64,10 @@ pub enum Command {
         /// Fail at once if another run holds the cache, instead of waiting.
         #[arg(long)]
         no_wait: bool,
+        /// Internal, for Slurm jobs: once `--only ID` has committed (or found) its stage, write
+        /// its completion record here; the driver counts the stage done only with it.
+        #[arg(long, value_name = "FILE", hide = true, requires = "only")]
+        completion_record: Option<PathBuf>,
         #[command(flatten)]
         sweep: SweepArgs,
     },
@@ -160,7 +166,8 @@ pub enum Command {
         /// Pipeline files whose latest runs to compare.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Also draw every evaluation's confusion matrix side by side into this PNG.
+        /// Also draw every evaluation's confusion matrix side by side into this PNG (`-`:
+        /// stdout, the table then goes to stderr).
         #[arg(long, value_name = "FILE")]
         png: Option<PathBuf>,
     },
@@ -170,7 +177,8 @@ pub enum Command {
         /// Pipeline files whose latest runs the page shows.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Where to write the page.
+        /// Where to write the page (`-`: stdout). A regular file is replaced atomically; a
+        /// device or FIFO is written into.
         #[arg(short, long, default_value = "report.html")]
         output: PathBuf,
     },

@@ -28,6 +28,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             dry_run,
             device,
             no_wait,
+            completion_record,
             sweep,
         } => {
             let project = match project_settings() {
@@ -47,9 +48,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             let slurm = executor.or(project.config.executor.kind) == Some(ExecutorKind::Slurm);
             let sweeping = !sweep.sweep.is_empty() || !sweep.search.is_empty();
             if sweeping && slurm && !dry_run {
-                eprintln!(
-                    "error: --executor slurm does not run sweeps (yet): use --executor local"
-                );
+                errln!("error: --executor slurm does not run sweeps (yet): use --executor local");
                 return EXIT_INVALID;
             }
             if sweeping {
@@ -73,7 +72,13 @@ pub fn dispatch(cli: Cli) -> i32 {
                         config: &project.config,
                     })
                 } else {
-                    run(p, cache, &opts, remote.clone())
+                    run(
+                        p,
+                        cache,
+                        &opts,
+                        remote.clone(),
+                        completion_record.as_deref(),
+                    )
                 }
             });
             remote.map_or(code, |r| r.exit_code(code))
@@ -129,7 +134,7 @@ struct Project {
 
 fn project_settings() -> Result<Project, i32> {
     let config = ProjectConfig::load(Path::new(".")).map_err(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         if e.is_user_error() {
             EXIT_INVALID
         } else {
@@ -137,7 +142,7 @@ fn project_settings() -> Result<Project, i32> {
         }
     })?;
     let defaults = config.default_resources().map_err(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         EXIT_INVALID
     })?;
     let limits = Limits {
@@ -169,7 +174,7 @@ fn run_sweep(
     let space = match Space::from_args(&args.sweep, &args.search, args.trials, args.seed) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_INVALID;
         }
     };
@@ -188,9 +193,9 @@ fn run_sweep(
 
 pub(crate) fn print_diagnostics(diags: &[Diagnostic]) {
     for d in diags {
-        eprintln!("error: {d}");
+        errln!("error: {d}");
     }
-    eprintln!(
+    errln!(
         "{} error{}",
         diags.len(),
         if diags.len() == 1 { "" } else { "s" }
@@ -259,37 +264,57 @@ fn device_overrides(p: &Pipeline, device: DeviceChoice) -> Vec<Override> {
 }
 
 pub(crate) fn fail(e: &crate::run::RunError) -> i32 {
-    eprintln!("error: {e}");
+    errln!("error: {e}");
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let text = s.to_string();
         if !e.to_string().contains(&text) {
-            eprintln!("  caused by: {text}");
+            errln!("  caused by: {text}");
         }
         source = s.source();
     }
     e.exit_code()
 }
 
-fn run(p: &Pipeline, cache: &Path, opts: &RunOptions, remote: Option<RemoteRef>) -> i32 {
+/// A local run; `completion`: where a Slurm job's `--only` run leaves its stage's completion
+/// record once it succeeded ([`crate::slurm::job::Completion`]).
+fn run(
+    p: &Pipeline,
+    cache: &Path,
+    opts: &RunOptions,
+    remote: Option<RemoteRef>,
+    completion: Option<&Path>,
+) -> i32 {
     let mut engine = match Engine::new(p, cache) {
         Ok(e) => e.with_remote(remote),
         Err(e) => return fail(&e),
     };
     header(p, cache);
-    match engine.run(opts) {
-        Ok(rec) => {
-            done_line(&rec);
-            EXIT_OK
+    let rec = match engine.run(opts) {
+        Ok(rec) => rec,
+        Err(e) => return fail(&e),
+    };
+    done_line(&rec);
+    let (Some(path), Some(stage)) = (completion, &opts.until) else {
+        return EXIT_OK;
+    };
+    let Some(done) = crate::slurm::job::Completion::of(&rec, stage) else {
+        errln!("error: stage `{stage}` has no output to record as complete");
+        return EXIT_INTERNAL;
+    };
+    match done.save(path) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            errln!("error: writing the completion record: {e}");
+            EXIT_INTERNAL
         }
-        Err(e) => fail(&e),
     }
 }
 
 /// `done in 1.2 s: 3 ran, 2 cached`.
 pub(crate) fn done_line(rec: &crate::record::RunRecord) {
     let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
-    println!(
+    outln!(
         "done in {:.1} s: {} ran, {} cached",
         rec.seconds,
         count(Outcome::Ran),
@@ -298,7 +323,7 @@ pub(crate) fn done_line(rec: &crate::record::RunRecord) {
 }
 
 pub(crate) fn header(p: &Pipeline, cache: &Path) {
-    println!(
+    outln!(
         "pipeline {} ({} stages), cache {}",
         p.name,
         p.stages.len(),
@@ -336,7 +361,7 @@ fn plan_only_with(p: &Pipeline, cache: &Path, opts: &RunOptions, remote: Option<
         match &s.state {
             StageState::Cached { digest } => {
                 cached += 1;
-                println!(
+                outln!(
                     "  cached    {:width$}  {}",
                     s.id,
                     &digest[..12.min(digest.len())]
@@ -344,19 +369,19 @@ fn plan_only_with(p: &Pipeline, cache: &Path, opts: &RunOptions, remote: Option<
             }
             StageState::Remote { digest } => {
                 cached += 1;
-                println!(
+                outln!(
                     "  remote    {:width$}  {}  (would be pulled)",
                     s.id,
                     &digest[..12.min(digest.len())]
                 );
             }
             StageState::WouldRun { reasons } => {
-                println!("  would run {:width$}  ({})", s.id, joined(reasons))
+                outln!("  would run {:width$}  ({})", s.id, joined(reasons))
             }
             StageState::Blocked { .. } => {}
         }
     }
-    println!(
+    outln!(
         "dry run: {cached} cached, {} would run (at most: a stage whose inputs come out \
          byte-identical stays cached)",
         plan.would_run().len()
@@ -409,12 +434,12 @@ fn validate(files: &[std::path::PathBuf], set: &[Override], format: Format) -> i
                                        "path": m.path.display().to_string()})
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"valid": all.is_empty(), "errors": all, "missing_files": missing})
             )
         }
-        Format::Text if all.is_empty() => println!("{} pipeline file(s) valid", files.len()),
+        Format::Text if all.is_empty() => outln!("{} pipeline file(s) valid", files.len()),
         Format::Text => print_diagnostics(&all),
     }
     if matches!(format, Format::Text) && !missing.is_empty() {
@@ -422,7 +447,7 @@ fn validate(files: &[std::path::PathBuf], set: &[Override], format: Format) -> i
             .to_string()
             .lines()
         {
-            eprintln!("note: {}", line.trim_start());
+            errln!("note: {}", line.trim_start());
         }
     }
     if all.is_empty() {
@@ -448,7 +473,7 @@ fn status(p: &Pipeline, cache: &Path, json: bool, remote: Option<RemoteRef>) -> 
                     )
                 })
                 .collect();
-            println!("{}", serde_json::Value::Object(map));
+            outln!("{}", serde_json::Value::Object(map));
             EXIT_OK
         }
         Ok(plan) => {
@@ -467,18 +492,18 @@ fn print_status(plan: &Plan) {
         let id = &s.id;
         match &s.state {
             StageState::Cached { digest } => {
-                println!("{id:width$}  cached   {}", &digest[..12.min(digest.len())])
+                outln!("{id:width$}  cached   {}", &digest[..12.min(digest.len())])
             }
             StageState::Remote { digest } => {
-                println!("{id:width$}  remote   {}", &digest[..12.min(digest.len())])
+                outln!("{id:width$}  remote   {}", &digest[..12.min(digest.len())])
             }
             StageState::WouldRun { reasons } if reasons.contains(&Reason::NeverRan) => {
-                println!("{id:width$}  missing  ({})", joined(reasons))
+                outln!("{id:width$}  missing  ({})", joined(reasons))
             }
             StageState::WouldRun { reasons } => {
-                println!("{id:width$}  stale    {}", joined(reasons))
+                outln!("{id:width$}  stale    {}", joined(reasons))
             }
-            StageState::Blocked { reason } => println!("{id:width$}  blocked  {reason}"),
+            StageState::Blocked { reason } => outln!("{id:width$}  blocked  {reason}"),
         }
     }
 }
@@ -486,7 +511,7 @@ fn print_status(plan: &Plan) {
 fn dag(p: &Pipeline, format: DagFormat) -> i32 {
     match Dag::build(&p.stages) {
         Ok(d) => {
-            print!(
+            out!(
                 "{}",
                 if format == DagFormat::Dot {
                     d.to_dot(&p.stages)
@@ -497,7 +522,7 @@ fn dag(p: &Pipeline, format: DagFormat) -> i32 {
             EXIT_OK
         }
         Err(cycle) => {
-            eprintln!("error: cycle: {}", cycle.join(" → "));
+            errln!("error: cycle: {}", cycle.join(" → "));
             EXIT_INVALID
         }
     }
@@ -510,7 +535,7 @@ fn why(p: &Pipeline, cache: &Path, stage: &str, remote: Option<RemoteRef>) -> i3
     {
         Ok(lines) => {
             for l in lines {
-                println!("{l}");
+                outln!("{l}");
             }
             EXIT_OK
         }
@@ -520,7 +545,7 @@ fn why(p: &Pipeline, cache: &Path, stage: &str, remote: Option<RemoteRef>) -> i3
 
 /// A store error: a directory that is not a cache is bad usage (2), the rest internal (1).
 pub(crate) fn store_fail(e: &crate::cache::StoreError) -> i32 {
-    eprintln!("error: {e}");
+    errln!("error: {e}");
     if e.is_user_error() {
         EXIT_INVALID
     } else {
@@ -549,14 +574,14 @@ fn gc(cache: &Path, keep: usize, dry_run: bool, ignore_unreadable: bool) -> i32 
     let _lock = match crate::cache::lock::CacheLock::acquire(cache, false) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_INTERNAL;
         }
     };
     let loaded = match crate::record::load_all(cache) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_INTERNAL;
         }
     };
@@ -568,10 +593,10 @@ fn gc(cache: &Path, keep: usize, dry_run: bool, ignore_unreadable: bool) -> i32 
             "error"
         };
         for e in &unreadable {
-            eprintln!("{level}: {e}");
+            errln!("{level}: {e}");
         }
         if !ignore_unreadable {
-            eprintln!(
+            errln!(
                 "gc removes only what no run record reaches, so it stops while {} record(s) \
                  cannot be read: repair or delete them, or pass --ignore-unreadable",
                 unreadable.len()
@@ -600,7 +625,7 @@ fn gc(cache: &Path, keep: usize, dry_run: bool, ignore_unreadable: bool) -> i32 
     if dry_run {
         for item in &plan.items {
             let rel = item.path.strip_prefix(cache).unwrap_or(&item.path);
-            println!(
+            outln!(
                 "would remove {:<6}  {}  {}  ({})",
                 item.what.label(),
                 rel.display(),
@@ -611,7 +636,7 @@ fn gc(cache: &Path, keep: usize, dry_run: bool, ignore_unreadable: bool) -> i32 
     } else if let Err(e) = cache_gc::apply(&store, &plan) {
         return store_fail(&e);
     }
-    println!(
+    outln!(
         "{}{} objects, {} run records, {} keys, {} work directories, {} temporary and {} stray \
          entries; {:.1} MB {}",
         if dry_run { "would remove " } else { "removed " },
@@ -634,21 +659,25 @@ fn runs(cache: &Path, limit: usize) -> i32 {
         Ok(Some(_)) => match crate::record::load_all(cache) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return EXIT_INTERNAL;
             }
         },
         Err(e) => return store_fail(&e),
     };
-    println!(
+    outln!(
         "{:<26} {:<16} {:>5} {:>6} {:>8}  status",
-        "started", "pipeline", "ran", "cached", "seconds"
+        "started",
+        "pipeline",
+        "ran",
+        "cached",
+        "seconds"
     );
     for l in loaded.iter().rev().take(limit) {
         match &l.record {
             Ok(r) => {
                 let count = |o| r.stages.values().filter(|s| s.outcome == o).count();
-                println!(
+                outln!(
                     "{:<26} {:<16} {:>5} {:>6} {:>8.1}  {}",
                     r.started,
                     r.pipeline,
@@ -660,11 +689,14 @@ fn runs(cache: &Path, limit: usize) -> i32 {
             }
             Err(e) => {
                 let name = l.path.file_name().unwrap_or_default().to_string_lossy();
-                println!(
+                outln!(
                     "{name:<26} {:<16} {:>5} {:>6} {:>8}  unreadable",
-                    "?", "?", "?", "?"
+                    "?",
+                    "?",
+                    "?",
+                    "?"
                 );
-                eprintln!("warning: {e}");
+                errln!("warning: {e}");
             }
         }
     }
@@ -684,12 +716,12 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
         Some(Ok(loaded)) => {
             let (readable, unreadable) = crate::record::split(loaded);
             for e in unreadable {
-                eprintln!("warning: {e} (a newer run may be missing from the table)");
+                errln!("warning: {e} (a newer run may be missing from the table)");
             }
             readable
         }
         Some(Err(e)) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_INTERNAL;
         }
         None => Vec::new(),
@@ -705,7 +737,7 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
         };
         let found = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok);
         let (Some((_, rec)), Some(store)) = (found, &store) else {
-            eprintln!(
+            errln!(
                 "warning: {} has no successful run in {}",
                 f.display(),
                 cache.display()
@@ -767,27 +799,45 @@ fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i3
     }
     rows.sort();
     rows.dedup();
+    let mut table = String::new();
     if !rows.is_empty() || sweeps.is_empty() {
-        println!("| pipeline | stage | balanced accuracy | accuracy | ROC AUC | threshold |");
-        println!("|---|---|---|---|---|---|");
+        table.push_str(
+            "| pipeline | stage | balanced accuracy | accuracy | ROC AUC | threshold |\n",
+        );
+        table.push_str("|---|---|---|---|---|---|\n");
         for (_, r) in &rows {
-            println!("{r}");
+            table.push_str(r);
+            table.push('\n');
         }
     }
     for (i, t) in sweeps.iter().enumerate() {
         if i > 0 || !rows.is_empty() {
-            println!();
+            table.push('\n');
         }
-        print!("{t}");
+        table.push_str(t);
+    }
+    // `--png -`: stdout carries the figure, so the table goes to stderr.
+    if png.is_some_and(crate::output::is_stdout) {
+        crate::console::err(format_args!("{table}"), false);
+    } else {
+        out!("{table}");
     }
     if let Some(png) = png {
         matrices.sort_by(|a, b| a.0.cmp(&b.0));
         matrices.dedup_by(|a, b| a.0 == b.0);
-        if let Err(e) = crate::report::plot::confusion_grid_png(png, &matrices) {
-            eprintln!("error: {}: {e}", png.display());
-            return EXIT_INTERNAL;
+        let written = crate::report::plot::confusion_grid_png_bytes(&matrices)
+            .map_err(|e| format!("{}: {e}", png.display()))
+            .and_then(|bytes| crate::output::write(png, &bytes).map_err(|e| e.to_string()));
+        match written {
+            Ok(crate::output::Written::Stdout) => {
+                errln!("confusion matrices: {}", png.display())
+            }
+            Ok(_) => outln!("\nconfusion matrices: {}", png.display()),
+            Err(e) => {
+                errln!("error: {e}");
+                return EXIT_INTERNAL;
+            }
         }
-        println!("\nconfusion matrices: {}", png.display());
     }
     if unusable > 0 { EXIT_INTERNAL } else { EXIT_OK }
 }
@@ -824,7 +874,7 @@ fn evaluations(
         let report = match report {
             Ok(r) => r,
             Err(e) => {
-                eprintln!(
+                errln!(
                     "warning: `{id}` of {}: its output is damaged or gone ({e}); not shown: \
                      `pipe run {}` rebuilds it",
                     rec.pipeline,
@@ -857,13 +907,13 @@ fn model(name: &str, input: &str) -> i32 {
     let kind: ModelKind = match name.parse() {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_INVALID;
         }
     };
     let dims: Vec<u32> = input.split('x').filter_map(|s| s.parse().ok()).collect();
     let [h, w, c] = dims[..] else {
-        eprintln!("error: --input must look like 56x56x3");
+        errln!("error: --input must look like 56x56x3");
         return EXIT_INVALID;
     };
     let spec = ModelSpec {
@@ -876,10 +926,10 @@ fn model(name: &str, input: &str) -> i32 {
     let problems = crate::ml::models::validate(&spec);
     if !problems.is_empty() {
         for p in problems {
-            eprintln!("error: {p}");
+            errln!("error: {p}");
         }
         return EXIT_INVALID;
     }
-    print!("{}", summary(&spec));
+    out!("{}", summary(&spec));
     EXIT_OK
 }

@@ -7,6 +7,7 @@
 //! flight through [`shared::Shared`] (see [`Sharing`]).
 
 pub mod budget;
+pub(crate) mod ready;
 pub mod shared;
 
 use crate::cache::StageKey;
@@ -54,12 +55,11 @@ struct State<'a> {
     pipeline: &'a Pipeline,
     store: &'a Store,
     multi: &'a MultiProgress,
-    /// Stages to handle, in plan order.
-    selected: Vec<&'a str>,
     width: usize,
     digests: BTreeMap<String, String>,
     records: BTreeMap<String, StageRecord>,
-    pending: BTreeSet<&'a str>,
+    /// The stages to handle (in plan order) still pending, and which of them can start.
+    pending: ready::Ready<'a>,
     running: BTreeSet<String>,
     verified: BTreeSet<String>,
     failure: Option<RunError>,
@@ -110,8 +110,7 @@ pub(crate) fn execute(
         store: world.store,
         multi: &multi,
         width: selected.iter().map(|s| s.len()).max().unwrap_or(0),
-        pending: selected.iter().copied().collect(),
-        selected,
+        pending: ready::Ready::new(selected, &world.pipeline.stages),
         digests: BTreeMap::new(),
         records: BTreeMap::new(),
         running: BTreeSet::new(),
@@ -167,7 +166,7 @@ pub(crate) fn execute(
 impl<'a> State<'a> {
     fn say(&self, line: String) {
         let prefix = self.sharing.map_or("", |s| s.prefix.as_str());
-        self.multi.suspend(|| println!("{prefix}{line}"));
+        self.multi.suspend(|| outln!("{prefix}{line}"));
     }
 
     /// In a shared run: the right to run `key` and a job slot, blocking while another variant
@@ -194,16 +193,7 @@ impl<'a> State<'a> {
 
     /// The first pending stage (in plan order) whose inputs are all known.
     fn first_ready(&self) -> Option<&'a str> {
-        self.selected
-            .iter()
-            .copied()
-            .filter(|id| self.pending.contains(id))
-            .find(|id| {
-                self.pipeline.stages[*id]
-                    .inputs
-                    .values()
-                    .all(|p| self.digests.contains_key(p))
-            })
+        self.pending.first()
     }
 
     /// Decides a ready stage on its real input digests; records a hit at once.
@@ -247,11 +237,10 @@ impl<'a> State<'a> {
             let w = self.width;
             self.say(format!("  damaged {producer:w$}  {e}: rebuilding"));
             if let Some(d) = self.digests.remove(&producer) {
+                self.pending.forgotten(&producer);
                 self.store.remove_object(&d)?;
             }
-            if let Some(p) = self.selected.iter().find(|s| **s == producer) {
-                self.pending.insert(*p);
-            }
+            self.pending.put_back(&producer);
             return Ok(Next::Rebuild);
         }
         Ok(Next::Run(key))
@@ -266,7 +255,7 @@ impl<'a> State<'a> {
 
     fn cached(&mut self, spec: &StageSpec, key: StageKey, digest: String) {
         let id = spec.id.as_str();
-        self.pending.remove(id);
+        self.pending.take(id);
         let by_another = self.sharing.is_some_and(|s| s.shared.ran(&key.digest()));
         let note = match self.plan.get(id).map(|p| &p.state) {
             Some(StageState::WouldRun { .. }) if by_another => "  (run by another variant)",
@@ -313,11 +302,12 @@ impl<'a> State<'a> {
     /// Records a stage whose output is in the cache (found or just pulled).
     fn record_cached(&mut self, spec: &StageSpec, key: StageKey, digest: String) {
         let id = spec.id.as_str();
-        self.pending.remove(id);
+        self.pending.take(id);
         self.records.insert(
             id.to_string(),
             cached_record(self.store, spec, &key, &digest),
         );
+        self.pending.known(id);
         self.digests.insert(id.to_string(), digest);
     }
 
@@ -351,7 +341,7 @@ impl<'a> State<'a> {
     {
         let spec = &self.pipeline.stages[id];
         let out = self.store.begin(id)?;
-        self.pending.remove(id);
+        self.pending.take(id);
         self.running.insert(id.to_string());
         self.budget.take(self.need(id));
         tracing::info!(stage = %id, key = %key.digest(), "cache miss: running");
@@ -419,6 +409,7 @@ impl<'a> State<'a> {
                     id.clone(),
                     record(spec, &key, Some(digest.clone()), Outcome::Ran, secs, report),
                 );
+                self.pending.known(&id);
                 self.digests.insert(id, digest);
             }
             Err(e) => {
@@ -450,7 +441,7 @@ impl<'a> State<'a> {
             .map(|(id, _)| id)
             .collect();
         let w = self.width;
-        for id in self.selected.iter().filter(|id| self.pending.contains(*id)) {
+        for id in self.pending.pending() {
             let upstream = failed.iter().find(|f| depends_on(self.pipeline, id, f));
             let why = match upstream {
                 Some(f) => format!("upstream `{f}` failed"),

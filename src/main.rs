@@ -15,5 +15,6 @@ fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    std::process::exit(pipe::commands::dispatch(cli));
+    let code = pipe::commands::dispatch(cli);
+    std::process::exit(pipe::console::finish(code));
 }

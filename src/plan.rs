@@ -62,7 +62,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Forced => f.write_str("forced"),
-            Reason::NeverRan => f.write_str("never ran with this cache"),
+            Reason::NeverRan => f.write_str("never ran in this pipeline"),
             Reason::Changed(what) => f.write_str(what),
             Reason::LastFailed => f.write_str("its last run failed"),
             Reason::OutputGone => f.write_str("its cached output was removed or is damaged"),
@@ -114,11 +114,22 @@ pub struct PlannedStage {
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub stages: Vec<PlannedStage>,
+    /// Each stage's position in `stages` (the executor asks about every stage it decides).
+    index: BTreeMap<String, usize>,
 }
 
 impl Plan {
+    pub fn new(stages: Vec<PlannedStage>) -> Self {
+        let index = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        Self { stages, index }
+    }
+
     pub fn get(&self, id: &str) -> Option<&PlannedStage> {
-        self.stages.iter().find(|s| s.id == id)
+        self.index.get(id).map(|&i| &self.stages[i])
     }
 
     /// Ids of the stages that would run, in plan order.
@@ -252,7 +263,7 @@ pub fn plan(req: &Request, world: &mut impl World) -> Result<Plan, RunError> {
         };
         stages.push(planned);
     }
-    Ok(Plan { stages })
+    Ok(Plan::new(stages))
 }
 
 fn known_inputs(node: &Node, digests: &BTreeMap<String, String>) -> BTreeMap<String, String> {

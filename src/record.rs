@@ -163,8 +163,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<RunRecord, RecordError> {
     serde_json::from_slice(bytes).map_err(parse_err)
 }
 
-/// Every `runs/*.json`, oldest first (file names start with the UTC start time), read or not.
-pub fn load_all(cache_root: &Path) -> Result<Vec<Loaded>, RecordError> {
+/// The paths of `runs/*.json`, oldest first (file names start with the UTC start time).
+fn record_files(cache_root: &Path) -> Result<Vec<PathBuf>, RecordError> {
     let dir = cache_root.join("runs");
     let io = |source| RecordError::Io {
         path: dir.clone(),
@@ -183,7 +183,12 @@ pub fn load_all(cache_root: &Path) -> Result<Vec<Loaded>, RecordError> {
         }
     }
     files.sort();
-    Ok(files
+    Ok(files)
+}
+
+/// Every `runs/*.json`, oldest first (file names start with the UTC start time), read or not.
+pub fn load_all(cache_root: &Path) -> Result<Vec<Loaded>, RecordError> {
+    Ok(record_files(cache_root)?
         .into_iter()
         .map(|path| {
             let record = std::fs::read(&path)
@@ -210,28 +215,58 @@ pub fn split(all: Vec<Loaded>) -> (Vec<(PathBuf, RunRecord)>, Vec<RecordError>) 
     (ok, bad)
 }
 
-/// The readable records, oldest first, for explanations (`status`, `why`) that can do without
-/// the others; commands that show or delete records use [`load_all`] and name unreadable ones.
-pub fn load_readable(cache_root: &Path) -> Vec<(PathBuf, RunRecord)> {
-    load_all(cache_root)
-        .map(|all| split(all).0)
-        .unwrap_or_default()
+/// The most recent record of each of `stages` in the runs of `pipeline` (a skipped stage's
+/// entry does not count), for the planner's reasons. Only this pipeline's runs: another
+/// pipeline sharing a stage id (through an include, or by chance) may have run it with other
+/// settings, and comparing with those would invent changes.
+///
+/// Read once per plan, newest record first, stopping as soon as every stage is found; a record
+/// of another pipeline is recognised without being built, and unreadable ones are passed over
+/// (`gc` and `runs` are where they are reported).
+pub fn last_stage_records<'a>(
+    cache_root: &Path,
+    pipeline: &str,
+    stages: impl IntoIterator<Item = &'a String>,
+) -> BTreeMap<String, StageRecord> {
+    let mut wanted: std::collections::BTreeSet<&String> = stages.into_iter().collect();
+    let mut found = BTreeMap::new();
+    let Ok(files) = record_files(cache_root) else {
+        return found;
+    };
+    for path in files.iter().rev() {
+        if wanted.is_empty() {
+            break;
+        }
+        #[cfg(test)]
+        READS.with(|n| n.set(n.get() + 1));
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        let same = serde_json::from_slice::<Owner>(&bytes).is_ok_and(|o| o.pipeline == pipeline);
+        let Some(mut rec) = same.then(|| parse(path, &bytes).ok()).flatten() else {
+            continue;
+        };
+        wanted.retain(|id| match rec.stages.remove(id.as_str()) {
+            Some(s) if s.outcome != Outcome::Skipped => {
+                found.insert(id.to_string(), s);
+                false
+            }
+            _ => true,
+        });
+    }
+    found
 }
 
-/// The most recent record of `stage`, from a run of `pipeline` if there is one (stage ids are
-/// shared through includes, so another pipeline's run is the fallback).
-pub fn last_stage_record(cache_root: &Path, pipeline: &str, stage: &str) -> Option<StageRecord> {
-    let runs = load_readable(cache_root);
-    let find = |same: bool| {
-        runs.iter().rev().find_map(|(_, r)| {
-            (!same || r.pipeline == pipeline)
-                .then(|| r.stages.get(stage))
-                .flatten()
-                .filter(|s| s.outcome != Outcome::Skipped)
-                .cloned()
-        })
-    };
-    find(true).or_else(|| find(false))
+#[cfg(test)]
+thread_local! {
+    /// Record files [`last_stage_records`] read on this thread (tests count them).
+    pub(crate) static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Just the pipeline a record belongs to (the rest is skipped, not built).
+#[derive(Deserialize)]
+struct Owner {
+    pipeline: String,
 }
 
 pub fn now_rfc3339() -> String {
@@ -315,7 +350,37 @@ mod tests {
         assert!(e.contains("2027-bad.json: unreadable run record"), "{e}");
         let e = all[2].record.as_ref().unwrap_err().to_string();
         assert!(e.contains("not a digest"), "{e}");
-        assert_eq!(load_readable(dir.path()).len(), 1);
+        assert_eq!(split(load_all(dir.path()).unwrap()).0.len(), 1);
+    }
+
+    #[test]
+    fn last_stage_records_take_the_newest_of_this_pipeline_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |pipeline: &str, minute: u32, outcome: Outcome| {
+            let mut r = record(pipeline);
+            r.started = format!("2026-12-01T08:{minute:02}:00.000Z");
+            r.stages.get_mut("h").unwrap().outcome = outcome;
+            r.stages.get_mut("h").unwrap().seconds = f64::from(minute);
+            r.save(dir.path()).unwrap();
+        };
+        at("data", 1, Outcome::Ran);
+        at("data", 2, Outcome::Failed);
+        at("data", 3, Outcome::Skipped);
+        at("other", 4, Outcome::Ran);
+        let ids = ["h".to_string(), "absent".to_string()];
+        let found = last_stage_records(dir.path(), "data", &ids);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found["h"].outcome,
+            Outcome::Failed,
+            "the newest not skipped"
+        );
+        assert_eq!(found["h"].seconds, 2.0);
+        assert!(last_stage_records(dir.path(), "never_ran", &ids).is_empty());
+        // Once every stage is found, older records are not read.
+        READS.with(|n| n.set(0));
+        last_stage_records(dir.path(), "other", &ids[..1]);
+        assert_eq!(READS.with(|n| n.get()), 1);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::plan::{self, LastRun, Node, Plan, Reason, StageState, World};
 use crate::record::{Outcome, RunRecord, now_rfc3339};
 use crate::spec::{Pipeline, StageSpec};
 use crate::stages::StageError;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -162,6 +163,9 @@ pub struct Engine<'a> {
     stat: StatCache,
     /// The shared remote cache, if one is configured (see [`crate::remote`]).
     remote: Option<std::sync::Arc<crate::remote::Remote>>,
+    /// Each stage's last recorded run in this pipeline, read from `runs/` once per plan, when
+    /// the first stage that misses asks why.
+    last_runs: OnceCell<BTreeMap<String, LastRun>>,
 }
 
 impl<'a> Engine<'a> {
@@ -177,6 +181,7 @@ impl<'a> Engine<'a> {
             store,
             stat,
             remote: None,
+            last_runs: OnceCell::new(),
         })
     }
 
@@ -219,6 +224,8 @@ impl<'a> Engine<'a> {
             })
             .collect();
         let unselected = format!("not needed by --until {}", until.unwrap_or_default());
+        // Records saved since the last plan (a run under the lock) count.
+        self.last_runs = OnceCell::new();
         let req = plan::Request {
             nodes: &nodes,
             selected: &selected,
@@ -262,6 +269,7 @@ impl<'a> Engine<'a> {
             store: &self.store,
             stat: &mut self.stat,
             remote: self.remote.as_ref(),
+            last_runs: &self.last_runs,
         }
     }
 
@@ -292,7 +300,7 @@ impl<'a> Engine<'a> {
                 StageState::WouldRun { reasons } => {
                     for r in reasons {
                         lines.push(match r {
-                            Reason::NeverRan => format!("{who} has never run with this cache"),
+                            Reason::NeverRan => format!("{who} has never run in this pipeline"),
                             r => format!("{who}: {r}"),
                         });
                     }
@@ -415,6 +423,7 @@ pub(crate) struct CacheWorld<'a> {
     pub store: &'a Store,
     pub stat: &'a mut StatCache,
     pub remote: Option<&'a std::sync::Arc<crate::remote::Remote>>,
+    last_runs: &'a OnceCell<BTreeMap<String, LastRun>>,
 }
 
 impl World for CacheWorld<'_> {
@@ -431,12 +440,24 @@ impl World for CacheWorld<'_> {
     }
 
     fn last_run(&self, id: &str) -> Option<LastRun> {
-        crate::record::last_stage_record(&self.store.root, &self.pipeline.name, id).map(|r| {
-            LastRun {
-                key: r.key_parts,
-                failed: r.outcome == Outcome::Failed,
-            }
-        })
+        let all = self.last_runs.get_or_init(|| {
+            let root = &self.store.root;
+            let ids = self.pipeline.stages.keys();
+            crate::record::last_stage_records(root, &self.pipeline.name, ids)
+                .into_iter()
+                .map(|(id, r)| {
+                    let failed = r.outcome == Outcome::Failed;
+                    (
+                        id,
+                        LastRun {
+                            key: r.key_parts,
+                            failed,
+                        },
+                    )
+                })
+                .collect()
+        });
+        all.get(id).cloned()
     }
 }
 
@@ -472,4 +493,56 @@ pub fn compute_key(
         inputs: inputs.clone(),
         files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Override;
+
+    /// 20 sources seeded from `params.seed`, each hashed: 40 stages.
+    fn pipeline(dir: &Path, set: &[Override]) -> Pipeline {
+        let mut yaml = String::from("name: many\nparams:\n  seed: 1\nstages:\n");
+        for i in 0..20 {
+            yaml.push_str(&format!(
+                "  s{i}: {{kind: source, format: synthetic, count: 8, height: 16, width: 16, \
+                 seed: \"${{params.seed}}\", exact_duplicates: 0, near_duplicates: 0, \
+                 conflicting_duplicates: 0}}\n  h{i}: {{kind: hash, inputs: {{data: s{i}}}}}\n"
+            ));
+        }
+        let file = dir.join("many.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        crate::spec::load(&file, set).unwrap()
+    }
+
+    #[test]
+    fn a_plan_reads_the_run_records_once_however_many_stages_are_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let opts = RunOptions {
+            jobs: 2,
+            ..RunOptions::default()
+        };
+        let p = pipeline(dir.path(), &[]);
+        for _ in 0..2 {
+            Engine::new(&p, &cache).unwrap().run(&opts).unwrap();
+        }
+        let changed = pipeline(dir.path(), &["params.seed=2".parse().unwrap()]);
+        crate::record::READS.with(|n| n.set(0));
+        let plan = Engine::new(&changed, &cache)
+            .unwrap()
+            .plan(None, &[])
+            .unwrap();
+        assert_eq!(plan.would_run().len(), 40);
+        let StageState::WouldRun { reasons } = &plan.get("s3").unwrap().state else {
+            panic!("s3 is stale")
+        };
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(reasons[0].to_string().contains("1 → 2"), "{reasons:?}");
+        assert_eq!(
+            crate::record::READS.with(|n| n.get()),
+            1,
+            "records read once"
+        );
+    }
 }

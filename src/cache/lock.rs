@@ -94,7 +94,7 @@ fn wait_or_busy(
             holder,
         });
     }
-    eprintln!(
+    errln!(
         "waiting for another pipe run on {}{holder} to finish…",
         root.display()
     );

@@ -49,10 +49,10 @@ impl Budget {
     }
 
     /// What `spec` takes while it runs: its declared CPUs and GPUs (a stage whose `device` is
-    /// a GPU takes one even when it declares none), cut to the machine.
+    /// a GPU takes one when it declares none), cut to the machine.
     pub fn need(&self, spec: &StageSpec) -> Need {
         let r = spec.resources.or(&self.defaults);
-        let gpus = r.gpus().max(u32::from(on_gpu(spec)));
+        let gpus = gpus(&r, on_gpu(spec));
         Need {
             cpus: r.cpus().min(self.total.cpus),
             gpus: gpus.min(self.total.gpus.max(1)),
@@ -74,6 +74,12 @@ impl Budget {
         self.free.cpus = (self.free.cpus + need.cpus).min(self.total.cpus);
         self.free.gpus = (self.free.gpus + need.gpus).min(self.total.gpus);
     }
+}
+
+/// The GPUs a stage takes: what it declares (`gpus: 0` included), else one when its `device`
+/// is a GPU (`gpu_device`).
+pub fn gpus(r: &Resources, gpu_device: bool) -> u32 {
+    r.gpus.unwrap_or(u32::from(gpu_device))
 }
 
 /// Whether the stage's `device` field names a GPU backend.

@@ -20,15 +20,15 @@ pub fn open(args: &RemoteArgs) -> Result<Option<Arc<Remote>>, i32> {
     match Remote::connect(args) {
         Ok(r) => Ok(r),
         Err(e @ (RemoteError::Config(_) | RemoteError::BadUrl { .. })) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Err(EXIT_INVALID)
         }
         Err(e) if args.remote_required => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Err(EXIT_INTERNAL)
         }
         Err(e) => {
-            eprintln!("warning: {e}; carrying on with the local cache");
+            errln!("warning: {e}; carrying on with the local cache");
             Ok(None)
         }
     }
@@ -40,18 +40,18 @@ pub fn open_required(args: &RemoteArgs) -> Result<Arc<Remote>, i32> {
     match Remote::connect(args) {
         Ok(Some(r)) => Ok(r),
         Ok(None) => {
-            eprintln!(
+            errln!(
                 "error: no remote cache is configured: set `url` in the [remote] section of \
                  pipe.toml, PIPE_REMOTE, or pass --remote URL"
             );
             Err(EXIT_INVALID)
         }
         Err(e @ (RemoteError::Config(_) | RemoteError::BadUrl { .. })) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Err(EXIT_INVALID)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Err(EXIT_INTERNAL)
         }
     }
@@ -60,7 +60,7 @@ pub fn open_required(args: &RemoteArgs) -> Result<Arc<Remote>, i32> {
 /// The line a run prints once its uploads are done.
 pub fn report_pushed(remote: &Remote, p: Pushed) {
     if p.stages > 0 {
-        println!(
+        outln!(
             "pushed {} stage(s) to {}: {} in {:.1} s",
             p.stages,
             remote.shown(),
@@ -80,7 +80,7 @@ pub fn push(cache: &Path, args: &RemoteArgs, files: &[PathBuf], repair: bool) ->
     let store = match Store::open_existing(cache) {
         Ok(Some(s)) => s,
         Ok(None) => {
-            println!("nothing to push: {} is not a cache yet", cache.display());
+            outln!("nothing to push: {} is not a cache yet", cache.display());
             return EXIT_OK;
         }
         Err(e) => return crate::commands::store_fail(&e),
@@ -88,7 +88,7 @@ pub fn push(cache: &Path, args: &RemoteArgs, files: &[PathBuf], repair: bool) ->
     let _lock = match crate::cache::lock::CacheLock::acquire(cache, false) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return if e.is_user_error() {
                 EXIT_INVALID
             } else {
@@ -116,7 +116,7 @@ pub fn push(cache: &Path, args: &RemoteArgs, files: &[PathBuf], repair: bool) ->
                 objects += usize::from(b > 0);
                 bytes += b;
                 let what = if b > 0 { "pushed " } else { "present" };
-                println!(
+                outln!(
                     "  {what} {:width$}  {}  {}",
                     e.stage,
                     &e.digest[..12],
@@ -125,7 +125,7 @@ pub fn push(cache: &Path, args: &RemoteArgs, files: &[PathBuf], repair: bool) ->
             }
             Err(err) => {
                 failed += 1;
-                eprintln!("error: {err}");
+                errln!("error: {err}");
                 if matches!(
                     err,
                     RemoteError::Unreachable { .. } | RemoteError::Refused { .. }
@@ -135,7 +135,7 @@ pub fn push(cache: &Path, args: &RemoteArgs, files: &[PathBuf], repair: bool) ->
             }
         }
     }
-    println!(
+    outln!(
         "pushed {objects} object(s), {} in {:.1} s, and {} key record(s) to {}{}",
         human_bytes(bytes),
         t0.elapsed().as_secs_f64(),
@@ -185,7 +185,7 @@ fn latest_entries(cache: &Path, files: &[PathBuf]) -> Result<Vec<KeyEntry>, i32>
     let (records, _) = match crate::record::load_all(cache) {
         Ok(l) => crate::record::split(l),
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return Err(EXIT_INTERNAL);
         }
     };
@@ -193,7 +193,7 @@ fn latest_entries(cache: &Path, files: &[PathBuf]) -> Result<Vec<KeyEntry>, i32>
     for f in files {
         let p = load_or_exit(f, &[])?;
         let Some((_, rec)) = records.iter().rev().find(|(_, r)| r.pipeline == p.name) else {
-            eprintln!(
+            errln!(
                 "warning: {} has no recorded run: nothing to push",
                 f.display()
             );
@@ -250,7 +250,7 @@ pub fn pull(
     for s in &plan.stages {
         let id = &s.id;
         match &s.state {
-            StageState::Cached { digest } => println!("  cached  {id:width$}  {}", &digest[..12]),
+            StageState::Cached { digest } => outln!("  cached  {id:width$}  {}", &digest[..12]),
             StageState::Remote { .. } => {
                 let entry = s.key.as_ref().and_then(|k| remote.lookup(&k.digest()));
                 let Some(entry) = entry else { continue };
@@ -258,7 +258,7 @@ pub fn pull(
                     Ok(r) => {
                         pulled += 1;
                         bytes += r.bytes;
-                        println!(
+                        outln!(
                             "  pulled  {id:width$}  {}  {} in {:.1} s",
                             &r.digest[..12],
                             human_bytes(r.bytes),
@@ -267,17 +267,17 @@ pub fn pull(
                     }
                     Err(e) => {
                         failed += 1;
-                        eprintln!("error: {e}");
+                        errln!("error: {e}");
                     }
                 }
             }
             StageState::WouldRun { .. } => {
-                println!("  absent  {id:width$}  (not on the remote: `pipe run` computes it)")
+                outln!("  absent  {id:width$}  (not on the remote: `pipe run` computes it)")
             }
             StageState::Blocked { .. } => {}
         }
     }
-    println!(
+    outln!(
         "{pulled} stage(s) pulled, {} from {}{}",
         human_bytes(bytes),
         remote.shown(),
@@ -304,7 +304,7 @@ pub fn status(cache: &Path, args: &RemoteArgs, file: &Path, set: &[Override]) ->
         Ok(plan) => plan,
         Err(e) => return crate::commands::fail(&e),
     };
-    println!("remote {}", remote.shown());
+    outln!("remote {}", remote.shown());
     let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
     let mut on_remote = 0;
     for s in &plan.stages {
@@ -324,9 +324,9 @@ pub fn status(cache: &Path, args: &RemoteArgs, file: &Path, set: &[Override]) ->
             }
             (StageState::Blocked { reason }, _) => format!("blocked       {reason}"),
         };
-        println!("{id:width$}  {line}");
+        outln!("{id:width$}  {line}");
     }
-    println!(
+    outln!(
         "{on_remote} of {} stage(s) on the remote",
         plan.stages.len()
     );

@@ -49,24 +49,24 @@ pub fn run(args: &super::RemoteArgs, grace: Duration, dry_run: bool) -> i32 {
     let plan = match remote.gc_plan(grace) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_INTERNAL;
         }
     };
     let bytes: u64 = plan.doomed.iter().map(|(_, l)| l.bytes).sum();
     for (digest, l) in &plan.doomed {
         let verb = if dry_run { "would remove" } else { "removing" };
-        println!(
+        outln!(
             "{verb} object {digest}  {}  {} file(s)  (no key record reaches it)",
             human_bytes(l.bytes),
             l.files.len()
         );
         if !dry_run && let Err(e) = remote.delete_object(digest, l) {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_INTERNAL;
         }
     }
-    println!(
+    outln!(
         "{} {} object(s), {} from {}; kept {} reached by key records and {} younger than {}{}",
         if dry_run { "would remove" } else { "removed" },
         plan.doomed.len(),

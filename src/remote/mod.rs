@@ -247,7 +247,7 @@ impl Remote {
             return;
         }
         tracing::debug!("remote failure: {e}");
-        eprintln!("{level}: {e}{tail}");
+        errln!("{level}: {e}{tail}");
     }
 
     /// Whether the remote is still worth asking.
@@ -311,7 +311,7 @@ impl Remote {
     /// The exit code a command ends with: 1 when the remote failed under `--remote-required`.
     pub fn exit_code(&self, code: i32) -> i32 {
         if self.required && self.failed() && code == crate::error::EXIT_OK {
-            eprintln!(
+            errln!(
                 "error: the remote {} failed (see above) and --remote-required is set",
                 self.shown()
             );

@@ -340,7 +340,7 @@ impl Remote {
             if bad.is_empty() {
                 return Ok(bytes);
             }
-            eprintln!(
+            errln!(
                 "  repair  object {}: {} damaged remote file(s) replaced",
                 &digest[..12],
                 bad.len()

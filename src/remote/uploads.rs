@@ -83,7 +83,7 @@ impl Remote {
                 }
                 Ok(Err(e)) => pb.suspend(|| self.report(&e)),
                 Err(_) => pb.suspend(|| {
-                    eprintln!(
+                    errln!(
                         "warning: the upload of `{stage}` to {} panicked",
                         self.shown()
                     );

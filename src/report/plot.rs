@@ -261,9 +261,33 @@ fn draw_err<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> PlotError + '_ 
 /// Renders `(width, height)` pixels with `draw` and writes them to `path` as PNG.
 fn render_png(
     path: &Path,
-    (width, height): (u32, u32),
+    size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<Canvas<'_>, Shift>) -> Result<(), PlotError>,
 ) -> Result<(), PlotError> {
+    render(size, draw)?
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| PlotError::Encode {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// `img` encoded as PNG in memory (for files written outside the cache: [`crate::output`]).
+fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>, PlotError> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| PlotError::Draw {
+            what: "PNG".into(),
+            message: e.to_string(),
+        })?;
+    Ok(out.into_inner())
+}
+
+/// Renders `(width, height)` pixels with `draw`.
+fn render(
+    (width, height): (u32, u32),
+    draw: impl FnOnce(&DrawingArea<Canvas<'_>, Shift>) -> Result<(), PlotError>,
+) -> Result<image::RgbImage, PlotError> {
     let font = font()?;
     let mut buf = vec![255u8; width as usize * height as usize * 3];
     {
@@ -276,15 +300,10 @@ fn render_png(
         draw(&root)?;
         root.present().map_err(draw_err("image"))?;
     }
-    let img = image::RgbImage::from_raw(width, height, buf).ok_or(PlotError::Draw {
+    image::RgbImage::from_raw(width, height, buf).ok_or(PlotError::Draw {
         what: "image".into(),
         message: "buffer size mismatch".into(),
-    })?;
-    img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|source| PlotError::Encode {
-            path: path.to_path_buf(),
-            source,
-        })
+    })
 }
 
 // Matplotlib's default colours, which the report's figures use.
@@ -453,6 +472,20 @@ pub const GRID_MAX: usize = 32;
 /// Several confusion matrices side by side (report Figure 18), each with its title; more
 /// than [`GRID_COLUMNS`] wrap onto further rows.
 pub fn confusion_grid_png(path: &Path, items: &[(String, Confusion)]) -> Result<(), PlotError> {
+    confusion_grid(items)?
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| PlotError::Encode {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// [`confusion_grid_png`]'s figure as PNG bytes.
+pub fn confusion_grid_png_bytes(items: &[(String, Confusion)]) -> Result<Vec<u8>, PlotError> {
+    png_bytes(&confusion_grid(items)?)
+}
+
+fn confusion_grid(items: &[(String, Confusion)]) -> Result<image::RgbImage, PlotError> {
     if items.is_empty() {
         return Err(PlotError::Empty("no confusion matrices"));
     }
@@ -464,7 +497,7 @@ pub fn confusion_grid_png(path: &Path, items: &[(String, Confusion)]) -> Result<
     }
     let cols = items.len().min(GRID_COLUMNS);
     let rows = items.len().div_ceil(cols);
-    render_png(path, (480 * cols as u32, 500 * rows as u32), |root| {
+    render((480 * cols as u32, 500 * rows as u32), |root| {
         for (area, (title, c)) in root.split_evenly((rows, cols)).iter().zip(items) {
             confusion_panel(area, title, c)?;
         }

@@ -1,9 +1,11 @@
 //! The Slurm driver's loop. It plans like a local run, then decides each stage whose inputs are
 //! known with the same [`plan::decide`] (so a hit is a hit wherever the cache lookup finds it),
-//! and submits only the misses. A job counts as done when its key is committed to the cache —
-//! that, not Slurm's job state, is what makes the stages after it ready — and as failed when
-//! Slurm says it ended without committing. The queue is read once per poll (`squeue`), for all
-//! jobs at once.
+//! and submits only the misses. A stage is done when its job has ended, ended successfully
+//! (Slurm's `COMPLETED`), and left its completion record ([`job::Completion`]) for the stage's
+//! key, which is then in the cache. The key being in the cache alone proves nothing — a forced
+//! rerun starts with it there, and a concurrent writer may commit it — so a job that was
+//! cancelled, failed or timed out is a failed stage whatever the cache holds. The queue is read
+//! once per poll (`squeue`), for all jobs at once.
 //!
 //! Resumable: a driver killed mid-run leaves its jobs running; the next driver finds them in the
 //! queue by name (which carries the stage key) and waits for them instead of submitting again.
@@ -20,12 +22,13 @@ use crate::cache::lock::CacheLock;
 use crate::commands::{done_line, header};
 use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use crate::exec::budget::on_gpu;
+use crate::exec::ready::Ready;
 use crate::plan::{self, Decision, Plan, StageState};
 use crate::record::{Outcome, RunRecord, StageRecord, now_rfc3339};
 use crate::run::{CacheWorld, Engine};
 use crate::spec::resources::Resources;
 use crate::stages::StageReport;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,11 +42,11 @@ pub fn run(req: &Request<'_>) -> i32 {
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
                 if !e.to_string().contains(&s.to_string()) {
-                    eprintln!("  caused by: {s}");
+                    errln!("  caused by: {s}");
                 }
                 source = s.source();
             }
@@ -61,6 +64,8 @@ struct Job {
     id: u64,
     key: StageKey,
     log: PathBuf,
+    /// Its completion record ([`job::Completion`]).
+    done: PathBuf,
     since: Instant,
     /// Submitted by this driver (cancelled on Ctrl-C), not found from an earlier one.
     ours: bool,
@@ -70,11 +75,10 @@ struct Driver<'r> {
     req: &'r Request<'r>,
     plan: Plan,
     defaults: Resources,
-    /// Stages to handle, in plan order.
-    selected: Vec<String>,
     width: usize,
     digests: BTreeMap<String, String>,
-    pending: BTreeSet<String>,
+    /// The stages to handle (in plan order) still pending, and which of them can start.
+    pending: Ready<'r>,
     running: BTreeMap<String, Job>,
     records: BTreeMap<String, StageRecord>,
     /// Jobs of earlier drivers still queued or running, by name; read at the first miss (a run
@@ -117,11 +121,12 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
     let log_dir = abs_cache.join("work").join("slurm");
     std::fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
     let exe = std::env::current_exe().map_err(io(&PathBuf::from("pipe")))?;
-    let selected: Vec<String> = plan
+    let selected: Vec<&str> = plan
         .stages
         .iter()
         .filter(|s| !matches!(s.state, StageState::Blocked { .. }))
-        .map(|s| s.id.clone())
+        .filter_map(|s| req.pipeline.stages.get_key_value(&s.id))
+        .map(|(id, _)| id.as_str())
         .collect();
     let defaults = req
         .config
@@ -132,9 +137,8 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
         })?;
     let mut d = Driver {
         req,
-        width: selected.iter().map(String::len).max().unwrap_or(0),
-        pending: selected.iter().cloned().collect(),
-        selected,
+        width: selected.iter().map(|s| s.len()).max().unwrap_or(0),
+        pending: Ready::new(selected, &req.pipeline.stages),
         plan,
         defaults,
         digests: BTreeMap::new(),
@@ -190,7 +194,7 @@ fn drive(req: &Request<'_>) -> Result<RunRecord, SlurmError> {
 
 impl Driver<'_> {
     fn say(&self, line: String) {
-        println!("{line}");
+        outln!("{line}");
     }
 
     /// Decides every ready stage: records hits, submits (or finds queued) jobs for misses.
@@ -205,7 +209,7 @@ impl Driver<'_> {
                 Decision::Hit { key, digest } => self.cached(world, &id, key, digest),
                 // A stage the remote holds is pulled by its job, on the node that needs it.
                 Decision::Miss { key } | Decision::Remote { key, .. } => {
-                    self.pending.remove(&id);
+                    self.pending.take(&id);
                     match self.submit(&id, key.clone(), forced) {
                         Ok(job) => {
                             self.running.insert(id, job);
@@ -220,17 +224,7 @@ impl Driver<'_> {
 
     /// The first pending stage (in plan order) whose inputs are all committed.
     fn first_ready(&self) -> Option<String> {
-        let stages = &self.req.pipeline.stages;
-        self.selected
-            .iter()
-            .filter(|id| self.pending.contains(*id))
-            .find(|id| {
-                stages[*id]
-                    .inputs
-                    .values()
-                    .all(|p| self.digests.contains_key(p))
-            })
-            .cloned()
+        self.pending.first().map(str::to_string)
     }
 
     fn inputs(&self, id: &str) -> BTreeMap<String, String> {
@@ -242,7 +236,7 @@ impl Driver<'_> {
     }
 
     fn cached(&mut self, world: &CacheWorld<'_>, id: &str, key: StageKey, digest: String) {
-        self.pending.remove(id);
+        self.pending.take(id);
         let w = self.width;
         let note = match self.plan.get(id).map(|p| &p.state) {
             Some(StageState::WouldRun { .. }) => {
@@ -257,6 +251,7 @@ impl Driver<'_> {
         let spec = &self.req.pipeline.stages[id];
         let r = crate::exec::cached_record(world.store, spec, &key, &digest);
         self.records.insert(id.to_string(), r);
+        self.pending.known(id);
         self.digests.insert(id.to_string(), digest);
     }
 
@@ -282,6 +277,7 @@ impl Driver<'_> {
             return Ok(Job {
                 id: q.id,
                 log: job::log_path(&self.log_dir, &name, q.id),
+                done: job::completion_path(&self.log_dir, &name, q.id),
                 key,
                 since: Instant::now(),
                 ours: false,
@@ -296,6 +292,8 @@ impl Driver<'_> {
             set: self.req.set,
             device: self.req.device,
             forced,
+            name: &name,
+            dir: &self.log_dir,
         };
         let script = self.log_dir.join(format!("{name}.sh"));
         std::fs::write(&script, command.script(&key)?).map_err(|source| SlurmError::Io {
@@ -314,6 +312,7 @@ impl Driver<'_> {
         let since = Instant::now();
         let jid = cmd::submit(id, &args)?;
         let log = job::log_path(&self.log_dir, &name, jid);
+        let done = job::completion_path(&self.log_dir, &name, jid);
         tracing::info!(stage = %id, key = %key.digest(), job = jid, "cache miss: submitted");
         self.say(format!(
             "  submit  {id:w$}  Slurm job {jid} ({}) → {}",
@@ -324,6 +323,7 @@ impl Driver<'_> {
             id: jid,
             key,
             log,
+            done,
             since,
             ours: true,
         })
@@ -337,29 +337,26 @@ impl Driver<'_> {
         }
     }
 
-    /// One look at the queue and the cache: a committed key is a finished stage; a job that
-    /// ended without committing is a failed one.
+    /// One look at the queue: a job that ended is its stage's end, done or failed
+    /// ([`ended_job`]); a job that can never start is cancelled and failed.
     fn poll(&mut self, world: &CacheWorld<'_>) -> Result<(), SlurmError> {
         let queue: BTreeMap<u64, QueuedJob> =
             cmd::queue()?.into_iter().map(|j| (j.id, j)).collect();
         let ids: Vec<String> = self.running.keys().cloned().collect();
         for id in ids {
-            let (jid, hex) = (self.running[&id].id, self.running[&id].key.digest());
-            let seen = queue.get(&jid);
-            // Looked up after reading the queue: a job seen ended has committed by now.
-            let hit = world.store.lookup(&hex).hit();
+            let seen = queue.get(&self.running[&id].id);
             let never = seen.filter(|q| q.never_starts()).map(|q| q.reason.clone());
+            // A job squeue no longer lists has ended (Slurm forgets ended jobs after a while).
             let ended = seen.is_none_or(|q| !q.active());
-            if hit.is_none() && !ended && never.is_none() {
+            if !ended && never.is_none() {
                 continue;
             }
+            let state = seen.filter(|_| ended).map(|q| q.state.clone());
             let Some(job) = self.running.remove(&id) else {
                 continue;
             };
             let secs = job.since.elapsed().as_secs_f64();
-            if let Some(entry) = hit {
-                self.ran(world, &id, job, entry.digest);
-            } else if let Some(reason) = never {
+            if let Some(reason) = never {
                 if job.ours {
                     cmd::cancel(&[job.id]);
                 }
@@ -369,9 +366,11 @@ impl Driver<'_> {
                     reason,
                 };
                 self.fail(&id, &job.key, secs, e);
-            } else {
-                let e = ended_without_commit(&id, &job);
-                self.fail(&id, &job.key, secs, e);
+                continue;
+            }
+            match ended_job(world, &id, &job, state) {
+                Ok(digest) => self.ran(world, &id, job, digest),
+                Err(e) => self.fail(&id, &job.key, secs, e),
             }
         }
         Ok(())
@@ -402,6 +401,7 @@ impl Driver<'_> {
             report,
         );
         self.records.insert(id.to_string(), r);
+        self.pending.known(id);
         self.digests.insert(id.to_string(), digest);
     }
 
@@ -428,7 +428,7 @@ impl Driver<'_> {
             return;
         }
         let w = self.width;
-        for id in self.selected.iter().filter(|id| self.pending.contains(*id)) {
+        for id in self.pending.pending() {
             self.say(format!(
                 "  blocked {id:w$}  (not submitted: a stage failed)"
             ));
@@ -436,17 +436,52 @@ impl Driver<'_> {
     }
 }
 
-/// The error of a job that ended without committing its stage: how Slurm says it ended, and
+/// How an ended job's stage stands: its output digest when the job ended successfully and
+/// committed (see the module documentation), else the stage's error. `state` is the job's end
+/// as `squeue` still lists it; asked of `scontrol` otherwise.
+fn ended_job(
+    world: &CacheWorld<'_>,
+    id: &str,
+    job: &Job,
+    state: Option<String>,
+) -> Result<String, SlurmError> {
+    let hex = job.key.digest();
+    let end = match state {
+        Some(s) => Some((s, None)),
+        None => cmd::job_end(job.id),
+    };
+    // Slurm may have forgotten a job long ended: its completion record then speaks for it.
+    let succeeded = end.as_ref().is_none_or(|(s, _)| s == "COMPLETED");
+    let completed = job::Completion::load(&job.done).filter(|c| c.key == hex && c.stage == id);
+    let committed = world.store.lookup(&hex).hit();
+    match (succeeded, completed, committed) {
+        (true, Some(_), Some(entry)) => Ok(entry.digest),
+        _ => Err(job_failed(id, job, end)),
+    }
+}
+
+/// The error of a job that ended without completing its stage: how Slurm says it ended, and
 /// what pipe wrote in its log.
-fn ended_without_commit(id: &str, job: &Job) -> SlurmError {
-    let (state, exit) = cmd::job_end(job.id).unwrap_or(("ENDED".into(), None));
-    let message = match std::fs::read(&job.log) {
+fn job_failed(id: &str, job: &Job, end: Option<(String, Option<i32>)>) -> SlurmError {
+    // squeue knows the state, scontrol also the exit code.
+    let (state, exit) = match (end, cmd::job_end(job.id)) {
+        (_, Some((s, code))) => (s, code),
+        (Some((s, _)), None) => (s, None),
+        (None, None) => ("ENDED".into(), None),
+    };
+    let mut message = match std::fs::read(&job.log) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(64 << 10)..]);
             job::failure_message(&text)
         }
         Err(e) => format!("(its log could not be read: {e})"),
     };
+    if state == "COMPLETED" {
+        message = format!(
+            "the job left no completion record for this stage's key ({}); its log ends:\n{message}",
+            job.done.display()
+        );
+    }
     SlurmError::JobFailed {
         stage: id.to_string(),
         job: job.id,

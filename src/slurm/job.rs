@@ -29,6 +29,46 @@ pub fn cache_tag(abs_cache: &Path) -> String {
     h.to_hex()[..8].to_string()
 }
 
+/// What a job's `pipe run --only STAGE` leaves beside its log once the stage is committed (or
+/// found committed): the driver counts the stage done only when its job ended successfully
+/// *and* left this record for the stage's key. The key being in the cache says nothing about
+/// the job: a forced rerun starts with it there, and a concurrent writer may commit it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Completion {
+    pub stage: String,
+    /// The stage key's hex digest.
+    pub key: String,
+    /// The output digest the job committed or found.
+    pub digest: String,
+}
+
+impl Completion {
+    /// The record of `stage` in a successful run's record, if it has an output.
+    pub fn of(rec: &crate::record::RunRecord, stage: &str) -> Option<Self> {
+        let s = rec.stages.get(stage)?;
+        Some(Self {
+            stage: stage.to_string(),
+            key: s.key.clone(),
+            digest: s.digest.clone()?,
+        })
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), crate::output::OutputError> {
+        let text = serde_json::to_vec_pretty(self).expect("a completion record serialises");
+        crate::output::write(path, &text).map(drop)
+    }
+
+    /// The record at `path`, if there is a readable one.
+    pub fn load(path: &Path) -> Option<Self> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+}
+
+/// The completion record job `id` of `name` leaves (see [`Completion`]).
+pub fn completion_path(dir: &Path, name: &str, id: u64) -> PathBuf {
+    dir.join(format!("{name}.{id}.done"))
+}
+
 /// What the job's command line is made of.
 pub struct Command<'a> {
     /// The pipe binary (the driver's own).
@@ -39,6 +79,9 @@ pub struct Command<'a> {
     pub set: &'a [Override],
     pub device: Option<DeviceChoice>,
     pub forced: bool,
+    /// The job's name and the directory of its log: where its [`Completion`] goes.
+    pub name: &'a str,
+    pub dir: &'a Path,
 }
 
 impl Command<'_> {
@@ -73,31 +116,39 @@ impl Command<'_> {
     }
 
     /// The batch script: one `exec` of pipe, every word shell-quoted, so the job's exit code
-    /// is pipe's (2: the stage's input or configuration, 1: internal).
+    /// is pipe's (2: the stage's input or configuration, 1: internal). The completion record's
+    /// path takes the job id from Slurm's `$SLURM_JOB_ID`, known only when the job runs.
     pub fn script(&self, key: &StageKey) -> Result<String, SlurmError> {
-        let mut words = vec![self.exe.display().to_string()];
-        words.extend(self.args());
-        let quoted: Vec<String> = words
-            .iter()
-            .map(|w| {
-                shlex::try_quote(w)
-                    .map(|q| q.into_owned())
-                    .map_err(|_| SlurmError::Unquotable { word: w.clone() })
-            })
-            .collect::<Result<_, _>>()?;
+        let quote = |w: &str| {
+            shlex::try_quote(w)
+                .map(|q| q.into_owned())
+                .map_err(|_| SlurmError::Unquotable { word: w.into() })
+        };
+        let mut words = vec![quote(&self.exe.display().to_string())?];
+        for a in self.args() {
+            words.push(quote(&a)?);
+        }
+        let prefix = self.dir.join(format!("{}.", self.name));
+        words.push("--completion-record".into());
+        words.push(format!(
+            "{}\"$SLURM_JOB_ID\"{}",
+            quote(&prefix.display().to_string())?,
+            quote(".done")?
+        ));
         Ok(format!(
             "#!/bin/sh\n# pipe: stage {} of {}, key {}\nexec {}\n",
             self.stage,
             self.file.display(),
             key.digest(),
-            quoted.join(" ")
+            words.join(" ")
         ))
     }
 }
 
 /// `sbatch` options for a stage (without `--parsable` and the script): name, log, working
 /// directory, then what its resources ask for, then its pass-through options. `gpu_device`: the
-/// stage's `device` is a GPU, so it gets one GPU when it declares none.
+/// stage's `device` is a GPU, so it gets one GPU when it declares none (declared GPUs win,
+/// `gpus: 0` included: [`crate::exec::budget::gpus`]).
 pub fn sbatch_args(
     name: &str,
     log: &Path,
@@ -117,7 +168,7 @@ pub fn sbatch_args(
     if let Some(min) = r.time_min {
         a.push(format!("--time={min}"));
     }
-    let gpus = r.gpus().max(u32::from(gpu_device));
+    let gpus = crate::exec::budget::gpus(r, gpu_device);
     if gpus > 0 {
         a.push(format!("--gres=gpu:{gpus}"));
     }
@@ -224,6 +275,8 @@ mod tests {
             set: &set,
             device: Some(DeviceChoice::Cpu),
             forced: true,
+            name: "pipe.train_b3.x",
+            dir: Path::new("/c/work/slurm"),
         };
         let s = cmd.script(&key()).unwrap();
         let last = s.lines().last().unwrap();
@@ -231,9 +284,22 @@ mod tests {
             last,
             "exec '/opt/pipe bin/pipe' --cache cache run 'pipelines/quick start.yaml' --only \
              train_b3 --executor local --jobs 1 --set 'stages.faces.count=300' --device cpu \
-             --force train_b3"
+             --force train_b3 --completion-record /c/work/slurm/pipe.train_b3.x.\"$SLURM_JOB_ID\".done"
         );
-        assert_eq!(shlex::split(&last[5..]).unwrap()[1..], cmd.args()[..]);
+        let words = shlex::split(&last[5..]).unwrap();
+        assert_eq!(words[1..words.len() - 2], cmd.args()[..]);
+        // The shell expands the job id into the record's path.
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("echo {}", s.split(' ').next_back().unwrap())])
+            .env("SLURM_JOB_ID", "42")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            completion_path(Path::new("/c/work/slurm"), "pipe.train_b3.x", 42)
+                .display()
+                .to_string()
+        );
         let bad = Command {
             file: Path::new("a\0b"),
             ..cmd
@@ -287,6 +353,51 @@ mod tests {
             true,
         );
         assert_eq!(gpu.last().unwrap(), "--gres=gpu:1");
+        // Declared resources win over the device: `gpus: 0` asks for none.
+        let none = Resources {
+            gpus: Some(0),
+            ..Resources::default()
+        };
+        let a = sbatch_args("n", Path::new("l"), Path::new("w"), &none, true);
+        assert!(!a.iter().any(|a| a.starts_with("--gres")), "{a:?}");
+    }
+
+    #[test]
+    fn a_completion_record_comes_from_the_run_record_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key();
+        let mut stages = BTreeMap::new();
+        stages.insert(
+            "h".to_string(),
+            crate::record::StageRecord {
+                kind: "hash".into(),
+                key: k.digest(),
+                key_parts: k.clone(),
+                digest: Some("ab".repeat(32)),
+                outcome: crate::record::Outcome::Ran,
+                seconds: 1.0,
+                report: Default::default(),
+                error: None,
+            },
+        );
+        let rec = crate::record::RunRecord {
+            pipeline: "p".into(),
+            file: "p.yaml".into(),
+            started: "2026-12-01T08:00:00.000Z".into(),
+            seconds: 1.0,
+            ok: true,
+            stages,
+            sweep: None,
+            variant: BTreeMap::new(),
+            overrides: Vec::new(),
+        };
+        assert!(Completion::of(&rec, "other").is_none());
+        let c = Completion::of(&rec, "h").unwrap();
+        assert_eq!(c.key, k.digest());
+        let p = completion_path(dir.path(), "pipe.h.x", 7);
+        assert!(Completion::load(&p).is_none());
+        c.save(&p).unwrap();
+        assert_eq!(Completion::load(&p), Some(c));
     }
 
     #[test]

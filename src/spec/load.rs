@@ -111,6 +111,8 @@ struct Collected {
     description: Option<String>,
     params: BTreeMap<String, (Marked, PathBuf)>,
     stages: Vec<RawStage>,
+    /// Each stage id's index in `stages` (a duplicate is found without a scan).
+    stage_index: BTreeMap<String, usize>,
     seen_files: Vec<PathBuf>,
     /// Aliases of every file read, for notes on the problems found where they were used.
     aliases: Vec<(PathBuf, yaml::AliasSite)>,
@@ -370,7 +372,7 @@ fn collect(
                         if let Err(e) = ident::check("stage id", id) {
                             diags.push(Diagnostic::new(&file, Some(sk.pos), "stages", e));
                         }
-                        if let Some(prev) = acc.stages.iter().find(|s| s.id == id) {
+                        if let Some(prev) = acc.stage_index.get(id).map(|&i| &acc.stages[i]) {
                             diags.push(Diagnostic::new(
                                 &file,
                                 Some(sk.pos),
@@ -384,6 +386,7 @@ fn collect(
                             ));
                             continue;
                         }
+                        acc.stage_index.insert(id.to_string(), acc.stages.len());
                         acc.stages.push(RawStage {
                             id: id.to_string(),
                             tree: sv.clone(),

@@ -105,7 +105,7 @@ struct Loaded {
 
 pub fn run(req: Request<'_>) -> i32 {
     if let Err(e) = check_paths(req.space.paths(), req.set) {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         return EXIT_INVALID;
     }
     let variants = match req.space.variants() {
@@ -120,14 +120,14 @@ pub fn run(req: Request<'_>) -> i32 {
         Err(code) => return code,
     };
     let Some(first) = loaded.first() else {
-        eprintln!("error: no variants to run");
+        errln!("error: no variants to run");
         return EXIT_INVALID;
     };
     if let Some(o) = &req.objective
         && !first.pipeline.stages.contains_key(&o.stage)
     {
         let ids = first.pipeline.stages.keys().map(String::as_str);
-        eprintln!(
+        errln!(
             "error: --objective {o}: no stage `{}` in {}{}",
             o.stage,
             req.file.display(),
@@ -136,18 +136,18 @@ pub fn run(req: Request<'_>) -> i32 {
         return EXIT_INVALID;
     }
     let id = sweep_id(&first.pipeline.name, req.set, &req.space.spec());
-    println!(
+    outln!(
         "sweep {id}: {} variant{} of {}",
         loaded.len(),
         if loaded.len() == 1 { "" } else { "s" },
         first.pipeline.name
     );
     for (i, l) in loaded.iter().enumerate() {
-        println!("  variant {:>3}  {}", i + 1, l.variant.name());
+        outln!("  variant {:>3}  {}", i + 1, l.variant.name());
     }
     if req.dry_run {
         for (i, l) in loaded.iter().enumerate() {
-            println!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
+            outln!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
             let code = crate::commands::plan_only(&l.pipeline, req.cache, &req.opts);
             if code != EXIT_OK {
                 return code;
@@ -192,16 +192,16 @@ fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32>
         Vec::new()
     };
     for m in &shared {
-        eprintln!("error: every variant: {m}");
+        errln!("error: every variant: {m}");
     }
     let mut problems = shared.len();
     for (i, messages) in &failed {
         for m in messages.iter().filter(|m| !shared.contains(m)) {
-            eprintln!("error: variant {} ({}): {m}", i + 1, variants[*i].name());
+            errln!("error: variant {} ({}): {m}", i + 1, variants[*i].name());
             problems += 1;
         }
     }
-    eprintln!(
+    errln!(
         "{problems} error{} in the variants; nothing ran",
         if problems == 1 { "" } else { "s" }
     );
@@ -234,7 +234,7 @@ fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
             match objective_value(rec, o) {
                 Ok(v) => scores.push((i, v)),
                 Err(msg) => {
-                    eprintln!(
+                    errln!(
                         "error: variant {} ({}): {msg}",
                         i + 1,
                         loaded[i].variant.name()
@@ -245,7 +245,7 @@ fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
         }
         print_ranking(loaded, &scores, o, req.minimize);
     }
-    println!(
+    outln!(
         "\n`pipe compare {}` shows every variant's metrics",
         req.file.display()
     );
@@ -313,7 +313,7 @@ fn run_in_turn(
     };
     let mut records = Vec::new();
     for (i, l) in loaded.iter().enumerate() {
-        println!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
+        outln!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
         crate::commands::header(&l.pipeline, req.cache);
         let ran = run_variant(req, id, l, now_rfc3339(), &sharing);
         records.push(finish(req, ran, note));
@@ -330,7 +330,7 @@ fn run_at_once(
     note: &mut dyn FnMut(&RunError),
 ) -> Vec<Option<RunRecord>> {
     let n = loaded.len();
-    println!(
+    outln!(
         "\n{n} variants at once, up to {} stages at a time",
         req.opts.jobs
     );
@@ -346,7 +346,7 @@ fn run_at_once(
                 while let Some((i, started)) = next_variant(queue, n) {
                     let l = &loaded[i];
                     let prefix = format!("[{}] ", i + 1);
-                    println!("{prefix}variant {}/{n}: {}", i + 1, l.variant.name());
+                    outln!("{prefix}variant {}/{n}: {}", i + 1, l.variant.name());
                     let sharing = Sharing { shared, prefix };
                     let ran = run_variant(req, id, l, started, &sharing);
                     let _ = tx.send((i, ran));
@@ -359,7 +359,7 @@ fn run_at_once(
     ran.sort_by_key(|(i, _)| *i);
     let mut records = Vec::new();
     for (i, r) in ran {
-        println!("\nvariant {}/{n}: {}", i + 1, loaded[i].variant.name());
+        outln!("\nvariant {}/{n}: {}", i + 1, loaded[i].variant.name());
         records.push(finish(req, r, note));
     }
     records
@@ -416,9 +416,9 @@ pub fn best(scores: &[(usize, f64)], minimize: bool) -> Option<usize> {
 }
 
 fn print_ranking(loaded: &[Loaded], scores: &[(usize, f64)], o: &Objective, minimize: bool) {
-    println!("\n{o} by variant:");
+    outln!("\n{o} by variant:");
     for &(i, v) in scores {
-        println!(
+        outln!(
             "  variant {:>3}  {v:.4}  {}",
             i + 1,
             loaded[i].variant.name()
@@ -427,14 +427,14 @@ fn print_ranking(loaded: &[Loaded], scores: &[(usize, f64)], o: &Objective, mini
     match best(scores, minimize) {
         Some(b) => {
             let (i, v) = scores[b];
-            println!(
+            outln!(
                 "best ({}): variant {} {} with {o} = {v:.4}",
                 if minimize { "lowest" } else { "highest" },
                 i + 1,
                 loaded[i].variant.name()
             );
         }
-        None => println!("best: none (no variant reported {o})"),
+        None => outln!("best: none (no variant reported {o})"),
     }
 }
 

@@ -270,3 +270,40 @@ fn the_device_flag_enters_the_key_exactly_like_the_yaml_field() {
         );
     }
 }
+
+#[test]
+fn a_pipeline_that_never_ran_is_missing_not_compared_with_another_pipelines_stages() {
+    let env = data_env(40);
+    env.ok(&["run", "p.yaml"]);
+    // Another pipeline with the same stage ids; its split is seeded differently.
+    let other = DATA_PIPELINE
+        .replace("name: data", "name: other")
+        .replace("seed: 3", "seed: 2019");
+    env.write("q.yaml", &other);
+    let status = env.ok(&["status", "q.yaml"]);
+    let split = status.lines().find(|l| l.starts_with("split")).unwrap();
+    assert!(split.contains(" missing "), "{status}");
+    assert!(
+        !status.contains("→"),
+        "compared with `data`'s run: {status}"
+    );
+    // The stages whose keys `data` committed are cached all the same: the cache is shared.
+    assert_eq!(not_cached(&status), ["split"], "{status}");
+    let why = env.ok(&["why", "q.yaml", "split"]);
+    assert!(why.contains("`split` has never run"), "{why}");
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["status", "q.yaml", "--json"])).unwrap();
+    assert_eq!(
+        json["split"]["reasons"],
+        serde_json::json!(["never ran in this pipeline"])
+    );
+
+    // Once it ran, its reasons compare with its own last run, whatever ran since.
+    env.ok(&["run", "q.yaml"]);
+    env.ok(&["run", "p.yaml", "--set", "params.seed=4"]);
+    let status = env.ok(&["status", "q.yaml", "--set", "params.seed=5"]);
+    assert!(
+        status.contains("2019 → 5") && !status.contains("4 → 5"),
+        "{status}"
+    );
+}

@@ -367,3 +367,150 @@ fn sigint_cancels_the_jobs_the_driver_submitted() {
     let out = env.ok(&args_with(&["run", QUICK], &quick_sets()));
     assert!(ran(&out).contains(&"train_b3".to_string()), "{out}");
 }
+
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// The shrunk quickstart run locally (so every stage is cached), then the Slurm driver started
+/// with `--force train_b3`; returns it once it submitted `train_b3`, with the rest of its
+/// stdout's lines and that job's id.
+fn forced_driver(env: &Env) -> (std::process::Child, Lines, u64) {
+    let sets = quick_sets();
+    env.ok(&args_with(&["run", QUICK], &sets));
+    let mut child = env
+        .cmd(&args_with(
+            &["run", QUICK, "--executor", "slurm", "--force", "train_b3"],
+            &sets,
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for l in lines.by_ref().map_while(Result::ok) {
+        let job = l
+            .trim_start()
+            .strip_prefix("submit  train_b3")
+            .and_then(|r| r.split("Slurm job ").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|j| j.parse().ok());
+        seen.push(l);
+        if let Some(job) = job {
+            return (child, lines, job);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the driver never submitted train_b3: {seen:?}");
+}
+
+/// Slurm's state of job `id` (`squeue` lists ended jobs for a while; empty once forgotten).
+fn job_state(id: u64) -> String {
+    text(
+        &Command::new("squeue")
+            .args(["--noheader", "--states=all", "--format=%T", "--jobs"])
+            .arg(id.to_string())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string()
+}
+
+/// The rest of `child`'s stderr and its exit code.
+fn finish(mut child: std::process::Child) -> (String, Option<i32>) {
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (stderr, child.wait().unwrap().code())
+}
+
+/// A forced stage's key is in the cache before its job even starts: the driver must wait for
+/// the job to end (it used to say `ran` a second after submitting, the job still running).
+#[test]
+fn a_forced_stage_is_done_only_once_its_job_has_ended() {
+    if !slurm_up("a_forced_stage_is_done_only_once_its_job_has_ended") {
+        return;
+    }
+    let (env, _) = shipped_env(10, &[]);
+    let (driver, lines, job) = forced_driver(&env);
+    let mut rest = Vec::new();
+    for l in lines.map_while(Result::ok) {
+        if l.trim_start().starts_with("ran     train_b3") {
+            let state = job_state(job);
+            assert!(
+                state.is_empty() || state == "COMPLETED",
+                "`ran` while Slurm job {job} is {state}: {l}"
+            );
+        }
+        rest.push(l);
+    }
+    let (stderr, code) = finish(driver);
+    assert_eq!(code, Some(0), "{rest:?}\n{stderr}");
+    assert!(ran(&rest.join("\n")) == ["train_b3"], "{rest:?}");
+    let rec = latest_record(&env);
+    assert_eq!(rec["stages"]["train_b3"]["outcome"], "ran");
+}
+
+/// A forced stage whose job is cancelled failed, whatever the cache holds (its key is there from
+/// the earlier run); what reads it is not judged against the old output.
+#[test]
+fn a_forced_stage_whose_job_is_cancelled_fails() {
+    if !slurm_up("a_forced_stage_whose_job_is_cancelled_fails") {
+        return;
+    }
+    let (env, _) = shipped_env(10, &[]);
+    let (driver, lines, job) = forced_driver(&env);
+    assert!(
+        Command::new("scancel")
+            .arg(job.to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let (stderr, code) = finish(driver);
+    let out = rest.join("\n");
+    assert_eq!(code, Some(1), "{out}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "stage `train_b3` failed in Slurm job {job} (CANCELLED"
+        )),
+        "{stderr}"
+    );
+    assert!(ran(&out).is_empty(), "{out}");
+    assert!(
+        !out.contains("cached  evaluate") && out.contains("blocked evaluate"),
+        "{out}"
+    );
+    let rec = latest_record(&env);
+    assert_eq!(rec["ok"], false);
+    assert_eq!(rec["stages"]["train_b3"]["outcome"], "failed");
+    assert!(rec["stages"].get("evaluate").is_none(), "{rec}");
+}
+
+/// `resources: {gpus: 0}` wins over a GPU `device`: the job is submitted without `--gres`
+/// (which this node, without GPUs, refuses) and fails in its own way (no Vulkan in this build).
+#[test]
+fn declared_gpus_win_over_the_device() {
+    if !slurm_up("declared_gpus_win_over_the_device") {
+        return;
+    }
+    let (env, _) = shipped_env(10, &[]);
+    let mut sets = quick_sets();
+    env.ok(&args_with(&["run", QUICK, "--until", "augment"], &sets));
+    sets.push("stages.train_b3.device=vulkan".into());
+    sets.push("stages.train_b3.resources={gpus: 0}".into());
+    let out = env.pipe(&args_with(
+        &["run", QUICK, "--executor", "slurm", "--until", "train_b3"],
+        &sets,
+    ));
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("sbatch refused"), "{stderr}");
+    assert!(
+        stderr.contains("stage `train_b3` failed in Slurm job")
+            && stderr.contains("needs the cargo feature `vulkan`"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+}

@@ -417,7 +417,7 @@ fn epoch_line(
     let left = epochs.saturating_sub(row.epoch) as f64;
     let mean = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len().max(1) as f64;
     let eta = std::time::Duration::from_secs((left * mean).round() as u64);
-    println!(
+    crate::outln!(
         "  {} epoch {}/{epochs}: loss {:.4}, val loss {:.4}, val balanced accuracy {:.4}, \
          {img_per_s:.0} img/s, ETA {}",
         progress.prefix(),

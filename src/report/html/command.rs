@@ -27,7 +27,7 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
     let store = match crate::cache::Store::open_existing(cache) {
         Ok(Some(s)) => s,
         Ok(None) => {
-            eprintln!(
+            errln!(
                 "error: {} holds no cache: nothing to report",
                 cache.display()
             );
@@ -39,12 +39,12 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
         Ok(loaded) => {
             let (readable, unreadable) = crate::record::split(loaded);
             for e in unreadable {
-                eprintln!("warning: {e} (a newer run may be missing from the report)");
+                errln!("warning: {e} (a newer run may be missing from the report)");
             }
             readable
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_INTERNAL;
         }
     };
@@ -55,13 +55,13 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
             Err(code) => return code,
         };
         let Some((_, rec)) = history.iter().rev().find(|(_, r)| r.pipeline == p.name) else {
-            eprintln!("warning: {} has no run in {}", f.display(), cache.display());
+            errln!("warning: {} has no run in {}", f.display(), cache.display());
             continue;
         };
         let file_digest = match std::fs::read(f) {
             Ok(b) => blake3::hash(&b).to_hex().to_string(),
             Err(e) => {
-                eprintln!("error: {}: {e}", f.display());
+                errln!("error: {}: {e}", f.display());
                 return EXIT_INVALID;
             }
         };
@@ -78,7 +78,7 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
         });
     }
     if runs.is_empty() {
-        eprintln!("error: none of the given pipelines has a run: nothing to report");
+        errln!("error: none of the given pipelines has a run: nothing to report");
         return EXIT_INVALID;
     }
     let objects = |d: &str| {
@@ -90,11 +90,11 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
     let records: Vec<_> = history.into_iter().map(|(_, r)| r).collect();
     let rep = model::build(&runs, &records, &objects);
     for w in &rep.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     match html::write(out, &rep) {
-        Ok(bytes) => {
-            println!(
+        Ok((bytes, written)) => {
+            let line = format!(
                 "report: {} ({}; {} pipeline(s), {} model(s), {} evaluation(s))",
                 out.display(),
                 human_bytes(bytes as u64),
@@ -102,6 +102,12 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
                 rep.models.len(),
                 rep.evaluations.len()
             );
+            // The page itself went to stdout: the note must not follow it there.
+            if written == crate::output::Written::Stdout {
+                errln!("{line}");
+            } else {
+                outln!("{line}");
+            }
             if rep.warnings.is_empty() {
                 EXIT_OK
             } else {
@@ -109,7 +115,7 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
             }
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             EXIT_INTERNAL
         }
     }

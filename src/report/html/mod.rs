@@ -9,17 +9,11 @@ pub mod model;
 pub mod page;
 pub mod svg;
 
-use std::path::PathBuf;
-
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Write(#[from] crate::output::OutputError),
 }
 
 /// Text for HTML element content and attribute values (everything from YAML or records goes
@@ -39,20 +33,15 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Writes the page to `path` (through a temporary file, so a reader never sees half a page).
-pub fn write(path: &std::path::Path, report: &model::Report) -> Result<usize, ReportError> {
+/// Writes the page to `path` ([`crate::output`]: `-` is stdout, a regular file is replaced
+/// atomically, a device or FIFO is written into); its size and where it went.
+pub fn write(
+    path: &std::path::Path,
+    report: &model::Report,
+) -> Result<(usize, crate::output::Written), ReportError> {
     let html = page::render(report);
-    let tmp = path.with_extension("html.tmp");
-    let err = |source| ReportError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, html.as_bytes()).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })?;
-    Ok(html.len())
+    let written = crate::output::write(path, html.as_bytes())?;
+    Ok((html.len(), written))
 }
 
 #[cfg(test)]
