@@ -111,7 +111,7 @@ pub fn run(req: Request<'_>) -> i32 {
     let variants = match req.space.variants() {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_INVALID;
         }
     };
