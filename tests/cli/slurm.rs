@@ -428,10 +428,9 @@ fn finish(mut child: std::process::Child) -> (String, Option<i32>) {
 /// A forced stage's key is in the cache before its job even starts: the driver must wait for
 /// the job to end (it used to say `ran` a second after submitting, the job still running).
 #[test]
+#[ignore = "needs a running Slurm (.ci/slurm.sh start; run with --include-ignored)"]
 fn a_forced_stage_is_done_only_once_its_job_has_ended() {
-    if !slurm_up("a_forced_stage_is_done_only_once_its_job_has_ended") {
-        return;
-    }
+    require_slurm();
     let (env, _) = shipped_env(10, &[]);
     let (driver, lines, job) = forced_driver(&env);
     let mut rest = Vec::new();
@@ -455,10 +454,9 @@ fn a_forced_stage_is_done_only_once_its_job_has_ended() {
 /// A forced stage whose job is cancelled failed, whatever the cache holds (its key is there from
 /// the earlier run); what reads it is not judged against the old output.
 #[test]
+#[ignore = "needs a running Slurm (.ci/slurm.sh start; run with --include-ignored)"]
 fn a_forced_stage_whose_job_is_cancelled_fails() {
-    if !slurm_up("a_forced_stage_whose_job_is_cancelled_fails") {
-        return;
-    }
+    require_slurm();
     let (env, _) = shipped_env(10, &[]);
     let (driver, lines, job) = forced_driver(&env);
     assert!(
@@ -492,10 +490,9 @@ fn a_forced_stage_whose_job_is_cancelled_fails() {
 /// `resources: {gpus: 0}` wins over a GPU `device`: the job is submitted without `--gres`
 /// (which this node, without GPUs, refuses) and fails in its own way (no Vulkan in this build).
 #[test]
+#[ignore = "needs a running Slurm (.ci/slurm.sh start; run with --include-ignored)"]
 fn declared_gpus_win_over_the_device() {
-    if !slurm_up("declared_gpus_win_over_the_device") {
-        return;
-    }
+    require_slurm();
     let (env, _) = shipped_env(10, &[]);
     let mut sets = quick_sets();
     env.ok(&args_with(&["run", QUICK, "--until", "augment"], &sets));
