@@ -8,6 +8,10 @@
 //! `gemm` crate flex uses, all cores) gives the attainable rate, and an FMA-only loop on
 //! independent accumulators the instruction peak.
 
+// The binary's allocator, as in `pipe` itself (src/allocator.rs).
+#[path = "../src/allocator.rs"]
+mod allocator;
+
 use burn_backend::ops::{ActivationOps, ConvOptions, FloatTensorOps, ModuleOps};
 use burn_backend::{DType, IntDType, TensorData};
 use burn_flex::{Flex, FlexTensor};
@@ -336,6 +340,7 @@ fn inference(p: &mut Profile, n: usize, chunk: usize) {
 }
 
 fn main() {
+    allocator::tune();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let threads = rayon::current_num_threads();
     println!(

@@ -4,6 +4,10 @@
 //! `cargo bench --bench data_speed -- dhash` (or `index`; none = both).
 //! `BENCH_N` = images / hashes (defaults 100,000 / 116,000).
 
+// The binary's allocator, as in `pipe` itself (src/allocator.rs).
+#[path = "../src/allocator.rs"]
+mod allocator;
+
 use pipe::data::dhash::{dhash, dhash_all};
 use pipe::data::index::group_by_radius;
 use pipe::data::{Dataset, Shape};
@@ -62,6 +66,7 @@ fn bench_index() {
 }
 
 fn main() {
+    allocator::tune();
     // `cargo bench` passes `--bench`; the other arguments select benchmarks.
     let picked: Vec<String> = std::env::args()
         .skip(1)

@@ -7,12 +7,16 @@
 //! `BENCH_B3_BATCHES` = B3 training batches of 124 (default 10); `BENCH_STEPS` = timed ResNet
 //! training steps (default 10): small values give a quick smoke run.
 
+// The binary's allocator, as in `pipe` itself (src/allocator.rs).
+#[path = "../src/allocator.rs"]
+mod allocator;
+
 use burn::module::Module;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use pipe::data::{Dataset, Shape};
-use pipe::ml::backend::{DeviceChoice, tune_allocator};
+use pipe::ml::backend::DeviceChoice;
 use pipe::ml::defaults;
 use pipe::ml::models::{ModelKind, ModelSpec};
 use pipe::ml::resnet::{self, ResNet50Classifier, ResNetSpec, TransferMode};
@@ -258,7 +262,7 @@ fn bench_resnet() {
 
 fn main() {
     // As the `pipe` binary does at start-up.
-    tune_allocator();
+    allocator::tune();
     // `cargo bench` passes `--bench`; the other arguments select benchmarks.
     let picked: Vec<String> = std::env::args()
         .skip(1)

@@ -1,9 +1,11 @@
+mod allocator;
+
 use clap::Parser;
 use pipe::cli::Cli;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    pipe::ml::backend::tune_allocator();
+    allocator::tune();
     let cli = Cli::parse();
     let default = match cli.verbose {
         0 => "warn",

@@ -81,10 +81,14 @@ pub struct AugmentSpec {
     pub seed: u64,
 }
 
+/// Pixel scale of the B models and of augmentation's output (the report's `rescale=1./255`;
+/// TL models use caffe preprocessing). Read by the ML layer through `ml::defaults`.
+pub const RESCALE: f32 = 1.0 / 255.0;
+
 impl Default for AugmentSpec {
     fn default() -> Self {
         Self {
-            rescale: crate::ml::defaults::RESCALE,
+            rescale: RESCALE,
             rotation_range: 10.0,
             zoom_range: 0.1,
             width_shift_range: 0.0,

@@ -8,8 +8,8 @@ pub const BATCH_SIZE: usize = 124;
 pub const EPOCHS: u32 = 15;
 /// Dropout rate after each hidden dense layer of B2/B3.
 pub const DROPOUT: f64 = 0.3;
-/// Pixel scale of B models (the report's `rescale=1./255`; TL models use caffe preprocessing).
-pub const RESCALE: f32 = 1.0 / 255.0;
+/// Pixel scale of B models: defined with the augmentation that applies it (the data layer).
+pub use crate::data::augment::RESCALE;
 /// Score the test split every this many epochs (and at the last).
 pub const TEST_EVERY: u32 = 5;
 

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod curve;
 pub mod defaults;
+pub mod device;
 pub mod export;
 pub mod gpu;
 pub mod metrics;
