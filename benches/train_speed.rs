@@ -21,7 +21,7 @@ use pipe::ml::defaults;
 use pipe::ml::models::{ModelKind, ModelSpec};
 use pipe::ml::resnet::{self, ResNet50Classifier, ResNetSpec, TransferMode};
 use pipe::ml::train::{
-    Checkpoint, INFER_BATCH, TrainConfig, TrainInputs, predict, predict_batched, train,
+    Checkpoint, Hooks, INFER_BATCH, TrainConfig, TrainInputs, predict, predict_batched, train,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -64,7 +64,7 @@ fn fit(
     let out = tempfile::tempdir().expect("temp dir");
     let resume = tempfile::tempdir().expect("temp dir");
     let pb = indicatif::ProgressBar::hidden();
-    let s = train(cfg, &inputs, out.path(), resume.path(), &pb, &|_| false)
+    let s = train(cfg, &inputs, out.path(), resume.path(), &Hooks::bar(&pb))
         .unwrap_or_else(|e| panic!("training failed: {e}"));
     (out, s.images_per_second)
 }

@@ -1,6 +1,7 @@
-//! The pipeline as a petgraph DAG: producer → consumer edges, stable topological order.
+//! The pipeline as a petgraph DAG: producer → consumer edges, stable topological order. It sees
+//! stages only as ids and their inputs (slot → producing stage), so the spec's validator and the
+//! engine both build it and it imports neither.
 
-use crate::spec::StageSpec;
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::BTreeMap;
@@ -11,17 +12,21 @@ pub struct Dag {
 }
 
 impl Dag {
-    /// Builds the graph over stages whose inputs resolve; `Err` holds the stages of one cycle.
-    pub fn build(stages: &BTreeMap<String, StageSpec>) -> Result<Dag, Vec<String>> {
+    /// Builds the graph over `stages` (id, inputs: slot → producer) whose inputs resolve;
+    /// `Err` holds the stages of one cycle.
+    pub fn build<'s>(
+        stages: impl IntoIterator<Item = (&'s str, &'s BTreeMap<String, String>)>,
+    ) -> Result<Dag, Vec<String>> {
+        let stages: Vec<_> = stages.into_iter().collect();
         let mut graph = DiGraph::new();
         let mut index = BTreeMap::new();
-        for id in stages.keys() {
-            index.insert(id.clone(), graph.add_node(id.clone()));
+        for (id, _) in &stages {
+            index.insert(id.to_string(), graph.add_node(id.to_string()));
         }
-        for (id, spec) in stages {
-            for (slot, target) in &spec.inputs {
+        for (id, inputs) in &stages {
+            for (slot, target) in *inputs {
                 if let Some(&from) = index.get(target) {
-                    graph.add_edge(from, index[id], slot.clone());
+                    graph.add_edge(from, index[*id], slot.clone());
                 }
             }
         }
@@ -71,6 +76,18 @@ impl Dag {
         out
     }
 
+    /// Every edge: producer, consumer, slot.
+    pub fn edges(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.graph.edge_indices().filter_map(|e| {
+            let (a, b) = self.graph.edge_endpoints(e)?;
+            Some((
+                self.graph[a].as_str(),
+                self.graph[b].as_str(),
+                self.graph[e].as_str(),
+            ))
+        })
+    }
+
     /// `id` and every stage it depends on.
     pub fn ancestors(&self, id: &str) -> std::collections::BTreeSet<String> {
         let mut seen = std::collections::BTreeSet::new();
@@ -93,44 +110,6 @@ impl Dag {
             }
         }
         seen
-    }
-
-    pub fn to_dot(&self, stages: &BTreeMap<String, StageSpec>) -> String {
-        let mut s =
-            String::from("digraph pipeline {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
-        for id in self.order() {
-            let kind = stages[&id].config.kind();
-            s.push_str(&format!("  \"{id}\" [label=\"{id}\\n({kind})\"];\n"));
-        }
-        for e in self.graph.edge_indices() {
-            if let Some((a, b)) = self.graph.edge_endpoints(e) {
-                s.push_str(&format!(
-                    "  \"{}\" -> \"{}\" [label=\"{}\"];\n",
-                    self.graph[a], self.graph[b], self.graph[e]
-                ));
-            }
-        }
-        s.push_str("}\n");
-        s
-    }
-
-    pub fn to_mermaid(&self, stages: &BTreeMap<String, StageSpec>) -> String {
-        let mut s = String::from("flowchart LR\n");
-        for id in self.order() {
-            s.push_str(&format!(
-                "  {id}[\"{id} ({})\"]\n",
-                stages[&id].config.kind()
-            ));
-        }
-        for e in self.graph.edge_indices() {
-            if let Some((a, b)) = self.graph.edge_endpoints(e) {
-                s.push_str(&format!(
-                    "  {} -->|{}| {}\n",
-                    self.graph[a], self.graph[e], self.graph[b]
-                ));
-            }
-        }
-        s
     }
 }
 

@@ -1,29 +1,33 @@
 //! `pipe`: a declarative pipeline DAG runner for binary image-classification experiments.
 //!
-//! Data flows one way: YAML → validated spec → DAG → keys → cache hit or stage run → artifacts.
-// Output goes through `console`'s macros, which survive a closed pipe.
+//! Data flows one way: YAML → validated spec → DAG → plan → keys → cache hit, remote pull or
+//! stage run → artifacts → events → what a person sees. The modules are layers, each importing
+//! only those below it (ARCHITECTURE.md; `tests/layers.rs` enforces it), from the top:
+//! [`commands`] (printing and exit codes) and [`settings`]; [`sweep`], [`report`]; [`engine`];
+//! [`exec`]; [`plan`]; [`stages`] and [`figures`]; [`spec`], [`graph`], [`record`]; and the
+//! leaves: [`remote`], [`ml`], [`data`], [`cache`].
+// Output goes through the command layer's console macros, which survive a closed pipe.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-#[macro_use]
-pub mod console;
-
-pub mod cache;
-pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod data;
-pub mod error;
+pub mod settings;
+
+pub mod engine;
 pub mod exec;
+pub mod figures;
 pub mod graph;
-pub mod ml;
-pub mod output;
 pub mod plan;
 pub mod quote;
 pub mod record;
-pub mod remote;
 pub mod report;
-pub mod run;
-pub mod slurm;
 pub mod spec;
 pub mod stages;
 pub mod sweep;
+
+pub mod cache;
+pub mod data;
+pub mod ml;
+pub mod remote;
+
+#[cfg(test)]
+mod testing;

@@ -1,7 +1,10 @@
+//! The `pipe` binary: its allocator, the command line, logging, and the exit code — the one
+//! place a process ends ([`pipe::commands::exit`] picks the code, the console flushes).
+
 mod allocator;
 
 use clap::Parser;
-use pipe::cli::Cli;
+use pipe::settings::cli::Cli;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -18,5 +21,5 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let code = pipe::commands::dispatch(cli);
-    std::process::exit(pipe::console::finish(code));
+    std::process::exit(pipe::commands::console::finish(code));
 }

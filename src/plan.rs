@@ -7,7 +7,6 @@
 //! cache only through the [`World`] trait, so it is unit-tested with fake keys and stores.
 
 use crate::cache::StageKey;
-use crate::run::RunError;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,8 +21,12 @@ pub struct Node {
 
 /// What the planner needs from the cache and the stage definitions.
 pub trait World {
+    /// Why a key could not be computed (a source file that cannot be read): the world's own
+    /// error, which the planner passes through untouched.
+    type Error;
     /// The key of stage `id` given its inputs' output digests (slot → digest).
-    fn key(&mut self, id: &str, inputs: &BTreeMap<String, String>) -> Result<StageKey, RunError>;
+    fn key(&mut self, id: &str, inputs: &BTreeMap<String, String>)
+    -> Result<StageKey, Self::Error>;
     /// The committed output digest of the key with this hex digest, if any.
     fn lookup(&self, key_hex: &str) -> Option<String>;
     /// The stage's most recent recorded run.
@@ -161,12 +164,12 @@ pub enum Decision {
 
 /// The one rule for a stage whose inputs are known: a hit unless forced or absent; a local
 /// miss the remote holds is pulled.
-pub fn decide(
-    world: &mut impl World,
+pub fn decide<W: World>(
+    world: &mut W,
     id: &str,
     inputs: &BTreeMap<String, String>,
     forced: bool,
-) -> Result<Decision, RunError> {
+) -> Result<Decision, W::Error> {
     let key = world.key(id, inputs)?;
     if forced {
         return Ok(Decision::Miss { key });
@@ -191,7 +194,7 @@ pub struct Request<'a> {
 }
 
 /// Plans every stage. Fails only when a key cannot be computed (e.g. a source file is missing).
-pub fn plan(req: &Request, world: &mut impl World) -> Result<Plan, RunError> {
+pub fn plan<W: World>(req: &Request, world: &mut W) -> Result<Plan, W::Error> {
     let mut digests: BTreeMap<String, String> = BTreeMap::new();
     let mut blocked: BTreeSet<String> = BTreeSet::new();
     let mut stages = Vec::new();
@@ -298,13 +301,13 @@ fn miss_reasons(world: &impl World, id: &str, key: &StageKey, forced: bool) -> V
 
 /// Why a stage downstream of a stage that will run would run: those inputs, plus whatever else
 /// of its key changed (compared with the pending inputs taken as unchanged).
-fn upstream_reasons(
-    world: &mut impl World,
+fn upstream_reasons<W: World>(
+    world: &mut W,
     node: &Node,
     digests: &BTreeMap<String, String>,
     pending: &BTreeMap<&String, &String>,
     forced: bool,
-) -> Result<Vec<Reason>, RunError> {
+) -> Result<Vec<Reason>, W::Error> {
     let mut reasons = Vec::new();
     if forced {
         reasons.push(Reason::Forced);
@@ -345,11 +348,12 @@ mod tests {
     }
 
     impl World for Fake {
+        type Error = std::convert::Infallible;
         fn key(
             &mut self,
             id: &str,
             inputs: &BTreeMap<String, String>,
-        ) -> Result<StageKey, RunError> {
+        ) -> Result<StageKey, Self::Error> {
             Ok(StageKey {
                 format: CACHE_FORMAT,
                 kind: "fake".into(),

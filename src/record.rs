@@ -7,7 +7,6 @@
 
 use crate::cache::StageKey;
 use crate::cache::digest;
-use crate::stages::StageReport;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +21,45 @@ pub enum Outcome {
     Ran,
     Failed,
     Skipped,
+}
+
+/// What a stage reports after a successful run; enters the run record.
+///
+/// Everything but `execution` is also stored in the output (`report.json`) and so digested: it
+/// must depend on the stage's inputs and configuration only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct StageReport {
+    /// Numbers worth comparing across runs (counts, scores).
+    pub metrics: BTreeMap<String, f64>,
+    /// One short line for the terminal.
+    pub summary: String,
+    /// Files in the output a person looks at (PNG, CSV, JSON).
+    pub figures: Vec<String>,
+    /// Facts of this execution that differ between runs of the same key (throughput, wall
+    /// time, the epoch a training resumed from): run record only, never in the output.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub execution: BTreeMap<String, f64>,
+}
+
+impl StageReport {
+    pub fn metric(mut self, name: &str, value: f64) -> Self {
+        self.metrics.insert(name.to_string(), value);
+        self
+    }
+
+    /// Records a fact of this execution (see `execution`).
+    pub fn execution(mut self, name: &str, value: f64) -> Self {
+        self.execution.insert(name.to_string(), value);
+        self
+    }
+
+    /// The part stored in the output directory (and digested): without `execution`.
+    pub fn digested(&self) -> StageReport {
+        StageReport {
+            execution: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,44 +144,24 @@ pub struct Loaded {
     pub record: Result<RunRecord, RecordError>,
 }
 
-/// A pipeline name as a file-name fragment (names are validated elsewhere; the record must
-/// land in `runs/` whatever the name is).
-fn safe_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(60)
-        .collect()
-}
-
 impl RunRecord {
     pub fn save(&self, cache_root: &Path) -> std::io::Result<PathBuf> {
         let dir = cache_root.join("runs");
         std::fs::create_dir_all(&dir)?;
         let stamp = self.started.replace([':', '-'], "").replace('.', "_");
-        let name = safe_name(&self.pipeline);
+        let name = pipe_fs::safe_name(&self.pipeline, 60);
         let mut path = dir.join(format!("{stamp}-{name}.json"));
         let mut n = 1;
         while path.exists() {
             path = dir.join(format!("{stamp}-{name}-{n}.json"));
             n += 1;
         }
-        let tmp = path.with_extension("tmp");
         let text = serde_json::to_vec_pretty(&Versioned {
             schema: SCHEMA,
             record: self,
         })
         .map_err(std::io::Error::other)?;
-        let res = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path));
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        res.map(|()| path)
+        pipe_fs::write_atomic(&path, &text, pipe_fs::Temp::Unique).map(|()| path)
     }
 }
 

@@ -159,7 +159,10 @@ pub fn plan(store: &Store, roots: &Roots) -> Result<Plan, StoreError> {
     }
     for e in entries(&runs)? {
         let p = e.path();
-        if p.extension().is_some_and(|x| x == "tmp") {
+        if p.extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(pipe_fs::is_temp_extension)
+        {
             plan.add(What::Temp, p, "left by an interrupted run");
         }
     }

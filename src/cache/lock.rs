@@ -28,9 +28,19 @@ pub enum LockError {
     },
 }
 
+/// What to do when another pipe holds the lock.
+#[derive(Clone, Copy)]
+pub enum Busy<'a> {
+    /// Fail at once with [`LockError::Busy`] (`--no-wait`).
+    Fail,
+    /// Wait for it; first tell `waiting` the cache and its holder (` (pid N)` when known, else
+    /// empty), so the person knows why nothing happens.
+    Wait(&'a dyn Fn(&Path, &str)),
+}
+
 impl CacheLock {
-    /// Takes the lock; when busy, waits (printing who holds it) unless `no_wait`.
-    pub fn acquire(root: &Path, no_wait: bool) -> Result<Self, LockError> {
+    /// Takes the lock; when busy, as `busy` says.
+    pub fn acquire(root: &Path, busy: Busy<'_>) -> Result<Self, LockError> {
         let (mut file, io) = open(root)?;
         if !FileExt::try_lock_exclusive(&file).map_err(io)? {
             let mut holder = String::new();
@@ -39,7 +49,7 @@ impl CacheLock {
                 "" => String::new(),
                 h => format!(" (pid {h})"),
             };
-            wait_or_busy(root, no_wait, holder, || {
+            wait_or_busy(root, busy, holder, || {
                 FileExt::lock_exclusive(&file).map_err(io)
             })?;
         }
@@ -52,10 +62,10 @@ impl CacheLock {
     /// A shared hold on the same lock, for processes that only add to the cache and clear
     /// nothing: the cluster jobs of `run --only` and the Slurm driver waiting for them. Any
     /// number run at once; a whole `run` or `gc` (exclusive) waits for them all, and they for it.
-    pub fn acquire_shared(root: &Path, no_wait: bool) -> Result<Self, LockError> {
+    pub fn acquire_shared(root: &Path, busy: Busy<'_>) -> Result<Self, LockError> {
         let (file, io) = open(root)?;
         if !FileExt::try_lock_shared(&file).map_err(io)? {
-            wait_or_busy(root, no_wait, String::new(), || {
+            wait_or_busy(root, busy, String::new(), || {
                 FileExt::lock_shared(&file).map_err(io)
             })?;
         }
@@ -81,28 +91,66 @@ fn open(
     Ok((file, io))
 }
 
-/// The lock is held elsewhere: `Busy` with `no_wait`, else say so and block in `lock`.
+/// The lock is held elsewhere: `Busy` or, after telling why, block in `lock`.
 fn wait_or_busy(
     root: &Path,
-    no_wait: bool,
+    busy: Busy<'_>,
     holder: String,
     lock: impl FnOnce() -> Result<(), LockError>,
 ) -> Result<(), LockError> {
-    if no_wait {
-        return Err(LockError::Busy {
+    match busy {
+        Busy::Fail => Err(LockError::Busy {
             path: root.to_path_buf(),
             holder,
-        });
+        }),
+        Busy::Wait(waiting) => {
+            waiting(root, &holder);
+            lock()
+        }
     }
-    errln!(
-        "waiting for another pipe run on {}{holder} to finish…",
-        root.display()
-    );
-    lock()
 }
 
 impl Drop for CacheLock {
     fn drop(&mut self) {
         let _ = FileExt::unlock(&self.file);
+    }
+}
+
+impl LockError {
+    /// A busy cache with `--no-wait` is a usage outcome; failing to open the lock file is not.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            LockError::Busy { .. } => true,
+            LockError::Io { .. } => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    fn p() -> std::path::PathBuf {
+        std::path::PathBuf::from("x")
+    }
+    fn enospc() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::StorageFull)
+    }
+
+    #[test]
+    fn lock_errors() {
+        assert!(
+            LockError::Busy {
+                path: p(),
+                holder: String::new()
+            }
+            .is_user_error()
+        );
+        assert!(
+            !LockError::Io {
+                path: p(),
+                source: enospc()
+            }
+            .is_user_error()
+        );
     }
 }

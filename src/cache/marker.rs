@@ -10,7 +10,7 @@
 //! predates the marker (all five cache directories present, real directories, and nothing else
 //! but those files). Adopting writes the marker.
 
-use super::store::StoreError;
+use super::error::StoreError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

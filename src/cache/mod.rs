@@ -11,6 +11,7 @@
 //! - `stat-cache.txt`, `stat-lists.txt`, `lock`
 
 pub mod digest;
+pub mod error;
 pub mod gc;
 pub mod key;
 pub mod lock;
@@ -19,5 +20,6 @@ pub mod object;
 pub mod statcache;
 pub mod store;
 
+pub use error::StoreError;
 pub use key::StageKey;
-pub use store::{Lookup, Store, StoreError};
+pub use store::{Lookup, Store};

@@ -3,7 +3,7 @@
 //! (`.verified`), which make checking a cache hit cost a few `stat`s.
 
 use super::digest;
-use super::store::{StoreError, corrupt, io};
+use super::error::{StoreError, corrupt, io};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path};
@@ -131,10 +131,7 @@ pub(super) fn fingerprint(dir: &Path, m: &Manifest) -> Result<String, StoreError
 /// Remembers that the files of the object in `dir` matched its manifest with these stats.
 /// Best effort: without it the next check re-digests.
 pub(super) fn record_fingerprint(dir: &Path, fp: &str) {
-    let tmp = dir.join(format!(".verified.tmp{}", std::process::id()));
-    if std::fs::write(&tmp, fp).is_ok() && std::fs::rename(&tmp, dir.join(VERIFIED)).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let _ = pipe_fs::write_atomic(&dir.join(VERIFIED), fp.as_bytes(), pipe_fs::Temp::Unique);
 }
 
 /// Records that the output being written in `out` refers to these objects (validated digests),

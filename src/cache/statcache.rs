@@ -17,7 +17,6 @@
 
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -123,22 +122,6 @@ fn parse_entry(line: &str) -> Option<(PathBuf, (Stat, String))> {
             d.to_string(),
         ),
     ))
-}
-
-fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    // Unique per save: the engines of a sweep's variants save from threads of one process.
-    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-    {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        write(&mut w)?;
-        w.flush()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 /// The blake3 digest (hex) of the file at `path` of about `size` bytes. Large files are read
@@ -250,7 +233,7 @@ impl StatCache {
         }
         if self.loaded {
             let entries = &self.entries;
-            write_atomic(&self.path, |w| {
+            pipe_fs::write_atomic_with(&self.path, pipe_fs::Temp::Unique, |w| {
                 for (p, (s, d)) in entries {
                     if let Some(ps) = p.to_str().filter(|s| !s.contains('\n')) {
                         writeln!(
@@ -264,7 +247,7 @@ impl StatCache {
             })?;
         }
         let lists = &self.lists;
-        write_atomic(&self.lists_path, |w| {
+        pipe_fs::write_atomic_with(&self.lists_path, pipe_fs::Temp::Unique, |w| {
             for (f, d) in lists {
                 writeln!(w, "{f} {d}")?;
             }

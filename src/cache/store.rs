@@ -13,6 +13,8 @@
 //! part of the object), so every cache hit can be checked for the cost of a few `stat`s.
 
 use super::digest::{self, is_digest};
+pub use super::error::StoreError;
+pub(super) use super::error::{corrupt, io};
 use super::key::StageKey;
 use super::marker;
 pub use super::object::{
@@ -23,42 +25,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Corrupt { path: PathBuf, message: String },
-    #[error("{path} is not a pipe cache: {reason}")]
-    NotACache { path: PathBuf, reason: String },
-}
-
-impl StoreError {
-    /// A directory given as `--cache` that is not one is bad usage (exit 2); everything else
-    /// is an I/O failure or a damaged cache (exit 1).
-    pub fn is_user_error(&self) -> bool {
-        matches!(self, StoreError::NotACache { .. })
-    }
-}
-
-pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-pub(super) fn corrupt(path: &Path, message: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyEntry {
@@ -116,21 +82,6 @@ static COMMITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn unique(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{}-{n}-{prefix}", std::process::id())
-}
-
-/// A stage id as a file-name fragment: ids are validated elsewhere, but the store must stay
-/// inside the cache whatever it is given.
-fn safe_name(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect()
 }
 
 fn ensure_real_dir(p: &Path) -> Result<(), StoreError> {
@@ -388,7 +339,10 @@ impl Store {
     /// A fresh temporary output directory for stage `stage` (any id: only a sanitised form
     /// enters the name).
     pub fn begin(&self, stage: &str) -> Result<TempOut, StoreError> {
-        let dir = self.root.join("tmp").join(unique(&safe_name(stage)));
+        let dir = self
+            .root
+            .join("tmp")
+            .join(unique(&pipe_fs::safe_name(stage, 40)));
         std::fs::create_dir(&dir).map_err(io(&dir))?;
         Ok(TempOut {
             dir,
@@ -468,15 +422,8 @@ impl Store {
         m.refs.sort();
         m.refs.dedup();
         let p = dir.join(MANIFEST);
-        let tmp = dir.join(format!(".manifest.tmp{}", std::process::id()));
         let text = serde_json::to_vec_pretty(&m).expect("a manifest serialises");
-        let res = std::fs::write(&tmp, text)
-            .map_err(io(&tmp))
-            .and_then(|()| std::fs::rename(&tmp, &p).map_err(io(&p)));
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        res
+        pipe_fs::write_atomic(&p, &text, pipe_fs::Temp::Unique).map_err(io(&p))
     }
 
     /// The key file, written to a temporary name and renamed; on failure (a full disk) the
@@ -491,15 +438,8 @@ impl Store {
         let shard = kpath.parent().unwrap_or(self.root.as_path());
         unlink_if_not_dir(shard)?;
         ensure_real_dir(shard)?;
-        let tmp = kpath.with_extension(format!("tmp{}", std::process::id()));
         let text = serde_json::to_vec_pretty(&entry).expect("a key entry serialises");
-        let res = std::fs::write(&tmp, text)
-            .map_err(io(&tmp))
-            .and_then(|()| std::fs::rename(&tmp, &kpath).map_err(io(&kpath)));
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        res
+        pipe_fs::write_atomic(&kpath, &text, pipe_fs::Temp::Unique).map_err(io(&kpath))
     }
 
     /// Removes leftovers of interrupted runs (only call while holding the cache lock: no

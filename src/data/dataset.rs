@@ -308,6 +308,17 @@ pub fn write_names_and_meta(
     std::fs::write(&meta_path, text).map_err(io_err(&meta_path))
 }
 
+impl DatasetError {
+    /// Datasets are read from and written to the cache: every failure is internal.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            DatasetError::Io { .. } | DatasetError::Meta { .. } | DatasetError::Corrupt { .. } => {
+                false
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,5 +369,35 @@ mod tests {
         std::fs::write(dir.path().join(PIXELS_FILE), [0u8; 7]).unwrap();
         let err = Dataset::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("7 bytes"), "{err}");
+    }
+
+    fn p() -> std::path::PathBuf {
+        std::path::PathBuf::from("x")
+    }
+    fn enospc() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::StorageFull)
+    }
+    fn json_err() -> serde_json::Error {
+        serde_json::from_str::<u8>("x").unwrap_err()
+    }
+
+    #[test]
+    fn dataset_errors_are_internal() {
+        for e in [
+            DatasetError::Io {
+                path: p(),
+                source: enospc(),
+            },
+            DatasetError::Meta {
+                path: p(),
+                source: json_err(),
+            },
+            DatasetError::Corrupt {
+                path: p(),
+                message: "m".into(),
+            },
+        ] {
+            assert!(!e.is_user_error(), "{e}");
+        }
     }
 }

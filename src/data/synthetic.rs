@@ -1151,15 +1151,15 @@ mod tests {
 
     #[test]
     fn config_yaml_uses_snake_case_and_rejects_unknown_fields() {
-        let yaml = |t: &str| crate::spec::yaml::parse(t).unwrap().to_json();
         let cfg: SyntheticConfig =
-            serde_json::from_value(yaml("count: 5\nrule: glasses_and_smile\n")).unwrap();
+            serde_json::from_value(serde_json::json!({"count": 5, "rule": "glasses_and_smile"}))
+                .unwrap();
         assert_eq!(cfg.count, 5);
         assert_eq!(cfg.rule, Rule::GlassesAndSmile);
         assert_eq!(cfg.height, 56);
         let json = serde_json::to_value(SyntheticConfig::default()).unwrap();
         assert_eq!(json["rule"], "glasses_xor_light_hair");
-        assert!(serde_json::from_value::<SyntheticConfig>(yaml("cont: 5\n")).is_err());
+        assert!(serde_json::from_value::<SyntheticConfig>(serde_json::json!({"cont": 5})).is_err());
     }
 
     /// Held-out balanced accuracy of an L2-regularised logistic regression on raw pixels.

@@ -80,6 +80,20 @@ pub fn device(choice: DeviceChoice) -> Result<burn::prelude::Device, MlError> {
     }
 }
 
+impl MlError {
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            MlError::DeviceUnavailable { .. } | MlError::InvalidConfig(_) => true,
+            // Loading a weights file the pipeline names (missing, wrong format, no match).
+            MlError::Record { .. } => true,
+            MlError::Io { .. }
+            | MlError::Json { .. }
+            | MlError::Interrupted { .. }
+            | MlError::Device(_) => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +128,45 @@ mod tests {
             msg.contains("--features cuda") && msg.contains("LLVM"),
             "{msg}"
         );
+    }
+
+    fn p() -> std::path::PathBuf {
+        std::path::PathBuf::from("x")
+    }
+    fn enospc() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::StorageFull)
+    }
+    fn json_err() -> serde_json::Error {
+        serde_json::from_str::<u8>("x").unwrap_err()
+    }
+
+    #[test]
+    fn ml_errors() {
+        let user = [
+            MlError::DeviceUnavailable {
+                device: DeviceChoice::Vulkan,
+                feature: "vulkan",
+                note: "",
+            },
+            MlError::InvalidConfig(vec!["shape".into()]),
+            MlError::Record {
+                path: p(),
+                message: "not a ResNet".into(),
+            },
+        ];
+        let internal = [
+            MlError::Io {
+                path: p(),
+                source: enospc(),
+            },
+            MlError::Json {
+                path: p(),
+                source: json_err(),
+            },
+            MlError::Interrupted { epoch: 2 },
+            MlError::Device("oom".into()),
+        ];
+        assert!(user.iter().all(MlError::is_user_error));
+        assert!(!internal.iter().any(MlError::is_user_error));
     }
 }

@@ -6,6 +6,7 @@ pub mod curve;
 pub mod defaults;
 pub mod device;
 pub mod export;
+pub mod format;
 pub mod gpu;
 pub mod metrics;
 pub mod models;

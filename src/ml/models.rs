@@ -15,6 +15,7 @@
 use crate::data::Shape;
 use crate::ml::backend::MlError;
 use crate::ml::defaults;
+use crate::ml::format::thousands;
 use crate::ml::resnet::{self, ResNetSpec, TransferMode};
 use burn::module::{Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -461,19 +462,6 @@ pub fn param_counts(spec: &ModelSpec) -> (usize, usize) {
     }
     let n = any_device().map_or(0, |d| Cnn::new(spec, None, &d).num_params());
     (n, n)
-}
-
-/// Formats an integer with thousands separators (1723009 → "1,723,009").
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// A Keras-like summary table (shapes in Keras NHWC notation, like the report's Figure 4).

@@ -77,7 +77,7 @@ mod tests {
     use super::*;
     use crate::data::Shape;
     use crate::ml::models::{MIN_INPUT_SIDE, ModelKind, ModelSpec};
-    use crate::ml::train::{TrainConfig, TrainInputs, train};
+    use crate::ml::train::{Hooks, TrainConfig, TrainInputs, train};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -136,7 +136,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let resume = tempfile::tempdir().unwrap();
         let pb = indicatif::ProgressBar::hidden();
-        let summary = train(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false)
+        let summary = train(&cfg, &inputs, out.path(), resume.path(), &Hooks::bar(&pb))
             .unwrap()
             .summary;
         assert!(summary.best_val_bacc > 0.9, "{summary:?}");

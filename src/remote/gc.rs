@@ -1,4 +1,4 @@
-//! `pipe gc --remote`: deletes the remote objects no remote key record reaches (directly or
+//! What `pipe gc --remote` deletes: the remote objects no remote key record reaches (directly or
 //! through manifest refs) and that are older than a grace period.
 //!
 //! Why it is safe with runs in progress elsewhere: a run uploads an object's files, then its
@@ -12,8 +12,6 @@
 use super::{Remote, RemoteError};
 use crate::cache::digest::is_digest;
 use crate::cache::store::KeyEntry;
-use crate::commands::human_bytes;
-use crate::error::{EXIT_INTERNAL, EXIT_OK};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as RemotePath;
@@ -25,66 +23,23 @@ pub const DEFAULT_GRACE: &str = "6h";
 
 /// One remote object as listed: its files and the time of the newest.
 #[derive(Debug, Default)]
-struct Listed {
-    files: Vec<RemotePath>,
-    bytes: u64,
+pub struct Listed {
+    pub files: Vec<RemotePath>,
+    pub bytes: u64,
     newest: i64,
 }
 
 /// What gc would delete and why the rest stays.
 #[derive(Debug, Default)]
-struct Plan {
-    doomed: Vec<(String, Listed)>,
-    reached: usize,
-    young: usize,
-    keys_without_object: usize,
-}
-
-/// `pipe gc --remote [--grace D] [--dry-run]`.
-pub fn run(args: &super::RemoteArgs, grace: Duration, dry_run: bool) -> i32 {
-    let remote = match super::commands::open_required(args) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let plan = match remote.gc_plan(grace) {
-        Ok(p) => p,
-        Err(e) => {
-            errln!("error: {e}");
-            return EXIT_INTERNAL;
-        }
-    };
-    let bytes: u64 = plan.doomed.iter().map(|(_, l)| l.bytes).sum();
-    for (digest, l) in &plan.doomed {
-        let verb = if dry_run { "would remove" } else { "removing" };
-        outln!(
-            "{verb} object {digest}  {}  {} file(s)  (no key record reaches it)",
-            human_bytes(l.bytes),
-            l.files.len()
-        );
-        if !dry_run && let Err(e) = remote.delete_object(digest, l) {
-            errln!("error: {e}");
-            return EXIT_INTERNAL;
-        }
-    }
-    outln!(
-        "{} {} object(s), {} from {}; kept {} reached by key records and {} younger than {}{}",
-        if dry_run { "would remove" } else { "removed" },
-        plan.doomed.len(),
-        human_bytes(bytes),
-        remote.shown(),
-        plan.reached,
-        plan.young,
-        humantime::format_duration(grace),
-        if plan.keys_without_object > 0 {
-            format!(
-                "; {} key record(s) name an object the remote lacks (readers treat them as misses)",
-                plan.keys_without_object
-            )
-        } else {
-            String::new()
-        }
-    );
-    EXIT_OK
+pub struct Plan {
+    /// Digest and files of each object to delete.
+    pub doomed: Vec<(String, Listed)>,
+    /// Objects kept because a key record reaches them.
+    pub reached: usize,
+    /// Objects kept because they are younger than the grace period.
+    pub young: usize,
+    /// Key records naming an object the remote lacks.
+    pub keys_without_object: usize,
 }
 
 fn now_secs() -> i64 {
@@ -101,7 +56,8 @@ impl Remote {
             .map_err(|e| self.classify(&format!("listing {rel}/"), e))
     }
 
-    fn gc_plan(&self, grace: Duration) -> Result<Plan, RemoteError> {
+    /// What `gc --remote` deletes: the objects no key record reaches and older than `grace`.
+    pub fn gc_plan(&self, grace: Duration) -> Result<Plan, RemoteError> {
         // Keys first: an object whose key record is written after this listing is younger
         // than the grace period when the objects are listed.
         let mut roots = BTreeSet::new();
@@ -184,7 +140,7 @@ impl Remote {
     }
 
     /// Deletes one object: its manifest first, so a reader never takes what remains for whole.
-    fn delete_object(&self, digest: &str, l: &Listed) -> Result<(), RemoteError> {
+    pub fn delete_object(&self, digest: &str, l: &Listed) -> Result<(), RemoteError> {
         let manifest = self.object_path(digest, crate::cache::store::MANIFEST);
         let mut order: Vec<&RemotePath> = l.files.iter().filter(|p| **p == manifest).collect();
         order.extend(l.files.iter().filter(|p| **p != manifest));

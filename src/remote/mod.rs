@@ -11,10 +11,9 @@
 //!
 //! object_store is async; this module owns the one tokio runtime and blocks on it at its
 //! boundary, so the rest of pipe stays synchronous. A remote failure is never fatal unless
-//! `--remote-required` says so: it is warned about (naming the remote and the key) and the
-//! command carries on with the local cache.
+//! `--remote-required` says so: it is reported (naming the remote and the key) through the
+//! [`Notice`]s the command layer shows, and the command carries on with the local cache.
 
-pub mod commands;
 pub mod gc;
 pub mod settings;
 mod transfer;
@@ -23,7 +22,7 @@ mod uploads;
 use crate::cache::store::{KeyEntry, StoreError};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as RemotePath;
-pub use settings::{RemoteArgs, Target};
+pub use settings::{RemoteSection, Target};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,8 +32,6 @@ pub use transfer::Pulled;
 /// and, where there is one, the key or object.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
     #[error("remote {remote}: {message}")]
     BadUrl { remote: String, message: String },
     #[error("remote {remote}: cannot reach the server ({what}): {source}")]
@@ -91,12 +88,40 @@ impl RemoteError {
     }
 }
 
+/// Something a person should hear about the remote while a command uses it.
+#[derive(Debug, Clone, Copy)]
+pub enum Notice<'a> {
+    /// An operation failed: a warning (the command carries on with the local cache), or an
+    /// error when `required` (`--remote-required`: the command will exit 1).
+    Failed {
+        error: &'a RemoteError,
+        required: bool,
+    },
+    /// `push --repair` replaced damaged remote files of an object.
+    Repaired { digest: &'a str, files: usize },
+    /// The background upload of a stage panicked.
+    UploadPanicked { stage: &'a str, remote: &'a str },
+}
+
+/// Where a remote's [`Notice`]s go (the command layer renders them).
+pub type Notices = Box<dyn Fn(&Notice<'_>) + Send + Sync>;
+
+/// How a command uses the remote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `--remote-required`: a remote failure fails the command (exit 1).
+    pub required: bool,
+    /// Runs upload what they commit (not with `--no-push`).
+    pub push: bool,
+}
+
 /// An open remote: the store, the runtime that drives it, and what this process did with it.
 pub struct Remote {
     target: Target,
     rt: tokio::runtime::Runtime,
     required: bool,
     push: bool,
+    notices: Notices,
     /// Set by the first failure that makes the remote unusable: later operations are skipped.
     down: AtomicBool,
     failed: AtomicBool,
@@ -115,13 +140,13 @@ pub struct Stats {
 }
 
 impl Remote {
-    /// Opens the remote the flags, `PIPE_REMOTE` or `pipe.toml` name (`None`: none is named)
-    /// and checks it answers: an unreachable server, refused credentials or a missing bucket
-    /// are found here, once.
-    pub fn connect(args: &RemoteArgs) -> Result<Option<Arc<Remote>>, RemoteError> {
-        let Some(target) = settings::resolve(args)? else {
-            return Ok(None);
-        };
+    /// Opens the remote `target` names and checks it answers: an unreachable server, refused
+    /// credentials or a missing bucket are found here, once.
+    pub fn connect(
+        target: Target,
+        options: Options,
+        notices: Notices,
+    ) -> Result<Arc<Remote>, RemoteError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -133,8 +158,9 @@ impl Remote {
         let remote = Remote {
             target,
             rt,
-            required: args.remote_required,
-            push: !args.no_push,
+            required: options.required,
+            push: options.push,
+            notices,
             down: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             keys: Mutex::new(BTreeMap::new()),
@@ -142,7 +168,7 @@ impl Remote {
             stats: Mutex::new(Stats::default()),
         };
         remote.probe()?;
-        Ok(Some(Arc::new(remote)))
+        Ok(Arc::new(remote))
     }
 
     /// The URL as shown to users.
@@ -232,22 +258,23 @@ impl Remote {
         }
     }
 
-    /// Reports a failure: a warning (the command carries on with the local cache), or an error
-    /// when `--remote-required` (the command then exits 1, see [`Remote::exit_code`]).
+    /// Reports a failure ([`Notice::Failed`]; once for a remote that went down as a whole)
+    /// and remembers it ([`Remote::failed`]).
     pub fn report(&self, e: &RemoteError) {
         self.failed.store(true, Ordering::Relaxed);
-        let level = if self.required { "error" } else { "warning" };
-        let tail = if self.required {
-            " (--remote-required: the command will exit 1)"
-        } else {
-            "; carrying on with the local cache"
-        };
         let first_down = e.is_fatal_for_remote() && !self.down.swap(true, Ordering::Relaxed);
         if e.is_fatal_for_remote() && !first_down {
             return;
         }
         tracing::debug!("remote failure: {e}");
-        errln!("{level}: {e}{tail}");
+        self.notify(&Notice::Failed {
+            error: e,
+            required: self.required,
+        });
+    }
+
+    pub(crate) fn notify(&self, notice: &Notice<'_>) {
+        (self.notices)(notice);
     }
 
     /// Whether the remote is still worth asking.
@@ -307,19 +334,6 @@ impl Remote {
         }
         Ok(Some(entry))
     }
-
-    /// The exit code a command ends with: 1 when the remote failed under `--remote-required`.
-    pub fn exit_code(&self, code: i32) -> i32 {
-        if self.required && self.failed() && code == crate::error::EXIT_OK {
-            errln!(
-                "error: the remote {} failed (see above) and --remote-required is set",
-                self.shown()
-            );
-            crate::error::EXIT_INTERNAL
-        } else {
-            code
-        }
-    }
 }
 
 /// What S3-compatible servers answer to credentials they refuse.
@@ -376,4 +390,88 @@ fn is_connection_error(e: &object_store::Error) -> bool {
         cur = err.source();
     }
     false
+}
+
+impl RemoteError {
+    /// A bad URL is the user's to fix; a remote that fails is not (exit 1 under
+    /// `--remote-required`).
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            RemoteError::BadUrl { .. } => true,
+            RemoteError::Unreachable { .. }
+            | RemoteError::Refused { .. }
+            | RemoteError::NoBucket { .. }
+            | RemoteError::Damaged { .. }
+            | RemoteError::Transfer { .. }
+            | RemoteError::Local { .. }
+            | RemoteError::Store(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    fn p() -> std::path::PathBuf {
+        std::path::PathBuf::from("x")
+    }
+    fn enospc() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::StorageFull)
+    }
+
+    #[test]
+    fn remote_errors() {
+        use RemoteError as R;
+        let remote = || "s3://bucket/p".to_string();
+        let os = || object_store::Error::NotImplemented {
+            operation: "x".into(),
+            implementer: "y".into(),
+        };
+        let user = [R::BadUrl {
+            remote: remote(),
+            message: "m".into(),
+        }];
+        let internal = [
+            R::Unreachable {
+                remote: remote(),
+                what: "w".into(),
+                source: os(),
+            },
+            R::Refused {
+                remote: remote(),
+                what: "w".into(),
+                source: os(),
+            },
+            R::NoBucket {
+                remote: remote(),
+                detail: "d".into(),
+            },
+            R::Damaged {
+                remote: remote(),
+                key: "k".into(),
+                message: "m".into(),
+            },
+            R::Transfer {
+                remote: remote(),
+                what: "w".into(),
+                source: os(),
+            },
+            R::Local {
+                path: p(),
+                source: enospc(),
+            },
+            R::Store(StoreError::Io {
+                path: p(),
+                source: enospc(),
+            }),
+        ];
+        assert!(user.iter().all(R::is_user_error));
+        assert!(!internal.iter().any(R::is_user_error));
+        assert!(
+            internal
+                .iter()
+                .all(|e| e.to_string().contains("s3://bucket/p")
+                    || matches!(e, R::Local { .. } | R::Store(_)))
+        );
+    }
 }

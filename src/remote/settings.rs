@@ -1,43 +1,19 @@
 //! Which remote a command uses and how to reach it: `--remote URL` / `--no-remote` beat
-//! `PIPE_REMOTE`, which beats `pipe.toml`'s `[remote] url`. The object store is built here
-//! (object_store's `AmazonS3Builder::from_env` reads the AWS credentials: nothing of them
+//! `PIPE_REMOTE`, which beats `pipe.toml`'s `[remote] url` (the section is defined here, where
+//! it is used; the command layer reads the file once and hands it over). The object store is
+//! built here (object_store's `AmazonS3Builder::from_env` reads the AWS credentials: nothing of them
 //! passes through pipe's own settings, logs or messages) and so is the URL shown to users,
 //! stripped of anything that could be a secret.
 
 use super::RemoteError;
-use crate::config::{ProjectConfig, RemoteSection};
 use object_store::ObjectStore;
 use object_store::path::Path as RemotePath;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The environment variable that overrides `pipe.toml`'s remote URL.
 pub const ENV_REMOTE: &str = "PIPE_REMOTE";
-
-/// The remote's command-line flags (global: every command that reads the cache takes them).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct RemoteArgs {
-    /// Remote cache URL (s3://bucket/prefix or file:///path); overrides PIPE_REMOTE and
-    /// pipe.toml. Bare `--remote` keeps the configured URL (`pipe gc --remote` collects it).
-    #[arg(
-        long,
-        global = true,
-        value_name = "URL",
-        num_args = 0..=1,
-        default_missing_value = "",
-        conflicts_with = "no_remote"
-    )]
-    pub remote: Option<String>,
-    /// Use no remote cache, whatever PIPE_REMOTE or pipe.toml say.
-    #[arg(long, global = true)]
-    pub no_remote: bool,
-    /// A remote failure (unreachable, refused, damaged object) ends the command with exit 1.
-    #[arg(long, global = true)]
-    pub remote_required: bool,
-    /// Read from the remote but upload nothing after a run.
-    #[arg(long, global = true)]
-    pub no_push: bool,
-}
 
 /// Timeouts and retries: a dead server must cost seconds, not object_store's default minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -46,6 +22,23 @@ const MAX_RETRIES: usize = 2;
 const RETRY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Region when neither `pipe.toml` nor `AWS_REGION` / `AWS_DEFAULT_REGION` names one.
 const DEFAULT_REGION: &str = "us-east-1";
+
+/// `[remote]`: one remote cache, named by URL (see `crate::remote`). Credentials never go
+/// here: they come from the standard AWS environment variables only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSection {
+    /// `s3://bucket/prefix` or `file:///shared/path`.
+    pub url: Option<String>,
+    /// An S3-compatible server's URL (`http://127.0.0.1:9000`); AWS itself when absent.
+    pub endpoint: Option<String>,
+    /// The S3 region (`us-east-1` when neither this nor `AWS_REGION` says otherwise).
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), which most self-hosted servers need.
+    pub path_style: Option<bool>,
+    /// Allow a plain-HTTP endpoint (a server on loopback or a trusted network).
+    pub allow_http: Option<bool>,
+}
 
 /// A remote named by its settings, not yet connected.
 #[derive(Debug, Clone)]
@@ -59,13 +52,13 @@ pub struct Target {
     pub local_dir: Option<std::path::PathBuf>,
 }
 
-/// The URL to use, if any: flags, then `PIPE_REMOTE`, then `pipe.toml`.
-pub fn chosen_url(args: &RemoteArgs, section: &RemoteSection) -> Option<String> {
-    if args.no_remote {
+/// The URL to use, if any: `--remote URL` (`flag`; none with `--no-remote`), then
+/// `PIPE_REMOTE`, then `pipe.toml`.
+pub fn chosen_url(flag: Option<&str>, no_remote: bool, section: &RemoteSection) -> Option<String> {
+    if no_remote {
         return None;
     }
-    args.remote
-        .clone()
+    flag.map(str::to_string)
         .filter(|u| !u.is_empty())
         .or_else(|| {
             std::env::var(ENV_REMOTE)
@@ -73,15 +66,6 @@ pub fn chosen_url(args: &RemoteArgs, section: &RemoteSection) -> Option<String> 
                 .filter(|v| !v.trim().is_empty())
         })
         .or_else(|| section.url.clone())
-}
-
-/// Reads `pipe.toml` from the working directory and resolves the remote, if one is named.
-pub fn resolve(args: &RemoteArgs) -> Result<Option<Target>, RemoteError> {
-    let config = ProjectConfig::load(std::path::Path::new(".")).map_err(RemoteError::Config)?;
-    match chosen_url(args, &config.remote) {
-        Some(url) => target(&url, &config.remote).map(Some),
-        None => Ok(None),
-    }
 }
 
 /// `url` without user info, query or fragment: what messages may show.
@@ -214,18 +198,19 @@ mod tests {
             url: Some("file:///from/file".into()),
             ..Default::default()
         };
-        let mut args = RemoteArgs::default();
         // PIPE_REMOTE is not set by the test harness for this process.
         if std::env::var(ENV_REMOTE).is_err() {
             assert_eq!(
-                chosen_url(&args, &section).as_deref(),
+                chosen_url(None, false, &section).as_deref(),
                 Some("file:///from/file")
             );
         }
-        args.remote = Some("s3://flag".into());
-        assert_eq!(chosen_url(&args, &section).as_deref(), Some("s3://flag"));
-        args.no_remote = true;
-        assert_eq!(chosen_url(&args, &section), None);
+        let flag = Some("s3://flag");
+        assert_eq!(
+            chosen_url(flag, false, &section).as_deref(),
+            Some("s3://flag")
+        );
+        assert_eq!(chosen_url(flag, true, &section), None);
     }
 
     #[test]

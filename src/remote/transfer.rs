@@ -340,11 +340,10 @@ impl Remote {
             if bad.is_empty() {
                 return Ok(bytes);
             }
-            errln!(
-                "  repair  object {}: {} damaged remote file(s) replaced",
-                &digest[..12],
-                bad.len()
-            );
+            self.notify(&super::Notice::Repaired {
+                digest,
+                files: bad.len(),
+            });
         }
         let dir = store.object_dir(digest);
         let total: u64 = m.files.iter().map(|f| f.size).sum();

@@ -83,10 +83,10 @@ impl Remote {
                 }
                 Ok(Err(e)) => pb.suspend(|| self.report(&e)),
                 Err(_) => pb.suspend(|| {
-                    errln!(
-                        "warning: the upload of `{stage}` to {} panicked",
-                        self.shown()
-                    );
+                    self.notify(&super::Notice::UploadPanicked {
+                        stage: &stage,
+                        remote: self.shown(),
+                    })
                 }),
             }
             pb.inc(1);

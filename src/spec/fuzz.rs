@@ -4,17 +4,8 @@
 //! (`PROPTEST_CASES`).
 
 use super::{Override, load};
+use crate::testing::config;
 use proptest::prelude::*;
-
-/// 64 cases unless `PROPTEST_CASES` says otherwise.
-pub(crate) fn config() -> ProptestConfig {
-    let mut c = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = 64;
-    }
-    c.failure_persistence = None;
-    c
-}
 
 const SEED_PIPELINE: &str = "\
 name: fuzz

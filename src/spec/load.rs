@@ -4,6 +4,7 @@
 
 use super::yaml::{self, Marked, Node, Pos};
 use super::{Diagnostic, Pipeline, hint, ident};
+use crate::ml::device::DeviceChoice;
 use crate::quote::quote;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -120,11 +121,26 @@ struct Collected {
 
 /// Loads, merges and validates a pipeline file; every problem at once.
 pub fn load(path: &Path, overrides: &[Override]) -> Result<Pipeline, Vec<Diagnostic>> {
+    load_with_device(path, overrides, None)
+}
+
+/// [`load`] for a run: `--device D` is `--set stages.ID.device=D` on every stage whose kind
+/// has a `device` field (after the other overrides), so it enters the key exactly as the YAML
+/// field does and the engine needs to know nothing about devices.
+pub fn load_with_device(
+    path: &Path,
+    overrides: &[Override],
+    device: Option<DeviceChoice>,
+) -> Result<Pipeline, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut acc = Collected::default();
     collect(path, None, &mut Vec::new(), &mut acc, &mut diags);
     apply_overrides(&mut acc, overrides, &mut diags);
     substitute_params(&mut acc, &mut diags);
+    if let Some(d) = device {
+        let all = device_overrides(&acc.stages, d);
+        apply_overrides(&mut acc, &all, &mut diags);
+    }
     let name = match acc.name.clone() {
         Some((name, pos)) => {
             if let Err(e) = ident::check("pipeline name", &name) {
@@ -152,6 +168,26 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<Pipeline, Vec<Diagnos
         note_aliases(&mut diags, &acc.aliases);
         Err(diags)
     }
+}
+
+/// `--device D` as an override of each stage that runs a model (its `kind`, as written after
+/// parameter substitution, has a `device` field).
+fn device_overrides(stages: &[RawStage], device: DeviceChoice) -> Vec<Override> {
+    stages
+        .iter()
+        .filter(|s| {
+            s.tree
+                .get("kind")
+                .and_then(|(_, k)| k.as_str())
+                .is_some_and(crate::stages::kind_uses_device)
+        })
+        .map(|s| Override {
+            path: vec!["stages".into(), s.id.clone(), "device".into()],
+            value: Marked::new(Node::Str(device.to_string()), Pos::default()),
+            text: format!("--device {device}"),
+            error: None,
+        })
+        .collect()
 }
 
 /// A problem at an alias is in what the alias brought in (every such value carries the alias's

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::PathBuf;
 pub use yaml::Pos;
 
-pub use load::{Override, load};
+pub use load::{Override, load, load_with_device};
 
 /// One problem found in a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,6 +76,13 @@ pub struct Pipeline {
     pub stages: BTreeMap<String, StageSpec>,
 }
 
+impl Pipeline {
+    /// Each stage as the graph sees it: its id and its inputs (slot → producing stage).
+    pub fn graph(&self) -> impl Iterator<Item = (&str, &BTreeMap<String, String>)> {
+        self.stages.iter().map(|(id, s)| (id.as_str(), &s.inputs))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StageSpec {
     pub id: String,
@@ -112,4 +119,4 @@ pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> St
 }
 
 #[cfg(test)]
-pub(crate) mod fuzz;
+mod fuzz;

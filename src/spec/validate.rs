@@ -25,7 +25,7 @@ pub fn validate(
         }
     }
     check_inputs(&raw, &specs, &ids, diags);
-    if let Err(cycle) = Dag::build(&specs) {
+    if let Err(cycle) = Dag::build(specs.iter().map(|(id, s)| (id.as_str(), &s.inputs))) {
         let first = cycle.first().and_then(|id| specs.get(id));
         let (f, pos) = first
             .map(|s| (s.file.clone(), Some(s.pos)))

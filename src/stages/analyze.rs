@@ -5,8 +5,8 @@ use super::artifacts::{SplitArtifact, to_usize};
 use super::evaluate::On;
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
 use crate::data::{Dataset, Shape};
+use crate::figures::grid::{GridImage, abs_difference, save_grid};
 use crate::ml::train::Checkpoint;
-use crate::report::grid::{GridImage, abs_difference, save_grid};
 use serde::{Deserialize, Serialize};
 
 fn d4() -> usize {

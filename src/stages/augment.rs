@@ -4,7 +4,7 @@
 
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
 use crate::data::augment::{self, AugmentSpec};
-use crate::report::grid::{GridImage, save_grid};
+use crate::figures::grid::{GridImage, save_grid};
 use serde::{Deserialize, Serialize};
 
 pub const SPEC_FILE: &str = "augment.json";

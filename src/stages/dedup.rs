@@ -4,7 +4,7 @@
 use super::artifacts::{GroupsArtifact, HashAlgorithm, Hashes, write_json};
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
 use crate::data::index;
-use crate::report::grid::{GridImage, save_grid};
+use crate::figures::grid::{GridImage, save_grid};
 use serde::{Deserialize, Serialize};
 
 fn d12() -> usize {

@@ -254,7 +254,7 @@ impl Stage for Ensemble {
             .collect();
         items.push((format!("ensemble ({:?})", self.method).to_lowercase(), c));
         let png = ctx.out.join("confusion.png");
-        crate::report::plot::confusion_grid_png(&png, &items).map_err(|e| {
+        crate::figures::plot::confusion_grid_png(&png, &items).map_err(|e| {
             StageError::Artifact {
                 path: png.clone(),
                 message: e.to_string(),

@@ -4,9 +4,9 @@
 use super::artifacts::{SplitArtifact, to_usize};
 use super::train::Train;
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport, io_err};
+use crate::figures::plot::confusion_png;
 use crate::ml::metrics::{self, Confusion};
 use crate::ml::train::{Checkpoint, predict};
-use crate::report::plot::confusion_png;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 

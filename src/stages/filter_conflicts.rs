@@ -5,7 +5,7 @@
 use super::artifacts::{GroupsArtifact, SELECTION, SelectionArtifact, read_json, write_json};
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
 use crate::data::Dataset;
-use crate::report::grid::{GridImage, abs_difference, save_grid};
+use crate::figures::grid::{GridImage, abs_difference, save_grid};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

@@ -19,6 +19,7 @@ pub mod split;
 pub mod train;
 
 use crate::data::{Dataset, DatasetError};
+pub use crate::record::StageReport;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -114,45 +115,6 @@ impl Problem {
 /// Most rows or pairs a stage draws in one figure (`figure_groups`, `figure_pairs`).
 pub const MAX_FIGURE_ROWS: usize = 1000;
 
-/// What a stage reports after a successful run; enters the run record.
-///
-/// Everything but `execution` is also stored in the output (`report.json`) and so digested: it
-/// must depend on the stage's inputs and configuration only.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct StageReport {
-    /// Numbers worth comparing across runs (counts, scores).
-    pub metrics: BTreeMap<String, f64>,
-    /// One short line for the terminal.
-    pub summary: String,
-    /// Files in the output a person looks at (PNG, CSV, JSON).
-    pub figures: Vec<String>,
-    /// Facts of this execution that differ between runs of the same key (throughput, wall
-    /// time, the epoch a training resumed from): run record only, never in the output.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub execution: BTreeMap<String, f64>,
-}
-
-impl StageReport {
-    pub fn metric(mut self, name: &str, value: f64) -> Self {
-        self.metrics.insert(name.to_string(), value);
-        self
-    }
-
-    /// Records a fact of this execution (see `execution`).
-    pub fn execution(mut self, name: &str, value: f64) -> Self {
-        self.execution.insert(name.to_string(), value);
-        self
-    }
-
-    /// The part stored in the output directory (and digested): without `execution`.
-    pub fn digested(&self) -> StageReport {
-        StageReport {
-            execution: BTreeMap::new(),
-            ..self.clone()
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     #[error(transparent)]
@@ -221,6 +183,9 @@ pub struct StageContext<'a> {
     /// store against them).
     pub files: &'a BTreeMap<String, String>,
     pub progress: &'a MultiProgress,
+    /// A line for the person watching (the run's observer shows it): for what a hidden bar
+    /// would have said, e.g. each epoch of a training whose output goes to a log.
+    pub note: &'a (dyn Fn(&str) + Sync),
     /// The cache, for objects an input refers to (its manifest's refs): see
     /// [`StageContext::input_digest`], [`StageContext::declare_refs`], [`StageContext::resolve_ref`].
     pub store: &'a crate::cache::Store,
@@ -349,6 +314,14 @@ macro_rules! stage_kinds {
         /// Every stage kind's name, for messages and did-you-mean.
         pub const KINDS: &[&str] = &[$(<$ty as Stage>::KIND),*];
 
+        /// Whether the stage kind named `kind` has a `device` field (see [`Stage::USES_DEVICE`]).
+        pub fn kind_uses_device(kind: &str) -> bool {
+            $(if kind == <$ty as Stage>::KIND {
+                return <$ty as Stage>::USES_DEVICE;
+            })*
+            false
+        }
+
         impl StageConfig {
             /// Deserialises a stage's fields (everything but `kind` and `inputs`) for `kind`.
             pub fn from_json(kind: &str, fields: serde_json::Value) -> Option<Result<Self, PathError>> {
@@ -393,4 +366,70 @@ stage_kinds! {
     Ensemble => ensemble::Ensemble,
     Predict => predict::Predict,
     Analyze => analyze::Analyze,
+}
+
+impl StageError {
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            StageError::Input { .. } | StageError::Invalid(_) => true,
+            StageError::Ml(e) => e.is_user_error(),
+            StageError::Dataset(e) => e.is_user_error(),
+            // Writing outputs (ENOSPC included), a malformed artifact in the cache, a slot the
+            // validator should have caught: ours. A source file rewritten while it was read is
+            // no fault of its contents: nothing was stored, the run can be repeated.
+            StageError::Io { .. }
+            | StageError::Artifact { .. }
+            | StageError::MissingInput(_)
+            | StageError::Changed { .. } => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DatasetError;
+    use crate::ml::backend::MlError;
+    fn p() -> std::path::PathBuf {
+        std::path::PathBuf::from("x")
+    }
+    fn enospc() -> std::io::Error {
+        std::io::Error::from(std::io::ErrorKind::StorageFull)
+    }
+
+    #[test]
+    fn stage_errors() {
+        let user = [
+            StageError::Input {
+                path: p(),
+                message: "line 3: bad label".into(),
+            },
+            StageError::Invalid("no images".into()),
+            StageError::Ml(MlError::InvalidConfig(vec![])),
+        ];
+        let internal = [
+            StageError::Io {
+                path: p(),
+                source: enospc(),
+            },
+            StageError::Artifact {
+                path: p(),
+                message: "m".into(),
+            },
+            StageError::MissingInput("data"),
+            StageError::Ml(MlError::Device("oom".into())),
+            StageError::Dataset(DatasetError::Corrupt {
+                path: p(),
+                message: "m".into(),
+            }),
+            StageError::Changed { path: p() },
+            // A full disk while training writes a checkpoint or an export.
+            StageError::Ml(MlError::Io {
+                path: p(),
+                source: enospc(),
+            }),
+        ];
+        assert!(user.iter().all(StageError::is_user_error));
+        assert!(!internal.iter().any(StageError::is_user_error));
+    }
 }

@@ -6,8 +6,8 @@ use super::ensemble;
 use super::evaluate::{EvaluationResult, RESULT_FILE, model_probs};
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport, io_err};
 use crate::data::{Dataset, dhash, index};
+use crate::figures::grid::{GridImage, save_captioned_grid};
 use crate::ml::train::Checkpoint;
-use crate::report::grid::{GridImage, save_captioned_grid};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 

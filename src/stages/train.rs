@@ -5,12 +5,12 @@ use super::artifacts::{SplitArtifact, to_usize};
 use super::augment::Augment;
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
 use crate::data::Shape;
+use crate::figures::plot::learning_curve_png;
 use crate::ml::backend::DeviceChoice;
 use crate::ml::curve::CurveRow;
 use crate::ml::defaults;
 use crate::ml::models::{Init, ModelKind, ModelSpec};
 use crate::ml::train::{self as trainer, EarlyStopping, Plateau, TrainConfig, TrainInputs};
-use crate::report::plot::learning_curve_png;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -186,7 +186,19 @@ impl Stage for Train {
         };
         let bar = ctx.bar(train_idx.len() as u64, "img");
         ctx.write_json("stage.json", self)?;
-        let trained = trainer::train(&cfg, &inputs, ctx.out, ctx.work, &bar, &|_| false)?;
+        // Where no bar is drawn (output piped to a log or `tee`), one line per epoch: the bar's
+        // message would otherwise never be seen, and a long training would say nothing for
+        // minutes.
+        let epoch_done = |e: &trainer::EpochDone| {
+            if bar.is_hidden() {
+                (ctx.note)(&format!("  {} {e}", bar.prefix()));
+            }
+        };
+        let hooks = trainer::Hooks {
+            epoch_done: &epoch_done,
+            ..trainer::Hooks::bar(&bar)
+        };
+        let trained = trainer::train(&cfg, &inputs, ctx.out, ctx.work, &hooks)?;
         bar.finish_and_clear();
         draw_curve(&cfg, &trained.curve, &ctx.out.join(CURVE_PNG))?;
         let summary = &trained.summary;

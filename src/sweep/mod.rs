@@ -3,10 +3,12 @@
 //! share is computed once and then found in the cache.
 //!
 //! This file holds what a variant is and the grid (`--sweep`); [`search`] draws variants at
-//! random (`--search`), [`driver`] validates and runs them, [`table`] shows a sweep's records.
+//! random (`--search`), [`space`] says which of the two a run asked for and ranks variants by
+//! the objective, [`table`] shows a sweep's records. The `run --sweep` command (validating and
+//! running the variants, printing the ranking) is in the command layer.
 
-pub mod driver;
 pub mod search;
+pub mod space;
 pub mod table;
 
 use crate::quote::quote;

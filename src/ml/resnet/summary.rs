@@ -2,6 +2,7 @@
 //! counts them, and the `model.summary()` tail of the report's figures.
 
 use crate::data::Shape;
+use crate::ml::format::thousands;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use std::collections::BTreeMap;
@@ -306,19 +307,6 @@ pub(super) fn count_params(model: &ResNet50Classifier, mode: TransferMode) -> (u
         }
     }
     (trainable, total)
-}
-
-/// `1312257` → `1,312,257`.
-pub(super) fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Keras 2's `print_summary` row (line length 98, columns ending at 32, 53, 65, 98): each field

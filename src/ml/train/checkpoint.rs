@@ -125,6 +125,26 @@ pub(super) struct ResumeState {
 }
 
 impl ResumeState {
+    /// The state before the first epoch.
+    pub(super) fn fresh(cfg: &TrainConfig) -> Self {
+        ResumeState {
+            format_version: FORMAT_VERSION,
+            config: cfg.clone(),
+            epoch: 0,
+            lr: cfg.lr,
+            rows: Vec::new(),
+            epoch_seconds: Vec::new(),
+            plateau: Watch::default(),
+            early: Watch::default(),
+            best_loss: Best::default(),
+            best_bacc: Best::default(),
+            stopped_early: false,
+            model_file: String::new(),
+            optim_file: String::new(),
+            digests: Default::default(),
+        }
+    }
+
     /// The record files the checkpoint names.
     fn files(&self) -> impl Iterator<Item = &String> {
         [
@@ -179,14 +199,7 @@ pub(super) fn encode_err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) ->
 /// Writes `bytes` to `path` through a temp file + rename (the temp file is removed on
 /// failure). A full disk is an [`MlError::Io`].
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MlError> {
-    let tmp = path.with_extension("tmp");
-    let res = std::fs::write(&tmp, bytes)
-        .map_err(MlError::io(&tmp))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(MlError::io(path)));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
+    pipe_fs::write_atomic(path, bytes, pipe_fs::Temp::Beside).map_err(MlError::io(path))
 }
 
 fn digest(bytes: &[u8]) -> String {

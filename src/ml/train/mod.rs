@@ -46,7 +46,7 @@ use net::*;
 pub use callbacks::{EarlyStopping, Monitor, Plateau};
 pub use checkpoint::{CURVE_CSV, Checkpoint, MODEL_FILE, ModelFile, SUMMARY_FILE, TrainSummary};
 pub use config::{TrainConfig, validate};
-pub use fit::{TrainInputs, Trained, train};
+pub use fit::{EpochDone, Hooks, TrainInputs, Trained, train};
 pub(crate) use inference::open_model;
 pub use inference::{INFER_BATCH, predict, predict_batched};
 pub(crate) use net::{Net, load_model};

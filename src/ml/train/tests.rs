@@ -76,9 +76,12 @@ fn run(
     };
     let out = tempfile::tempdir().unwrap();
     let pb = indicatif::ProgressBar::hidden();
-    let trained = train_fn(cfg, &inputs, out.path(), resume, &pb, &|e| {
-        Some(e) == stop_at
-    })?;
+    let stop = |e| Some(e) == stop_at;
+    let hooks = Hooks {
+        stop: &stop,
+        ..Hooks::bar(&pb)
+    };
+    let trained = train_fn(cfg, &inputs, out.path(), resume, &hooks)?;
     let state: ResumeState = read_json(&resume.join(RESUME_STATE)).unwrap();
     assert_eq!(state.epoch_seconds.len(), state.rows.len());
     Ok(Run {
@@ -313,7 +316,7 @@ fn tl1_trains_only_the_head_and_predicts() {
     let out = tempfile::tempdir().unwrap();
     let resume = tempfile::tempdir().unwrap();
     let pb = indicatif::ProgressBar::hidden();
-    let s = train_fn(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false)
+    let s = train_fn(&cfg, &inputs, out.path(), resume.path(), &Hooks::bar(&pb))
         .unwrap()
         .summary;
     assert_eq!(s.epochs_run, 1);
@@ -414,7 +417,12 @@ fn tl2_is_deterministic_and_resumes_exactly() {
     };
     let pb = indicatif::ProgressBar::hidden();
     let go = |stop_at: Option<u32>, resume: &Path, out: &Path| {
-        train_fn(&cfg, &inputs, out, resume, &pb, &|e| Some(e) == stop_at)
+        let stop = |e| Some(e) == stop_at;
+        let hooks = Hooks {
+            stop: &stop,
+            ..Hooks::bar(&pb)
+        };
+        train_fn(&cfg, &inputs, out, resume, &hooks)
     };
     let last = |out: &Path| tensors(&out.join(Checkpoint::Last.safetensors_name()));
     let (r1, o1) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -533,7 +541,7 @@ fn a_full_disk_while_saving_weights_is_an_internal_error() {
         let (resume, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let dir = if in_resume { resume.path() } else { out.path() };
         std::os::unix::fs::symlink("/dev/full", dir.join(tmp)).unwrap();
-        let err = train_fn(&cfg, &inputs, out.path(), resume.path(), &pb, &|_| false)
+        let err = train_fn(&cfg, &inputs, out.path(), resume.path(), &Hooks::bar(&pb))
             .err()
             .unwrap_or_else(|| panic!("{tmp}: no error"));
         assert!(

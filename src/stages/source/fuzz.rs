@@ -5,8 +5,8 @@
 
 use super::labels::{Header, parse_label_lines, parse_labels_csv};
 use super::{FolderSource, RawSource, Resize, StageError};
-use crate::spec::fuzz::config;
 use crate::stages::Stage;
+use crate::testing::config;
 use proptest::prelude::*;
 use std::path::Path;
 

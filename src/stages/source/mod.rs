@@ -326,6 +326,7 @@ mod tests {
             work: &work,
             files: &files,
             progress: &progress,
+            note: &|_| {},
             store: &store,
         };
         // On an error the executor removes `out`: nothing is committed.

@@ -100,8 +100,8 @@ pub fn finish(code: i32) -> i32 {
     match failure {
         Some(e) => {
             err(format_args!("error: writing to stdout: {e}"), true);
-            if code == crate::error::EXIT_OK {
-                crate::error::EXIT_INTERNAL
+            if code == super::exit::EXIT_OK {
+                super::exit::EXIT_INTERNAL
             } else {
                 code
             }
@@ -110,33 +110,33 @@ pub fn finish(code: i32) -> i32 {
     }
 }
 
-/// `println!` that stops quietly when stdout's reader has gone ([`crate::console`]).
+/// `println!` that stops quietly when stdout's reader has gone ([`crate::commands::console`]).
 #[macro_export]
 macro_rules! outln {
     () => {
-        $crate::console::out(format_args!(""), true)
+        $crate::commands::console::out(format_args!(""), true)
     };
     ($($arg:tt)*) => {
-        $crate::console::out(format_args!($($arg)*), true)
+        $crate::commands::console::out(format_args!($($arg)*), true)
     };
 }
 
-/// `print!` that stops quietly when stdout's reader has gone ([`crate::console`]).
+/// `print!` that stops quietly when stdout's reader has gone ([`crate::commands::console`]).
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {
-        $crate::console::out(format_args!($($arg)*), false)
+        $crate::commands::console::out(format_args!($($arg)*), false)
     };
 }
 
-/// `eprintln!` that stops quietly when stderr's reader has gone ([`crate::console`]).
+/// `eprintln!` that stops quietly when stderr's reader has gone ([`crate::commands::console`]).
 #[macro_export]
 macro_rules! errln {
     () => {
-        $crate::console::err(format_args!(""), true)
+        $crate::commands::console::err(format_args!(""), true)
     };
     ($($arg:tt)*) => {
-        $crate::console::err(format_args!($($arg)*), true)
+        $crate::commands::console::err(format_args!($($arg)*), true)
     };
 }
 

@@ -1,91 +1,27 @@
-//! Runs a sweep or search: every variant is loaded and validated first (all problems of all
-//! variants reported, nothing run, exit 2), then the variants run one after another through
-//! [`Engine`], each recording its sweep id and values; the cache shares what they have in common.
+//! `pipe run --sweep` / `--search`: every variant is loaded and validated first (all problems
+//! of all variants reported, nothing run, exit 2), then the variants run one after another (or,
+//! with `-j N`, up to N stages at once across variants) through [`Engine`], each recording its
+//! sweep id and values; the cache shares what they have in common. Ends with the ranking by
+//! `--objective`.
 
-use super::search::{Objective, SearchAxis};
-use super::{Axis, SweepError, Variant, check_paths, grid, sweep_id};
-use crate::error::{EXIT_INVALID, EXIT_OK};
+use super::exit::{self, EXIT_INVALID, EXIT_OK};
+use super::render::{self, Lines};
+use crate::engine::{Engine, RunError, RunOptions};
 use crate::exec::Sharing;
 use crate::exec::shared::Shared;
-use crate::ml::backend::DeviceChoice;
-use crate::record::{Outcome, RunRecord, now_rfc3339};
-use crate::run::{Engine, RunError, RunOptions};
-use crate::spec::{Override, Pipeline};
+use crate::ml::device::DeviceChoice;
+use crate::record::{RunRecord, now_rfc3339};
+use crate::settings::Settings;
+use crate::settings::cli::SweepArgs;
+use crate::spec::{Override, Pipeline, load_with_device};
+use crate::sweep::search::Objective;
+use crate::sweep::space::{Space, best, objective_value};
+use crate::sweep::{Variant, check_paths, sweep_id};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError, mpsc};
 
-/// What to vary.
-#[derive(Debug, Clone)]
-pub enum Space {
-    Grid(Vec<Axis>),
-    Search {
-        axes: Vec<SearchAxis>,
-        trials: usize,
-        seed: u64,
-    },
-}
-
-impl Space {
-    /// The space `run --sweep`/`--search` describe. The axes are parsed here rather than by
-    /// clap, which would echo a bad 100 KB argument in full.
-    pub fn from_args(
-        sweep: &[String],
-        search: &[String],
-        trials: Option<u32>,
-        seed: u64,
-    ) -> Result<Space, String> {
-        match trials {
-            Some(trials) => Ok(Space::Search {
-                axes: search
-                    .iter()
-                    .map(|a| a.parse().map_err(|e| format!("--search {e}")))
-                    .collect::<Result<_, _>>()?,
-                trials: trials as usize,
-                seed,
-            }),
-            None => Ok(Space::Grid(
-                sweep
-                    .iter()
-                    .map(|a| a.parse().map_err(|e| format!("--sweep {e}")))
-                    .collect::<Result<_, _>>()?,
-            )),
-        }
-    }
-
-    fn variants(&self) -> Result<Vec<Variant>, SweepError> {
-        match self {
-            Space::Grid(axes) => grid(axes),
-            Space::Search { axes, trials, seed } => super::search::draw(axes, *trials, *seed),
-        }
-    }
-
-    fn paths(&self) -> Vec<&str> {
-        match self {
-            Space::Grid(axes) => axes.iter().map(|a| a.path.as_str()).collect(),
-            Space::Search { axes, .. } => axes.iter().map(|a| a.path.as_str()).collect(),
-        }
-    }
-
-    /// The text the sweep id is made from: the axes, and for a search its trials and seed.
-    fn spec(&self) -> String {
-        match self {
-            Space::Grid(axes) => axes
-                .iter()
-                .map(|a| format!("--sweep {}={}", a.path, a.values.join(",")))
-                .collect::<Vec<_>>()
-                .join(" "),
-            Space::Search { axes, trials, seed } => {
-                let ranges: Vec<String> = axes
-                    .iter()
-                    .map(|a| format!("--search {}={}", a.path, a.range))
-                    .collect();
-                format!("{} --trials {trials} --seed {seed}", ranges.join(" "))
-            }
-        }
-    }
-}
-
-pub struct Request<'a> {
+/// What `run --sweep`/`--search` was given.
+struct Request<'a> {
     pub file: &'a Path,
     pub cache: &'a Path,
     pub set: &'a [Override],
@@ -103,7 +39,33 @@ struct Loaded {
     pipeline: Pipeline,
 }
 
-pub fn run(req: Request<'_>) -> i32 {
+pub(super) fn run(
+    s: &Settings,
+    file: &Path,
+    set: &[Override],
+    device: Option<DeviceChoice>,
+    args: SweepArgs,
+    opts: RunOptions,
+    dry_run: bool,
+) -> i32 {
+    let space = match Space::from_args(&args.sweep, &args.search, args.trials, args.seed) {
+        Ok(s) => s,
+        Err(e) => {
+            errln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let req = Request {
+        file,
+        cache: &s.cache,
+        set,
+        device,
+        space,
+        objective: args.objective,
+        minimize: args.minimize,
+        opts,
+        dry_run,
+    };
     if let Err(e) = check_paths(req.space.paths(), req.set) {
         errln!("error: {e}");
         return EXIT_INVALID;
@@ -148,7 +110,7 @@ pub fn run(req: Request<'_>) -> i32 {
     if req.dry_run {
         for (i, l) in loaded.iter().enumerate() {
             outln!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
-            let code = crate::commands::plan_only(&l.pipeline, req.cache, &req.opts);
+            let code = super::run::plan_only(&l.pipeline, req.cache, &req.opts, None);
             if code != EXIT_OK {
                 return code;
             }
@@ -167,7 +129,7 @@ fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32>
         let result = v.overrides().map_err(|e| vec![e]).and_then(|extra| {
             let mut all = req.set.to_vec();
             all.extend(extra);
-            crate::commands::load_for_run(req.file, &all, req.device)
+            load_with_device(req.file, &all, req.device)
                 .map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>())
         });
         match result {
@@ -211,13 +173,13 @@ fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32>
 /// Runs the variants under one cache lock: one after another, or with `-j N` (N > 1) up to N
 /// stages at once across variants; a failed variant is reported and the others still run.
 fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
-    let _lock = match crate::run::lock_cache(req.cache, req.opts.no_wait) {
+    let _lock = match crate::engine::lock_cache(req.cache, render::busy(req.opts.no_wait)) {
         Ok(l) => l,
-        Err(e) => return crate::commands::fail(&e),
+        Err(e) => return exit::run_failed(&e),
     };
     let mut code = EXIT_OK;
     let mut note = |e: &RunError| {
-        let c = crate::commands::fail(e);
+        let c = exit::run_failed(e);
         if code == EXIT_OK {
             code = c;
         }
@@ -269,9 +231,10 @@ fn run_variant(
     l: &Loaded,
     started: String,
     sharing: &Sharing<'_>,
+    lines: &Lines,
 ) -> Ran {
     let opts = variant_opts(req, id, l);
-    Engine::new(&l.pipeline, req.cache)?.run_locked(&opts, started, Some(sharing))
+    Engine::new(&l.pipeline, req.cache)?.run_locked(&opts, started, Some(sharing), lines)
 }
 
 /// Saves a finished variant's record and prints its last line; the record when it succeeded.
@@ -293,7 +256,7 @@ fn finish(req: &Request<'_>, ran: Ran, note: &mut dyn FnMut(&RunError)) -> Optio
             None
         }
         None => {
-            crate::commands::done_line(&rec);
+            render::done_line(&rec);
             Some(rec)
         }
     }
@@ -307,15 +270,12 @@ fn run_in_turn(
 ) -> Vec<Option<RunRecord>> {
     // Nothing runs at once here; the registry still makes a forced shared stage run once.
     let shared = Shared::new(1);
-    let sharing = Sharing {
-        shared: &shared,
-        prefix: String::new(),
-    };
+    let sharing = Sharing { shared: &shared };
     let mut records = Vec::new();
     for (i, l) in loaded.iter().enumerate() {
         outln!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
-        crate::commands::header(&l.pipeline, req.cache);
-        let ran = run_variant(req, id, l, now_rfc3339(), &sharing);
+        render::header(&l.pipeline, req.cache);
+        let ran = run_variant(req, id, l, now_rfc3339(), &sharing, &Lines::default());
         records.push(finish(req, ran, note));
     }
     records
@@ -334,7 +294,7 @@ fn run_at_once(
         "\n{n} variants at once, up to {} stages at a time",
         req.opts.jobs
     );
-    crate::commands::header(&loaded[0].pipeline, req.cache);
+    render::header(&loaded[0].pipeline, req.cache);
     let shared = Shared::new(req.opts.jobs);
     // The next variant to start, and the start time of the last one started.
     let queue = Mutex::new((0usize, String::new()));
@@ -347,8 +307,8 @@ fn run_at_once(
                     let l = &loaded[i];
                     let prefix = format!("[{}] ", i + 1);
                     outln!("{prefix}variant {}/{n}: {}", i + 1, l.variant.name());
-                    let sharing = Sharing { shared, prefix };
-                    let ran = run_variant(req, id, l, started, &sharing);
+                    let sharing = Sharing { shared };
+                    let ran = run_variant(req, id, l, started, &sharing, &Lines::new(prefix));
                     let _ = tx.send((i, ran));
                 }
             });
@@ -382,39 +342,6 @@ fn next_variant(queue: &Mutex<(usize, String)>, n: usize) -> Option<(usize, Stri
     Some((q.0 - 1, started))
 }
 
-/// The objective's value in a variant's run record.
-fn objective_value(rec: &RunRecord, o: &Objective) -> Result<f64, String> {
-    let s = rec
-        .stages
-        .get(&o.stage)
-        .filter(|s| s.outcome != Outcome::Skipped)
-        .ok_or_else(|| format!("--objective {o}: stage `{}` did not run", o.stage))?;
-    s.report.metrics.get(&o.metric).copied().ok_or_else(|| {
-        let have: Vec<&str> = s.report.metrics.keys().map(String::as_str).collect();
-        format!(
-            "--objective {o}: stage `{}` reports no `{}` (it reports: {})",
-            o.stage,
-            o.metric,
-            have.join(", ")
-        )
-    })
-}
-
-/// The index (into `scores`) of the best score; ties go to the earlier variant.
-pub fn best(scores: &[(usize, f64)], minimize: bool) -> Option<usize> {
-    let better = |a: f64, b: f64| if minimize { a < b } else { a > b };
-    let mut best: Option<usize> = None;
-    for (k, &(_, v)) in scores.iter().enumerate() {
-        if v.is_nan() {
-            continue;
-        }
-        if best.is_none_or(|b| better(v, scores[b].1)) {
-            best = Some(k);
-        }
-    }
-    best
-}
-
 fn print_ranking(loaded: &[Loaded], scores: &[(usize, f64)], o: &Objective, minimize: bool) {
     outln!("\n{o} by variant:");
     for &(i, v) in scores {
@@ -435,19 +362,5 @@ fn print_ranking(loaded: &[Loaded], scores: &[(usize, f64)], o: &Objective, mini
             );
         }
         None => outln!("best: none (no variant reported {o})"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn best_maximises_or_minimises_and_skips_nan() {
-        let s = [(0, 0.5), (1, f64::NAN), (2, 0.9), (3, 0.1), (4, 0.9)];
-        assert_eq!(best(&s, false), Some(2), "ties go to the earlier variant");
-        assert_eq!(best(&s, true), Some(3));
-        assert_eq!(best(&[], false), None);
-        assert_eq!(best(&[(0, f64::NAN)], false), None);
     }
 }

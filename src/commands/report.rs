@@ -1,11 +1,13 @@
-//! `pipe report` as a command: which records and objects the page is built from (the latest
-//! run of each pipeline, every variant of its sweep), kept out of `commands.rs` so the page's
-//! code lives in one place.
+//! `pipe report`: which records and objects the page is built from (the latest run of each
+//! pipeline, every variant of its sweep), and where the page goes; the page itself is
+//! [`crate::report`]'s.
 
-use super::{self as html, model};
-use crate::commands::{human_bytes, load_or_exit, store_fail};
-use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
+use super::exit::{self, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
+use super::load_or_exit;
+use super::output::{self, Written};
+use super::render::human_bytes;
 use crate::record::RunRecord;
+use crate::report::{self, model};
 use std::path::{Path, PathBuf};
 
 /// The latest run of each variant of the sweep `rec` belongs to, or nothing when it is no
@@ -23,7 +25,7 @@ fn sweep_records(history: &[(PathBuf, RunRecord)], rec: &RunRecord) -> Vec<RunRe
 /// `pipe report`: the latest run of each pipeline (failed ones too: the DAG shows what failed),
 /// objects read only after their manifests check out; a damaged one is left out with a warning
 /// and exit code 1, as in `compare`.
-pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
+pub(super) fn report(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
     let store = match crate::cache::Store::open_existing(cache) {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -33,7 +35,7 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
             );
             return EXIT_INVALID;
         }
-        Err(e) => return store_fail(&e),
+        Err(e) => return exit::store_failed(&e),
     };
     let history = match crate::record::load_all(cache) {
         Ok(loaded) => {
@@ -92,8 +94,10 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
     for w in &rep.warnings {
         errln!("warning: {w}");
     }
-    match html::write(out, &rep) {
-        Ok((bytes, written)) => {
+    let html = report::page::render(&rep);
+    match output::write(out, html.as_bytes()) {
+        Ok(written) => {
+            let bytes = html.len();
             let line = format!(
                 "report: {} ({}; {} pipeline(s), {} model(s), {} evaluation(s))",
                 out.display(),
@@ -103,7 +107,7 @@ pub fn run(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
                 rep.evaluations.len()
             );
             // The page itself went to stdout: the note must not follow it there.
-            if written == crate::output::Written::Stdout {
+            if written == Written::Stdout {
                 errln!("{line}");
             } else {
                 outln!("{line}");

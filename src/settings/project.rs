@@ -19,30 +19,13 @@ pub const FILE_NAME: &str = "pipe.toml";
 pub struct ProjectConfig {
     /// The shared remote cache (issue 10).
     #[serde(default)]
-    pub remote: RemoteSection,
+    pub remote: crate::remote::RemoteSection,
     /// Which executor runs stages, and its options (issue 11).
     #[serde(default)]
     pub executor: ExecutorSection,
     /// Default per-stage resources (issue 11): a stage's own `resources:` win field by field.
     #[serde(default)]
     pub resources: ResourcesSection,
-}
-
-/// `[remote]`: one remote cache, named by URL (see `crate::remote`). Credentials never go
-/// here: they come from the standard AWS environment variables only.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RemoteSection {
-    /// `s3://bucket/prefix` or `file:///shared/path`.
-    pub url: Option<String>,
-    /// An S3-compatible server's URL (`http://127.0.0.1:9000`); AWS itself when absent.
-    pub endpoint: Option<String>,
-    /// The S3 region (`us-east-1` when neither this nor `AWS_REGION` says otherwise).
-    pub region: Option<String>,
-    /// Path-style requests (`endpoint/bucket/key`), which most self-hosted servers need.
-    pub path_style: Option<bool>,
-    /// Allow a plain-HTTP endpoint (a server on loopback or a trusted network).
-    pub allow_http: Option<bool>,
 }
 
 /// `[executor]`: how stages that miss the cache are run.
@@ -208,6 +191,17 @@ impl ProjectConfig {
     }
 }
 
+impl ConfigError {
+    /// Every `pipe.toml` error is the user's to fix.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            ConfigError::Io { .. } | ConfigError::Parse { .. } | ConfigError::Invalid { .. } => {
+                true
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +288,30 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.starts_with("pipe.toml:3: "), "{msg}");
         assert!(msg.contains("urll"), "{msg}");
+    }
+
+    use std::io::{Error, ErrorKind};
+    fn p() -> std::path::PathBuf {
+        std::path::PathBuf::from("x")
+    }
+
+    #[test]
+    fn config_errors() {
+        let io = ConfigError::Io {
+            path: p(),
+            source: Error::from(ErrorKind::PermissionDenied),
+        };
+        let parse = ConfigError::Parse {
+            path: p(),
+            line: Some(3),
+            message: "unknown field".into(),
+        };
+        let invalid = ConfigError::Invalid {
+            path: p(),
+            section: "resources",
+            field: "mem",
+            message: "not a size".into(),
+        };
+        assert!(io.is_user_error() && parse.is_user_error() && invalid.is_user_error());
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! - `-`, or the file that is already this process's stdout (`/dev/stdout`, `/proc/self/fd/1`,
 //!   or the file stdout was redirected to): written through stdout (a closed reader is a quiet
-//!   stop, see [`crate::console`]), so nothing else printed on stdout lands in the middle of it.
+//!   stop, see [`super::console`]), so nothing else printed on stdout lands in the middle of it.
 //! - Nothing yet, or a regular file: replaced atomically. The bytes go to a temporary file
 //!   created beside it with `O_EXCL` under a fresh random name (the `tempfile` crate), synced,
 //!   then renamed over the path: a reader never sees half a file, and no file of the user's
@@ -44,7 +44,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<Written, OutputError> {
         source,
     };
     if is_stdout(path) {
-        crate::console::out_bytes(bytes).map_err(err)?;
+        super::console::out_bytes(bytes).map_err(err)?;
         return Ok(Written::Stdout);
     }
     match std::fs::metadata(path) {

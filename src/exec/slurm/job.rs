@@ -5,8 +5,7 @@
 
 use super::SlurmError;
 use crate::cache::StageKey;
-use crate::ml::backend::DeviceChoice;
-use crate::spec::Override;
+use crate::ml::device::DeviceChoice;
 use crate::spec::resources::Resources;
 use std::path::{Path, PathBuf};
 
@@ -53,9 +52,10 @@ impl Completion {
         })
     }
 
-    pub fn save(&self, path: &Path) -> Result<(), crate::output::OutputError> {
+    /// Written whole or not at all: the driver may read it while the job ends.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(self).expect("a completion record serialises");
-        crate::output::write(path, &text).map(drop)
+        pipe_fs::write_atomic(path, &text, pipe_fs::Temp::Unique)
     }
 
     /// The record at `path`, if there is a readable one.
@@ -76,7 +76,8 @@ pub struct Command<'a> {
     pub file: &'a Path,
     pub cache: &'a Path,
     pub stage: &'a str,
-    pub set: &'a [Override],
+    /// The `--set` overrides as typed.
+    pub set: &'a [String],
     pub device: Option<DeviceChoice>,
     pub forced: bool,
     /// The job's name and the directory of its log: where its [`Completion`] goes.
@@ -102,7 +103,7 @@ impl Command<'_> {
         ];
         for o in self.set {
             a.push("--set".into());
-            a.push(o.text.clone());
+            a.push(o.clone());
         }
         if let Some(d) = self.device {
             a.push("--device".into());
@@ -266,7 +267,7 @@ mod tests {
 
     #[test]
     fn the_script_runs_the_one_stage_with_the_drivers_arguments() {
-        let set = ["stages.faces.count=300".parse::<Override>().unwrap()];
+        let set = ["stages.faces.count=300".to_string()];
         let cmd = Command {
             exe: Path::new("/opt/pipe bin/pipe"),
             file: Path::new("pipelines/quick start.yaml"),

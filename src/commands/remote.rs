@@ -3,12 +3,14 @@
 //! user's to fix (exit 2); an unreachable, refusing or missing remote is a warning (the
 //! command carries on with the local cache) unless `--remote-required` makes it exit 1.
 
-use super::{Remote, RemoteArgs, RemoteError, uploads::Pushed};
+use super::exit::{self, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
+use super::load_or_exit;
+use super::render::{self, human_bytes};
 use crate::cache::store::{KeyEntry, Store};
-use crate::commands::{human_bytes, load_or_exit};
-use crate::error::{EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
+use crate::engine::Engine;
 use crate::plan::StageState;
-use crate::run::Engine;
+use crate::remote::{Remote, RemoteError};
+use crate::settings::{Settings, SettingsError};
 use crate::spec::Override;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,14 +18,15 @@ use std::time::Instant;
 
 /// The remote for a command that can do without one (`run`, `status`, `why`): `Err(code)`
 /// when the command must stop.
-pub fn open(args: &RemoteArgs) -> Result<Option<Arc<Remote>>, i32> {
-    match Remote::connect(args) {
+pub(super) fn open(s: &Settings) -> Result<Option<Arc<Remote>>, i32> {
+    let required = s.remote.remote_required;
+    match connect(s) {
         Ok(r) => Ok(r),
-        Err(e @ (RemoteError::Config(_) | RemoteError::BadUrl { .. })) => {
+        Err(e) if e.is_user_error() => {
             errln!("error: {e}");
             Err(EXIT_INVALID)
         }
-        Err(e) if args.remote_required => {
+        Err(e) if required => {
             errln!("error: {e}");
             Err(EXIT_INTERNAL)
         }
@@ -36,8 +39,8 @@ pub fn open(args: &RemoteArgs) -> Result<Option<Arc<Remote>>, i32> {
 
 /// The remote for a command that is about the remote (`push`, `pull`, `remote status`,
 /// `gc --remote`): any failure to open it ends the command.
-pub fn open_required(args: &RemoteArgs) -> Result<Arc<Remote>, i32> {
-    match Remote::connect(args) {
+pub(super) fn open_required(s: &Settings) -> Result<Arc<Remote>, i32> {
+    match connect(s) {
         Ok(Some(r)) => Ok(r),
         Ok(None) => {
             errln!(
@@ -46,34 +49,40 @@ pub fn open_required(args: &RemoteArgs) -> Result<Arc<Remote>, i32> {
             );
             Err(EXIT_INVALID)
         }
-        Err(e @ (RemoteError::Config(_) | RemoteError::BadUrl { .. })) => {
-            errln!("error: {e}");
-            Err(EXIT_INVALID)
-        }
         Err(e) => {
             errln!("error: {e}");
-            Err(EXIT_INTERNAL)
+            Err(exit::code(e.is_user_error()))
         }
     }
 }
 
-/// The line a run prints once its uploads are done.
-pub fn report_pushed(remote: &Remote, p: Pushed) {
-    if p.stages > 0 {
-        outln!(
-            "pushed {} stage(s) to {}: {} in {:.1} s",
-            p.stages,
-            remote.shown(),
-            human_bytes(p.bytes),
-            p.seconds
+/// The remote the settings name, connected, its notices shown as warnings.
+fn connect(s: &Settings) -> Result<Option<Arc<Remote>>, SettingsError> {
+    let Some((target, options)) = s.remote_target()? else {
+        return Ok(None);
+    };
+    let notices = Box::new(|n: &crate::remote::Notice<'_>| render::remote_notice(n));
+    Ok(Some(Remote::connect(target, options, notices)?))
+}
+
+/// The exit code a command ends with: 1 when the remote failed under `--remote-required`.
+pub(super) fn exit_code(remote: &Remote, code: i32) -> i32 {
+    if remote.required() && remote.failed() && code == EXIT_OK {
+        errln!(
+            "error: the remote {} failed (see above) and --remote-required is set",
+            remote.shown()
         );
+        EXIT_INTERNAL
+    } else {
+        code
     }
 }
 
 /// `pipe push [FILE…] [--repair]`: the outputs the latest runs of these pipelines reached
 /// (every key of the local cache without files), objects first, key records last.
-pub fn push(cache: &Path, args: &RemoteArgs, files: &[PathBuf], repair: bool) -> i32 {
-    let remote = match open_required(args) {
+pub(super) fn push(s: &Settings, files: &[PathBuf], repair: bool) -> i32 {
+    let cache = s.cache.as_path();
+    let remote = match open_required(s) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -83,17 +92,12 @@ pub fn push(cache: &Path, args: &RemoteArgs, files: &[PathBuf], repair: bool) ->
             outln!("nothing to push: {} is not a cache yet", cache.display());
             return EXIT_OK;
         }
-        Err(e) => return crate::commands::store_fail(&e),
+        Err(e) => return exit::store_failed(&e),
     };
-    let _lock = match crate::cache::lock::CacheLock::acquire(cache, false) {
+    let _lock = match crate::cache::lock::CacheLock::acquire(cache, render::busy(false)) {
         Ok(l) => l,
         Err(e) => {
-            errln!("error: {e}");
-            return if e.is_user_error() {
-                EXIT_INVALID
-            } else {
-                EXIT_INTERNAL
-            };
+            return exit::fail(&e, e.is_user_error());
         }
     };
     let entries = if files.is_empty() {
@@ -214,14 +218,9 @@ fn latest_entries(cache: &Path, files: &[PathBuf]) -> Result<Vec<KeyEntry>, i32>
 
 /// `pipe pull FILE [--until STAGE]`: downloads every stage the remote holds that the local
 /// cache lacks, runs nothing.
-pub fn pull(
-    cache: &Path,
-    args: &RemoteArgs,
-    file: &Path,
-    set: &[Override],
-    until: Option<&str>,
-) -> i32 {
-    let remote = match open_required(args) {
+pub(super) fn pull(s: &Settings, file: &Path, set: &[Override], until: Option<&str>) -> i32 {
+    let cache = s.cache.as_path();
+    let remote = match open_required(s) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -229,22 +228,22 @@ pub fn pull(
         Ok(p) => p,
         Err(code) => return code,
     };
-    let _lock = match crate::run::lock_cache(cache, false) {
+    let _lock = match crate::engine::lock_cache(cache, render::busy(false)) {
         Ok(l) => l,
-        Err(e) => return crate::commands::fail(&e),
+        Err(e) => return exit::run_failed(&e),
     };
     let plan = match Engine::new(&p, cache)
         .map(|e| e.with_remote(Some(Arc::clone(&remote))))
         .and_then(|mut e| e.plan(until, &[]))
     {
         Ok(plan) => plan,
-        Err(e) => return crate::commands::fail(&e),
+        Err(e) => return exit::run_failed(&e),
     };
     let store = match Store::open(cache) {
         Ok(s) => s,
-        Err(e) => return crate::commands::store_fail(&e),
+        Err(e) => return exit::store_failed(&e),
     };
-    crate::commands::header(&p, cache);
+    render::header(&p, cache);
     let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
     let (mut pulled, mut failed, mut bytes) = (0, 0, 0u64);
     for s in &plan.stages {
@@ -288,8 +287,9 @@ pub fn pull(
 
 /// `pipe remote status FILE`: for every stage, whether the local cache and the remote hold
 /// its output.
-pub fn status(cache: &Path, args: &RemoteArgs, file: &Path, set: &[Override]) -> i32 {
-    let remote = match open_required(args) {
+pub(super) fn status(s: &Settings, file: &Path, set: &[Override]) -> i32 {
+    let cache = s.cache.as_path();
+    let remote = match open_required(s) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -302,7 +302,7 @@ pub fn status(cache: &Path, args: &RemoteArgs, file: &Path, set: &[Override]) ->
         .and_then(|mut e| e.plan(None, &[]))
     {
         Ok(plan) => plan,
-        Err(e) => return crate::commands::fail(&e),
+        Err(e) => return exit::run_failed(&e),
     };
     outln!("remote {}", remote.shown());
     let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
@@ -330,5 +330,5 @@ pub fn status(cache: &Path, args: &RemoteArgs, file: &Path, set: &[Override]) ->
         "{on_remote} of {} stage(s) on the remote",
         plan.stages.len()
     );
-    remote.exit_code(EXIT_OK)
+    exit_code(&remote, EXIT_OK)
 }

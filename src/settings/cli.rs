@@ -1,6 +1,7 @@
-//! Command-line interface (clap derive).
+//! The command line as typed (clap derive): the low layer of the settings, which
+//! [`super::Settings`] resolves with `pipe.toml` and the environment.
 
-use crate::ml::backend::DeviceChoice;
+use crate::ml::device::DeviceChoice;
 use crate::spec::Override;
 use crate::sweep::search::Objective;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -21,7 +22,7 @@ pub struct Cli {
     pub verbose: u8,
     /// The shared remote cache (see `pipe.toml`'s [remote] section).
     #[command(flatten)]
-    pub remote: crate::remote::RemoteArgs,
+    pub remote: RemoteArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,7 +54,7 @@ pub enum Command {
         /// Where stages that miss the cache run: here (`-j` threads) or one Slurm job each.
         /// Default: `[executor] kind` in pipe.toml, else local.
         #[arg(long, value_enum)]
-        executor: Option<crate::config::ExecutorKind>,
+        executor: Option<super::project::ExecutorKind>,
         /// Print what would run and why; run nothing.
         #[arg(long)]
         dry_run: bool,
@@ -241,4 +242,29 @@ pub enum Format {
 pub enum DagFormat {
     Dot,
     Mermaid,
+}
+
+/// The remote's command-line flags (global: every command that reads the cache takes them).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RemoteArgs {
+    /// Remote cache URL (s3://bucket/prefix or file:///path); overrides PIPE_REMOTE and
+    /// pipe.toml. Bare `--remote` keeps the configured URL (`pipe gc --remote` collects it).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        num_args = 0..=1,
+        default_missing_value = "",
+        conflicts_with = "no_remote"
+    )]
+    pub remote: Option<String>,
+    /// Use no remote cache, whatever PIPE_REMOTE or pipe.toml say.
+    #[arg(long, global = true)]
+    pub no_remote: bool,
+    /// A remote failure (unreachable, refused, damaged object) ends the command with exit 1.
+    #[arg(long, global = true)]
+    pub remote_required: bool,
+    /// Read from the remote but upload nothing after a run.
+    #[arg(long, global = true)]
+    pub no_push: bool,
 }

@@ -1,0 +1,188 @@
+//! `pipe run`: a pipeline on this machine or on Slurm, its plan (`--dry-run`), one stage of it
+//! (`--only`, what each cluster job runs), or a sweep of variants ([`super::sweep`]).
+
+use super::exit::{self, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
+use super::render::{self, Lines};
+use super::{print_diagnostics, remote};
+use crate::engine::{Engine, RunError, RunOptions};
+use crate::exec::slurm::job::Completion;
+use crate::ml::device::DeviceChoice;
+use crate::plan::{Reason, StageState};
+use crate::remote::Remote;
+use crate::settings::cli::SweepArgs;
+use crate::settings::project::ExecutorKind;
+use crate::settings::{self, Settings};
+use crate::spec::{Override, Pipeline, load_with_device};
+use std::path::Path;
+use std::sync::Arc;
+
+/// `run`'s flags.
+pub(super) struct Flags<'a> {
+    pub file: &'a Path,
+    pub set: &'a [Override],
+    pub jobs: usize,
+    pub force: Vec<String>,
+    pub until: Option<String>,
+    pub only: Option<String>,
+    pub executor: Option<ExecutorKind>,
+    pub dry_run: bool,
+    pub device: Option<DeviceChoice>,
+    pub no_wait: bool,
+    /// Where a Slurm job's `--only` run leaves its stage's completion record once it succeeded
+    /// ([`Completion`]).
+    pub completion_record: Option<&'a Path>,
+}
+
+pub(super) fn run(s: &Settings, f: Flags<'_>, sweep: SweepArgs) -> i32 {
+    let mut opts = settings::run_options(
+        f.jobs,
+        f.force.clone(),
+        f.only.clone().or(f.until.clone()),
+        f.only.is_some(),
+        f.no_wait,
+        f.set,
+        f.device,
+    );
+    let resolved = s
+        .limits()
+        .and_then(|limits| Ok((limits, s.slurm(f.executor)?)));
+    let (limits, slurm) = match resolved {
+        Ok(r) => r,
+        Err(e) => return exit::fail(&e, e.is_user_error()),
+    };
+    opts.limits = limits;
+    let sweeping = !sweep.sweep.is_empty() || !sweep.search.is_empty();
+    if sweeping && slurm && !f.dry_run {
+        errln!("error: --executor slurm does not run sweeps (yet): use --executor local");
+        return EXIT_INVALID;
+    }
+    if sweeping {
+        return super::sweep::run(s, f.file, f.set, f.device, sweep, opts, f.dry_run);
+    }
+    let remote = match remote::open(s) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let p = match load_with_device(f.file, f.set, f.device) {
+        Ok(p) => p,
+        Err(diags) => {
+            print_diagnostics(&diags);
+            return EXIT_INVALID;
+        }
+    };
+    let code = if f.dry_run {
+        plan_only(&p, &s.cache, &opts, remote.clone())
+    } else {
+        if slurm && !opts.only {
+            match s.slurm_settings(f.file, f.set, f.device) {
+                Ok(settings) => opts.slurm = Some(settings),
+                Err(e) => return exit::fail(&e, e.is_user_error()),
+            }
+        }
+        run_here(&p, &s.cache, &opts, remote.clone(), f.completion_record)
+    };
+    remote.map_or(code, |r| remote::exit_code(&r, code))
+}
+
+/// A run (its stages here or on Slurm, as `opts` says); `completion`: see [`Flags`].
+fn run_here(
+    p: &Pipeline,
+    cache: &Path,
+    opts: &RunOptions,
+    remote: Option<Arc<Remote>>,
+    completion: Option<&Path>,
+) -> i32 {
+    let mut engine = match Engine::new(p, cache) {
+        Ok(e) => e.with_remote(remote),
+        Err(e) => return exit::run_failed(&e),
+    };
+    render::header(p, cache);
+    let rec = match engine.run(opts, &Lines::default()) {
+        Ok(rec) => rec,
+        Err(e) => return exit::run_failed(&e),
+    };
+    render::done_line(&rec);
+    let (Some(path), Some(stage)) = (completion, &opts.until) else {
+        return EXIT_OK;
+    };
+    let Some(done) = Completion::of(&rec, stage) else {
+        errln!("error: stage `{stage}` has no output to record as complete");
+        return EXIT_INTERNAL;
+    };
+    match done.save(path) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            errln!(
+                "error: writing the completion record: {}: {e}",
+                path.display()
+            );
+            EXIT_INTERNAL
+        }
+    }
+}
+
+/// `run --dry-run`: the plan a real run would start from; runs and locks nothing.
+pub(super) fn plan_only(
+    p: &Pipeline,
+    cache: &Path,
+    opts: &RunOptions,
+    remote: Option<Arc<Remote>>,
+) -> i32 {
+    let planned = Engine::new(p, cache)
+        .map(|e| e.with_remote(remote))
+        .and_then(|mut e| {
+            let missing = e.missing_paths(opts.until.as_deref())?;
+            match e.plan(opts.until.as_deref(), &opts.force) {
+                Ok(plan) => Ok((plan, missing)),
+                // A missing folder cannot even be listed for its key: name every missing path.
+                Err(_) if !missing.is_empty() => Err(RunError::MissingPaths(missing)),
+                Err(e) => Err(e),
+            }
+        });
+    let (plan, missing) = match planned {
+        Ok(planned) => planned,
+        Err(e) => return exit::run_failed(&e),
+    };
+    render::header(p, cache);
+    let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    let mut cached = 0;
+    for s in &plan.stages {
+        match &s.state {
+            StageState::Cached { digest } => {
+                cached += 1;
+                outln!("  cached    {:width$}  {}", s.id, render::short(digest));
+            }
+            StageState::Remote { digest } => {
+                cached += 1;
+                outln!(
+                    "  remote    {:width$}  {}  (would be pulled)",
+                    s.id,
+                    render::short(digest)
+                );
+            }
+            StageState::WouldRun { reasons } => {
+                outln!("  would run {:width$}  ({})", s.id, joined(reasons))
+            }
+            StageState::Blocked { .. } => {}
+        }
+    }
+    outln!(
+        "dry run: {cached} cached, {} would run (at most: a stage whose inputs come out \
+         byte-identical stays cached)",
+        plan.would_run().len()
+    );
+    if missing.is_empty() {
+        EXIT_OK
+    } else {
+        exit::run_failed(&RunError::MissingPaths(missing))
+    }
+}
+
+/// Reasons as one line: `forced; never ran in this pipeline`.
+pub(super) fn joined(reasons: &[Reason]) -> String {
+    reasons
+        .iter()
+        .map(Reason::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
