@@ -24,10 +24,11 @@ pub mod spec;
 pub mod stages;
 pub mod sweep;
 
-pub mod cache;
-pub mod data;
-pub mod ml;
-pub mod remote;
+// The lower layers are crates of the workspace, under the names the rest of pipe uses.
+pub use pipe_cache as cache;
+pub use pipe_data as data;
+pub use pipe_ml as ml;
+pub use pipe_remote as remote;
 
 #[cfg(test)]
 mod testing;

@@ -112,9 +112,10 @@ pub(super) fn push(s: &Settings, files: &[PathBuf], repair: bool) -> i32 {
     let (mut objects, mut bytes, mut failed) = (0, 0u64, 0);
     let width = entries.iter().map(|e| e.stage.len()).max().unwrap_or(0);
     for e in &entries {
-        let res = remote
-            .push_object(&store, &e.digest, repair)
-            .and_then(|b| remote.push_key(e).map(|()| b));
+        let res = match remote.push_object(&store, &e.digest, repair) {
+            Ok(b) => remote.push_key(e).map(|()| b),
+            Err(err) => Err(err),
+        };
         match res {
             Ok(b) => {
                 objects += usize::from(b > 0);

@@ -463,7 +463,7 @@ fn non_utf8_file_names_are_reported_by_name() {
 fn a_cmyk_jpeg_is_read_like_pillow_reads_it() {
     let env = Env::new();
     std::fs::create_dir_all(env.path("imgs")).unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/pipe-data/tests/fixtures");
     std::fs::copy(fixtures.join("cmyk.jpg"), env.path("imgs/c.jpg")).unwrap();
     env.write(
         "f.yaml",

@@ -1,0 +1,565 @@
+//! The training loop: per-epoch shuffle, batches prepared ahead on a second thread, Adam steps,
+//! validation, callbacks and the per-epoch resume checkpoint.
+
+use crate::backend::{self, MlError};
+use crate::curve::CurveRow;
+use crate::models::{self, DropoutMasks};
+use burn::nn::loss::BinaryCrossEntropyLossConfig;
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use pipe_data::Dataset;
+use pipe_data::augment::AugmentSpec;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::time::Instant;
+
+use super::*;
+
+/// The data a run trains on: one dataset and index lists into it.
+pub struct TrainInputs<'a> {
+    pub data: &'a Dataset,
+    pub train: &'a [usize],
+    pub val: &'a [usize],
+    pub test: &'a [usize],
+    /// Augmentation of training batches (validation/test batches are never augmented).
+    pub augment: Option<&'a AugmentSpec>,
+    /// Pixel scale of B models (the report: 1/255); TL models ignore it (caffe preprocessing).
+    pub rescale: f32,
+}
+
+/// What [`train`] returns: the model's summary and the facts of this execution, which differ
+/// between runs of the same model and so stay out of the model directory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trained {
+    pub summary: TrainSummary,
+    /// The learning curve, one row per epoch run (as in `curve.csv`): the caller draws it.
+    pub curve: Vec<CurveRow>,
+    /// Training throughput of this invocation (forward + backward + Adam, data loading overlapped).
+    pub images_per_second: f64,
+    /// Wall time of all epochs, resumed ones included.
+    pub seconds: f64,
+    /// The checkpoint's epoch this invocation continued from.
+    pub resumed_from_epoch: Option<u32>,
+}
+
+/// A seed for one purpose: splitmix64 over (seed, stream, epoch).
+pub(super) fn derive_seed(seed: u64, stream: u64, epoch: u64) -> u64 {
+    let mut z = seed
+        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+pub(super) const STREAM_INIT: u64 = 1;
+pub(super) const STREAM_SHUFFLE: u64 = 2;
+pub(super) const STREAM_DROPOUT: u64 = 3;
+
+/// One prepared training batch.
+pub(super) struct Batch {
+    pub(super) x: Vec<f32>,
+    pub(super) y: Vec<i64>,
+    pub(super) labels: Vec<u8>,
+    pub(super) masks: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Checks the inputs against the config; every problem at once.
+pub(super) fn check_inputs(cfg: &TrainConfig, inputs: &TrainInputs) -> Result<(), MlError> {
+    let mut p = validate(cfg);
+    let ds = inputs.data;
+    if ds.shape != cfg.model.input {
+        p.push(format!(
+            "data: images are {} but the model expects {}",
+            ds.shape, cfg.model.input
+        ));
+    }
+    if ds.labels.is_none() {
+        p.push("data: the training dataset has no labels".into());
+    }
+    for (name, idx) in [
+        ("train", inputs.train),
+        ("val", inputs.val),
+        ("test", inputs.test),
+    ] {
+        if name != "test" && idx.is_empty() {
+            p.push(format!("{name}: the split is empty"));
+        }
+        if let Some(&bad) = idx.iter().find(|&&i| i >= ds.len()) {
+            p.push(format!(
+                "{name}: index {bad} is out of range for {} images",
+                ds.len()
+            ));
+        }
+    }
+    if !(inputs.rescale.is_finite() && inputs.rescale > 0.0) {
+        p.push(format!(
+            "rescale: {} must be a positive number",
+            inputs.rescale
+        ));
+    }
+    if p.is_empty() {
+        Ok(())
+    } else {
+        Err(MlError::InvalidConfig(p))
+    }
+}
+
+/// What the caller of [`train`] sees of it while it runs, and how it may stop it.
+pub struct Hooks<'a> {
+    /// Moved through each epoch's batches (hidden where no terminal shows it).
+    pub progress: &'a indicatif::ProgressBar,
+    /// Told each finished epoch, after its checkpoint is written.
+    pub epoch_done: &'a (dyn Fn(&EpochDone) + Sync),
+    /// Asked after each epoch's checkpoint; `true` ends the call with [`MlError::Interrupted`].
+    pub stop: &'a (dyn Fn(u32) -> bool + Sync),
+}
+
+impl<'a> Hooks<'a> {
+    /// A bar and nothing else: no epoch reports, never stopped.
+    pub fn bar(progress: &'a indicatif::ProgressBar) -> Self {
+        fn ignore(_: &EpochDone) {}
+        fn never(_: u32) -> bool {
+            false
+        }
+        Self {
+            progress,
+            epoch_done: &ignore,
+            stop: &never,
+        }
+    }
+}
+
+/// One finished epoch, as a person follows a training: its curve row, throughput and the time
+/// left. Displayed as `epoch 3/15: loss 0.6012, val loss …, ETA 2m 10s`.
+#[derive(Clone, Debug)]
+pub struct EpochDone {
+    pub row: CurveRow,
+    pub epochs: u32,
+    pub images_per_second: f64,
+    /// Epochs left times the mean epoch time so far.
+    pub eta: std::time::Duration,
+}
+
+impl std::fmt::Display for EpochDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.row;
+        write!(
+            f,
+            "epoch {}/{}: loss {:.4}, val loss {:.4}, val balanced accuracy {:.4}, {:.0} img/s, \
+             ETA {}",
+            r.epoch,
+            self.epochs,
+            r.train_loss,
+            r.val_loss,
+            r.val_bacc,
+            self.images_per_second,
+            humantime::format_duration(self.eta)
+        )
+    }
+}
+
+/// What one training pass over the epoch's shuffled images gave.
+struct Pass {
+    images: usize,
+    seconds: f64,
+    loss: f64,
+    acc: f64,
+    bacc: f64,
+}
+
+/// The set-up every epoch shares: devices, loss, preprocessing and the data.
+struct Session<'a> {
+    cfg: &'a TrainConfig,
+    inputs: &'a TrainInputs<'a>,
+    resume_dir: &'a Path,
+    hooks: &'a Hooks<'a>,
+    base: Device,
+    ad: Device,
+    bce: burn::nn::loss::BinaryCrossEntropyLoss,
+    prep: Preprocess,
+    augment: Option<AugmentSpec>,
+    /// Input planes after preprocessing, height, width.
+    chw: (usize, usize, usize),
+    dropout: Option<f32>,
+}
+
+/// Trains `cfg.model` on `inputs`, writing the model directory into `out_dir` and a per-epoch
+/// resume checkpoint into `resume_dir` (both must exist). If `resume_dir` already holds a
+/// checkpoint of the same config, training continues after its epoch.
+pub fn train(
+    cfg: &TrainConfig,
+    inputs: &TrainInputs,
+    out_dir: &Path,
+    resume_dir: &Path,
+    hooks: &Hooks,
+) -> Result<Trained, MlError> {
+    check_inputs(cfg, inputs)?;
+    let s = Session::new(cfg, inputs, resume_dir, hooks)?;
+    let (mut model, mut optim, mut st, resumed_from_epoch) = s.start()?;
+    let (mut session_images, mut session_train_secs) = (0usize, 0.0f64);
+    hooks.progress.set_length(inputs.train.len() as u64);
+    while st.epoch < cfg.epochs && !st.stopped_early {
+        let epoch = st.epoch + 1;
+        let t_epoch = Instant::now();
+        let lr = st.lr;
+        let pass;
+        (model, pass) = s.train_epoch(model, &mut optim, epoch, lr)?;
+        session_images += pass.images;
+        session_train_secs += pass.seconds;
+        let row = s.validate(&model, &mut st, epoch, lr, &pass)?;
+        s.save_best(&model, &mut st, &row)?;
+        reduce_on_plateau(cfg, &mut st, &row);
+        st.epoch_seconds.push(t_epoch.elapsed().as_secs_f64());
+        (hooks.epoch_done)(&epoch_done(&row, cfg.epochs, &pass, &st.epoch_seconds));
+        tracing::info!(
+            epoch,
+            train_loss = row.train_loss,
+            val_loss = row.val_loss,
+            val_bacc = row.val_bacc,
+            test_bacc = row.test_bacc,
+            "epoch done"
+        );
+        st.rows.push(row);
+        st.epoch = epoch;
+        s.checkpoint(&model, &optim, &mut st)?;
+        let finished = st.epoch >= cfg.epochs || st.stopped_early;
+        if !finished && (hooks.stop)(epoch) {
+            return Err(MlError::Interrupted { epoch });
+        }
+    }
+    let summary = finish(cfg, &st, &model, resume_dir, out_dir, &s.base, s.prep)?;
+    Ok(Trained {
+        summary,
+        curve: st.rows,
+        images_per_second: if session_train_secs > 0.0 {
+            session_images as f64 / session_train_secs
+        } else {
+            0.0
+        },
+        seconds: st.epoch_seconds.iter().sum(),
+        resumed_from_epoch,
+    })
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        cfg: &'a TrainConfig,
+        inputs: &'a TrainInputs<'a>,
+        resume_dir: &'a Path,
+        hooks: &'a Hooks<'a>,
+    ) -> Result<Self, MlError> {
+        let base = backend::device(cfg.device)?;
+        let ad = base.clone().autodiff();
+        let spec = &cfg.model;
+        let (c, h, w) = (
+            spec.input.channels as usize,
+            spec.input.height as usize,
+            spec.input.width as usize,
+        );
+        let dropout = if spec.kind.regularised() && spec.dropout > 0.0 {
+            Some(spec.dropout as f32)
+        } else {
+            None
+        };
+        let bce = BinaryCrossEntropyLossConfig::new()
+            .with_logits(true)
+            .init(&ad);
+        let prep = Preprocess::for_model(spec.kind, inputs.rescale);
+        Ok(Self {
+            chw: (prep.channels_out(c), h, w),
+            augment: prep.augment_spec(inputs.augment),
+            cfg,
+            inputs,
+            resume_dir,
+            hooks,
+            base,
+            ad,
+            bce,
+            prep,
+            dropout,
+        })
+    }
+
+    /// The model, optimiser and state to start from: the checkpoint's in `resume_dir` when it
+    /// holds one of this config, else fresh ones; and the epoch resumed from.
+    fn start(&self) -> Result<(Net, ModuleOptimizer, ResumeState, Option<u32>), MlError> {
+        let (cfg, spec, ad, dir) = (self.cfg, &self.cfg.model, &self.ad, self.resume_dir);
+        let model = Net::init(spec, derive_seed(cfg.seed, STREAM_INIT, 0), ad)?;
+        let optim = build_optim(cfg);
+        let resumed = read_resume(dir, cfg, |st, model_bytes, optim_bytes| {
+            let mp = dir.join(&st.model_file);
+            let model = Net::from_record_bytes(spec, model_bytes, &mp, ad)?;
+            let op = dir.join(&st.optim_file);
+            let optim = build_optim(cfg)
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(optim_bytes))
+                .map_err(record_err(&op))?;
+            Ok((model, optim))
+        })?;
+        Ok(match resumed {
+            Some((st, (m, o))) => {
+                let from = Some(st.epoch);
+                (m, o, st, from)
+            }
+            None => (model, optim, ResumeState::fresh(cfg), None),
+        })
+    }
+
+    /// One pass over the training images in this epoch's shuffled order: a producer thread
+    /// prepares (augments) batches ahead of the model, which takes an Adam step per batch.
+    fn train_epoch(
+        &self,
+        model: Net,
+        optim: &mut ModuleOptimizer,
+        epoch: u32,
+        lr: f64,
+    ) -> Result<(Net, Pass), MlError> {
+        let (cfg, ds, ad) = (self.cfg, self.inputs.data, &self.ad);
+        let all_labels = ds.labels.as_deref().unwrap_or_default();
+        let (c, h, w) = self.chw;
+        let mut order = self.inputs.train.to_vec();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+            cfg.seed,
+            STREAM_SHUFFLE,
+            epoch as u64,
+        )));
+        let progress = self.hooks.progress;
+        progress.set_position(0);
+        let mut logits_all: Vec<f32> = Vec::with_capacity(order.len());
+        let mut labels_all: Vec<u8> = Vec::with_capacity(order.len());
+        let mut loss_sum = 0.0f64;
+        let t_train = Instant::now();
+        let model = std::thread::scope(|scope| -> Result<Net, MlError> {
+            // The model moves in and out so the optimiser owns the only handle to its tensors.
+            let mut model = model;
+            let (tx, rx) = sync_channel::<Batch>(3);
+            let order = &order;
+            scope.spawn(move || self.produce(order, all_labels, epoch, &tx));
+            for b in rx {
+                let n = b.labels.len();
+                let x = Tensor::<4>::from_data(TensorData::new(b.x, [n, c, h, w]), ad);
+                let y = Tensor::<2, Int>::from_data(TensorData::new(b.y, [n, 1]), ad);
+                let masks = b.masks.map(|(m1, m2)| DropoutMasks {
+                    after_fc1: Tensor::from_data(TensorData::new(m1, [n, models::HIDDEN]), ad),
+                    after_fc2: Tensor::from_data(TensorData::new(m2, [n, models::HIDDEN]), ad),
+                });
+                let logits = model.forward(x, masks);
+                let loss = self.bce.forward(logits.clone(), y);
+                model = model.step(optim, lr, loss.backward());
+                let data = logits.into_data();
+                let v = data.as_slice::<f32>().map_err(device_err)?;
+                let batch_loss: f64 = v
+                    .iter()
+                    .zip(&b.labels)
+                    .map(|(&x, &y)| bce_of_logit(x, y))
+                    .sum();
+                loss_sum += batch_loss;
+                logits_all.extend_from_slice(v);
+                labels_all.extend_from_slice(&b.labels);
+                let done = labels_all.len();
+                let rate = done as f64 / t_train.elapsed().as_secs_f64().max(1e-9);
+                progress.set_position(done as u64);
+                progress.set_message(format!(
+                    "epoch {epoch}/{} loss {:.4} {rate:.0} img/s",
+                    cfg.epochs,
+                    loss_sum / done as f64
+                ));
+            }
+            Ok(model)
+        })?;
+        self.base.sync().map_err(device_err)?;
+        let (loss, acc, bacc) = score(&logits_all, &labels_all);
+        let pass = Pass {
+            images: order.len(),
+            seconds: t_train.elapsed().as_secs_f64(),
+            loss,
+            acc,
+            bacc,
+        };
+        Ok((model, pass))
+    }
+
+    /// The producer of [`Session::train_epoch`]: the batches of `order`, augmented, with their
+    /// dropout masks drawn from the epoch's stream.
+    fn produce(&self, order: &[usize], all_labels: &[u8], epoch: u32, tx: &SyncSender<Batch>) {
+        let (cfg, ds) = (self.cfg, self.inputs.data);
+        let mut mask_rng =
+            ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64));
+        for chunk in order.chunks(cfg.batch_size) {
+            let n = chunk.len();
+            let x = self
+                .prep
+                .fill(ds, chunk, self.augment.as_ref(), epoch as u64);
+            let labels: Vec<u8> = chunk.iter().map(|&i| all_labels[i]).collect();
+            let y = labels.iter().map(|&l| l as i64).collect();
+            let masks = self.dropout.map(|rate| {
+                let scale = 1.0 / (1.0 - rate);
+                let mut draw = || -> Vec<f32> {
+                    (0..n * models::HIDDEN)
+                        .map(|_| {
+                            if mask_rng.random::<f32>() < rate {
+                                0.0
+                            } else {
+                                scale
+                            }
+                        })
+                        .collect()
+                };
+                let m1 = draw();
+                (m1, draw())
+            });
+            if tx
+                .send(Batch {
+                    x,
+                    y,
+                    labels,
+                    masks,
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+
+    /// Validation (and, when due, the test split) with the inference copy: no autodiff, no
+    /// dropout. Early stopping watches the row it makes.
+    fn validate(
+        &self,
+        model: &Net,
+        st: &mut ResumeState,
+        epoch: u32,
+        lr: f64,
+        pass: &Pass,
+    ) -> Result<CurveRow, MlError> {
+        let (cfg, inputs) = (self.cfg, self.inputs);
+        let ds = inputs.data;
+        let all_labels = ds.labels.as_deref().unwrap_or_default();
+        let eval = model.valid();
+        let labels_of = |idx: &[usize]| idx.iter().map(|&i| all_labels[i]).collect::<Vec<u8>>();
+        let val_logits = infer_logits(&eval, ds, inputs.val, self.prep, &self.base, INFER_BATCH)?;
+        let (val_loss, val_acc, val_bacc) = score(&val_logits, &labels_of(inputs.val));
+        let mut row = CurveRow {
+            epoch,
+            lr,
+            train_loss: pass.loss,
+            train_acc: pass.acc,
+            train_bacc: pass.bacc,
+            val_loss,
+            val_acc,
+            val_bacc,
+            test_bacc: None,
+        };
+        if let Some(es) = &cfg.early_stopping {
+            let current = es.monitor.value(&row);
+            if es.monitor.improves(current, st.early.best, es.min_delta) {
+                st.early.best = Some(current);
+                st.early.wait = 0;
+            } else {
+                st.early.wait += 1;
+                if st.early.wait >= es.patience {
+                    st.stopped_early = true;
+                }
+            }
+        }
+        let last = epoch == cfg.epochs || st.stopped_early;
+        if cfg.test_every > 0
+            && !inputs.test.is_empty()
+            && (epoch.is_multiple_of(cfg.test_every) || last)
+        {
+            let t = infer_logits(&eval, ds, inputs.test, self.prep, &self.base, INFER_BATCH)?;
+            row.test_bacc = Some(score(&t, &labels_of(inputs.test)).2);
+        }
+        Ok(row)
+    }
+
+    /// Best checkpoints (lowest val loss, highest val balanced accuracy), written into the
+    /// resume dir under per-epoch names.
+    fn save_best(&self, model: &Net, st: &mut ResumeState, row: &CurveRow) -> Result<(), MlError> {
+        let epoch = row.epoch;
+        if Monitor::ValLoss.improves(row.val_loss, st.best_loss.value, 0.0) {
+            let name = format!("best_loss-{epoch:05}.bpk");
+            st.written(
+                name.clone(),
+                save_record(model, &self.resume_dir.join(&name))?,
+            );
+            st.best_loss = Best {
+                value: Some(row.val_loss),
+                epoch,
+                file: Some(name),
+            };
+        }
+        if Monitor::ValBacc.improves(row.val_bacc, st.best_bacc.value, 0.0) {
+            let name = format!("best_bacc-{epoch:05}.bpk");
+            st.written(
+                name.clone(),
+                save_record(model, &self.resume_dir.join(&name))?,
+            );
+            st.best_bacc = Best {
+                value: Some(row.val_bacc),
+                epoch,
+                file: Some(name),
+            };
+        }
+        Ok(())
+    }
+
+    /// The resume checkpoint of the epoch `st` ends with: records first, then the state file
+    /// that names them and holds their digests (commit).
+    fn checkpoint(
+        &self,
+        model: &Net,
+        optim: &ModuleOptimizer,
+        st: &mut ResumeState,
+    ) -> Result<(), MlError> {
+        let (dir, epoch) = (self.resume_dir, st.epoch);
+        st.model_file = format!("model-{epoch:05}.bpk");
+        st.optim_file = format!("optim-{epoch:05}.bpk");
+        let md = save_record(model, &dir.join(&st.model_file))?;
+        st.written(st.model_file.clone(), md);
+        let op = dir.join(&st.optim_file);
+        let od = write_record(&op, &optim.into_bytes().map_err(encode_err(&op))?)?;
+        st.written(st.optim_file.clone(), od);
+        st.prune_digests();
+        write_json(&dir.join(RESUME_STATE), st)?;
+        prune_resume(dir, st)
+    }
+}
+
+/// Keras' `ReduceLROnPlateau` after an epoch: the learning rate of the next one.
+fn reduce_on_plateau(cfg: &TrainConfig, st: &mut ResumeState, row: &CurveRow) {
+    let Some(pl) = &cfg.plateau else {
+        return;
+    };
+    let current = pl.monitor.value(row);
+    if pl.monitor.improves(current, st.plateau.best, pl.min_delta) {
+        st.plateau.best = Some(current);
+        st.plateau.wait = 0;
+    } else {
+        st.plateau.wait += 1;
+        if st.plateau.wait >= pl.patience && st.lr > pl.min_lr {
+            st.lr = (st.lr * pl.factor).max(pl.min_lr);
+            st.plateau.wait = 0;
+            tracing::info!(
+                epoch = row.epoch,
+                lr = st.lr,
+                "reducing learning rate on plateau"
+            );
+        }
+    }
+}
+
+/// The report of a finished epoch; the time left is the mean epoch time so far times the
+/// epochs left.
+fn epoch_done(row: &CurveRow, epochs: u32, pass: &Pass, epoch_seconds: &[f64]) -> EpochDone {
+    let left = epochs.saturating_sub(row.epoch) as f64;
+    let mean = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len().max(1) as f64;
+    EpochDone {
+        row: row.clone(),
+        epochs,
+        images_per_second: pass.images as f64 / pass.seconds,
+        eta: std::time::Duration::from_secs((left * mean).round() as u64),
+    }
+}

@@ -1,0 +1,169 @@
+//! [`Net`]: one type for both model families (B1–B3 CNNs and ResNet-50 TL models), so the
+//! loop, checkpoints and inference never match on the family.
+
+use crate::backend::MlError;
+use crate::models::{Cnn, DropoutMasks, ModelSpec};
+use crate::resnet::{self, ResNet50Classifier};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::store::{ModuleRecord, ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Bytes, Gradients};
+use std::path::Path;
+
+use super::*;
+
+/// The network of either family. Records and SafeTensors exports are those of the inner
+/// module, so B1–B3 files are unchanged by the TL support.
+#[derive(Debug)]
+pub(crate) enum Net {
+    Cnn(Cnn),
+    ResNet(ResNet50Classifier),
+}
+
+pub(super) fn resnet_err(e: resnet::ResNetError) -> MlError {
+    match e {
+        resnet::ResNetError::Shape { .. } | resnet::ResNetError::Buffer { .. } => {
+            MlError::InvalidConfig(vec![e.to_string()])
+        }
+        resnet::ResNetError::WeightsNotFound { ref path }
+        | resnet::ResNetError::UnsupportedFormat { ref path }
+        | resnet::ResNetError::Load { ref path, .. }
+        | resnet::ResNetError::NoMatch { ref path } => MlError::Record {
+            path: path.clone(),
+            message: e.to_string(),
+        },
+    }
+}
+
+impl Net {
+    /// A freshly initialised network for `spec` (weights from `seed`; TL: then the pretrained
+    /// file, then freezing). The caller must have validated `spec`.
+    pub(crate) fn init(spec: &ModelSpec, seed: u64, device: &Device) -> Result<Self, MlError> {
+        match spec.resnet() {
+            Some(rs) => Ok(Net::ResNet(
+                resnet::build_seeded(&rs, seed, device).map_err(resnet_err)?,
+            )),
+            None => Ok(Net::Cnn(Cnn::new(spec, Some(seed), device))),
+        }
+    }
+
+    /// The network of `spec` with the weights of the record at `path`.
+    pub(crate) fn load(spec: &ModelSpec, path: &Path, device: &Device) -> Result<Self, MlError> {
+        let record = ModuleRecord::load(path).map_err(record_err(path))?;
+        Self::with_record(spec, record, path, device)
+    }
+
+    /// The network of `spec` with the weights of a record's bytes, read from `path`.
+    pub(super) fn from_record_bytes(
+        spec: &ModelSpec,
+        bytes: Vec<u8>,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, MlError> {
+        let record =
+            ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(record_err(path))?;
+        Self::with_record(spec, record, path, device)
+    }
+
+    fn with_record(
+        spec: &ModelSpec,
+        record: ModuleRecord,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, MlError> {
+        match spec.resnet() {
+            Some(rs) => Ok(Net::ResNet(
+                resnet::skeleton(&rs, device)
+                    .map_err(resnet_err)?
+                    .try_load_record(record)
+                    .map_err(record_err(path))?,
+            )),
+            None => Ok(Net::Cnn(
+                Cnn::new(spec, None, device)
+                    .try_load_record(record)
+                    .map_err(record_err(path))?,
+            )),
+        }
+    }
+
+    /// Training forward pass → logits `[N, 1]` (dropout masks are used by B2/B3 only).
+    pub(crate) fn forward(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
+        match self {
+            Net::Cnn(m) => m.forward(x, masks),
+            Net::ResNet(m) => m.forward(x),
+        }
+    }
+
+    /// Inference forward pass (on a [`Net::valid`] copy) → logits `[N, 1]`.
+    pub(crate) fn infer(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Net::Cnn(m) => m.infer(x),
+            Net::ResNet(m) => m.forward(x),
+        }
+    }
+
+    /// The inference copy (no autodiff).
+    pub(crate) fn valid(&self) -> Self {
+        match self {
+            Net::Cnn(m) => Net::Cnn(m.valid()),
+            Net::ResNet(m) => Net::ResNet(m.valid()),
+        }
+    }
+
+    /// One optimiser step from the gradients of a backward pass.
+    pub(super) fn step(self, optim: &mut ModuleOptimizer, lr: f64, grads: Gradients) -> Self {
+        match self {
+            Net::Cnn(m) => {
+                let g = GradientsParams::from_grads(grads, &m);
+                Net::Cnn(optim.step(lr, m, g))
+            }
+            Net::ResNet(m) => {
+                let g = GradientsParams::from_grads(grads, &m);
+                Net::ResNet(optim.step(lr, m, g))
+            }
+        }
+    }
+
+    /// Saves the weights' burnpack record at `path` (temp file + rename) and returns the
+    /// digest of the bytes written. Every failure is internal (exit 1): the record is encoded
+    /// in memory and written with std, so a full disk stays an I/O error.
+    pub(super) fn save_record(&self, path: &Path) -> Result<String, MlError> {
+        let bytes = match self.valid() {
+            Net::Cnn(m) => m.into_record().into_bytes(),
+            Net::ResNet(m) => m.into_record().into_bytes(),
+        }
+        .map_err(encode_err(path))?;
+        write_record(path, &bytes)
+    }
+
+    /// Exports the weights as SafeTensors at `path`, encoded in memory and written with std
+    /// (a full disk is an I/O error, exit 1), header sorted.
+    pub(super) fn save_safetensors(&self, path: &Path) -> Result<(), MlError> {
+        let mut store = SafetensorsStore::from_bytes(None);
+        let bytes = match self {
+            Net::Cnn(m) => m.save_into(&mut store),
+            Net::ResNet(m) => m.save_into(&mut store),
+        }
+        .and_then(|()| store.get_bytes())
+        .map_err(encode_err(path))?;
+        write_atomic(path, &bytes)?;
+        crate::export::sort_header(path)
+    }
+}
+
+pub(super) fn save_record(model: &Net, path: &Path) -> Result<String, MlError> {
+    model.save_record(path)
+}
+
+pub(crate) fn load_model(spec: &ModelSpec, path: &Path, device: &Device) -> Result<Net, MlError> {
+    Net::load(spec, path, device)
+}
+
+pub(super) fn build_optim(cfg: &TrainConfig) -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_beta_1(cfg.beta1 as f32)
+        .with_beta_2(cfg.beta2 as f32)
+        .with_epsilon(cfg.epsilon as f32)
+        .init()
+}
