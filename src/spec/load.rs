@@ -216,6 +216,8 @@ fn note_aliases(diags: &mut [Diagnostic], aliases: &[(PathBuf, yaml::AliasSite)]
     }
 }
 
+/// Reads one pipeline file into `acc`, its includes first; `stack` holds the files being read
+/// (an include loop is a file already on it).
 fn collect(
     path: &Path,
     included_at: Option<(&Path, Pos)>,
@@ -229,28 +231,83 @@ fn collect(
         .map(|(f, p)| (f.to_path_buf(), Some(p)))
         .unwrap_or((path.to_path_buf(), None));
     if let Some(start) = stack.iter().position(|p| p == &canon) {
-        let chain: Vec<String> = stack[start..]
-            .iter()
-            .chain(std::iter::once(&canon))
-            .map(|p| {
-                p.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        let (file, pos) = origin;
-        diags.push(Diagnostic::new(
-            file,
-            pos,
-            "include",
-            format!("include loop: {}", chain.join(" → ")),
-        ));
+        diags.push(include_loop(&stack[start..], &canon, origin));
         return;
     }
     if acc.seen_files.contains(&canon) {
         return; // diamond include: the shared file's stages are already in
     }
+    let Some(tree) = read_tree(path, &canon, origin, acc, diags) else {
+        return;
+    };
+    let Node::Map(entries) = &tree.node else {
+        diags.push(Diagnostic::new(
+            path,
+            Some(tree.pos),
+            "",
+            format!(
+                "a pipeline file must be a mapping, got {}",
+                tree.type_name()
+            ),
+        ));
+        return;
+    };
+    let src = Source {
+        // Shown as given on the command line (relative stays relative); never enters a key.
+        file: path.to_path_buf(),
+        base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        is_top: stack.is_empty(),
+    };
+    stack.push(canon);
+    // Includes first, so the including file's params win.
+    if let Some((_, inc)) = tree.get("include") {
+        collect_includes(&src, inc, stack, acc, diags);
+    }
+    for (k, v) in entries {
+        collect_entry(&src, k, v, acc, diags);
+    }
+    stack.pop();
+}
+
+/// The file being read by [`collect`].
+struct Source {
+    file: PathBuf,
+    base_dir: PathBuf,
+    /// The file named on the command line (only its `name:` and `description:` count).
+    is_top: bool,
+}
+
+/// `include loop: a.yaml → b.yaml → a.yaml`, reported at `origin`.
+fn include_loop(chain: &[PathBuf], canon: &Path, origin: (PathBuf, Option<Pos>)) -> Diagnostic {
+    let names: Vec<String> = chain
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(std::iter::once(canon))
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let (file, pos) = origin;
+    Diagnostic::new(
+        file,
+        pos,
+        "include",
+        format!("include loop: {}", names.join(" → ")),
+    )
+}
+
+/// Reads and parses the file, marking it seen once read and keeping its aliases; `None` (with
+/// the problem pushed) when it cannot be read (reported at `origin`) or parsed.
+fn read_tree(
+    path: &Path,
+    canon: &Path,
+    origin: (PathBuf, Option<Pos>),
+    acc: &mut Collected,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Marked> {
     let bytes = match read_pipeline_file(path) {
         Ok(b) => b,
         Err(e) => {
@@ -261,286 +318,325 @@ fn collect(
                 "",
                 format!("cannot read {}: {e}", crate::quote::path(path)),
             ));
-            return;
+            return None;
         }
     };
-    acc.seen_files.push(canon.clone());
-    // Shown as given on the command line (relative stays relative); never enters a key.
-    let file = path.to_path_buf();
-    let parsed = yaml::decode(&bytes).and_then(yaml::parse_document);
-    let tree = match parsed {
+    acc.seen_files.push(canon.to_path_buf());
+    match yaml::decode(&bytes).and_then(yaml::parse_document) {
         Ok(p) => {
-            let sites = p.aliases.into_iter().map(|a| (file.clone(), a));
+            let sites = p.aliases.into_iter().map(|a| (path.to_path_buf(), a));
             acc.aliases.extend(sites);
-            p.tree
+            Some(p.tree)
         }
         Err(e) => {
             diags.push(Diagnostic::new(
-                &file,
+                path,
                 Some(e.pos),
                 "",
                 format!("YAML syntax: {}", e.message),
             ));
-            return;
+            None
         }
-    };
-    let Node::Map(entries) = &tree.node else {
+    }
+}
+
+/// `include: FILE` or `include: [FILE, …]`, each relative to the including file.
+fn collect_includes(
+    src: &Source,
+    inc: &Marked,
+    stack: &mut Vec<PathBuf>,
+    acc: &mut Collected,
+    diags: &mut Vec<Diagnostic>,
+) {
+    match &inc.node {
+        Node::Seq(items) => {
+            for item in items {
+                match item.as_str() {
+                    Some(rel) => collect(
+                        &src.base_dir.join(rel),
+                        Some((&src.file, item.pos)),
+                        stack,
+                        acc,
+                        diags,
+                    ),
+                    None => diags.push(Diagnostic::new(
+                        &src.file,
+                        Some(item.pos),
+                        "include",
+                        format!("expected a file name, got {}", item.type_name()),
+                    )),
+                }
+            }
+        }
+        Node::Str(rel) => collect(
+            &src.base_dir.join(rel),
+            Some((&src.file, inc.pos)),
+            stack,
+            acc,
+            diags,
+        ),
+        _ => diags.push(Diagnostic::new(
+            &src.file,
+            Some(inc.pos),
+            "include",
+            format!("expected a list of files, got {}", inc.type_name()),
+        )),
+    }
+}
+
+/// One top-level `key: value` of the file.
+fn collect_entry(
+    src: &Source,
+    k: &Marked,
+    v: &Marked,
+    acc: &mut Collected,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(key) = k.as_str() else {
         diags.push(Diagnostic::new(
-            &file,
-            Some(tree.pos),
+            &src.file,
+            Some(k.pos),
             "",
-            format!(
-                "a pipeline file must be a mapping, got {}",
-                tree.type_name()
-            ),
+            format!("keys must be strings, got {}", k.type_name()),
         ));
         return;
     };
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let is_top = stack.is_empty();
-    stack.push(canon);
+    match key {
+        "name" | "description" => collect_text(src, key, v, acc, diags),
+        "include" => {}
+        other if holds_anchors(other) => {}
+        "params" => collect_params(src, v, acc, diags),
+        "stages" => collect_stages(src, v, acc, diags),
+        other => diags.push(Diagnostic::new(
+            &src.file,
+            Some(k.pos),
+            quote(other),
+            format!(
+                "unknown top-level key `{}`{}; expected one of {} (or a key starting \
+                 with `x-` or `.`, which holds anchors)",
+                quote(other),
+                hint(other, TOP_KEYS.iter().copied()),
+                TOP_KEYS.join(", ")
+            ),
+        )),
+    }
+}
 
-    // Includes first, so the including file's params win.
-    if let Some((_, inc)) = tree.get("include") {
-        match &inc.node {
-            Node::Seq(items) => {
-                for item in items {
-                    match item.as_str() {
-                        Some(rel) => collect(
-                            &base_dir.join(rel),
-                            Some((&file, item.pos)),
-                            stack,
-                            acc,
-                            diags,
-                        ),
-                        None => diags.push(Diagnostic::new(
-                            &file,
-                            Some(item.pos),
-                            "include",
-                            format!("expected a file name, got {}", item.type_name()),
-                        )),
+/// `name:` or `description:`: kept from the top file, checked to be a string in every file.
+fn collect_text(
+    src: &Source,
+    key: &str,
+    v: &Marked,
+    acc: &mut Collected,
+    diags: &mut Vec<Diagnostic>,
+) {
+    match v.as_str() {
+        Some(s) if src.is_top => {
+            if key == "name" {
+                acc.name = Some((s.to_string(), v.pos));
+            } else {
+                acc.description = Some(s.to_string());
+            }
+        }
+        Some(_) => {}
+        None => diags.push(Diagnostic::new(
+            &src.file,
+            Some(v.pos),
+            key,
+            format!("expected a string, got {}", v.type_name()),
+        )),
+    }
+}
+
+/// `params: {NAME: value, …}`; a later file's value replaces an earlier one's.
+fn collect_params(src: &Source, v: &Marked, acc: &mut Collected, diags: &mut Vec<Diagnostic>) {
+    match &v.node {
+        Node::Map(params) => {
+            for (pk, pv) in params {
+                match pk.as_str() {
+                    Some(name) => {
+                        acc.params
+                            .insert(name.to_string(), (pv.clone(), src.file.clone()));
                     }
+                    None => diags.push(Diagnostic::new(
+                        &src.file,
+                        Some(pk.pos),
+                        "params",
+                        "parameter names must be strings",
+                    )),
                 }
             }
-            Node::Str(rel) => collect(
-                &base_dir.join(rel),
-                Some((&file, inc.pos)),
-                stack,
-                acc,
-                diags,
-            ),
-            _ => diags.push(Diagnostic::new(
-                &file,
-                Some(inc.pos),
-                "include",
-                format!("expected a list of files, got {}", inc.type_name()),
-            )),
         }
+        Node::Null => {}
+        _ => diags.push(Diagnostic::new(
+            &src.file,
+            Some(v.pos),
+            "params",
+            format!("expected a mapping of NAME: value, got {}", v.type_name()),
+        )),
     }
+}
 
-    for (k, v) in entries {
-        let Some(key) = k.as_str() else {
-            diags.push(Diagnostic::new(
-                &file,
-                Some(k.pos),
-                "",
-                format!("keys must be strings, got {}", k.type_name()),
-            ));
-            continue;
-        };
-        match key {
-            "name" | "description" => match v.as_str() {
-                Some(s) if is_top => {
-                    if key == "name" {
-                        acc.name = Some((s.to_string(), v.pos));
-                    } else {
-                        acc.description = Some(s.to_string());
-                    }
-                }
-                Some(_) => {}
-                None => diags.push(Diagnostic::new(
-                    &file,
-                    Some(v.pos),
-                    key,
-                    format!("expected a string, got {}", v.type_name()),
-                )),
-            },
-            "include" => {}
-            other if holds_anchors(other) => {}
-            "params" => match &v.node {
-                Node::Map(params) => {
-                    for (pk, pv) in params {
-                        match pk.as_str() {
-                            Some(name) => {
-                                acc.params
-                                    .insert(name.to_string(), (pv.clone(), file.clone()));
-                            }
-                            None => diags.push(Diagnostic::new(
-                                &file,
-                                Some(pk.pos),
-                                "params",
-                                "parameter names must be strings",
-                            )),
-                        }
-                    }
-                }
-                Node::Null => {}
-                _ => diags.push(Diagnostic::new(
-                    &file,
-                    Some(v.pos),
-                    "params",
-                    format!("expected a mapping of NAME: value, got {}", v.type_name()),
-                )),
-            },
-            "stages" => match &v.node {
-                Node::Map(stages) => {
-                    for (sk, sv) in stages {
-                        let Some(id) = sk.as_str() else {
-                            diags.push(Diagnostic::new(
-                                &file,
-                                Some(sk.pos),
-                                "stages",
-                                format!("stage ids must be strings, got {}", sk.type_name()),
-                            ));
-                            continue;
-                        };
-                        // Still collected, so that its dependents get no spurious errors.
-                        if let Err(e) = ident::check("stage id", id) {
-                            diags.push(Diagnostic::new(&file, Some(sk.pos), "stages", e));
-                        }
-                        if let Some(prev) = acc.stage_index.get(id).map(|&i| &acc.stages[i]) {
-                            diags.push(Diagnostic::new(
-                                &file,
-                                Some(sk.pos),
-                                format!("stages.{}", quote(id)),
-                                format!(
-                                    "duplicate stage id `{}` (first defined at {}:{})",
-                                    quote(id),
-                                    prev.file.display(),
-                                    prev.key_pos
-                                ),
-                            ));
-                            continue;
-                        }
-                        acc.stage_index.insert(id.to_string(), acc.stages.len());
-                        acc.stages.push(RawStage {
-                            id: id.to_string(),
-                            tree: sv.clone(),
-                            key_pos: sk.pos,
-                            file: file.clone(),
-                            base_dir: base_dir.clone(),
-                        });
-                    }
-                }
-                Node::Null => {}
-                _ => diags.push(Diagnostic::new(
-                    &file,
-                    Some(v.pos),
-                    "stages",
-                    format!(
-                        "expected a mapping of stage id → stage, got {}",
-                        v.type_name()
-                    ),
-                )),
-            },
-            other => diags.push(Diagnostic::new(
-                &file,
-                Some(k.pos),
-                quote(other),
-                format!(
-                    "unknown top-level key `{}`{}; expected one of {} (or a key starting \
-                     with `x-` or `.`, which holds anchors)",
-                    quote(other),
-                    hint(other, TOP_KEYS.iter().copied()),
-                    TOP_KEYS.join(", ")
-                ),
-            )),
+/// `stages: {ID: stage, …}`.
+fn collect_stages(src: &Source, v: &Marked, acc: &mut Collected, diags: &mut Vec<Diagnostic>) {
+    match &v.node {
+        Node::Map(stages) => {
+            for (sk, sv) in stages {
+                collect_stage(src, sk, sv, acc, diags);
+            }
         }
+        Node::Null => {}
+        _ => diags.push(Diagnostic::new(
+            &src.file,
+            Some(v.pos),
+            "stages",
+            format!(
+                "expected a mapping of stage id → stage, got {}",
+                v.type_name()
+            ),
+        )),
     }
-    stack.pop();
+}
+
+/// One stage, unless its id is not a string or already taken.
+fn collect_stage(
+    src: &Source,
+    sk: &Marked,
+    sv: &Marked,
+    acc: &mut Collected,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(id) = sk.as_str() else {
+        diags.push(Diagnostic::new(
+            &src.file,
+            Some(sk.pos),
+            "stages",
+            format!("stage ids must be strings, got {}", sk.type_name()),
+        ));
+        return;
+    };
+    // Still collected, so that its dependents get no spurious errors.
+    if let Err(e) = ident::check("stage id", id) {
+        diags.push(Diagnostic::new(&src.file, Some(sk.pos), "stages", e));
+    }
+    if let Some(prev) = acc.stage_index.get(id).map(|&i| &acc.stages[i]) {
+        diags.push(Diagnostic::new(
+            &src.file,
+            Some(sk.pos),
+            format!("stages.{}", quote(id)),
+            format!(
+                "duplicate stage id `{}` (first defined at {}:{})",
+                quote(id),
+                prev.file.display(),
+                prev.key_pos
+            ),
+        ));
+        return;
+    }
+    acc.stage_index.insert(id.to_string(), acc.stages.len());
+    acc.stages.push(RawStage {
+        id: id.to_string(),
+        tree: sv.clone(),
+        key_pos: sk.pos,
+        file: src.file.clone(),
+        base_dir: src.base_dir.clone(),
+    });
 }
 
 fn apply_overrides(acc: &mut Collected, overrides: &[Override], diags: &mut Vec<Diagnostic>) {
     for o in overrides {
-        let set = PathBuf::from("--set");
-        if let Some(e) = &o.error {
-            diags.push(Diagnostic::new(set, None, "", e.clone()));
-            continue;
-        }
-        let field = quote(&o.path.join("."));
-        if o.path[0] == "params" {
-            let name = &o.path[1];
-            if !acc.params.contains_key(name) {
-                let names: Vec<&str> = acc.params.keys().map(String::as_str).collect();
-                let declared = if names.is_empty() {
-                    "the pipeline declares no `params:`".to_string()
-                } else {
-                    format!("declared: {}", names.join(", "))
-                };
-                diags.push(Diagnostic::new(
-                    set,
-                    None,
-                    field,
-                    format!(
-                        "no parameter `{}`{}; {declared}",
-                        quote(name),
-                        hint(name, names.iter().copied())
-                    ),
-                ));
-                continue;
-            }
-            acc.params.insert(name.clone(), (o.value.clone(), set));
-            continue;
-        }
-        let id = &o.path[1];
-        let Some(stage) = acc.stages.iter_mut().find(|s| &s.id == id) else {
-            let ids: Vec<&str> = acc.stages.iter().map(|s| s.id.as_str()).collect();
-            diags.push(Diagnostic::new(
-                set,
-                None,
-                field,
-                format!(
-                    "`{}`: no stage `{}`{}",
-                    quote(&o.text),
-                    quote(id),
-                    hint(id, ids)
-                ),
-            ));
-            continue;
+        let result = match &o.error {
+            Some(e) => Err(Diagnostic::new("--set", None, "", e.clone())),
+            None if o.path[0] == "params" => override_param(acc, o),
+            None => override_stage_field(acc, o),
         };
-        let mut node = &mut stage.tree;
-        for seg in &o.path[2..o.path.len() - 1] {
-            if !matches!(node.node, Node::Map(_)) {
-                node.node = Node::Map(Vec::new());
-            }
-            if node.get_mut(seg).is_none()
-                && let Node::Map(entries) = &mut node.node
-            {
-                entries.push((
-                    Marked::new(Node::Str(seg.clone()), Pos::default()),
-                    Marked::new(Node::Map(Vec::new()), Pos::default()),
-                ));
-            }
-            node = node.get_mut(seg).expect("inserted above");
+        if let Err(d) = result {
+            diags.push(d);
         }
-        let last = o.path.last().expect("path has at least 3 parts");
-        match node.get_mut(last) {
-            Some(v) => *v = o.value.clone(),
-            None => {
-                if let Node::Map(entries) = &mut node.node {
-                    entries.push((
-                        Marked::new(Node::Str(last.clone()), Pos::default()),
-                        o.value.clone(),
-                    ));
-                } else {
-                    node.node = Node::Map(vec![(
-                        Marked::new(Node::Str(last.clone()), Pos::default()),
-                        o.value.clone(),
-                    )]);
-                }
+    }
+}
+
+/// `--set params.NAME=VALUE`, for a declared parameter.
+fn override_param(acc: &mut Collected, o: &Override) -> Result<(), Diagnostic> {
+    let name = &o.path[1];
+    if !acc.params.contains_key(name) {
+        let names: Vec<&str> = acc.params.keys().map(String::as_str).collect();
+        let declared = if names.is_empty() {
+            "the pipeline declares no `params:`".to_string()
+        } else {
+            format!("declared: {}", names.join(", "))
+        };
+        return Err(Diagnostic::new(
+            "--set",
+            None,
+            quote(&o.path.join(".")),
+            format!(
+                "no parameter `{}`{}; {declared}",
+                quote(name),
+                hint(name, names.iter().copied())
+            ),
+        ));
+    }
+    acc.params
+        .insert(name.clone(), (o.value.clone(), PathBuf::from("--set")));
+    Ok(())
+}
+
+/// `--set stages.ID.FIELD[.SUBFIELD…]=VALUE`, for an existing stage; missing mappings on the
+/// way are created.
+fn override_stage_field(acc: &mut Collected, o: &Override) -> Result<(), Diagnostic> {
+    let id = &o.path[1];
+    let Some(stage) = acc.stages.iter_mut().find(|s| &s.id == id) else {
+        let ids: Vec<&str> = acc.stages.iter().map(|s| s.id.as_str()).collect();
+        return Err(Diagnostic::new(
+            "--set",
+            None,
+            quote(&o.path.join(".")),
+            format!(
+                "`{}`: no stage `{}`{}",
+                quote(&o.text),
+                quote(id),
+                hint(id, ids)
+            ),
+        ));
+    };
+    let mut node = &mut stage.tree;
+    for seg in &o.path[2..o.path.len() - 1] {
+        node = child_map(node, seg);
+    }
+    let last = o.path.last().expect("path has at least 3 parts");
+    match node.get_mut(last) {
+        Some(v) => *v = o.value.clone(),
+        None => {
+            let entry = (
+                Marked::new(Node::Str(last.clone()), Pos::default()),
+                o.value.clone(),
+            );
+            if let Node::Map(entries) = &mut node.node {
+                entries.push(entry);
+            } else {
+                node.node = Node::Map(vec![entry]);
             }
         }
     }
+    Ok(())
+}
+
+/// The value of `seg` in `node`, made a mapping (an empty one where it is absent) if `node` is
+/// not one.
+fn child_map<'a>(node: &'a mut Marked, seg: &str) -> &'a mut Marked {
+    if !matches!(node.node, Node::Map(_)) {
+        node.node = Node::Map(Vec::new());
+    }
+    if node.get_mut(seg).is_none()
+        && let Node::Map(entries) = &mut node.node
+    {
+        entries.push((
+            Marked::new(Node::Str(seg.to_string()), Pos::default()),
+            Marked::new(Node::Map(Vec::new()), Pos::default()),
+        ));
+    }
+    node.get_mut(seg).expect("inserted above")
 }
 
 fn substitute_params(acc: &mut Collected, diags: &mut Vec<Diagnostic>) {
@@ -559,57 +655,10 @@ fn subst(
     diags: &mut Vec<Diagnostic>,
 ) {
     match &mut m.node {
-        Node::Str(s) if s.contains("${") => {
-            let mut out = String::new();
-            let mut rest = s.as_str();
-            let mut whole: Option<Marked> = None;
-            while let Some(start) = rest.find("${") {
-                out.push_str(&rest[..start]);
-                let Some(end) = rest[start..].find('}') else {
-                    diags.push(Diagnostic::new(
-                        file,
-                        Some(m.pos),
-                        field,
-                        format!("unterminated `${{` in `{s}`"),
-                    ));
-                    return;
-                };
-                let expr = &rest[start + 2..start + end];
-                let name = expr.strip_prefix("params.").unwrap_or("");
-                match params.get(name) {
-                    Some((v, _)) => {
-                        if start == 0 && end + 1 == rest.len() && out.is_empty() {
-                            whole = Some(v.clone());
-                        }
-                        out.push_str(&scalar_text(v));
-                    }
-                    None => {
-                        let names: Vec<&str> = params.keys().map(String::as_str).collect();
-                        let msg = if expr.starts_with("params.") {
-                            format!(
-                                "unresolved `${{{expr}}}`: no parameter `{name}`{}",
-                                hint(name, names)
-                            )
-                        } else {
-                            format!(
-                                "unresolved `${{{expr}}}`: only `${{params.NAME}}` is supported"
-                            )
-                        };
-                        diags.push(Diagnostic::new(file, Some(m.pos), field, msg));
-                        return;
-                    }
-                }
-                rest = &rest[start + end + 1..];
-            }
-            out.push_str(rest);
-            let pos = m.pos;
-            match whole {
-                // `lr: ${params.lr}` keeps the parameter's type (a number stays a number).
-                Some(v) => m.node = v.node,
-                None => m.node = Node::Str(out),
-            }
-            m.pos = pos;
-        }
+        Node::Str(s) if s.contains("${") => match expand(s, params) {
+            Ok(node) => m.node = node,
+            Err(msg) => diags.push(Diagnostic::new(file, Some(m.pos), field, msg)),
+        },
         Node::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 subst(item, params, file, &format!("{field}[{i}]"), diags);
@@ -623,6 +672,44 @@ fn subst(
         }
         _ => {}
     }
+}
+
+/// A string with `${params.NAME}` references, each replaced by the parameter's value; `Err`
+/// says what could not be resolved.
+fn expand(s: &str, params: &BTreeMap<String, (Marked, PathBuf)>) -> Result<Node, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    let mut whole: Option<Marked> = None;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            return Err(format!("unterminated `${{` in `{s}`"));
+        };
+        let expr = &rest[start + 2..start + end];
+        let name = expr.strip_prefix("params.").unwrap_or("");
+        let Some((v, _)) = params.get(name) else {
+            let names: Vec<&str> = params.keys().map(String::as_str).collect();
+            return Err(if expr.starts_with("params.") {
+                format!(
+                    "unresolved `${{{expr}}}`: no parameter `{name}`{}",
+                    hint(name, names)
+                )
+            } else {
+                format!("unresolved `${{{expr}}}`: only `${{params.NAME}}` is supported")
+            });
+        };
+        if start == 0 && end + 1 == rest.len() && out.is_empty() {
+            whole = Some(v.clone());
+        }
+        out.push_str(&scalar_text(v));
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(match whole {
+        // `lr: ${params.lr}` keeps the parameter's type (a number stays a number).
+        Some(v) => v.node,
+        None => Node::Str(out),
+    })
 }
 
 fn scalar_text(m: &Marked) -> String {

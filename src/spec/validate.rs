@@ -49,98 +49,14 @@ pub fn validate(
     }
 }
 
+/// One stage's tree → its typed spec, in phases: shape, kind, inputs, resources, the kind's
+/// fields, the kind's own checks.
 fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec> {
     let field = format!("stages.{}", quote(&stage.id));
-    let push = |diags: &mut Vec<Diagnostic>, pos, f: String, msg: String| {
-        diags.push(Diagnostic::new(&stage.file, Some(pos), f, msg));
-    };
-    let Node::Map(entries) = &stage.tree.node else {
-        push(
-            diags,
-            stage.tree.pos,
-            field,
-            format!(
-                "a stage must be a mapping with `kind:`, got {}",
-                stage.tree.type_name()
-            ),
-        );
-        return None;
-    };
-    if !plain_fields(stage, &field, diags) {
-        return None;
-    }
-    let kind = match stage.tree.get("kind") {
-        None => {
-            push(
-                diags,
-                stage.key_pos,
-                field,
-                format!("missing `kind` (one of {})", KINDS.join(", ")),
-            );
-            return None;
-        }
-        Some((_, k)) => match k.as_str() {
-            Some(s) if KINDS.contains(&s) => s.to_string(),
-            Some(s) => {
-                push(
-                    diags,
-                    k.pos,
-                    format!("{field}.kind"),
-                    format!(
-                        "unknown stage kind `{}`{}; known kinds: {}",
-                        quote(s),
-                        hint(s, KINDS.iter().copied()),
-                        KINDS.join(", ")
-                    ),
-                );
-                return None;
-            }
-            None => {
-                push(
-                    diags,
-                    k.pos,
-                    format!("{field}.kind"),
-                    format!("expected a string, got {}", k.type_name()),
-                );
-                return None;
-            }
-        },
-    };
-    let mut inputs = BTreeMap::new();
-    if let Some((_, inp)) = stage.tree.get("inputs") {
-        match &inp.node {
-            Node::Map(slots) => {
-                for (slot, target) in slots {
-                    match (slot.as_str(), target.as_str()) {
-                        (Some(s), Some(t)) => {
-                            if let Err(e) = ident::check("input slot", s) {
-                                push(diags, slot.pos, format!("{field}.inputs"), e);
-                            }
-                            inputs.insert(s.to_string(), t.to_string());
-                        }
-                        _ => push(
-                            diags,
-                            target.pos,
-                            format!("{field}.inputs"),
-                            "each input is `slot: stage_id`".into(),
-                        ),
-                    }
-                }
-            }
-            Node::Null => {}
-            _ => push(
-                diags,
-                inp.pos,
-                format!("{field}.inputs"),
-                format!(
-                    "expected a mapping slot → stage id, got {}",
-                    inp.type_name()
-                ),
-            ),
-        }
-    }
-
-    let mut fields: serde_json::Map<String, serde_json::Value> = entries
+    let entries = stage_entries(stage, &field, diags)?;
+    let kind = stage_kind(stage, &field, diags)?;
+    let inputs = stage_inputs(stage, &field, diags);
+    let fields = entries
         .iter()
         .filter_map(|(k, v)| {
             let key = k.as_str()?;
@@ -156,89 +72,210 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
             super::resources::from_yaml(node, &stage.file, &f, diags)
         })
         .unwrap_or_default();
-    let mut ok = true;
-    // Each round reports one unknown field and retries without it, so all are reported.
-    for _ in 0..32 {
-        let result = StageConfig::from_json(&kind, serde_json::Value::Object(fields.clone()))?;
-        match result {
-            Ok(config) => {
-                if !ok {
-                    return None;
+    let config = typed_config(stage, &kind, fields, &field, diags)?;
+    check_config(&config, stage, &field, diags);
+    Some(StageSpec {
+        id: stage.id.clone(),
+        config,
+        inputs,
+        file: stage.file.clone(),
+        pos: stage.key_pos,
+        base_dir: stage.base_dir.clone(),
+        resources,
+    })
+}
+
+/// The stage's `field: value` entries, when it is a mapping whose fields serde can see in full
+/// ([`plain_fields`]).
+fn stage_entries<'a>(
+    stage: &'a RawStage,
+    field: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<&'a [(Marked, Marked)]> {
+    let Node::Map(entries) = &stage.tree.node else {
+        diags.push(Diagnostic::new(
+            &stage.file,
+            Some(stage.tree.pos),
+            field,
+            format!(
+                "a stage must be a mapping with `kind:`, got {}",
+                stage.tree.type_name()
+            ),
+        ));
+        return None;
+    };
+    plain_fields(stage, field, diags).then_some(entries.as_slice())
+}
+
+/// The stage's `kind:`, one of [`KINDS`].
+fn stage_kind(stage: &RawStage, field: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
+    let Some((_, k)) = stage.tree.get("kind") else {
+        diags.push(Diagnostic::new(
+            &stage.file,
+            Some(stage.key_pos),
+            field,
+            format!("missing `kind` (one of {})", KINDS.join(", ")),
+        ));
+        return None;
+    };
+    let message = match k.as_str() {
+        Some(s) if KINDS.contains(&s) => return Some(s.to_string()),
+        Some(s) => format!(
+            "unknown stage kind `{}`{}; known kinds: {}",
+            quote(s),
+            hint(s, KINDS.iter().copied()),
+            KINDS.join(", ")
+        ),
+        None => format!("expected a string, got {}", k.type_name()),
+    };
+    diags.push(Diagnostic::new(
+        &stage.file,
+        Some(k.pos),
+        format!("{field}.kind"),
+        message,
+    ));
+    None
+}
+
+/// The stage's `inputs:` as slot → stage id (checked against the kind's slots later, in
+/// [`check_inputs`]).
+fn stage_inputs(
+    stage: &RawStage,
+    field: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, String> {
+    let mut inputs = BTreeMap::new();
+    let Some((_, inp)) = stage.tree.get("inputs") else {
+        return inputs;
+    };
+    let f = format!("{field}.inputs");
+    match &inp.node {
+        Node::Map(slots) => {
+            for (slot, target) in slots {
+                match (slot.as_str(), target.as_str()) {
+                    (Some(s), Some(t)) => {
+                        if let Err(e) = ident::check("input slot", s) {
+                            diags.push(Diagnostic::new(&stage.file, Some(slot.pos), &f, e));
+                        }
+                        inputs.insert(s.to_string(), t.to_string());
+                    }
+                    _ => diags.push(Diagnostic::new(
+                        &stage.file,
+                        Some(target.pos),
+                        &f,
+                        "each input is `slot: stage_id`",
+                    )),
                 }
-                for p in config.check() {
-                    let f = if p.field.is_empty() {
-                        field.clone()
-                    } else {
-                        format!("{field}.{}", p.field)
-                    };
-                    let pos = if p.field.is_empty() {
-                        stage.key_pos
-                    } else {
-                        stage.tree.locate(&p.field)
-                    };
-                    push(diags, pos, f, p.message);
-                }
-                return Some(StageSpec {
-                    id: stage.id.clone(),
-                    config,
-                    inputs,
-                    file: stage.file.clone(),
-                    pos: stage.key_pos,
-                    base_dir: stage.base_dir.clone(),
-                    resources,
-                });
             }
+        }
+        Node::Null => {}
+        _ => diags.push(Diagnostic::new(
+            &stage.file,
+            Some(inp.pos),
+            f,
+            format!(
+                "expected a mapping slot → stage id, got {}",
+                inp.type_name()
+            ),
+        )),
+    }
+    inputs
+}
+
+/// The kind's configuration from the stage's fields; `None` after any error. Each round
+/// reports one unknown field and retries without it, so all are reported.
+fn typed_config(
+    stage: &RawStage,
+    kind: &str,
+    mut fields: serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<StageConfig> {
+    let mut ok = true;
+    for _ in 0..32 {
+        match StageConfig::from_json(kind, serde_json::Value::Object(fields.clone()))? {
+            Ok(config) => return ok.then_some(config),
             Err(err) => {
                 ok = false;
                 let path = err.path().to_string();
                 let message = err.inner().to_string();
                 let message = shorten_quoted(message.split(" at line ").next().unwrap_or(&message));
-                if let Some(bad) = unknown_name(&message, "unknown field `") {
-                    let (parent, _) = split_parent(&path);
-                    let candidates = backticked(&message);
-                    let pos = stage.tree.locate_key(parent, &bad);
-                    let f = join(&field, &join(parent, &bad));
-                    push(
-                        diags,
-                        pos,
-                        quote(&f),
-                        format!(
-                            "unknown field `{}`{}; expected one of {}",
-                            quote(&bad),
-                            hint(&bad, candidates.iter().map(String::as_str)),
-                            candidates.join(", ")
-                        ),
-                    );
-                    if !remove_field(&mut fields, parent, &bad) {
+                match unknown_name(&message, "unknown field `") {
+                    Some(bad) => {
+                        let (parent, _) = split_parent(&path);
+                        diags.push(unknown_field(stage, field, parent, &bad, &message));
+                        if !remove_field(&mut fields, parent, &bad) {
+                            return None;
+                        }
+                    }
+                    None => {
+                        diags.push(bad_value(stage, field, &path, message));
                         return None;
                     }
-                    continue;
                 }
-                let mut pos = stage.tree.locate(&path);
-                let mut message = message;
-                if let Some(bad) = unknown_name(&message, "unknown variant `") {
-                    let candidates = backticked(&message);
-                    if path == "." || path.is_empty() {
-                        pos = find_value(&stage.tree, &bad).unwrap_or(pos);
-                    }
-                    message = format!(
-                        "unknown value `{}`{}; expected one of {}",
-                        quote(&bad),
-                        hint(&bad, candidates.iter().map(String::as_str)),
-                        candidates.join(", ")
-                    );
-                }
-                let f = if path == "." {
-                    field.clone()
-                } else {
-                    join(&field, &path)
-                };
-                push(diags, pos, f, message);
-                return None;
             }
         }
     }
     None
+}
+
+/// `unknown field `bad`; expected one of …`, at the field's key.
+fn unknown_field(
+    stage: &RawStage,
+    field: &str,
+    parent: &str,
+    bad: &str,
+    message: &str,
+) -> Diagnostic {
+    let candidates = backticked(message);
+    let f = join(field, &join(parent, bad));
+    Diagnostic::new(
+        &stage.file,
+        Some(stage.tree.locate_key(parent, bad)),
+        quote(&f),
+        format!(
+            "unknown field `{}`{}; expected one of {}",
+            quote(bad),
+            hint(bad, candidates.iter().map(String::as_str)),
+            candidates.join(", ")
+        ),
+    )
+}
+
+/// Any other serde error (a wrong type, an unknown value, a missing field), at the value.
+fn bad_value(stage: &RawStage, field: &str, path: &str, message: String) -> Diagnostic {
+    let mut pos = stage.tree.locate(path);
+    let mut message = message;
+    if let Some(bad) = unknown_name(&message, "unknown variant `") {
+        let candidates = backticked(&message);
+        if path == "." || path.is_empty() {
+            pos = find_value(&stage.tree, &bad).unwrap_or(pos);
+        }
+        message = format!(
+            "unknown value `{}`{}; expected one of {}",
+            quote(&bad),
+            hint(&bad, candidates.iter().map(String::as_str)),
+            candidates.join(", ")
+        );
+    }
+    let f = if path == "." {
+        field.to_string()
+    } else {
+        join(field, path)
+    };
+    Diagnostic::new(&stage.file, Some(pos), f, message)
+}
+
+/// The kind's own checks on a well-typed configuration (ranges, combinations of fields).
+fn check_config(config: &StageConfig, stage: &RawStage, field: &str, diags: &mut Vec<Diagnostic>) {
+    for p in config.check() {
+        let (f, pos) = if p.field.is_empty() {
+            (field.to_string(), stage.key_pos)
+        } else {
+            (format!("{field}.{}", p.field), stage.tree.locate(&p.field))
+        };
+        diags.push(Diagnostic::new(&stage.file, Some(pos), f, p.message));
+    }
 }
 
 /// Checks what serde cannot see: keys that are not strings (`1: 2`, dropped when converting to
@@ -372,6 +409,8 @@ fn find_value(tree: &Marked, text: &str) -> Option<super::Pos> {
         .map(|(_, v)| v.pos)
 }
 
+/// Each stage's inputs against its kind's slots: known slots, existing producers of the right
+/// artifact kind, required slots present.
 fn check_inputs(
     raw: &[RawStage],
     specs: &BTreeMap<String, StageSpec>,
@@ -382,82 +421,99 @@ fn check_inputs(
         let Some(spec) = specs.get(&stage.id) else {
             continue;
         };
-        let slots = spec.config.inputs();
-        let field = format!("stages.{}.inputs", quote(&stage.id));
         let input_tree = stage.tree.get("inputs").map(|(_, v)| v);
         for (slot, target) in &spec.inputs {
-            let pos = input_tree
-                .and_then(|t| t.get(slot))
-                .map(|(_, v)| v.pos)
-                .unwrap_or(spec.pos);
-            let def = slots
-                .iter()
-                .find(|s| s.name == slot)
-                .or_else(|| slots.iter().find(|s| s.name == stages::ANY_SLOT));
-            let Some(def) = def else {
-                let names: Vec<&str> = slots.iter().map(|s| s.name).collect();
-                let expected = if names.is_empty() {
-                    "it takes no inputs".to_string()
-                } else {
-                    format!("its slots: {}", names.join(", "))
-                };
-                diags.push(Diagnostic::new(
-                    &spec.file,
-                    Some(
-                        input_tree
-                            .and_then(|t| t.get(slot))
-                            .map(|(k, _)| k.pos)
-                            .unwrap_or(pos),
-                    ),
-                    format!("{field}.{}", quote(slot)),
-                    format!(
-                        "`{}` has no input `{}`{}; {expected}",
-                        spec.config.kind(),
-                        quote(slot),
-                        hint(slot, names.iter().copied())
-                    ),
-                ));
-                continue;
-            };
-            if target == &stage.id {
-                continue; // reported as a cycle
-            }
-            match specs.get(target) {
-                Some(producer) if producer.config.output() != def.kind => diags.push(Diagnostic::new(
-                    &spec.file,
-                    Some(pos),
-                    format!("{field}.{slot}"),
-                    format!(
-                        "input `{slot}` expects a {} artifact, but stage `{target}` ({}) produces {}",
-                        def.kind,
-                        producer.config.kind(),
-                        producer.config.output()
-                    ),
-                )),
-                Some(_) => {}
-                None if ids.contains(target) => {} // the producer had its own errors
-                None => diags.push(Diagnostic::new(
-                    &spec.file,
-                    Some(pos),
-                    format!("{field}.{slot}"),
-                    format!("unknown stage `{}`{}", quote(target), hint(target, ids.iter().map(String::as_str))),
-                )),
+            if let Err(d) = check_input(stage, spec, specs, ids, input_tree, slot, target) {
+                diags.push(d);
             }
         }
-        for def in slots.iter().filter(|s| s.required) {
-            if !spec.inputs.contains_key(def.name) {
-                diags.push(Diagnostic::new(
-                    &spec.file,
-                    Some(input_tree.map(|t| t.pos).unwrap_or(spec.pos)),
-                    field.clone(),
-                    format!(
-                        "missing input `{}` (a {} artifact) for `{}`",
-                        def.name,
-                        def.kind,
-                        spec.config.kind()
-                    ),
-                ));
-            }
+        check_required_inputs(spec, input_tree, diags);
+    }
+}
+
+/// One `slot: target` of a stage's inputs.
+fn check_input(
+    stage: &RawStage,
+    spec: &StageSpec,
+    specs: &BTreeMap<String, StageSpec>,
+    ids: &[String],
+    input_tree: Option<&Marked>,
+    slot: &str,
+    target: &str,
+) -> Result<(), Diagnostic> {
+    let slots = spec.config.inputs();
+    let field = format!("stages.{}.inputs", quote(&stage.id));
+    let entry = input_tree.and_then(|t| t.get(slot));
+    let pos = entry.map(|(_, v)| v.pos).unwrap_or(spec.pos);
+    let def = slots
+        .iter()
+        .find(|s| s.name == slot)
+        .or_else(|| slots.iter().find(|s| s.name == stages::ANY_SLOT));
+    let Some(def) = def else {
+        let names: Vec<&str> = slots.iter().map(|s| s.name).collect();
+        let expected = if names.is_empty() {
+            "it takes no inputs".to_string()
+        } else {
+            format!("its slots: {}", names.join(", "))
+        };
+        return Err(Diagnostic::new(
+            &spec.file,
+            Some(entry.map(|(k, _)| k.pos).unwrap_or(pos)),
+            format!("{field}.{}", quote(slot)),
+            format!(
+                "`{}` has no input `{}`{}; {expected}",
+                spec.config.kind(),
+                quote(slot),
+                hint(slot, names.iter().copied())
+            ),
+        ));
+    };
+    if target == stage.id {
+        return Ok(()); // reported as a cycle
+    }
+    let message = match specs.get(target) {
+        Some(producer) if producer.config.output() != def.kind => format!(
+            "input `{slot}` expects a {} artifact, but stage `{target}` ({}) produces {}",
+            def.kind,
+            producer.config.kind(),
+            producer.config.output()
+        ),
+        Some(_) => return Ok(()),
+        None if ids.iter().any(|id| id == target) => return Ok(()), // the producer had its own errors
+        None => format!(
+            "unknown stage `{}`{}",
+            quote(target),
+            hint(target, ids.iter().map(String::as_str))
+        ),
+    };
+    Err(Diagnostic::new(
+        &spec.file,
+        Some(pos),
+        format!("{field}.{slot}"),
+        message,
+    ))
+}
+
+/// Every required slot of the stage's kind has an input.
+fn check_required_inputs(
+    spec: &StageSpec,
+    input_tree: Option<&Marked>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let field = format!("stages.{}.inputs", quote(&spec.id));
+    for def in spec.config.inputs().iter().filter(|s| s.required) {
+        if !spec.inputs.contains_key(def.name) {
+            diags.push(Diagnostic::new(
+                &spec.file,
+                Some(input_tree.map(|t| t.pos).unwrap_or(spec.pos)),
+                field.clone(),
+                format!(
+                    "missing input `{}` (a {} artifact) for `{}`",
+                    def.name,
+                    def.kind,
+                    spec.config.kind()
+                ),
+            ));
         }
     }
 }
