@@ -4,13 +4,14 @@
 
 use super::exit::{self, EXIT_INTERNAL, EXIT_OK};
 use super::load_or_exit;
-use std::path::Path;
+use crate::record::RunRecord;
+use std::path::{Path, PathBuf};
 
 /// Metrics of each pipeline's latest successful run, read from the evaluation objects after
 /// checking them against their manifests: a damaged or missing object is never shown (its row
 /// is left out with a warning, and the exit code is 1). A pipeline whose latest run was a sweep
 /// variant is shown as its sweep's table, one row per variant.
-pub(super) fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&Path>) -> i32 {
+pub(super) fn compare(cache: &Path, files: &[PathBuf], png: Option<&Path>) -> i32 {
     let store = match crate::cache::Store::open_existing(cache) {
         Ok(s) => s,
         Err(e) => return exit::store_failed(&e),
@@ -29,17 +30,14 @@ pub(super) fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&P
         }
         None => Vec::new(),
     };
-    let mut rows = Vec::new();
-    let mut sweeps = Vec::new();
-    let mut matrices = Vec::new();
-    let mut unusable = 0;
+    let mut found = Found::default();
     for f in files {
         let p = match load_or_exit(f, &[]) {
             Ok(p) => p,
             Err(code) => return code,
         };
-        let found = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok);
-        let (Some((_, rec)), Some(store)) = (found, &store) else {
+        let latest = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok);
+        let (Some((_, rec)), Some(store)) = (latest, &store) else {
             errln!(
                 "warning: {} has no successful run in {}",
                 f.display(),
@@ -47,36 +45,47 @@ pub(super) fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&P
             );
             continue;
         };
-        if let Some(recs) = crate::sweep::table::latest_sweep(&all, &p.name) {
-            let mut table = Vec::new();
-            for r in &recs {
-                let name = variant_name(r);
-                for (id, report, confusion) in evaluations(store, r, &mut unusable, f) {
-                    table.push(crate::sweep::table::Row {
-                        variant: r.variant.clone(),
-                        stage: id.clone(),
-                        metrics: report.metrics,
-                    });
-                    if let Some(c) = confusion {
-                        matrices.push((format!("{id} {name}"), c));
-                    }
-                }
-            }
-            let paths: std::collections::BTreeSet<String> = recs
-                .iter()
-                .flat_map(|r| r.variant.keys().cloned())
-                .collect();
-            let paths: Vec<String> = paths.into_iter().collect();
-            sweeps.push(format!(
-                "sweep {} of {} ({} variants)\n\n{}",
-                rec.sweep.as_deref().unwrap_or_default(),
-                p.name,
-                recs.len(),
-                crate::sweep::table::markdown(&paths, &table)
-            ));
-            continue;
+        match crate::sweep::table::latest_sweep(&all, &p.name) {
+            Some(recs) => found.add_sweep(store, &p.name, rec, &recs, f),
+            None => found.add_run(store, &p.name, rec, f),
         }
-        for (id, report, confusion) in evaluations(store, rec, &mut unusable, f) {
+    }
+    let table = found.table();
+    // `--png -`: stdout carries the figure, so the table goes to stderr.
+    if png.is_some_and(super::output::is_stdout) {
+        super::console::err(format_args!("{table}"), false);
+    } else {
+        out!("{table}");
+    }
+    if let Some(png) = png
+        && let Err(code) = write_matrices(png, found.matrices)
+    {
+        return code;
+    }
+    if found.unusable > 0 {
+        EXIT_INTERNAL
+    } else {
+        EXIT_OK
+    }
+}
+
+/// What the pipelines' runs hold, gathered for the table and the figure.
+#[derive(Default)]
+struct Found {
+    /// A plain run's evaluations: (stage id, Markdown row).
+    rows: Vec<(String, String)>,
+    /// Each sweep's table, with its heading.
+    sweeps: Vec<String>,
+    /// Confusion matrices by caption.
+    matrices: Vec<(String, Confusion)>,
+    /// Evaluations whose objects were damaged or gone.
+    unusable: usize,
+}
+
+impl Found {
+    /// One row per evaluation of the run `rec` of pipeline `name`.
+    fn add_run(&mut self, store: &crate::cache::Store, name: &str, rec: &RunRecord, f: &Path) {
+        for (id, report, confusion) in evaluations(store, rec, &mut self.unusable, f) {
             let m = |k: &str| {
                 report
                     .metrics
@@ -84,11 +93,10 @@ pub(super) fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&P
                     .map(|v| format!("{v:.4}"))
                     .unwrap_or_else(|| "–".into())
             };
-            rows.push((
+            self.rows.push((
                 id.clone(),
                 format!(
-                    "| {} | {id} | {} | {} | {} | {} |",
-                    p.name,
+                    "| {name} | {id} | {} | {} | {} | {} |",
                     m("balanced_accuracy"),
                     m("accuracy"),
                     m("roc_auc"),
@@ -96,57 +104,96 @@ pub(super) fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&P
                 ),
             ));
             if let Some(c) = confusion {
-                matrices.push((id, c));
+                self.matrices.push((id, c));
             }
         }
     }
-    rows.sort();
-    rows.dedup();
-    let mut table = String::new();
-    if !rows.is_empty() || sweeps.is_empty() {
-        table.push_str(
-            "| pipeline | stage | balanced accuracy | accuracy | ROC AUC | threshold |\n",
-        );
-        table.push_str("|---|---|---|---|---|---|\n");
-        for (_, r) in &rows {
-            table.push_str(r);
-            table.push('\n');
-        }
-    }
-    for (i, t) in sweeps.iter().enumerate() {
-        if i > 0 || !rows.is_empty() {
-            table.push('\n');
-        }
-        table.push_str(t);
-    }
-    // `--png -`: stdout carries the figure, so the table goes to stderr.
-    if png.is_some_and(super::output::is_stdout) {
-        super::console::err(format_args!("{table}"), false);
-    } else {
-        out!("{table}");
-    }
-    if let Some(png) = png {
-        matrices.sort_by(|a, b| a.0.cmp(&b.0));
-        matrices.dedup_by(|a, b| a.0 == b.0);
-        let written = crate::figures::plot::confusion_grid_png_bytes(&matrices)
-            .map_err(|e| format!("{}: {e}", png.display()))
-            .and_then(|bytes| super::output::write(png, &bytes).map_err(|e| e.to_string()));
-        match written {
-            Ok(super::output::Written::Stdout) => {
-                errln!("confusion matrices: {}", png.display())
-            }
-            Ok(_) => outln!("\nconfusion matrices: {}", png.display()),
-            Err(e) => {
-                errln!("error: {e}");
-                return EXIT_INTERNAL;
+
+    /// One table for the sweep whose variants' records are `recs` (`rec`, the latest run, names
+    /// the sweep): a row per variant and evaluation, the swept values as columns.
+    fn add_sweep(
+        &mut self,
+        store: &crate::cache::Store,
+        name: &str,
+        rec: &RunRecord,
+        recs: &[&RunRecord],
+        f: &Path,
+    ) {
+        let mut table = Vec::new();
+        for r in recs {
+            let variant = variant_name(r);
+            for (id, report, confusion) in evaluations(store, r, &mut self.unusable, f) {
+                table.push(crate::sweep::table::Row {
+                    variant: r.variant.clone(),
+                    stage: id.clone(),
+                    metrics: report.metrics,
+                });
+                if let Some(c) = confusion {
+                    self.matrices.push((format!("{id} {variant}"), c));
+                }
             }
         }
+        let paths: std::collections::BTreeSet<String> = recs
+            .iter()
+            .flat_map(|r| r.variant.keys().cloned())
+            .collect();
+        let paths: Vec<String> = paths.into_iter().collect();
+        self.sweeps.push(format!(
+            "sweep {} of {name} ({} variants)\n\n{}",
+            rec.sweep.as_deref().unwrap_or_default(),
+            recs.len(),
+            crate::sweep::table::markdown(&paths, &table)
+        ));
     }
-    if unusable > 0 { EXIT_INTERNAL } else { EXIT_OK }
+
+    /// The Markdown: the plain runs' table (also when there is nothing at all), then each
+    /// sweep's.
+    fn table(&mut self) -> String {
+        self.rows.sort();
+        self.rows.dedup();
+        let mut table = String::new();
+        if !self.rows.is_empty() || self.sweeps.is_empty() {
+            table.push_str(
+                "| pipeline | stage | balanced accuracy | accuracy | ROC AUC | threshold |\n",
+            );
+            table.push_str("|---|---|---|---|---|---|\n");
+            for (_, r) in &self.rows {
+                table.push_str(r);
+                table.push('\n');
+            }
+        }
+        for (i, t) in self.sweeps.iter().enumerate() {
+            if i > 0 || !self.rows.is_empty() {
+                table.push('\n');
+            }
+            table.push_str(t);
+        }
+        table
+    }
+}
+
+/// `--png`: the confusion matrices, one per caption, as one PNG; `Err` holds the exit code.
+fn write_matrices(png: &Path, mut matrices: Vec<(String, Confusion)>) -> Result<(), i32> {
+    matrices.sort_by(|a, b| a.0.cmp(&b.0));
+    matrices.dedup_by(|a, b| a.0 == b.0);
+    let written = crate::figures::plot::confusion_grid_png_bytes(&matrices)
+        .map_err(|e| format!("{}: {e}", png.display()))
+        .and_then(|bytes| super::output::write(png, &bytes).map_err(|e| e.to_string()));
+    match written {
+        Ok(super::output::Written::Stdout) => {
+            errln!("confusion matrices: {}", png.display())
+        }
+        Ok(_) => outln!("\nconfusion matrices: {}", png.display()),
+        Err(e) => {
+            errln!("error: {e}");
+            return Err(EXIT_INTERNAL);
+        }
+    }
+    Ok(())
 }
 
 /// `[lr=0.001,dropout=0.3]` of a sweep variant's record.
-fn variant_name(r: &crate::record::RunRecord) -> String {
+fn variant_name(r: &RunRecord) -> String {
     format!("[{}]", crate::sweep::name_of(&r.variant))
 }
 
@@ -157,7 +204,7 @@ type Confusion = crate::ml::metrics::Confusion;
 /// is warned about and counted in `unusable`.
 fn evaluations(
     store: &crate::cache::Store,
-    rec: &crate::record::RunRecord,
+    rec: &RunRecord,
     unusable: &mut usize,
     file: &Path,
 ) -> Vec<(String, crate::stages::StageReport, Option<Confusion>)> {

@@ -167,24 +167,13 @@ impl Stage for Ensemble {
     }
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
-        let members: Vec<(&String, &PathBuf)> = ctx
-            .inputs
-            .iter()
-            .filter(|(slot, _)| *slot != "data" && *slot != "split")
-            .collect();
-        if members.len() < 2 {
-            return Err(StageError::Invalid(format!(
-                "an ensemble needs at least two model inputs, got {}",
-                members.len()
-            )));
-        }
+        let members = model_inputs(ctx)?;
         let ds = ctx.dataset("data")?;
         let labels = ds
             .labels
             .as_deref()
             .ok_or_else(|| StageError::Invalid("ensemble needs a labelled dataset".into()))?;
         let split = SplitArtifact::read(ctx.input("split")?)?;
-        let device = self.device;
         let val = to_usize(&split.val);
         let eval = to_usize(match self.on {
             On::Train => &split.train,
@@ -193,14 +182,7 @@ impl Stage for Ensemble {
         });
         let pick = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<u8>>();
         let (val_labels, eval_labels) = (pick(&val), pick(&eval));
-        let mut val_probs = Vec::new();
-        let mut eval_probs = Vec::new();
-        for (_, dir) in &members {
-            if self.method == Method::Weighted {
-                val_probs.push(model_probs(dir, self.checkpoint, &ds, &val, device)?);
-            }
-            eval_probs.push(model_probs(dir, self.checkpoint, &ds, &eval, device)?);
-        }
+        let (val_probs, eval_probs) = self.member_probs(&members, &ds, &val, &eval)?;
         let digests = members
             .iter()
             .map(|(slot, _)| ctx.input_digest(slot))
@@ -241,25 +223,83 @@ impl Stage for Ensemble {
                 "confusion": c,
             }),
         )?;
+        self.draw_confusions(ctx, &file, &eval_probs, &eval_labels, c)?;
+        Ok(self.report(&file, &c))
+    }
+}
+
+/// Probabilities of several models, member-major.
+type Probs = Vec<Vec<f32>>;
+
+/// The inputs that are models (every slot but `data` and `split`): at least two.
+fn model_inputs<'a>(
+    ctx: &'a StageContext<'_>,
+) -> Result<Vec<(&'a String, &'a PathBuf)>, StageError> {
+    let members: Vec<(&String, &PathBuf)> = ctx
+        .inputs
+        .iter()
+        .filter(|(slot, _)| *slot != "data" && *slot != "split")
+        .collect();
+    if members.len() < 2 {
+        return Err(StageError::Invalid(format!(
+            "an ensemble needs at least two model inputs, got {}",
+            members.len()
+        )));
+    }
+    Ok(members)
+}
+
+impl Ensemble {
+    /// Each member's probabilities on the validation images (only to fit weights; empty
+    /// otherwise) and on the evaluated ones.
+    fn member_probs(
+        &self,
+        members: &[(&String, &PathBuf)],
+        ds: &crate::data::Dataset,
+        val: &[usize],
+        eval: &[usize],
+    ) -> Result<(Probs, Probs), StageError> {
+        let mut val_probs = Vec::new();
+        let mut eval_probs = Vec::new();
+        for (_, dir) in members {
+            if self.method == Method::Weighted {
+                val_probs.push(model_probs(dir, self.checkpoint, ds, val, self.device)?);
+            }
+            eval_probs.push(model_probs(dir, self.checkpoint, ds, eval, self.device)?);
+        }
+        Ok((val_probs, eval_probs))
+    }
+
+    /// `confusion.png`: each member's confusion matrix and the ensemble's (`c`).
+    fn draw_confusions(
+        &self,
+        ctx: &StageContext,
+        file: &EnsembleFile,
+        eval_probs: &[Vec<f32>],
+        eval_labels: &[u8],
+        c: Confusion,
+    ) -> Result<(), StageError> {
         let mut items: Vec<(String, Confusion)> = file
             .members
             .iter()
-            .zip(&eval_probs)
+            .zip(eval_probs)
             .map(|(m, p)| {
                 (
                     m.slot.clone(),
-                    metrics::confusion(&eval_labels, p, self.threshold),
+                    metrics::confusion(eval_labels, p, self.threshold),
                 )
             })
             .collect();
         items.push((format!("ensemble ({:?})", self.method).to_lowercase(), c));
         let png = ctx.out.join("confusion.png");
-        crate::figures::plot::confusion_grid_png(&png, &items).map_err(|e| {
-            StageError::Artifact {
-                path: png.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        crate::figures::plot::confusion_grid_png(&png, &items).map_err(|e| StageError::Artifact {
+            path: png.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The summary line and metrics: the ensemble's, and each member's balanced accuracy.
+    fn report(&self, file: &EnsembleFile, c: &Confusion) -> StageReport {
         let members_text: Vec<String> = file
             .members
             .iter()
@@ -281,7 +321,7 @@ impl Stage for Ensemble {
         for m in &file.members {
             report = report.metric(&format!("member_{}_bacc", m.slot), m.balanced_accuracy);
         }
-        Ok(report)
+        report
     }
 }
 

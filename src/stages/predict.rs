@@ -10,6 +10,7 @@ use crate::figures::grid::{GridImage, save_captioned_grid};
 use crate::ml::train::Checkpoint;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
+use std::path::Path;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -109,34 +110,14 @@ impl Stage for Predict {
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
         let test = ctx.dataset("test")?;
-        let all: Vec<usize> = (0..test.len()).collect();
-        let device = self.device;
-        let probs = match (ctx.optional_input("model"), ctx.optional_input("ensemble")) {
-            (Some(model), None) => model_probs(model, self.checkpoint, &test, &all, device)?,
-            (None, Some(dir)) => {
-                let ens = ensemble::read(dir)?;
-                let mut member_probs = Vec::new();
-                for m in ens.member_dirs(ctx, "ensemble")? {
-                    member_probs.push(model_probs(&m, ens.checkpoint, &test, &all, device)?);
-                }
-                ens.combine(&member_probs)
-            }
-            _ => {
-                return Err(StageError::Invalid(
-                    "predict needs exactly one of the inputs `model` and `ensemble`".into(),
-                ));
-            }
+        let probs = self.probabilities(ctx, &test)?;
+        let threshold = self.threshold_for(ctx)?;
+        let model: Vec<u8> = probs.iter().map(|&p| u8::from(p >= threshold)).collect();
+        let mut labels = Labels {
+            submitted: model.clone(),
+            model,
+            hash: vec![None; test.len()],
         };
-        let threshold = match (self.threshold, ctx.optional_input("evaluation")) {
-            (Some(t), _) => t,
-            (None, Some(dir)) => {
-                super::artifacts::read_json::<EvaluationResult>(&dir.join(RESULT_FILE))?.threshold
-            }
-            (None, None) => 0.5,
-        };
-        let model_labels: Vec<u8> = probs.iter().map(|&p| u8::from(p >= threshold)).collect();
-        let mut labels = model_labels.clone();
-        let mut hash_labels: Vec<Option<u8>> = vec![None; test.len()];
         let mut summary = PredictSummary {
             count: test.len(),
             threshold,
@@ -151,87 +132,13 @@ impl Stage for Predict {
         ];
         if self.hash_override
             && let Some(dir) = ctx.optional_input("train")
+            && self.override_by_hash(ctx, &test, dir, &mut labels, &mut summary)?
         {
-            let train = Dataset::open(dir)?;
-            let (matches, ambiguous) = hash_matches(&train, &test, self.override_radius)?;
-            summary.ambiguous_matches = ambiguous;
-            for &(t, _, label) in &matches {
-                hash_labels[t] = Some(label);
-                labels[t] = label;
-                summary.overridden += 1;
-                summary.overridden_changed += usize::from(model_labels[t] != label);
-            }
-            if !matches.is_empty() {
-                let rows: Vec<Vec<GridImage>> = matches
-                    .iter()
-                    .take(self.figure_pairs)
-                    .map(|&(t, tr, _)| {
-                        vec![
-                            GridImage {
-                                pixels: test.image(t).to_vec(),
-                                shape: test.shape,
-                            },
-                            GridImage {
-                                pixels: train.image(tr).to_vec(),
-                                shape: train.shape,
-                            },
-                        ]
-                    })
-                    .collect();
-                let captions: Vec<String> = matches
-                    .iter()
-                    .take(self.figure_pairs)
-                    .map(|&(t, tr, label)| {
-                        format!(
-                            "test #{t} = train #{tr}: label {label} taken (model said {})",
-                            model_labels[t]
-                        )
-                    })
-                    .collect();
-                let png = ctx.out.join("overrides.png");
-                save_captioned_grid(
-                    &png,
-                    &rows,
-                    2,
-                    "left: test image, right: training image with the same hash",
-                    &captions,
-                )
-                .map_err(|e| StageError::Artifact {
-                    path: png.clone(),
-                    message: e.to_string(),
-                })?;
-                figures.push("overrides.png".into());
-            }
+            figures.push("overrides.png".into());
         }
-        summary.predicted_positive = labels.iter().filter(|&&l| l == 1).count();
-
-        let fmt = |l: u8| match (self.label_format, l) {
-            (LabelFormat::ZeroOne, l) => l.to_string(),
-            (LabelFormat::MinusOneOne, 1) => "1".to_string(),
-            (LabelFormat::MinusOneOne, _) => "-1".to_string(),
-        };
-        let sub = ctx.out.join("submission.txt");
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&sub).map_err(io_err(&sub))?);
-        for &l in &labels {
-            writeln!(w, "{}", fmt(l)).map_err(io_err(&sub))?;
-        }
-        w.flush().map_err(io_err(&sub))?;
-        let csv = ctx.out.join("probabilities.csv");
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).map_err(io_err(&csv))?);
-        writeln!(w, "index,name,probability,model_label,hash_label,label").map_err(io_err(&csv))?;
-        for i in 0..test.len() {
-            let h = hash_labels[i].map(fmt).unwrap_or_default();
-            writeln!(
-                w,
-                "{i},{},{:.6},{},{h},{}",
-                test.names[i],
-                probs[i],
-                fmt(model_labels[i]),
-                fmt(labels[i])
-            )
-            .map_err(io_err(&csv))?;
-        }
-        w.flush().map_err(io_err(&csv))?;
+        summary.predicted_positive = labels.submitted.iter().filter(|&&l| l == 1).count();
+        self.write_submission(ctx, &labels)?;
+        self.write_probabilities(ctx, &test, &probs, &labels)?;
         ctx.write_json("predict.json", &summary)?;
         Ok(StageReport {
             summary: format!(
@@ -245,6 +152,175 @@ impl Stage for Predict {
         .metric("overridden", summary.overridden as f64)
         .metric("overridden_changed", summary.overridden_changed as f64)
         .metric("threshold", threshold as f64))
+    }
+}
+
+/// The labels of the test images.
+struct Labels {
+    /// The model's (or ensemble's) at the threshold.
+    model: Vec<u8>,
+    /// The label a hash match with a training image gave, if any.
+    hash: Vec<Option<u8>>,
+    /// What the submission says: the hash label where there is one, else the model's.
+    submitted: Vec<u8>,
+}
+
+impl LabelFormat {
+    fn text(self, l: u8) -> String {
+        match (self, l) {
+            (LabelFormat::ZeroOne, l) => l.to_string(),
+            (LabelFormat::MinusOneOne, 1) => "1".to_string(),
+            (LabelFormat::MinusOneOne, _) => "-1".to_string(),
+        }
+    }
+}
+
+impl Predict {
+    /// Each test image's probability of label 1, from the `model` or the `ensemble` input.
+    fn probabilities(&self, ctx: &StageContext, test: &Dataset) -> Result<Vec<f32>, StageError> {
+        let all: Vec<usize> = (0..test.len()).collect();
+        let device = self.device;
+        match (ctx.optional_input("model"), ctx.optional_input("ensemble")) {
+            (Some(model), None) => model_probs(model, self.checkpoint, test, &all, device),
+            (None, Some(dir)) => {
+                let ens = ensemble::read(dir)?;
+                let mut member_probs = Vec::new();
+                for m in ens.member_dirs(ctx, "ensemble")? {
+                    member_probs.push(model_probs(&m, ens.checkpoint, test, &all, device)?);
+                }
+                Ok(ens.combine(&member_probs))
+            }
+            _ => Err(StageError::Invalid(
+                "predict needs exactly one of the inputs `model` and `ensemble`".into(),
+            )),
+        }
+    }
+
+    /// `threshold`, else the `evaluation` input's, else 0.5.
+    fn threshold_for(&self, ctx: &StageContext) -> Result<f32, StageError> {
+        Ok(match (self.threshold, ctx.optional_input("evaluation")) {
+            (Some(t), _) => t,
+            (None, Some(dir)) => {
+                super::artifacts::read_json::<EvaluationResult>(&dir.join(RESULT_FILE))?.threshold
+            }
+            (None, None) => 0.5,
+        })
+    }
+
+    /// Gives test images that match a training image (in `train_dir`) by hash that image's
+    /// label, counting in `summary`; true when it drew `overrides.png` (there were matches).
+    fn override_by_hash(
+        &self,
+        ctx: &StageContext,
+        test: &Dataset,
+        train_dir: &Path,
+        labels: &mut Labels,
+        summary: &mut PredictSummary,
+    ) -> Result<bool, StageError> {
+        let train = Dataset::open(train_dir)?;
+        let (matches, ambiguous) = hash_matches(&train, test, self.override_radius)?;
+        summary.ambiguous_matches = ambiguous;
+        for &(t, _, label) in &matches {
+            labels.hash[t] = Some(label);
+            labels.submitted[t] = label;
+            summary.overridden += 1;
+            summary.overridden_changed += usize::from(labels.model[t] != label);
+        }
+        if matches.is_empty() {
+            return Ok(false);
+        }
+        self.draw_overrides(
+            &ctx.out.join("overrides.png"),
+            test,
+            &train,
+            &matches,
+            labels,
+        )?;
+        Ok(true)
+    }
+
+    /// The first `figure_pairs` matches, test image beside training image (report Figure 19).
+    fn draw_overrides(
+        &self,
+        png: &Path,
+        test: &Dataset,
+        train: &Dataset,
+        matches: &[HashMatch],
+        labels: &Labels,
+    ) -> Result<(), StageError> {
+        let shown = &matches[..matches.len().min(self.figure_pairs)];
+        let rows: Vec<Vec<GridImage>> = shown
+            .iter()
+            .map(|&(t, tr, _)| {
+                vec![
+                    GridImage {
+                        pixels: test.image(t).to_vec(),
+                        shape: test.shape,
+                    },
+                    GridImage {
+                        pixels: train.image(tr).to_vec(),
+                        shape: train.shape,
+                    },
+                ]
+            })
+            .collect();
+        let captions: Vec<String> = shown
+            .iter()
+            .map(|&(t, tr, label)| {
+                format!(
+                    "test #{t} = train #{tr}: label {label} taken (model said {})",
+                    labels.model[t]
+                )
+            })
+            .collect();
+        save_captioned_grid(
+            png,
+            &rows,
+            2,
+            "left: test image, right: training image with the same hash",
+            &captions,
+        )
+        .map_err(|e| StageError::Artifact {
+            path: png.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// `submission.txt`: one label per line, in input order.
+    fn write_submission(&self, ctx: &StageContext, labels: &Labels) -> Result<(), StageError> {
+        let sub = ctx.out.join("submission.txt");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&sub).map_err(io_err(&sub))?);
+        for &l in &labels.submitted {
+            writeln!(w, "{}", self.label_format.text(l)).map_err(io_err(&sub))?;
+        }
+        w.flush().map_err(io_err(&sub))
+    }
+
+    /// `probabilities.csv`: each test image's probability and labels.
+    fn write_probabilities(
+        &self,
+        ctx: &StageContext,
+        test: &Dataset,
+        probs: &[f32],
+        labels: &Labels,
+    ) -> Result<(), StageError> {
+        let fmt = |l: u8| self.label_format.text(l);
+        let csv = ctx.out.join("probabilities.csv");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).map_err(io_err(&csv))?);
+        writeln!(w, "index,name,probability,model_label,hash_label,label").map_err(io_err(&csv))?;
+        for (i, name) in test.names.iter().enumerate() {
+            let h = labels.hash[i].map(fmt).unwrap_or_default();
+            writeln!(
+                w,
+                "{i},{},{:.6},{},{h},{}",
+                name,
+                probs[i],
+                fmt(labels.model[i]),
+                fmt(labels.submitted[i])
+            )
+            .map_err(io_err(&csv))?;
+        }
+        w.flush().map_err(io_err(&csv))
     }
 }
 
