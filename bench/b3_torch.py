@@ -1,4 +1,4 @@
-"""B3 in PyTorch, layer for layer as pipe's (src/ml/models.rs), for a same-GPU ratio in
+"""B3 in PyTorch, layer for layer as pipe's (crates/pipe-ml/src/models.rs), for a same-GPU ratio in
 bench/gpu_h200.sh.
 
 Model: Conv2d(C,16,3) → ReLU → MaxPool(2) → Conv2d(16,64,3) → ReLU → MaxPool(2) →

@@ -216,7 +216,7 @@ fn train_step(p: &mut Profile, n: usize) {
             (n * c.k * o * o) as f64,
             || Flex::conv2d_bias_backward(x.clone(), b.clone(), dy.clone()),
         );
-        // the model's order: conv → pool → ReLU (src/ml/models.rs)
+        // the model's order: conv → pool → ReLU (crates/pipe-ml/src/models.rs)
         let y = tensor(&[n, c.k, o, o], 5);
         let elems = (n * c.k * o * o) as f64;
         let pooled = Flex::max_pool2d_with_indices(

@@ -8,6 +8,7 @@ pub mod console;
 
 mod compare;
 mod dag;
+mod dry_run;
 pub mod exit;
 mod gc;
 mod model;

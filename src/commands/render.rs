@@ -5,6 +5,7 @@
 
 use crate::cache::lock::Busy;
 use crate::exec::event::{Blocked, Event, HitNote, Observer, Started};
+use crate::plan::Reason;
 use crate::record::{Outcome, RunRecord};
 use crate::remote::Notice;
 use crate::spec::Pipeline;
@@ -57,7 +58,11 @@ impl Observer for Lines {
                     }
                     HitNote::RunByAnother => "  (run by another variant)",
                 };
-                self.say(format_args!("  cached  {id:w$}  {}{note}", short(digest)));
+                self.say(format_args!(
+                    "  {} {id:w$}  {}{note}",
+                    tag("cached"),
+                    short(digest)
+                ));
             }
             Event::Pulled {
                 id,
@@ -65,25 +70,30 @@ impl Observer for Lines {
                 bytes,
                 seconds,
             } => self.say(format_args!(
-                "  pulled  {id:w$}  {}  {} in {seconds:.1} s",
+                "  {} {id:w$}  {}  {} in {seconds:.1} s",
+                tag("pulled"),
                 short(digest),
                 human_bytes(bytes)
             )),
             Event::RemoteNotUsed { id } => self.say(format_args!(
-                "  remote  {id:w$}  not used: running it locally (then `pipe push --repair` \
-                 replaces the remote copy)"
+                "  {} {id:w$}  not used: running it locally (then `pipe push --repair` \
+                 replaces the remote copy)",
+                tag("remote")
             )),
-            Event::Damaged { id, error } => {
-                self.say(format_args!("  damaged {id:w$}  {error}: rebuilding"))
-            }
+            Event::Damaged { id, error } => self.say(format_args!(
+                "  {} {id:w$}  {error}: rebuilding",
+                tag("damaged")
+            )),
             Event::Started { id, kind, how } => match how {
-                Started::Here => self.say(format_args!("  run     {id:w$}  ({kind})")),
+                Started::Here => self.say(format_args!("  {} {id:w$}  ({kind})", tag("run"))),
                 Started::Job { label, log } => self.say(format_args!(
-                    "  submit  {id:w$}  {label} ({kind}) → {}",
+                    "  {} {id:w$}  {label} ({kind}) → {}",
+                    tag("submit"),
                     log.display()
                 )),
                 Started::Adopted { label, state } => self.say(format_args!(
-                    "  waiting {id:w$}  {label} ({state}, submitted by an earlier run)"
+                    "  {} {id:w$}  {label} ({state}, submitted by an earlier run)",
+                    tag("waiting")
                 )),
             },
             Event::Ran {
@@ -100,20 +110,24 @@ impl Observer for Lines {
                 };
                 let job = job.map(|j| format!(" ({j})")).unwrap_or_default();
                 self.say(format_args!(
-                    "  ran     {id:w$}  in {seconds:.1} s{job}: {} → {}{figures}",
+                    "  {} {id:w$}  in {seconds:.1} s{job}: {} → {}{figures}",
+                    tag("ran"),
                     report.summary,
                     dir.display()
                 ));
             }
-            Event::Failed { id, seconds } => {
-                self.say(format_args!("  failed  {id:w$}  after {seconds:.1} s"))
-            }
+            Event::Failed { id, seconds } => self.say(format_args!(
+                "  {} {id:w$}  after {seconds:.1} s",
+                tag("failed")
+            )),
             Event::Blocked { id, why } => match why {
-                Blocked::UpstreamFailed(f) => {
-                    self.say(format_args!("  blocked {id:w$}  (upstream `{f}` failed)"))
-                }
+                Blocked::UpstreamFailed(f) => self.say(format_args!(
+                    "  {} {id:w$}  (upstream `{f}` failed)",
+                    tag("blocked")
+                )),
                 Blocked::RunStopped(e) => self.say(format_args!(
-                    "  blocked {id:w$}  (not started: the run stopped ({e}))"
+                    "  {} {id:w$}  (not started: the run stopped ({e}))",
+                    tag("blocked")
                 )),
             },
             // The stage's own line, as it wrote it.
@@ -193,6 +207,20 @@ pub fn done_line(rec: &RunRecord) {
     );
 }
 
+/// A stage's outcome word, padded to its column and coloured on a terminal; plain text when
+/// stdout is not a terminal or `NO_COLOR` is set (console's rules, which also honour `CLICOLOR`
+/// and `CLICOLOR_FORCE`).
+fn tag(word: &str) -> console::StyledObject<String> {
+    let s = console::style(format!("{word:7}"));
+    match word {
+        "ran" | "pulled" => s.green(),
+        "cached" | "remote" => s.cyan(),
+        "failed" | "damaged" => s.red().bold(),
+        "blocked" => s.yellow(),
+        _ => s,
+    }
+}
+
 /// The first 12 hex digits of a digest.
 pub fn short(d: &str) -> &str {
     &d[..12.min(d.len())]
@@ -206,4 +234,13 @@ pub fn human_bytes(n: u64) -> String {
         1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
         _ => format!("{:.1} GB", n as f64 / 1e9),
     }
+}
+
+/// Reasons as one line: `forced; never ran in this pipeline`.
+pub fn joined(reasons: &[Reason]) -> String {
+    reasons
+        .iter()
+        .map(Reason::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -4,10 +4,9 @@
 use super::exit::{self, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use super::render::{self, Lines};
 use super::{print_diagnostics, remote};
-use crate::engine::{Engine, RunError, RunOptions};
+use crate::engine::{Engine, RunOptions};
 use crate::exec::slurm::job::Completion;
 use crate::ml::device::DeviceChoice;
-use crate::plan::{Reason, StageState};
 use crate::remote::Remote;
 use crate::settings::cli::SweepArgs;
 use crate::settings::project::ExecutorKind;
@@ -71,7 +70,7 @@ pub(super) fn run(s: &Settings, f: Flags<'_>, sweep: SweepArgs) -> i32 {
         }
     };
     let code = if f.dry_run {
-        plan_only(&p, &s.cache, &opts, remote.clone())
+        super::dry_run::plan_only(&p, &s.cache, &opts, remote.clone())
     } else {
         if slurm && !opts.only {
             match s.slurm_settings(f.file, f.set, f.device) {
@@ -119,70 +118,4 @@ fn run_here(
             EXIT_INTERNAL
         }
     }
-}
-
-/// `run --dry-run`: the plan a real run would start from; runs and locks nothing.
-pub(super) fn plan_only(
-    p: &Pipeline,
-    cache: &Path,
-    opts: &RunOptions,
-    remote: Option<Arc<Remote>>,
-) -> i32 {
-    let planned = Engine::new(p, cache)
-        .map(|e| e.with_remote(remote))
-        .and_then(|mut e| {
-            let missing = e.missing_paths(opts.until.as_deref())?;
-            match e.plan(opts.until.as_deref(), &opts.force) {
-                Ok(plan) => Ok((plan, missing)),
-                // A missing folder cannot even be listed for its key: name every missing path.
-                Err(_) if !missing.is_empty() => Err(RunError::MissingPaths(missing)),
-                Err(e) => Err(e),
-            }
-        });
-    let (plan, missing) = match planned {
-        Ok(planned) => planned,
-        Err(e) => return exit::run_failed(&e),
-    };
-    render::header(p, cache);
-    let width = plan.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
-    let mut cached = 0;
-    for s in &plan.stages {
-        match &s.state {
-            StageState::Cached { digest } => {
-                cached += 1;
-                outln!("  cached    {:width$}  {}", s.id, render::short(digest));
-            }
-            StageState::Remote { digest } => {
-                cached += 1;
-                outln!(
-                    "  remote    {:width$}  {}  (would be pulled)",
-                    s.id,
-                    render::short(digest)
-                );
-            }
-            StageState::WouldRun { reasons } => {
-                outln!("  would run {:width$}  ({})", s.id, joined(reasons))
-            }
-            StageState::Blocked { .. } => {}
-        }
-    }
-    outln!(
-        "dry run: {cached} cached, {} would run (at most: a stage whose inputs come out \
-         byte-identical stays cached)",
-        plan.would_run().len()
-    );
-    if missing.is_empty() {
-        EXIT_OK
-    } else {
-        exit::run_failed(&RunError::MissingPaths(missing))
-    }
-}
-
-/// Reasons as one line: `forced; never ran in this pipeline`.
-pub(super) fn joined(reasons: &[Reason]) -> String {
-    reasons
-        .iter()
-        .map(Reason::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }

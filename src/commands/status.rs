@@ -3,8 +3,8 @@
 
 use super::exit::{self, EXIT_OK};
 use super::load_or_exit;
+use super::render::joined;
 use super::render::short;
-use super::run::joined;
 use crate::engine::Engine;
 use crate::plan::{Plan, Reason, StageState};
 use crate::remote::Remote;

@@ -110,7 +110,7 @@ pub(super) fn run(
     if req.dry_run {
         for (i, l) in loaded.iter().enumerate() {
             outln!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
-            let code = super::run::plan_only(&l.pipeline, req.cache, &req.opts, None);
+            let code = super::dry_run::plan_only(&l.pipeline, req.cache, &req.opts, None);
             if code != EXIT_OK {
                 return code;
             }

@@ -307,3 +307,25 @@ fn a_pipeline_that_never_ran_is_missing_not_compared_with_another_pipelines_stag
         "{status}"
     );
 }
+
+#[test]
+fn outcome_words_are_coloured_only_where_colour_is_asked_for() {
+    let env = data_env(60);
+    // Piped (as here): plain words, byte for byte the lines scripts parse.
+    let plain = env.ok(&["run", "p.yaml"]);
+    assert!(!plain.contains('\u{1b}'), "{plain}");
+    assert!(plain.contains("  ran     "), "{plain}");
+    // CLICOLOR_FORCE stands in for a terminal: ran in green, cached in cyan.
+    let mut cmd = env.cmd(&["run", "p.yaml", "--force", "train_raw"]);
+    let out = cmd.env("CLICOLOR_FORCE", "1").output().unwrap();
+    let coloured = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{coloured}");
+    assert!(
+        coloured.contains("\u{1b}[32mran    \u{1b}[0m"),
+        "{coloured:?}"
+    );
+    assert!(
+        coloured.contains("\u{1b}[36mcached \u{1b}[0m"),
+        "{coloured:?}"
+    );
+}

@@ -1,5 +1,5 @@
-//! What pipe writes outside the cache (`report -o`, `compare --png`: `src/output.rs`) and on its
-//! standard streams when their readers go away (`src/console.rs`).
+//! What pipe writes outside the cache (`report -o`, `compare --png`: `src/commands/output.rs`) and on its
+//! standard streams when their readers go away (`src/commands/console.rs`).
 
 use super::*;
 use std::io::{BufRead, BufReader, Read};
