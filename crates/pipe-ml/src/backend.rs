@@ -17,7 +17,7 @@ pub enum MlError {
     DeviceUnavailable {
         device: DeviceChoice,
         feature: &'static str,
-        /// Extra advice (e.g. that burn-cuda's build downloads an LLVM bundle).
+        /// Extra advice (e.g. what the device needs at run time).
         note: &'static str,
     },
     /// A file or directory could not be read or written.
@@ -70,8 +70,7 @@ pub fn device(choice: DeviceChoice) -> Result<burn::prelude::Device, MlError> {
             feature: other.feature(),
             note: match other {
                 DeviceChoice::Cuda => {
-                    " (burn-cuda's build script downloads an LLVM bundle, so that build needs \
-                     internet access and a CUDA toolkit)"
+                    " (builds offline; needs an NVIDIA driver and NVRTC, libnvrtc, at run time)"
                 }
                 DeviceChoice::Vulkan => " (needs a Vulkan driver at run time)",
                 DeviceChoice::Cpu => "",
@@ -122,10 +121,10 @@ mod tests {
 
     #[cfg(not(feature = "cuda"))]
     #[test]
-    fn missing_cuda_mentions_llvm_download() {
+    fn missing_cuda_names_feature_and_run_time_needs() {
         let msg = device(DeviceChoice::Cuda).unwrap_err().to_string();
         assert!(
-            msg.contains("--features cuda") && msg.contains("LLVM"),
+            msg.contains("--features cuda") && msg.contains("NVRTC"),
             "{msg}"
         );
     }

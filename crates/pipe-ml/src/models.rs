@@ -169,7 +169,7 @@ impl ModelSpec {
 
 const CONV_CHANNELS: [usize; 3] = [16, 64, 128];
 const KERNEL: usize = 3;
-pub(crate) const HIDDEN: usize = 512;
+pub const HIDDEN: usize = 512;
 /// Smallest input side for which three valid 3x3 convolutions and 2x2 poolings leave at least
 /// one pixel: 22 → 20 → 10 → 8 → 4 → 2 → 1.
 pub const MIN_INPUT_SIDE: u32 = 22;
@@ -219,7 +219,7 @@ pub(crate) fn flat_features(spec: &ModelSpec) -> usize {
 /// The burn module. Dropout is applied with masks supplied by the caller (drawn on the host
 /// from the training seed) rather than by burn's `Dropout`, whose backend RNG is global state.
 #[derive(Module, Debug)]
-pub(crate) struct Cnn {
+pub struct Cnn {
     conv1: Conv2d,
     conv2: Conv2d,
     conv3: Conv2d,
@@ -232,7 +232,7 @@ pub(crate) struct Cnn {
 
 /// Dropout masks for one batch: `[n, 512]` each, entries 0 or `1 / (1 - rate)` (inverted
 /// dropout, as Keras does).
-pub(crate) struct DropoutMasks {
+pub struct DropoutMasks {
     pub after_fc1: Tensor<2>,
     pub after_fc2: Tensor<2>,
 }
@@ -336,7 +336,7 @@ impl Cnn {
     /// parameter is a lazy zero (for counting parameters or loading a record).
     ///
     /// The caller must have validated `spec` (see [`validate`]).
-    pub(crate) fn new(spec: &ModelSpec, seed: Option<u64>, device: &Device) -> Self {
+    pub fn new(spec: &ModelSpec, seed: Option<u64>, device: &Device) -> Self {
         let mut rng = seed.map(ChaCha8Rng::seed_from_u64);
         let mut d = Draw {
             rng: rng.as_mut(),
@@ -368,7 +368,7 @@ impl Cnn {
     /// Training forward pass: `x` `[N, C, H, W]` → logits `[N, 1]`, with dropout `masks` for
     /// B2/B3. ReLU runs after pooling: max and ReLU commute, so values and gradients are those
     /// of Keras' conv → ReLU → pool order while ReLU and its backward touch 4x fewer values.
-    pub(crate) fn forward(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
+    pub fn forward(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
         self.head(self.features(x), masks)
     }
 

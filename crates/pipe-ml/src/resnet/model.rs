@@ -67,7 +67,8 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn new(in_channels: usize, filters: [usize; 3], stride: usize, device: &Device) -> Self {
+    /// A block from `in_channels` to `filters[2]` (projection shortcut when the shape changes).
+    pub fn new(in_channels: usize, filters: [usize; 3], stride: usize, device: &Device) -> Self {
         let [f1, f2, f3] = filters;
         let projection = stride != 1 || in_channels != f3;
         Self {
@@ -83,7 +84,7 @@ impl Bottleneck {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = match (&self.branch1, &self.bn_branch1) {
             (Some(conv), Some(bn)) => bn.forward(conv.forward(x.clone())),
             _ => x.clone(),
