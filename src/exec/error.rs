@@ -138,6 +138,10 @@ mod tests {
                 feature: "cuda",
                 note: "",
             })),
+            stage(StageError::Ml(MlError::DeviceMissing {
+                device: DeviceChoice::Cuda,
+                missing: "libcuda.so.1 not found".into(),
+            })),
             RunError::Sources {
                 stage: "s".into(),
                 source: StageError::Invalid("m".into()),

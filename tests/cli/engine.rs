@@ -329,3 +329,33 @@ fn outcome_words_are_coloured_only_where_colour_is_asked_for() {
         "{coloured:?}"
     );
 }
+
+/// A GPU device this binary cannot use (here: CUDA in the default CPU build) fails the stage
+/// that needs it before any work, exit 2, with what is missing; nothing new enters the cache.
+/// The CUDA build's own check, on a machine without the NVIDIA driver, is BENCHMARKS.md's
+/// "GPU path (issue 19)" (`libcuda.so.1 not found`).
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_gpu_this_binary_cannot_use_fails_at_once_and_commits_nothing() {
+    let (env, sets) = trained_quickstart();
+    let before = find_files(&env.path("cache/objects"), ".manifest.json");
+    let e = env.err(&args(&sets, &["--device", "cuda"]), 2);
+    assert!(
+        e.contains("stage `train_b3`")
+            && e.contains("--features cuda")
+            && e.contains("NVIDIA driver"),
+        "{e}"
+    );
+    assert_eq!(
+        find_files(&env.path("cache/objects"), ".manifest.json"),
+        before
+    );
+    // The newest run record (listed first) is the failed one.
+    let runs = env.ok(&["runs"]);
+    assert!(
+        runs.lines().nth(1).is_some_and(|l| l.ends_with("failed")),
+        "{runs}"
+    );
+    let dry = env.ok(&args(&sets, &["--dry-run", "--device", "cuda"]));
+    assert_eq!(would_run(&dry), ["evaluate", "train_b3"], "{dry}");
+}

@@ -20,6 +20,12 @@ pub enum MlError {
         /// Extra advice (e.g. what the device needs at run time).
         note: &'static str,
     },
+    /// The backend is compiled in, but this machine cannot run it (no driver, no device).
+    #[error("device `{device}` cannot start on this machine: {missing}")]
+    DeviceMissing {
+        device: DeviceChoice,
+        missing: String,
+    },
     /// A file or directory could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -63,7 +69,13 @@ pub fn device(choice: DeviceChoice) -> Result<burn::prelude::Device, MlError> {
         #[cfg(feature = "vulkan")]
         DeviceChoice::Vulkan => Ok(burn::prelude::Device::vulkan(Default::default())),
         #[cfg(feature = "cuda")]
-        DeviceChoice::Cuda => Ok(burn::prelude::Device::cuda(0)),
+        DeviceChoice::Cuda => match cuda::missing() {
+            None => Ok(burn::prelude::Device::cuda(0)),
+            Some(missing) => Err(MlError::DeviceMissing {
+                device: DeviceChoice::Cuda,
+                missing,
+            }),
+        },
         #[allow(unreachable_patterns)]
         other => Err(MlError::DeviceUnavailable {
             device: other,
@@ -79,10 +91,42 @@ pub fn device(choice: DeviceChoice) -> Result<burn::prelude::Device, MlError> {
     }
 }
 
+/// What CUDA needs at run time, looked for before burn touches the device: cudarc loads the
+/// driver and NVRTC lazily, on the first kernel, and panics inside a worker thread when either
+/// is absent, so a machine without them would fail deep in training instead of at once.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use cudarc::{driver, nvrtc};
+
+    /// Why no CUDA device can start here, or `None` when one can.
+    pub fn missing() -> Option<String> {
+        // SAFETY: both only try to dlopen the libraries by their usual names.
+        if !unsafe { driver::sys::is_culib_present() } {
+            return Some("libcuda.so.1 not found (no NVIDIA driver on this machine)".into());
+        }
+        if !unsafe { nvrtc::sys::is_culib_present() } {
+            return Some(
+                "libnvrtc not found (the CUDA runtime compiler, NVRTC, compiles pipe's kernels)"
+                    .into(),
+            );
+        }
+        if let Err(e) = driver::result::init() {
+            return Some(format!("the NVIDIA driver did not start: {e}"));
+        }
+        match driver::result::device::get_count() {
+            Ok(n) if n > 0 => None,
+            Ok(_) => Some("the NVIDIA driver sees no CUDA device".into()),
+            Err(e) => Some(format!("the NVIDIA driver lists no device: {e}")),
+        }
+    }
+}
+
 impl MlError {
     pub fn is_user_error(&self) -> bool {
         match self {
-            MlError::DeviceUnavailable { .. } | MlError::InvalidConfig(_) => true,
+            MlError::DeviceUnavailable { .. }
+            | MlError::DeviceMissing { .. }
+            | MlError::InvalidConfig(_) => true,
             // Loading a weights file the pipeline names (missing, wrong format, no match).
             MlError::Record { .. } => true,
             MlError::Io { .. }
