@@ -117,11 +117,11 @@ impl Pruner {
 /// Whether `epoch` is one of ASHA's rungs `r · η^k`.
 fn is_rung(epoch: u64, min_epochs: u32, eta: u32) -> bool {
     let (r, eta) = (u64::from(min_epochs), u64::from(eta));
-    if r == 0 || eta < 2 || epoch < r || epoch % r != 0 {
+    if r == 0 || eta < 2 || epoch < r || !epoch.is_multiple_of(r) {
         return false;
     }
     let mut q = epoch / r;
-    while q % eta == 0 {
+    while q.is_multiple_of(eta) {
         q /= eta;
     }
     q == 1
