@@ -22,6 +22,7 @@
 use super::search::{Range, SearchAxis, draw, float_text, round_sig};
 use super::trial::{Direction, Outcome, Trial};
 use super::{MAX_VARIANTS, SweepError, Variant};
+use crate::quote::quote;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -48,10 +49,7 @@ impl std::str::FromStr for SamplerKind {
         match s {
             "random" => Ok(SamplerKind::Random),
             "tpe" => Ok(SamplerKind::Tpe),
-            _ => Err(format!(
-                "`{}`: expected random or tpe",
-                crate::quote::quote(s)
-            )),
+            _ => Err(format!("`{}`: expected random or tpe", quote(s))),
         }
     }
 }
@@ -80,6 +78,73 @@ impl Default for TpeSettings {
         TpeSettings {
             startup: STARTUP_TRIALS,
             candidates: EI_CANDIDATES,
+        }
+    }
+}
+
+/// `--sampler`: `random`, `tpe`, or `tpe:startup=N,candidates=N` (Optuna's defaults where not
+/// given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SamplerChoice {
+    pub kind: SamplerKind,
+    /// Used by `tpe` only.
+    pub tpe: TpeSettings,
+}
+
+impl std::str::FromStr for SamplerChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let quoted = crate::quote::quote(s);
+        let (name, params) = match s.split_once(':') {
+            Some((n, p)) => (n.trim(), Some(p)),
+            None => (s.trim(), None),
+        };
+        let kind: SamplerKind = name.parse()?;
+        let mut tpe = TpeSettings::default();
+        for p in params.map(|p| p.split(',')).into_iter().flatten() {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| format!("`{}`: expected KEY=VALUE in `{quoted}`", quote(p)))?;
+            let (k, v) = (k.trim(), v.trim());
+            let n: usize = v
+                .parse()
+                .map_err(|_| format!("`{quoted}`: {} must be a whole number", quote(k)))?;
+            match (kind, k) {
+                (SamplerKind::Tpe, "startup") if n >= 1 => tpe.startup = n,
+                (SamplerKind::Tpe, "startup") => {
+                    return Err(format!(
+                        "`{quoted}`: startup must be at least 1 (TPE learns from finished trials)"
+                    ));
+                }
+                (SamplerKind::Tpe, "candidates") if n >= 1 => tpe.candidates = n,
+                (SamplerKind::Tpe, "candidates") => {
+                    return Err(format!("`{quoted}`: candidates must be at least 1"));
+                }
+                (SamplerKind::Tpe, _) => {
+                    return Err(format!(
+                        "`{quoted}`: tpe has no setting `{}` (it has startup, candidates)",
+                        quote(k)
+                    ));
+                }
+                (SamplerKind::Random, _) => {
+                    return Err(format!("`{quoted}`: random has no setting `{}`", quote(k)));
+                }
+            }
+        }
+        Ok(SamplerChoice { kind, tpe })
+    }
+}
+
+impl std::fmt::Display for SamplerChoice {
+    /// The full form, defaults spelt out (it enters a search's id).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            SamplerKind::Random => write!(f, "random"),
+            SamplerKind::Tpe => write!(
+                f,
+                "tpe:startup={},candidates={}",
+                self.tpe.startup, self.tpe.candidates
+            ),
         }
     }
 }
@@ -130,6 +195,17 @@ impl Sampler {
 
     pub fn kind(&self) -> SamplerKind {
         self.kind
+    }
+
+    /// The trials drawn before any is told: every trial of a random search, TPE's startup
+    /// trials. They can be checked before the search runs.
+    pub fn drawn(&self) -> &[Variant] {
+        &self.drawn
+    }
+
+    /// Whether trial `trial`'s proposal depends on the trials before it.
+    pub fn learns_at(&self, trial: usize) -> bool {
+        trial >= self.drawn.len()
     }
 
     /// Trial `trial`'s values (0-based), given the trials the search knows of (in trial order;

@@ -410,3 +410,52 @@ fn more_trials_than_the_bound_are_refused() {
         .to_string();
     assert!(e.contains("--trials makes"), "{e}");
 }
+
+#[test]
+fn sampler_choices_parse_with_their_settings_and_print_in_full() {
+    let p = |s: &str| s.parse::<SamplerChoice>();
+    assert_eq!(p("random").unwrap(), SamplerChoice::default());
+    let tpe = p("tpe").unwrap();
+    assert_eq!(tpe.kind, SamplerKind::Tpe);
+    assert_eq!(tpe.tpe, TpeSettings::default());
+    assert_eq!(tpe.to_string(), "tpe:startup=10,candidates=24");
+    let small = p("tpe:startup=3, candidates=8").unwrap();
+    assert_eq!(
+        small.tpe,
+        TpeSettings {
+            startup: 3,
+            candidates: 8
+        }
+    );
+    assert_eq!(p(&small.to_string()).unwrap(), small);
+    assert_eq!(SamplerChoice::default().to_string(), "random");
+    let err = |s: &str| p(s).unwrap_err();
+    assert!(err("bayes").contains("expected random or tpe"));
+    assert!(err("tpe:startup=0").contains("startup must be at least 1"));
+    assert!(err("tpe:candidates=0").contains("candidates must be at least 1"));
+    assert!(err("tpe:warmup=1").contains("tpe has no setting `warmup`"));
+    assert!(err("random:startup=1").contains("random has no setting `startup`"));
+    assert!(err("tpe:startup").contains("expected KEY=VALUE"));
+    assert!(err("tpe:startup=x").contains("startup must be a whole number"));
+}
+
+#[test]
+fn a_search_knows_which_trials_it_drew_and_from_which_it_learns() {
+    let axes = [axis("stages.t.lr=1e-5..1e-2:log")];
+    let tpe = Sampler::new(
+        SamplerKind::Tpe,
+        TpeSettings {
+            startup: 3,
+            candidates: 24,
+        },
+        &axes,
+        8,
+        1,
+    )
+    .unwrap();
+    assert_eq!(tpe.drawn(), draw(&axes, 3, 1).unwrap().as_slice());
+    assert!(!tpe.learns_at(2) && tpe.learns_at(3));
+    let random = sampler(SamplerKind::Random, &axes, 8, 1);
+    assert_eq!(random.drawn().len(), 8);
+    assert!(!random.learns_at(7));
+}
