@@ -4,6 +4,7 @@
 
 use super::exit::{self, EXIT_INTERNAL, EXIT_OK};
 use super::load_or_exit;
+use crate::sweep::table::Row;
 use std::path::Path;
 
 /// Metrics of each pipeline's latest successful run, read from the evaluation objects after
@@ -51,11 +52,17 @@ pub(super) fn compare(cache: &Path, files: &[std::path::PathBuf], png: Option<&P
             let mut table = Vec::new();
             for r in &recs {
                 let name = variant_name(r);
+                table.extend(
+                    r.stages
+                        .iter()
+                        .filter_map(|(id, s)| Row::pruned(&r.variant, id, s)),
+                );
                 for (id, report, confusion) in evaluations(store, r, &mut unusable, f) {
-                    table.push(crate::sweep::table::Row {
+                    table.push(Row {
                         variant: r.variant.clone(),
                         stage: id.clone(),
                         metrics: report.metrics,
+                        pruned: None,
                     });
                     if let Some(c) = confusion {
                         matrices.push((format!("{id} {name}"), c));

@@ -108,7 +108,18 @@ impl Observer for Lines {
             Event::Failed { id, seconds } => {
                 self.say(format_args!("  failed  {id:w$}  after {seconds:.1} s"))
             }
+            Event::Pruned {
+                id,
+                seconds,
+                report,
+            } => self.say(format_args!(
+                "  pruned  {id:w$}  in {seconds:.1} s: {}",
+                report.summary
+            )),
             Event::Blocked { id, why } => match why {
+                Blocked::UpstreamPruned(p) => self.say(format_args!(
+                    "  blocked {id:w$}  (upstream `{p}` was pruned)"
+                )),
                 Blocked::UpstreamFailed(f) => {
                     self.say(format_args!("  blocked {id:w$}  (upstream `{f}` failed)"))
                 }
@@ -182,11 +193,15 @@ pub fn header(p: &Pipeline, cache: &Path) {
     );
 }
 
-/// `done in 1.2 s: 3 ran, 2 cached`.
+/// `done in 1.2 s: 3 ran, 2 cached` (`, 1 pruned` when a search's pruner stopped a stage).
 pub fn done_line(rec: &RunRecord) {
     let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
+    let pruned = match count(Outcome::Pruned) {
+        0 => String::new(),
+        n => format!(", {n} pruned"),
+    };
     outln!(
-        "done in {:.1} s: {} ran, {} cached",
+        "done in {:.1} s: {} ran, {} cached{pruned}",
         rec.seconds,
         count(Outcome::Ran),
         count(Outcome::Cached),

@@ -4,15 +4,25 @@
 //!
 //! Reproducible: with `-j N`, trial k is proposed from trials 1..=k−N exactly (it waits for
 //! them to finish), so the same seed proposes the same trials however long each one took.
+//!
+//! Pruning (`--prune`): the one training the objective's stage reads reports its validation
+//! balanced accuracy (its validation loss with `--minimize`) after every epoch; the study asks
+//! the pruner, and a trial below the cut stops there, recorded as pruned. With `-j 1` the
+//! decisions are reproducible too; with more trials at once they depend on how far the others
+//! got.
 
 use super::exit::{EXIT_INVALID, EXIT_OK};
 use super::render::{self, Lines};
 use super::sweep::{Loaded, Request, finish, later_than, load_one, print_ranking, run_variant};
 use crate::engine::RunError;
 use crate::exec::Sharing;
+use crate::exec::event::{Event, Observer};
 use crate::exec::shared::Shared;
+use crate::ml::train::EpochDone;
 use crate::record::RunRecord;
+use crate::spec::Pipeline;
 use crate::sweep::Variant;
+use crate::sweep::prune::{Decision, Pruner};
 use crate::sweep::space::objective_value;
 use crate::sweep::study::Study;
 use crate::sweep::tpe::Sampler;
@@ -28,6 +38,10 @@ struct Live<'a> {
     trials: usize,
     /// Trials that may still run while a new one is proposed (`-j` − 1).
     lag: usize,
+    /// The cache (the watched training's curve of a cached trial is read from it).
+    store: crate::cache::Store,
+    /// The training the pruner watches (none without `--prune`).
+    watched: Option<String>,
     /// The trials loaded before the search started (the sampler's drawn ones).
     first: Vec<Loaded>,
     /// The next trial to propose, and the start time of the last one started.
@@ -48,9 +62,20 @@ pub(super) fn run_live(
     trials: usize,
     first: Vec<Loaded>,
 ) -> i32 {
+    let watched = match watched_training(&first[0].pipeline, req) {
+        Ok(w) => w,
+        Err(e) => {
+            errln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
     let _lock = match crate::engine::lock_cache(req.cache, render::busy(req.opts.no_wait)) {
         Ok(l) => l,
         Err(e) => return super::exit::run_failed(&e),
+    };
+    let store = match crate::cache::Store::open(req.cache) {
+        Ok(s) => s,
+        Err(e) => return super::exit::store_failed(&e),
     };
     let workers = req.opts.jobs.clamp(1, trials.max(1));
     let live = Live {
@@ -64,6 +89,8 @@ pub(super) fn run_live(
         ),
         trials,
         lag: workers - 1,
+        store,
+        watched,
         first,
         queue: Mutex::new((0, String::new())),
         finished: Condvar::new(),
@@ -112,12 +139,20 @@ impl Live<'_> {
                 render::header(&l.pipeline, self.req.cache);
             }
             let sharing = Sharing { shared };
-            let lines = Lines::new(prefix);
-            let ran = run_variant(self.req, self.id, &l, started, &sharing, &lines);
+            let watch = Watch {
+                lines: Lines::new(prefix),
+                live: self,
+                trial: k,
+                curve: Mutex::new(Vec::new()),
+            };
+            let ran = run_variant(self.req, self.id, &l, started, &sharing, &watch);
             let rec = finish(self.req, ran, &mut |e: &RunError| {
                 self.note_code(super::exit::run_failed(e))
             });
             let outcome = self.outcome(k, &l, rec.as_ref());
+            if let Some(curve) = rec.as_ref().and_then(|r| self.curve_of(r)) {
+                self.study.set_curve(k, curve);
+            }
             self.end(k, outcome);
         }
     }
@@ -192,6 +227,11 @@ impl Live<'_> {
 
     /// What became of trial `k` from its record: its objective, or a failure.
     fn outcome(&self, k: usize, l: &Loaded, rec: Option<&RunRecord>) -> Outcome {
+        if let Some(t) = self.study.snapshot().get(k)
+            && let Outcome::Pruned { .. } = t.outcome
+        {
+            return t.outcome.clone();
+        }
         let Some(rec) = rec else {
             return Outcome::Failed;
         };
@@ -206,6 +246,26 @@ impl Live<'_> {
                 Outcome::Failed
             }
         }
+    }
+
+    /// The watched training's whole curve, from its model's `curve.csv` (a cached training
+    /// reports no epochs; the pruners compare the next trials with it all the same).
+    fn curve_of(&self, rec: &RunRecord) -> Option<Vec<f64>> {
+        let stage = rec.stages.get(self.watched.as_deref()?)?;
+        let object = self.store.object_dir(stage.digest.as_deref()?);
+        let path = object.join(crate::ml::train::CURVE_CSV);
+        let rows = crate::ml::curve::read_csv(&path).ok()?;
+        Some(
+            rows.iter()
+                .map(|r| {
+                    if self.req.minimize {
+                        r.val_loss
+                    } else {
+                        r.val_bacc
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// Trial `k` ended: told to the study, and to the workers waiting for it.
@@ -240,6 +300,27 @@ impl Live<'_> {
         if let Some(o) = &self.req.objective {
             print_ranking(&names, &scores, o, self.req.minimize);
         }
+        let metric = if self.req.minimize {
+            "val loss"
+        } else {
+            "val balanced accuracy"
+        };
+        let pruned = trials
+            .iter()
+            .filter(|t| matches!(t.outcome, Outcome::Pruned { .. }))
+            .count();
+        if pruned > 0 {
+            outln!("pruned ({pruned}):");
+        }
+        for (i, t) in trials.iter().enumerate() {
+            if let Outcome::Pruned { epoch, value } = t.outcome {
+                outln!(
+                    "  variant {:>3}  pruned after epoch {epoch} ({metric} {value:.4})  {}",
+                    i + 1,
+                    names[i]
+                );
+            }
+        }
         outln!(
             "\n`pipe compare {}` shows every variant's metrics",
             self.req.file.display()
@@ -247,5 +328,80 @@ impl Live<'_> {
         self.code
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The training `--prune` watches: the one train stage the objective's stage is or reads
+/// (directly or not). `None` without a pruner; an error when there is none or more than one.
+fn watched_training(p: &Pipeline, req: &Request<'_>) -> Result<Option<String>, String> {
+    let (Some(o), true) = (&req.objective, req.space.pruner() != Pruner::None) else {
+        return Ok(None);
+    };
+    let mut stack = vec![o.stage.as_str()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(id) = stack.pop() {
+        if seen.insert(id)
+            && let Some(spec) = p.stages.get(id)
+        {
+            stack.extend(spec.inputs.values().map(String::as_str));
+        }
+    }
+    let trains: Vec<&str> = seen
+        .into_iter()
+        .filter(|id| {
+            p.stages
+                .get(*id)
+                .is_some_and(|s| s.config.kind() == "train")
+        })
+        .collect();
+    match trains[..] {
+        [one] => Ok(Some(one.to_string())),
+        [] => Err(format!(
+            "--prune: no train stage feeds `{}`, so no trial reports a metric per epoch",
+            o.stage
+        )),
+        _ => Err(format!(
+            "--prune: `{}` reads {} trainings ({}); pruning watches one",
+            o.stage,
+            trains.len(),
+            trains.join(", ")
+        )),
+    }
+}
+
+/// What one trial shows, and where its training's epochs go: the study, which asks the
+/// pruner whether it goes on.
+struct Watch<'a> {
+    lines: Lines,
+    live: &'a Live<'a>,
+    trial: usize,
+    /// The watched metric after each epoch (NaN for epochs a resumed training did not run).
+    curve: Mutex<Vec<f64>>,
+}
+
+impl Observer for Watch<'_> {
+    fn on(&self, event: &Event<'_>) {
+        self.lines.on(event);
+    }
+
+    fn progress(&self) -> &indicatif::MultiProgress {
+        self.lines.progress()
+    }
+
+    fn epoch(&self, id: &str, done: &EpochDone) -> bool {
+        if self.live.watched.as_deref() != Some(id) {
+            return true;
+        }
+        let value = if self.live.req.minimize {
+            done.row.val_loss
+        } else {
+            done.row.val_bacc
+        };
+        let mut curve = self.curve.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = (done.row.epoch as usize).saturating_sub(1);
+        curve.truncate(before);
+        curve.resize(before, f64::NAN);
+        curve.push(value);
+        self.live.study.report(self.trial, &curve) == Decision::Continue
     }
 }

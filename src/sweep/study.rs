@@ -79,6 +79,14 @@ impl Study {
         decision
     }
 
+    /// Trial `trial`'s whole curve, known once it ended (a cached training reports no epochs
+    /// while it "runs": its curve is read back from its output).
+    pub fn set_curve(&self, trial: usize, curve: Vec<f64>) {
+        if let Some(t) = self.trials().get_mut(trial) {
+            t.curve = curve;
+        }
+    }
+
     /// What became of trial `trial` (a pruned trial stays pruned).
     pub fn finish(&self, trial: usize, outcome: Outcome) {
         if let Some(t) = self.trials().get_mut(trial)

@@ -118,3 +118,140 @@ fn unknown_samplers_and_pruners_are_refused_with_exit_2() {
     env.err(&["run", "t.yaml", "--sampler", "tpe"], 2);
     assert!(!env.path("cache/runs").exists());
 }
+
+/// A search over learning rates as wide as to make some trials hopeless, pruned by ASHA at
+/// epochs 1 and 2 of 3, ranked by the training's own validation loss.
+const ASHA: [&str; 14] = [
+    "run",
+    "t.yaml",
+    "--search",
+    "stages.train.lr=1e-5..3e-1:log",
+    "--trials",
+    "6",
+    "--seed",
+    "5",
+    "--prune",
+    "asha:r=1,eta=2",
+    "--objective",
+    "train.best_val_loss",
+    "--minimize",
+    "-j1",
+];
+
+#[test]
+fn asha_prunes_poor_trials_keeps_their_checkpoints_and_a_longer_run_resumes_one() {
+    let env = env_with(3);
+    let out = env.ok(&ASHA);
+    let recs = records(&env);
+    assert_eq!(recs.len(), 6, "{out}");
+    let pruned: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["stages"]["train"]["outcome"] == "pruned")
+        .collect();
+    assert!(!pruned.is_empty(), "some trial is pruned: {out}");
+    assert!(pruned.len() < 6, "the first trial never is: {out}");
+    for r in &pruned {
+        // Not a failure: the run is ok, its evaluation never started.
+        assert_eq!(r["ok"], true, "{r}");
+        let train = &r["stages"]["train"];
+        assert!(train["error"].is_null(), "{train}");
+        let m = &train["report"]["metrics"];
+        let epoch = m["pruned_epoch"].as_f64().unwrap();
+        assert!(epoch == 1.0 || epoch == 2.0, "{m}");
+        assert_eq!(m["epochs"].as_f64(), Some(3.0));
+        assert!(m["val_loss"].as_f64().unwrap().is_finite(), "{m}");
+        assert!(r["stages"].get("evaluate").is_none(), "{r}");
+        // Its checkpoint stays in the cache's scratch.
+        let key = train["key"].as_str().unwrap();
+        assert!(
+            env.path(&format!("cache/work/{key}/state.json")).is_file(),
+            "{key}"
+        );
+    }
+    assert!(out.contains("  pruned  train"), "{out}");
+    assert!(out.contains("pruned after epoch"), "{out}");
+    let complete = recs
+        .iter()
+        .filter(|r| r["stages"]["train"]["outcome"] == "ran")
+        .count();
+    assert_eq!(complete + pruned.len(), 6);
+
+    // `compare` lists the pruned trials, marked, with the epoch they stopped after.
+    let table = env.ok(&["compare", "t.yaml"]);
+    let epoch = pruned[0]["stages"]["train"]["report"]["metrics"]["pruned_epoch"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        table.contains(&format!("*train pruned after epoch {epoch} of 3*")),
+        "{table}"
+    );
+
+    // `gc` keeps the checkpoint of a pruned trial a kept record names.
+    let key = pruned[0]["stages"]["train"]["key"].as_str().unwrap();
+    env.ok(&["gc", "--keep-runs", "100"]);
+    assert!(env.path(&format!("cache/work/{key}/state.json")).is_file());
+
+    // The pruned trial's configuration with more epochs continues its checkpoint.
+    let lr = pruned[0]["variant"]["stages.train.lr"].as_str().unwrap();
+    let out = env.ok(&[
+        "run",
+        "t.yaml",
+        "--set",
+        &format!("stages.train.lr={lr}"),
+        "--set",
+        "stages.train.epochs=4",
+    ]);
+    let rec = latest_record(&env);
+    assert_eq!(rec["stages"]["train"]["outcome"], "ran", "{out}");
+    assert_eq!(
+        rec["stages"]["train"]["report"]["execution"]["resumed_from_epoch"].as_f64(),
+        Some(epoch),
+        "{out}"
+    );
+    assert_eq!(
+        rec["stages"]["train"]["report"]["metrics"]["epochs"].as_f64(),
+        Some(4.0)
+    );
+
+    // The search again: finished trials are cache hits (their curves read from their models),
+    // pruned ones replay their checkpoints' epochs and are pruned again at the same epoch,
+    // without training one.
+    let again = env.ok(&ASHA);
+    let all = records(&env);
+    assert_eq!(all.len(), 13, "{again}");
+    assert!(!again.contains("train epoch"), "no epoch trained: {again}");
+    assert!(!ran(&again).contains(&"train".to_string()), "{again}");
+    let outcome = |r: &serde_json::Value| {
+        let t = &r["stages"]["train"];
+        (
+            r["variant"].to_string(),
+            t["outcome"] == "pruned",
+            t["report"]["metrics"]["pruned_epoch"].clone(),
+        )
+    };
+    let first: Vec<_> = all[..6].iter().map(outcome).collect();
+    let rerun: Vec<_> = all[7..].iter().map(outcome).collect();
+    assert_eq!(rerun, first);
+}
+
+#[test]
+fn pruning_needs_one_training_upstream_of_the_objective() {
+    let env = env_with(1);
+    let e = env.err(
+        &[
+            "run",
+            "t.yaml",
+            "--search",
+            "stages.train.lr=1e-4..1e-2:log",
+            "--trials",
+            "2",
+            "--prune",
+            "median",
+            "--objective",
+            "split.train",
+        ],
+        2,
+    );
+    assert!(e.contains("--prune: no train stage feeds `split`"), "{e}");
+    assert!(!env.path("cache/runs").exists());
+}

@@ -55,6 +55,9 @@ impl Lookup {
     }
 }
 
+/// The file in a scratch directory naming its family (see [`Store::join_family`]).
+pub const FAMILY_FILE: &str = "family";
+
 pub struct Store {
     pub root: PathBuf,
 }
@@ -190,9 +193,34 @@ impl Store {
             .join(format!("{k}.json"))
     }
 
+    /// A stage's scratch directory (`work/<key>`), which survives its failed runs.
     pub fn work_dir(&self, key: &str) -> PathBuf {
         let k = if is_digest(key) { key } else { "not-a-key" };
         self.root.join("work").join(k)
+    }
+
+    /// Notes that the scratch `work` (a [`Store::work_dir`]) belongs to `family`
+    /// ([`crate::StageKey::family_digest`]).
+    pub fn join_family(&self, work: &Path, family: &str) -> Result<(), StoreError> {
+        let path = work.join(FAMILY_FILE);
+        pipe_fs::write_atomic(&path, family.as_bytes(), pipe_fs::Temp::Beside)
+            .map_err(|source| StoreError::Io { path, source })
+    }
+
+    /// The scratch directories of `family` other than `except`, in name order: what stages
+    /// of the same family left when they stopped early.
+    pub fn family_work_dirs(&self, family: &str, except: &Path) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("work")) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p != except)
+            .filter(|p| std::fs::read(p.join(FAMILY_FILE)).is_ok_and(|f| f == family.as_bytes()))
+            .collect();
+        dirs.sort();
+        dirs
     }
 
     /// Whether `key` has a key file (its output was committed once).
