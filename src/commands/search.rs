@@ -110,6 +110,7 @@ pub(super) fn run_live(
             scope.spawn(move || live.work(shared, workers > 1));
         }
     });
+    super::sweep::wait_uploads(req);
     live.rank()
 }
 

@@ -1,7 +1,9 @@
 //! `pipe run --sweep` / `--search`: every variant is loaded and validated first (all problems
 //! of all variants reported, nothing run, exit 2), then the variants run one after another (or,
 //! with `-j N`, up to N stages at once across variants) through [`Engine`], each recording its
-//! sweep id and values; the cache shares what they have in common. Ends with the ranking by
+//! sweep id and values; the cache shares what they have in common, and so does the remote cache
+//! when one is configured (as for `run`: a stage a colleague ran is pulled, what runs here is
+//! pushed, all uploads done before the lock is released). Ends with the ranking by
 //! `--objective`. A search whose sampler learns or whose pruner stops trials runs live
 //! ([`super::search`]).
 
@@ -13,6 +15,7 @@ use crate::exec::event::Observer;
 use crate::exec::shared::Shared;
 use crate::ml::device::DeviceChoice;
 use crate::record::{RunRecord, now_rfc3339};
+use crate::remote::Remote;
 use crate::settings::Settings;
 use crate::settings::cli::SweepArgs;
 use crate::spec::{Override, Pipeline, load_with_device};
@@ -20,6 +23,7 @@ use crate::sweep::search::Objective;
 use crate::sweep::space::{SearchArgs, Space, best, objective_value};
 use crate::sweep::{Variant, check_paths, sweep_id};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError, mpsc};
 
 /// What `run --sweep`/`--search` was given.
@@ -33,6 +37,16 @@ pub(super) struct Request<'a> {
     pub minimize: bool,
     pub opts: RunOptions,
     pub dry_run: bool,
+    /// The shared remote cache, when one is configured.
+    pub remote: Option<Arc<Remote>>,
+}
+
+/// The pipeline and overrides `run --sweep`/`--search` was given.
+pub(super) struct Given<'a> {
+    pub file: &'a Path,
+    pub set: &'a [Override],
+    pub device: Option<DeviceChoice>,
+    pub remote: Option<Arc<Remote>>,
 }
 
 /// A loaded variant.
@@ -43,13 +57,17 @@ pub(super) struct Loaded {
 
 pub(super) fn run(
     s: &Settings,
-    file: &Path,
-    set: &[Override],
-    device: Option<DeviceChoice>,
+    given: Given<'_>,
     args: SweepArgs,
     opts: RunOptions,
     dry_run: bool,
 ) -> i32 {
+    let Given {
+        file,
+        set,
+        device,
+        remote,
+    } = given;
     let search = SearchArgs {
         trials: args.trials,
         seed: args.seed,
@@ -73,6 +91,7 @@ pub(super) fn run(
         minimize: args.minimize,
         opts,
         dry_run,
+        remote,
     };
     if let Err(e) = check_paths(req.space.paths(), req.set) {
         errln!("error: {e}");
@@ -131,7 +150,7 @@ pub(super) fn run(
     if req.dry_run {
         for (i, l) in loaded.iter().enumerate() {
             outln!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
-            let code = super::run::plan_only(&l.pipeline, req.cache, &req.opts, None);
+            let code = super::run::plan_only(&l.pipeline, req.cache, &req.opts, req.remote.clone());
             if code != EXIT_OK {
                 return code;
             }
@@ -217,6 +236,7 @@ fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
     } else {
         run_in_turn(req, id, loaded, &mut note)
     };
+    wait_uploads(req);
     let mut scores: Vec<(usize, f64)> = Vec::new();
     if let Some(o) = &req.objective {
         for (i, rec) in records.iter().enumerate() {
@@ -263,7 +283,25 @@ pub(super) fn run_variant(
     lines: &dyn Observer,
 ) -> Ran {
     let opts = variant_opts(req, id, l);
-    Engine::new(&l.pipeline, req.cache)?.run_locked(&opts, started, Some(sharing), lines)
+    Engine::new(&l.pipeline, req.cache)?
+        .with_remote(req.remote.clone())
+        .run_locked(&opts, started, Some(sharing), lines)
+}
+
+/// Waits, under the sweep's lock, for the uploads of what its variants ran (gc cannot remove
+/// an object while it is being uploaded), and says what was pushed.
+pub(super) fn wait_uploads(req: &Request<'_>) {
+    if let Some(r) = &req.remote {
+        let p = r.wait_uploads();
+        if p.stages > 0 {
+            Lines::default().on(&crate::exec::event::Event::Pushed {
+                remote: r.shown(),
+                stages: p.stages,
+                bytes: p.bytes,
+                seconds: p.seconds,
+            });
+        }
+    }
 }
 
 /// Saves a finished variant's record and prints its last line; the record when it succeeded.

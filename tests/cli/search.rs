@@ -4,7 +4,7 @@
 use super::*;
 
 /// Synthetic faces → split → b1 → its test evaluation (`epochs` epochs).
-fn training(epochs: u32) -> String {
+pub(super) fn training(epochs: u32) -> String {
     format!(
         "\
 name: t
