@@ -149,6 +149,18 @@ mod tests {
     }
 
     #[test]
+    fn keys_that_differ_only_in_extendable_fields_share_a_family() {
+        let mut longer = key(1e-3);
+        longer.config["epochs"] = serde_json::json!(9);
+        assert_ne!(longer.digest(), key(1e-3).digest());
+        let family = |k: &StageKey| k.family_digest(&["epochs"]).unwrap();
+        assert_eq!(family(&longer), family(&key(1e-3)));
+        assert_ne!(family(&key(1e-4)), family(&key(1e-3)));
+        assert_ne!(family(&key(1e-3)), key(1e-3).digest());
+        assert_eq!(key(1e-3).family_digest(&[]), None);
+    }
+
+    #[test]
     fn a_field_change_changes_the_digest_and_is_named() {
         assert_eq!(key(1e-3).digest(), key(1e-3).digest());
         assert_ne!(key(1e-3).digest(), key(1e-4).digest());

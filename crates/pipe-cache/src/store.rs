@@ -499,6 +499,28 @@ pub fn dir_size(p: &Path) -> u64 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn scratch_dirs_of_a_family_are_found_by_their_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let work = |k: &str| {
+            let w = store.work_dir(&k.repeat(64));
+            std::fs::create_dir_all(&w).unwrap();
+            w
+        };
+        let (a, b, c, d) = (work("a"), work("b"), work("c"), work("d"));
+        for w in [&a, &b, &c] {
+            store.join_family(w, "family-1").unwrap();
+        }
+        store.join_family(&d, "family-2").unwrap();
+        assert_eq!(
+            store.family_work_dirs("family-1", &b),
+            [a.clone(), c.clone()]
+        );
+        assert_eq!(store.family_work_dirs("family-2", &a), [d]);
+        assert!(store.family_work_dirs("family-3", &a).is_empty());
+    }
+
     fn key() -> StageKey {
         StageKey {
             format: 1,
