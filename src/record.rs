@@ -21,7 +21,14 @@ pub enum Outcome {
     Ran,
     Failed,
     Skipped,
+    /// Stopped early by a search's pruner: not a failure; no output, its checkpoint kept in
+    /// `work/` for a longer run to continue. Its report holds [`PRUNED_EPOCH`], `epochs` (the
+    /// run's planned epochs) and the last epoch's `val_loss` and `val_bacc`.
+    Pruned,
 }
+
+/// The report metric of a pruned stage: the epoch after which it stopped.
+pub const PRUNED_EPOCH: &str = "pruned_epoch";
 
 /// What a stage reports after a successful run; enters the run record.
 ///

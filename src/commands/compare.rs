@@ -5,6 +5,7 @@
 use super::exit::{self, EXIT_INTERNAL, EXIT_OK};
 use super::load_or_exit;
 use crate::record::RunRecord;
+use crate::sweep::table::Row;
 use std::path::{Path, PathBuf};
 
 /// Metrics of each pipeline's latest successful run, read from the evaluation objects after
@@ -122,11 +123,17 @@ impl Found {
         let mut table = Vec::new();
         for r in recs {
             let variant = variant_name(r);
+            table.extend(
+                r.stages
+                    .iter()
+                    .filter_map(|(id, s)| Row::pruned(&r.variant, id, s)),
+            );
             for (id, report, confusion) in evaluations(store, r, &mut self.unusable, f) {
-                table.push(crate::sweep::table::Row {
+                table.push(Row {
                     variant: r.variant.clone(),
                     stage: id.clone(),
                     metrics: report.metrics,
+                    pruned: None,
                 });
                 if let Some(c) = confusion {
                     self.matrices.push((format!("{id} {variant}"), c));

@@ -60,7 +60,7 @@ pub(super) fn local(cache: &Path, keep: usize, dry_run: bool, ignore_unreadable:
         }
         for s in rec.stages.values() {
             roots.digests.extend(s.digest.iter().cloned());
-            if s.outcome == Outcome::Failed {
+            if matches!(s.outcome, Outcome::Failed | Outcome::Pruned) {
                 roots.resumable.insert(s.key.clone());
             }
         }

@@ -18,6 +18,7 @@ pub mod render;
 mod report;
 mod run;
 mod runs;
+mod search;
 mod status;
 mod sweep;
 mod validate;

@@ -120,7 +120,20 @@ impl Observer for Lines {
                 "  {} {id:w$}  after {seconds:.1} s",
                 tag("failed")
             )),
+            Event::Pruned {
+                id,
+                seconds,
+                report,
+            } => self.say(format_args!(
+                "  {} {id:w$}  in {seconds:.1} s: {}",
+                tag("pruned"),
+                report.summary
+            )),
             Event::Blocked { id, why } => match why {
+                Blocked::UpstreamPruned(p) => self.say(format_args!(
+                    "  {} {id:w$}  (upstream `{p}` was pruned)",
+                    tag("blocked")
+                )),
                 Blocked::UpstreamFailed(f) => self.say(format_args!(
                     "  {} {id:w$}  (upstream `{f}` failed)",
                     tag("blocked")
@@ -196,11 +209,15 @@ pub fn header(p: &Pipeline, cache: &Path) {
     );
 }
 
-/// `done in 1.2 s: 3 ran, 2 cached`.
+/// `done in 1.2 s: 3 ran, 2 cached` (`, 1 pruned` when a search's pruner stopped a stage).
 pub fn done_line(rec: &RunRecord) {
     let count = |o| rec.stages.values().filter(|s| s.outcome == o).count();
+    let pruned = match count(Outcome::Pruned) {
+        0 => String::new(),
+        n => format!(", {n} pruned"),
+    };
     outln!(
-        "done in {:.1} s: {} ran, {} cached",
+        "done in {:.1} s: {} ran, {} cached{pruned}",
         rec.seconds,
         count(Outcome::Ran),
         count(Outcome::Cached),
@@ -216,7 +233,7 @@ fn tag(word: &str) -> console::StyledObject<String> {
         "ran" | "pulled" => s.green(),
         "cached" | "remote" => s.cyan(),
         "failed" | "damaged" => s.red().bold(),
-        "blocked" => s.yellow(),
+        "blocked" | "pruned" => s.yellow(),
         _ => s,
     }
 }

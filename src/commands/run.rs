@@ -55,13 +55,20 @@ pub(super) fn run(s: &Settings, f: Flags<'_>, sweep: SweepArgs) -> i32 {
         errln!("error: --executor slurm does not run sweeps (yet): use --executor local");
         return EXIT_INVALID;
     }
-    if sweeping {
-        return super::sweep::run(s, f.file, f.set, f.device, sweep, opts, f.dry_run);
-    }
     let remote = match remote::open(s) {
         Ok(r) => r,
         Err(code) => return code,
     };
+    if sweeping {
+        let req = super::sweep::Given {
+            file: f.file,
+            set: f.set,
+            device: f.device,
+            remote: remote.clone(),
+        };
+        let code = super::sweep::run(s, req, sweep, opts, f.dry_run);
+        return remote.map_or(code, |r| remote::exit_code(&r, code));
+    }
     let p = match load_with_device(f.file, f.set, f.device) {
         Ok(p) => p,
         Err(diags) => {

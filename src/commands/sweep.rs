@@ -1,27 +1,33 @@
 //! `pipe run --sweep` / `--search`: every variant is loaded and validated first (all problems
 //! of all variants reported, nothing run, exit 2), then the variants run one after another (or,
 //! with `-j N`, up to N stages at once across variants) through [`Engine`], each recording its
-//! sweep id and values; the cache shares what they have in common. Ends with the ranking by
-//! `--objective`.
+//! sweep id and values; the cache shares what they have in common, and so does the remote cache
+//! when one is configured (as for `run`: a stage a colleague ran is pulled, what runs here is
+//! pushed, all uploads done before the lock is released). Ends with the ranking by
+//! `--objective`. A search whose sampler learns or whose pruner stops trials runs live
+//! ([`super::search`]).
 
 use super::exit::{self, EXIT_INVALID, EXIT_OK};
 use super::render::{self, Lines};
 use crate::engine::{Engine, RunError, RunOptions};
 use crate::exec::Sharing;
+use crate::exec::event::Observer;
 use crate::exec::shared::Shared;
 use crate::ml::device::DeviceChoice;
 use crate::record::{RunRecord, now_rfc3339};
+use crate::remote::Remote;
 use crate::settings::Settings;
 use crate::settings::cli::SweepArgs;
 use crate::spec::{Override, Pipeline, load_with_device};
 use crate::sweep::search::Objective;
-use crate::sweep::space::{Space, best, objective_value};
+use crate::sweep::space::{SearchArgs, Space, best, objective_value};
 use crate::sweep::{Variant, check_paths, sweep_id};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError, mpsc};
 
 /// What `run --sweep`/`--search` was given.
-struct Request<'a> {
+pub(super) struct Request<'a> {
     pub file: &'a Path,
     pub cache: &'a Path,
     pub set: &'a [Override],
@@ -31,24 +37,44 @@ struct Request<'a> {
     pub minimize: bool,
     pub opts: RunOptions,
     pub dry_run: bool,
+    /// The shared remote cache, when one is configured.
+    pub remote: Option<Arc<Remote>>,
+}
+
+/// The pipeline and overrides `run --sweep`/`--search` was given.
+pub(super) struct Given<'a> {
+    pub file: &'a Path,
+    pub set: &'a [Override],
+    pub device: Option<DeviceChoice>,
+    pub remote: Option<Arc<Remote>>,
 }
 
 /// A loaded variant.
-struct Loaded {
-    variant: Variant,
-    pipeline: Pipeline,
+pub(super) struct Loaded {
+    pub variant: Variant,
+    pub pipeline: Pipeline,
 }
 
 pub(super) fn run(
     s: &Settings,
-    file: &Path,
-    set: &[Override],
-    device: Option<DeviceChoice>,
+    given: Given<'_>,
     args: SweepArgs,
     opts: RunOptions,
     dry_run: bool,
 ) -> i32 {
-    let space = match Space::from_args(&args.sweep, &args.search, args.trials, args.seed) {
+    let Given {
+        file,
+        set,
+        device,
+        remote,
+    } = given;
+    let search = SearchArgs {
+        trials: args.trials,
+        seed: args.seed,
+        sampler: args.sampler,
+        pruner: args.prune,
+    };
+    let space = match Space::from_args(&args.sweep, &args.search, search) {
         Ok(s) => s,
         Err(e) => {
             errln!("error: {e}");
@@ -65,18 +91,20 @@ pub(super) fn run(
         minimize: args.minimize,
         opts,
         dry_run,
+        remote,
     };
     if let Err(e) = check_paths(req.space.paths(), req.set) {
         errln!("error: {e}");
         return EXIT_INVALID;
     }
-    let variants = match req.space.variants() {
-        Ok(v) => v,
-        Err(e) => {
-            errln!("error: {e}");
-            return EXIT_INVALID;
-        }
-    };
+    let (variants, count, sampler) =
+        match (req.space.variants(), req.space.count(), req.space.sampler()) {
+            (Ok(v), Ok(n), Ok(s)) => (v, n, s),
+            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+                errln!("error: {e}");
+                return EXIT_INVALID;
+            }
+        };
     let loaded = match load_all(&req, &variants) {
         Ok(l) => l,
         Err(code) => return code,
@@ -99,25 +127,51 @@ pub(super) fn run(
     }
     let id = sweep_id(&first.pipeline.name, req.set, &req.space.spec());
     outln!(
-        "sweep {id}: {} variant{} of {}",
-        loaded.len(),
-        if loaded.len() == 1 { "" } else { "s" },
+        "sweep {id}: {count} variant{} of {}",
+        if count == 1 { "" } else { "s" },
         first.pipeline.name
     );
     for (i, l) in loaded.iter().enumerate() {
         outln!("  variant {:>3}  {}", i + 1, l.variant.name());
     }
+    let live = match sampler {
+        Some(s) if req.space.is_live() => Some(s),
+        _ => None,
+    };
+    if let Some(s) = &live
+        && loaded.len() < count
+    {
+        outln!(
+            "  variants {}–{count}: proposed by {} from the trials finished before them",
+            loaded.len() + 1,
+            s.kind()
+        );
+    }
     if req.dry_run {
         for (i, l) in loaded.iter().enumerate() {
             outln!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
-            let code = super::dry_run::plan_only(&l.pipeline, req.cache, &req.opts, None);
+            let code =
+                super::dry_run::plan_only(&l.pipeline, req.cache, &req.opts, req.remote.clone());
             if code != EXIT_OK {
                 return code;
             }
         }
         return EXIT_OK;
     }
-    run_all(&req, &id, &loaded)
+    match live {
+        Some(sampler) => super::search::run_live(&req, &id, &sampler, count, loaded),
+        None => run_all(&req, &id, &loaded),
+    }
+}
+
+/// Variant `v` loaded and validated with the sweep's `--set`s, or its problems.
+pub(super) fn load_one(req: &Request<'_>, v: &Variant) -> Result<Pipeline, Vec<String>> {
+    v.overrides().map_err(|e| vec![e]).and_then(|extra| {
+        let mut all = req.set.to_vec();
+        all.extend(extra);
+        load_with_device(req.file, &all, req.device)
+            .map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>())
+    })
 }
 
 /// Every variant loaded; on any problem, all of them printed (by variant; a problem every
@@ -126,13 +180,7 @@ fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32>
     let mut loaded = Vec::new();
     let mut failed: Vec<(usize, Vec<String>)> = Vec::new();
     for (i, v) in variants.iter().enumerate() {
-        let result = v.overrides().map_err(|e| vec![e]).and_then(|extra| {
-            let mut all = req.set.to_vec();
-            all.extend(extra);
-            load_with_device(req.file, &all, req.device)
-                .map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>())
-        });
-        match result {
+        match load_one(req, v) {
             Ok(pipeline) => loaded.push(Loaded {
                 variant: v.clone(),
                 pipeline,
@@ -189,6 +237,7 @@ fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
     } else {
         run_in_turn(req, id, loaded, &mut note)
     };
+    wait_uploads(req);
     let mut scores: Vec<(usize, f64)> = Vec::new();
     if let Some(o) = &req.objective {
         for (i, rec) in records.iter().enumerate() {
@@ -205,7 +254,8 @@ fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
                 }
             }
         }
-        print_ranking(loaded, &scores, o, req.minimize);
+        let names: Vec<String> = loaded.iter().map(|l| l.variant.name()).collect();
+        print_ranking(&names, &scores, o, req.minimize);
     }
     outln!(
         "\n`pipe compare {}` shows every variant's metrics",
@@ -225,20 +275,42 @@ fn variant_opts(req: &Request<'_>, id: &str, l: &Loaded) -> RunOptions {
 /// A variant's run under the sweep's lock: its record (not yet saved) and its first failure.
 type Ran = Result<(RunRecord, Option<RunError>), RunError>;
 
-fn run_variant(
+pub(super) fn run_variant(
     req: &Request<'_>,
     id: &str,
     l: &Loaded,
     started: String,
     sharing: &Sharing<'_>,
-    lines: &Lines,
+    lines: &dyn Observer,
 ) -> Ran {
     let opts = variant_opts(req, id, l);
-    Engine::new(&l.pipeline, req.cache)?.run_locked(&opts, started, Some(sharing), lines)
+    Engine::new(&l.pipeline, req.cache)?
+        .with_remote(req.remote.clone())
+        .run_locked(&opts, started, Some(sharing), lines)
+}
+
+/// Waits, under the sweep's lock, for the uploads of what its variants ran (gc cannot remove
+/// an object while it is being uploaded), and says what was pushed.
+pub(super) fn wait_uploads(req: &Request<'_>) {
+    if let Some(r) = &req.remote {
+        let p = r.wait_uploads();
+        if p.stages > 0 {
+            Lines::default().on(&crate::exec::event::Event::Pushed {
+                remote: r.shown(),
+                stages: p.stages,
+                bytes: p.bytes,
+                seconds: p.seconds,
+            });
+        }
+    }
 }
 
 /// Saves a finished variant's record and prints its last line; the record when it succeeded.
-fn finish(req: &Request<'_>, ran: Ran, note: &mut dyn FnMut(&RunError)) -> Option<RunRecord> {
+pub(super) fn finish(
+    req: &Request<'_>,
+    ran: Ran,
+    note: &mut dyn FnMut(&RunError),
+) -> Option<RunRecord> {
     let (rec, failure) = match ran {
         Ok(r) => r,
         Err(e) => {
@@ -332,24 +404,31 @@ fn next_variant(queue: &Mutex<(usize, String)>, n: usize) -> Option<(usize, Stri
     if q.0 >= n {
         return None;
     }
-    let mut started = now_rfc3339();
-    while started <= q.1 {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        started = now_rfc3339();
-    }
+    let started = later_than(&q.1);
     q.1.clone_from(&started);
     q.0 += 1;
     Some((q.0 - 1, started))
 }
 
-fn print_ranking(loaded: &[Loaded], scores: &[(usize, f64)], o: &Objective, minimize: bool) {
+/// The time now, later than `last` (waits a millisecond at a time until it is).
+pub(super) fn later_than(last: &str) -> String {
+    let mut started = now_rfc3339();
+    while started.as_str() <= last {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        started = now_rfc3339();
+    }
+    started
+}
+
+pub(super) fn print_ranking(
+    names: &[String],
+    scores: &[(usize, f64)],
+    o: &Objective,
+    minimize: bool,
+) {
     outln!("\n{o} by variant:");
     for &(i, v) in scores {
-        outln!(
-            "  variant {:>3}  {v:.4}  {}",
-            i + 1,
-            loaded[i].variant.name()
-        );
+        outln!("  variant {:>3}  {v:.4}  {}", i + 1, names[i]);
     }
     match best(scores, minimize) {
         Some(b) => {
@@ -358,7 +437,7 @@ fn print_ranking(loaded: &[Loaded], scores: &[(usize, f64)], o: &Objective, mini
                 "best ({}): variant {} {} with {o} = {v:.4}",
                 if minimize { "lowest" } else { "highest" },
                 i + 1,
-                loaded[i].variant.name()
+                names[i]
             );
         }
         None => outln!("best: none (no variant reported {o})"),

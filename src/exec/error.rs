@@ -92,6 +92,17 @@ fn missing_paths_message(missing: &[MissingPath]) -> String {
 }
 
 impl RunError {
+    /// The stage error of a stage a search's pruner stopped early.
+    pub fn pruned(&self) -> Option<&StageError> {
+        match self {
+            RunError::Stage {
+                source: s @ StageError::Pruned { .. },
+                ..
+            } => Some(s),
+            _ => None,
+        }
+    }
+
     /// Bad user data or usage versus an internal failure.
     pub fn is_user_error(&self) -> bool {
         match self {

@@ -25,6 +25,8 @@ pub enum Started {
 pub enum Blocked<'a> {
     /// A stage it reads (directly or not) failed.
     UpstreamFailed(&'a str),
+    /// A stage it reads (directly or not) was stopped early by a search's pruner.
+    UpstreamPruned(&'a str),
     /// The run stopped (at its first failure) before the stage could start.
     RunStopped(&'a dyn std::error::Error),
 }
@@ -90,6 +92,12 @@ pub enum Event<'a> {
         id: &'a str,
         seconds: f64,
     },
+    /// Stopped early by a search's pruner (not a failure): its checkpoint is kept.
+    Pruned {
+        id: &'a str,
+        seconds: f64,
+        report: &'a StageReport,
+    },
     Blocked {
         id: &'a str,
         why: Blocked<'a>,
@@ -114,6 +122,12 @@ pub trait Observer: Sync {
     /// Where running stages draw their progress bars: the observer owns the screen, so its
     /// lines and the bars do not overwrite each other. Hidden by default.
     fn progress(&self) -> &indicatif::MultiProgress;
+
+    /// Stage `id` (a training) finished an epoch; whether it goes on. Always, unless a search
+    /// watches it to stop poor trials early.
+    fn epoch(&self, _id: &str, _done: &crate::ml::train::EpochDone) -> bool {
+        true
+    }
 }
 
 /// An observer that shows nothing (tests, and callers that only want the record).

@@ -4,8 +4,9 @@
 
 use super::ready::Ready;
 use crate::cache::{StageKey, Store};
-use crate::record::{Outcome, StageRecord, StageReport};
+use crate::record::{Outcome, PRUNED_EPOCH, StageRecord, StageReport};
 use crate::spec::{Pipeline, StageSpec};
+use crate::stages::StageError;
 use std::collections::BTreeMap;
 
 pub(crate) struct Ledger<'a> {
@@ -105,6 +106,50 @@ impl<'a> Ledger<'a> {
         r.error = Some(error);
         self.take(&spec.id);
         self.records.insert(spec.id.clone(), r);
+    }
+
+    /// Stopped early by a search's pruner (`pruned`: its [`StageError::Pruned`]): recorded with
+    /// the epoch it reached and its last validation numbers; its readers never start.
+    pub(crate) fn pruned(
+        &mut self,
+        spec: &StageSpec,
+        key: &StageKey,
+        seconds: f64,
+        pruned: &StageError,
+    ) -> StageReport {
+        let StageError::Pruned {
+            epoch,
+            epochs,
+            val_loss,
+            val_bacc,
+        } = *pruned
+        else {
+            return StageReport::default();
+        };
+        let report = StageReport {
+            summary: format!(
+                "pruned after epoch {epoch} of {epochs}: val loss {val_loss:.4}, val balanced \
+                 accuracy {val_bacc:.4}"
+            ),
+            ..StageReport::default()
+        }
+        .metric(PRUNED_EPOCH, f64::from(epoch))
+        .metric("epochs", f64::from(epochs))
+        .metric("val_loss", val_loss)
+        .metric("val_bacc", val_bacc);
+        let r = record(spec, key, None, Outcome::Pruned, seconds, report.clone());
+        self.take(&spec.id);
+        self.records.insert(spec.id.clone(), r);
+        report
+    }
+
+    /// The stages a search's pruner stopped, in id order.
+    pub(crate) fn pruned_ids(&self) -> Vec<&str> {
+        self.records
+            .iter()
+            .filter(|(_, r)| r.outcome == Outcome::Pruned)
+            .map(|(id, _)| id.as_str())
+            .collect()
     }
 
     fn known(&mut self, spec: &StageSpec, r: StageRecord, digest: String) {

@@ -143,7 +143,15 @@ fn run_stage(
         path: work.clone(),
         source,
     })?;
+    let donors = match key.family_digest(spec.config.extends()) {
+        Some(family) => {
+            store.join_family(&work, &family)?;
+            store.family_work_dirs(&family, &work)
+        }
+        None => Vec::new(),
+    };
     let note = |line: &str| observer.on(&Event::Note { line });
+    let epoch_done = |done: &crate::ml::train::EpochDone| observer.epoch(&spec.id, done);
     let ctx = StageContext {
         id: &spec.id,
         inputs,
@@ -153,6 +161,8 @@ fn run_stage(
         files: &key.files,
         progress: observer.progress(),
         note: &note,
+        epoch_done: &epoch_done,
+        donors: &donors,
         store,
     };
     let report = spec.config.run(&ctx).map_err(stage_err)?;

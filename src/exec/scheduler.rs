@@ -355,7 +355,17 @@ impl<'a> Scheduler<'a> {
                 self.ledger
                     .ran(spec, &done.key, digest, done.seconds, report);
             }
-            Err(e) => self.fail(spec, &done.key, done.seconds, e),
+            Err(e) => match e.pruned() {
+                Some(p) => {
+                    let report = self.ledger.pruned(spec, &done.key, done.seconds, p);
+                    self.say(Event::Pruned {
+                        id: &spec.id,
+                        seconds: done.seconds,
+                        report: &report,
+                    });
+                }
+                None => self.fail(spec, &done.key, done.seconds, e),
+            },
         }
     }
 
@@ -368,17 +378,19 @@ impl<'a> Scheduler<'a> {
         self.failure.get_or_insert(e);
     }
 
-    /// After a failure: one event per stage that never started, saying why.
+    /// After a failure or a pruned stage: one event per stage that never started, saying why.
     fn report_blocked(&self) {
-        let Some(failure) = &self.failure else {
-            return;
-        };
         let failed = self.ledger.failed_ids();
+        let pruned = self.ledger.pruned_ids();
         for id in self.ledger.pending() {
             let upstream = failed.iter().find(|f| self.ledger.depends_on(id, f));
-            let why = match upstream {
-                Some(f) => Blocked::UpstreamFailed(f),
-                None => Blocked::RunStopped(failure),
+            let why = match (upstream, &self.failure) {
+                (Some(f), _) => Blocked::UpstreamFailed(f),
+                (None, Some(failure)) => Blocked::RunStopped(failure),
+                (None, None) => match pruned.iter().find(|p| self.ledger.depends_on(id, p)) {
+                    Some(p) => Blocked::UpstreamPruned(p),
+                    None => continue,
+                },
             };
             self.say(Event::Blocked { id, why });
         }

@@ -20,6 +20,7 @@ pub fn outcome_class(o: Option<Outcome>) -> &'static str {
         Some(Outcome::Cached) => "cached",
         Some(Outcome::Failed) => "failed",
         Some(Outcome::Skipped) => "skipped",
+        Some(Outcome::Pruned) => "pruned",
         None => "absent",
     }
 }

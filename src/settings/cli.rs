@@ -3,7 +3,9 @@
 
 use crate::ml::device::DeviceChoice;
 use crate::spec::Override;
+use crate::sweep::prune::Pruner;
 use crate::sweep::search::Objective;
+use crate::sweep::tpe::SamplerChoice;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -211,6 +213,24 @@ pub struct SweepArgs {
     /// Seed of `--search`'s draws: the same seed draws the same variants.
     #[arg(long, value_name = "S", default_value_t = 0, requires = "search")]
     pub seed: u64,
+    /// How `--search` proposes trials: random (each drawn independently) or tpe (Bayesian:
+    /// each trial after the first 10 from the finished ones; tpe:startup=N,candidates=N).
+    #[arg(
+        long,
+        value_name = "random|tpe",
+        default_value = "random",
+        requires = "search"
+    )]
+    pub sampler: SamplerChoice,
+    /// Stop poor `--search` trials early, from the validation metric their training reports
+    /// after each epoch: none, asha (asha:r=EPOCHS,eta=N) or median (median:startup=N,warmup=E).
+    #[arg(
+        long,
+        value_name = "none|asha|median",
+        default_value = "none",
+        requires = "search"
+    )]
+    pub prune: Pruner,
     /// The metric to rank variants by, from the stage's run record (e.g.
     /// evaluate_b3.balanced_accuracy); highest wins unless --minimize.
     #[arg(long, value_name = "STAGE.METRIC", requires = "space")]

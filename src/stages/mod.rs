@@ -143,6 +143,14 @@ pub enum StageError {
         crate::quote::path(path)
     )]
     Changed { path: PathBuf },
+    /// Stopped by a search's pruner after `epoch` of `epochs` epochs; its checkpoint is kept.
+    #[error("pruned after epoch {epoch} of {epochs}")]
+    Pruned {
+        epoch: u32,
+        epochs: u32,
+        val_loss: f64,
+        val_bacc: f64,
+    },
 }
 
 /// A damaged or missing cache object is an internal failure, reported with its path.
@@ -186,6 +194,12 @@ pub struct StageContext<'a> {
     /// A line for the person watching (the run's observer shows it): for what a hidden bar
     /// would have said, e.g. each epoch of a training whose output goes to a log.
     pub note: &'a (dyn Fn(&str) + Sync),
+    /// Told each epoch of a training; `false` stops it there (a search's pruner), and the stage
+    /// then ends with [`StageError::Pruned`].
+    pub epoch_done: &'a (dyn Fn(&crate::ml::train::EpochDone) -> bool + Sync),
+    /// Scratch directories of this stage's family ([`Stage::EXTENDS`]): runs that differ only
+    /// in those fields and stopped early, whose checkpoint this run may continue.
+    pub donors: &'a [PathBuf],
     /// The cache, for objects an input refers to (its manifest's refs): see
     /// [`StageContext::input_digest`], [`StageContext::declare_refs`], [`StageContext::resolve_ref`].
     pub store: &'a crate::cache::Store,
@@ -277,6 +291,10 @@ pub trait Stage: Serialize + DeserializeOwned + Clone + fmt::Debug {
     /// Whether the kind has a `device` field (it runs a model), which `--device` sets like
     /// `--set stages.ID.device=…`, so the flag enters the key exactly as the YAML field does.
     const USES_DEVICE: bool = false;
+    /// Configuration fields a run may increase and still continue the scratch (`work`) of a
+    /// run of the same stage that stopped early: `train`'s `epochs`. See
+    /// [`StageContext::donors`].
+    const EXTENDS: &'static [&'static str] = &[];
 
     /// Every problem with the configuration, at once.
     fn check(&self) -> Vec<Problem> {
@@ -334,6 +352,7 @@ macro_rules! stage_kinds {
             pub fn version(&self) -> u32 { match self { $(StageConfig::$variant(_) => <$ty as Stage>::VERSION),* } }
             pub fn output(&self) -> ArtifactKind { match self { $(StageConfig::$variant(_) => <$ty as Stage>::OUTPUT),* } }
             pub fn uses_device(&self) -> bool { match self { $(StageConfig::$variant(_) => <$ty as Stage>::USES_DEVICE),* } }
+            pub fn extends(&self) -> &'static [&'static str] { match self { $(StageConfig::$variant(_) => <$ty as Stage>::EXTENDS),* } }
             pub fn inputs(&self) -> &'static [Slot] { match self { $(StageConfig::$variant(_) => <$ty as Stage>::INPUTS),* } }
             pub fn check(&self) -> Vec<Problem> { match self { $(StageConfig::$variant(c) => c.check()),* } }
             /// The canonical configuration (defaults applied) that enters the key.
@@ -380,7 +399,8 @@ impl StageError {
             StageError::Io { .. }
             | StageError::Artifact { .. }
             | StageError::MissingInput(_)
-            | StageError::Changed { .. } => false,
+            | StageError::Changed { .. }
+            | StageError::Pruned { .. } => false,
         }
     }
 }

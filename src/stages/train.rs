@@ -13,6 +13,7 @@ use crate::ml::models::{Init, ModelKind, ModelSpec};
 use crate::ml::train::{self as trainer, EarlyStopping, Plateau, TrainConfig, TrainInputs};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 fn d_batch() -> usize {
     defaults::BATCH_SIZE
@@ -110,6 +111,8 @@ impl Stage for Train {
     const VERSION: u32 = 1;
     const OUTPUT: ArtifactKind = ArtifactKind::Model;
     const USES_DEVICE: bool = true;
+    /// A training stopped early (pruned) is continued by one with more epochs.
+    const EXTENDS: &'static [&'static str] = &["epochs"];
     const INPUTS: &'static [Slot] = &[
         super::required_slot("data", ArtifactKind::Dataset),
         super::required_slot("split", ArtifactKind::Split),
@@ -186,19 +189,43 @@ impl Stage for Train {
         };
         let bar = ctx.bar(train_idx.len() as u64, "img");
         ctx.write_json("stage.json", self)?;
+        // The last epoch's validation loss and balanced accuracy, once the run's observer (a
+        // search's pruner) asked to stop after it.
+        let stop: Mutex<Option<(f64, f64)>> = Mutex::new(None);
         // Where no bar is drawn (output piped to a log or `tee`), one line per epoch: the bar's
         // message would otherwise never be seen, and a long training would say nothing for
         // minutes.
         let epoch_done = |e: &trainer::EpochDone| {
-            if bar.is_hidden() {
+            if bar.is_hidden() && !e.replayed {
                 (ctx.note)(&format!("  {} {e}", bar.prefix()));
             }
+            if !(ctx.epoch_done)(e) {
+                *stop.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((e.row.val_loss, e.row.val_bacc));
+            }
         };
+        let stopped = || *stop.lock().unwrap_or_else(PoisonError::into_inner);
+        let stop_hook = |_epoch: u32| stopped().is_some();
         let hooks = trainer::Hooks {
             epoch_done: &epoch_done,
+            stop: &stop_hook,
             ..trainer::Hooks::bar(&bar)
         };
-        let trained = trainer::train(&cfg, &inputs, ctx.out, ctx.work, &hooks)?;
+        continue_donor(&cfg, ctx);
+        let trained = match trainer::train(&cfg, &inputs, ctx.out, ctx.work, &hooks) {
+            Err(crate::ml::backend::MlError::Interrupted { epoch }) => match stopped() {
+                Some((val_loss, val_bacc)) => {
+                    return Err(StageError::Pruned {
+                        epoch,
+                        epochs: cfg.epochs,
+                        val_loss,
+                        val_bacc,
+                    });
+                }
+                None => return Err(crate::ml::backend::MlError::Interrupted { epoch }.into()),
+            },
+            other => other?,
+        };
         bar.finish_and_clear();
         draw_curve(&cfg, &trained.curve, &ctx.out.join(CURVE_PNG))?;
         let summary = &trained.summary;
@@ -231,6 +258,29 @@ impl Stage for Train {
             report = report.metric("test_bacc", t);
         }
         Ok(report)
+    }
+}
+
+/// When a checkpoint of this stage's family (the same training with other epochs, stopped
+/// early by a pruner) reached further than this stage's own scratch, it is taken over.
+/// Best effort: whatever goes wrong, the training starts from its own scratch or from scratch.
+fn continue_donor(cfg: &TrainConfig, ctx: &StageContext) {
+    let own = trainer::continuable_epoch(ctx.work, cfg).unwrap_or(0);
+    let best = ctx
+        .donors
+        .iter()
+        .filter_map(|d| Some((trainer::continuable_epoch(d, cfg)?, d)))
+        .filter(|(epoch, _)| *epoch > own)
+        .max_by_key(|(epoch, _)| *epoch);
+    if let Some((epoch, donor)) = best {
+        match trainer::adopt_checkpoint(donor, ctx.work) {
+            Ok(_) => {
+                tracing::info!(epoch, donor = %donor.display(), "continuing the checkpoint of the same training with other epochs")
+            }
+            Err(e) => {
+                tracing::warn!(donor = %donor.display(), "cannot take over a checkpoint: {e}")
+            }
+        }
     }
 }
 

@@ -7,9 +7,13 @@
 //! the objective, [`table`] shows a sweep's records. The `run --sweep` command (validating and
 //! running the variants, printing the ranking) is in the command layer.
 
+pub mod prune;
 pub mod search;
 pub mod space;
+pub mod study;
 pub mod table;
+pub mod tpe;
+pub mod trial;
 
 use crate::quote::quote;
 use crate::spec::Override;

@@ -159,7 +159,7 @@ fn finite_draws(lo: f64, hi: f64) -> Result<(), String> {
 }
 
 /// `x` rounded to [`DIGITS`] significant digits.
-fn round_sig(x: f64) -> f64 {
+pub(super) fn round_sig(x: f64) -> f64 {
     if x == 0.0 {
         return 0.0;
     }
@@ -176,7 +176,7 @@ fn round_sig(x: f64) -> f64 {
 
 impl Range {
     /// One draw, as the text `--set` takes.
-    fn draw(&self, rng: &mut ChaCha8Rng) -> String {
+    pub(super) fn draw(&self, rng: &mut ChaCha8Rng) -> String {
         match self {
             Range::Uniform { lo, hi } => {
                 float_text(round_sig(lo + (hi - lo) * rng.random::<f64>()))
@@ -192,7 +192,7 @@ impl Range {
 }
 
 /// A float as YAML reads it back as a float (`1` would be an integer).
-fn float_text(x: f64) -> String {
+pub(super) fn float_text(x: f64) -> String {
     let s = format!("{x}");
     if s.contains(['.', 'e', 'E']) {
         s

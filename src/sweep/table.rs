@@ -3,7 +3,7 @@
 //! decided here too; reading the verified metrics is the caller's (`pipe compare`).
 
 use super::short_name;
-use crate::record::RunRecord;
+use crate::record::{Outcome, PRUNED_EPOCH, RunRecord, StageRecord};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -18,6 +18,29 @@ pub struct Row {
     pub variant: BTreeMap<String, String>,
     pub stage: String,
     pub metrics: BTreeMap<String, f64>,
+    /// A trial a search's pruner stopped: the epoch it stopped after, of how many. Its row
+    /// names the pruned stage, in italics, and has no metrics.
+    pub pruned: Option<(u32, u32)>,
+}
+
+impl Row {
+    /// The row of stage `stage` of a variant, pruned as its record says: `None` unless it was.
+    pub fn pruned(
+        variant: &BTreeMap<String, String>,
+        stage: &str,
+        rec: &StageRecord,
+    ) -> Option<Row> {
+        if rec.outcome != Outcome::Pruned {
+            return None;
+        }
+        let m = |k: &str| rec.report.metrics.get(k).map_or(0, |v| *v as u32);
+        Some(Row {
+            variant: variant.clone(),
+            stage: stage.to_string(),
+            metrics: BTreeMap::new(),
+            pruned: Some((m(PRUNED_EPOCH), m("epochs"))),
+        })
+    }
 }
 
 /// The records of the latest sweep of `pipeline`, latest per variant, in the order the
@@ -66,7 +89,10 @@ pub fn markdown(paths: &[String], rows: &[Row]) -> String {
             .iter()
             .map(|p| r.variant.get(p).cloned().unwrap_or_else(|| "–".into()))
             .collect();
-        cells.push(r.stage.clone());
+        cells.push(match r.pruned {
+            Some((epoch, of)) => format!("*{} pruned after epoch {epoch} of {of}*", r.stage),
+            None => r.stage.clone(),
+        });
         for ((k, _), b) in METRICS.iter().zip(&best) {
             cells.push(match r.metrics.get(*k) {
                 Some(v) if Some(*v) == *b => format!("**{v:.4}**"),
@@ -142,6 +168,7 @@ mod tests {
                 ("accuracy".to_string(), a),
                 ("threshold".to_string(), 0.5),
             ]),
+            pruned: None,
         };
         let paths = ["stages.t.lr".to_string(), "stages.t.dropout".to_string()];
         let md = markdown(&paths, &[row("0.01", 0.8, 0.9), row("0.001", 0.85, 0.7)]);
@@ -159,5 +186,27 @@ mod tests {
             lines[3],
             "| 0.001 | 0.3 | evaluate | **0.8500** | 0.7000 | – | 0.5000 |"
         );
+    }
+
+    #[test]
+    fn pruned_trials_are_marked_with_their_stop_epoch() {
+        let variant = BTreeMap::from([("stages.t.lr".to_string(), "0.1".to_string())]);
+        let mut rec: StageRecord = serde_json::from_value(serde_json::json!({
+            "kind": "train", "key": "ab".repeat(32), "outcome": "pruned", "seconds": 1.0,
+            "key_parts": {"format": 2, "kind": "train", "version": 1, "config": {},
+                          "inputs": {}, "files": {}},
+            "report": {"metrics": {"pruned_epoch": 3.0, "epochs": 9.0, "val_bacc": 0.5},
+                       "summary": "", "figures": []}
+        }))
+        .unwrap();
+        let row = Row::pruned(&variant, "t", &rec).unwrap();
+        assert_eq!(row.pruned, Some((3, 9)));
+        let md = markdown(&["stages.t.lr".to_string()], &[row]);
+        assert_eq!(
+            md.lines().nth(2),
+            Some("| 0.1 | *t pruned after epoch 3 of 9* | – | – | – | – |")
+        );
+        rec.outcome = Outcome::Ran;
+        assert!(Row::pruned(&variant, "t", &rec).is_none());
     }
 }

@@ -10,6 +10,7 @@ mod inputs;
 mod outputs;
 mod remote;
 mod report;
+mod search;
 mod slurm;
 mod sweep;
 mod yaml;

@@ -537,3 +537,78 @@ fn remote_gc_removes_only_unreached_objects_past_the_grace_period() {
     let out = rok(&b, &["run", "p.yaml"]);
     assert!(ran(&out).is_empty(), "{out}");
 }
+
+#[test]
+fn a_search_pulls_what_a_colleague_ran_and_pushes_what_it_runs() {
+    let shared = tempfile::tempdir().unwrap();
+    let (a, b) = (Env::new(), Env::new());
+    for env in [&a, &b] {
+        env.write("t.yaml", &super::search::training(1));
+        file_config(env, shared.path());
+    }
+    let search = [
+        "run",
+        "t.yaml",
+        "--search",
+        "stages.train.lr=1e-4..1e-2:log",
+        "--trials",
+        "3",
+        "--sampler",
+        "tpe:startup=2",
+        "--objective",
+        "evaluate.roc_auc",
+        "-j1",
+    ];
+    let out = rok(&a, &search);
+    assert!(out.contains("pushed "), "{out}");
+    let mut runs = said(&out, "ran");
+    runs.sort();
+    assert_eq!(
+        runs,
+        [
+            "evaluate", "evaluate", "evaluate", "faces", "split", "train", "train", "train"
+        ],
+        "{out}"
+    );
+
+    // Another cache, the same remote: every trial's stages are pulled, none trained again,
+    // and TPE proposes the same third trial from the same (pulled) results.
+    let out = rok(&b, &search);
+    assert!(said(&out, "ran").is_empty(), "{out}");
+    let mut pulled = said(&out, "pulled");
+    pulled.sort();
+    assert_eq!(
+        pulled,
+        [
+            "evaluate", "evaluate", "evaluate", "faces", "split", "train", "train", "train"
+        ],
+        "{out}"
+    );
+    let variants = |env: &Env| -> Vec<String> {
+        records(env)
+            .iter()
+            .map(|r| r["variant"].to_string())
+            .collect()
+    };
+    assert_eq!(variants(&a), variants(&b));
+
+    // A grid sweep in a third cache: its dry run says which stages the remote holds.
+    let c = Env::new();
+    c.write("t.yaml", &super::search::training(1));
+    file_config(&c, shared.path());
+    let out = rok(
+        &c,
+        &[
+            "run",
+            "t.yaml",
+            "--sweep",
+            "stages.train.dropout=0.2,0.4",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(
+        said(&out, "remote"),
+        ["faces", "faces", "split", "split"],
+        "{out}"
+    );
+}

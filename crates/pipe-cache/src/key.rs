@@ -31,6 +31,22 @@ impl StageKey {
         blake3::hash(&bytes).to_hex().to_string()
     }
 
+    /// The digest of this key without the configuration fields `fields`: stages whose keys
+    /// differ only there form a family whose members may continue each other's scratch (a
+    /// training stopped early, continued by one with more epochs). `None` without fields.
+    pub fn family_digest(&self, fields: &[&str]) -> Option<String> {
+        if fields.is_empty() {
+            return None;
+        }
+        let mut k = self.clone();
+        if let serde_json::Value::Object(m) = &mut k.config {
+            for f in fields {
+                m.remove(*f);
+            }
+        }
+        Some(format!("family-{}", k.digest()))
+    }
+
     /// Human-readable differences from an older key (for `pipe why` and `pipe status`).
     pub fn diff(&self, old: &StageKey) -> Vec<String> {
         let mut out = Vec::new();
@@ -130,6 +146,18 @@ mod tests {
             inputs: BTreeMap::from([("data".to_string(), "ab".repeat(32))]),
             files: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn keys_that_differ_only_in_extendable_fields_share_a_family() {
+        let mut longer = key(1e-3);
+        longer.config["epochs"] = serde_json::json!(9);
+        assert_ne!(longer.digest(), key(1e-3).digest());
+        let family = |k: &StageKey| k.family_digest(&["epochs"]).unwrap();
+        assert_eq!(family(&longer), family(&key(1e-3)));
+        assert_ne!(family(&key(1e-4)), family(&key(1e-3)));
+        assert_ne!(family(&key(1e-3)), key(1e-3).digest());
+        assert_eq!(key(1e-3).family_digest(&[]), None);
     }
 
     #[test]

@@ -55,6 +55,9 @@ impl Lookup {
     }
 }
 
+/// The file in a scratch directory naming its family (see [`Store::join_family`]).
+pub const FAMILY_FILE: &str = "family";
+
 pub struct Store {
     pub root: PathBuf,
 }
@@ -190,9 +193,34 @@ impl Store {
             .join(format!("{k}.json"))
     }
 
+    /// A stage's scratch directory (`work/<key>`), which survives its failed runs.
     pub fn work_dir(&self, key: &str) -> PathBuf {
         let k = if is_digest(key) { key } else { "not-a-key" };
         self.root.join("work").join(k)
+    }
+
+    /// Notes that the scratch `work` (a [`Store::work_dir`]) belongs to `family`
+    /// ([`crate::StageKey::family_digest`]).
+    pub fn join_family(&self, work: &Path, family: &str) -> Result<(), StoreError> {
+        let path = work.join(FAMILY_FILE);
+        pipe_fs::write_atomic(&path, family.as_bytes(), pipe_fs::Temp::Beside)
+            .map_err(|source| StoreError::Io { path, source })
+    }
+
+    /// The scratch directories of `family` other than `except`, in name order: what stages
+    /// of the same family left when they stopped early.
+    pub fn family_work_dirs(&self, family: &str, except: &Path) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("work")) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p != except)
+            .filter(|p| std::fs::read(p.join(FAMILY_FILE)).is_ok_and(|f| f == family.as_bytes()))
+            .collect();
+        dirs.sort();
+        dirs
     }
 
     /// Whether `key` has a key file (its output was committed once).
@@ -470,6 +498,28 @@ pub fn dir_size(p: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_dirs_of_a_family_are_found_by_their_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let work = |k: &str| {
+            let w = store.work_dir(&k.repeat(64));
+            std::fs::create_dir_all(&w).unwrap();
+            w
+        };
+        let (a, b, c, d) = (work("a"), work("b"), work("c"), work("d"));
+        for w in [&a, &b, &c] {
+            store.join_family(w, "family-1").unwrap();
+        }
+        store.join_family(&d, "family-2").unwrap();
+        assert_eq!(
+            store.family_work_dirs("family-1", &b),
+            [a.clone(), c.clone()]
+        );
+        assert_eq!(store.family_work_dirs("family-2", &a), [d]);
+        assert!(store.family_work_dirs("family-3", &a).is_empty());
+    }
 
     fn key() -> StageKey {
         StageKey {

@@ -2,6 +2,7 @@
 //! (`metrics` and `curve` are plain Rust and usable everywhere.)
 
 pub mod backend;
+pub mod classical;
 pub mod curve;
 pub mod defaults;
 pub mod device;

@@ -327,6 +327,8 @@ mod tests {
             files: &files,
             progress: &progress,
             note: &|_| {},
+            epoch_done: &|_| true,
+            donors: &[],
             store: &store,
         };
         // On an error the executor removes `out`: nothing is committed.

@@ -241,7 +241,7 @@ pub(super) fn read_resume<T>(
         Ok(s) => s,
         Err(e) => return discard(resume_dir, &format!("{RESUME_STATE}: {e}")),
     };
-    if state.format_version != FORMAT_VERSION || state.config != *cfg {
+    if state.format_version != FORMAT_VERSION || !continues(&state, cfg) {
         tracing::warn!(
             path = %path.display(),
             "resume checkpoint was made with another configuration: starting from scratch"
@@ -261,10 +261,60 @@ pub(super) fn read_resume<T>(
         Ok(r) => r,
         Err(why) => return discard(resume_dir, &why),
     };
+    let state = ResumeState {
+        config: cfg.clone(),
+        ..state
+    };
     match load(&state, model, optim) {
         Ok(t) => Ok(Some((state, t))),
         Err(e) => discard(resume_dir, &e.to_string()),
     }
+}
+
+/// Whether a training with `cfg` may continue from `state`: made with the same configuration,
+/// or with the same but for fewer epochs (a training stopped early, e.g. by a search's pruner,
+/// continued by one that runs longer). Such a checkpoint must have stopped before the end of
+/// its own run and of this one, and not by early stopping: then its epochs are exactly the
+/// first epochs of this run (nothing before the last epoch depends on `epochs`).
+fn continues(state: &ResumeState, cfg: &TrainConfig) -> bool {
+    if state.config == *cfg {
+        return true;
+    }
+    let same_but_epochs = TrainConfig {
+        epochs: cfg.epochs,
+        ..state.config.clone()
+    } == *cfg;
+    same_but_epochs
+        && !state.stopped_early
+        && state.epoch < state.config.epochs
+        && state.epoch < cfg.epochs
+}
+
+/// The epoch the checkpoint in `dir` ended at, when a training with `cfg` may continue it
+/// (see [`continues`]); `None` when there is none or it may not. Its records are verified
+/// when the training reads them.
+pub fn continuable_epoch(dir: &Path, cfg: &TrainConfig) -> Option<u32> {
+    let state: ResumeState = read_json(&dir.join(RESUME_STATE)).ok()?;
+    (state.format_version == FORMAT_VERSION && continues(&state, cfg)).then_some(state.epoch)
+}
+
+/// Puts the resume checkpoint of `from` into `to` (an empty resume dir), so that a training
+/// there continues it: its records hard-linked (copied where links cannot be made; records are
+/// never written in place, so sharing them is safe), `state.json` last. Returns its epoch.
+pub fn adopt_checkpoint(from: &Path, to: &Path) -> Result<u32, MlError> {
+    let state: ResumeState = read_json(&from.join(RESUME_STATE))?;
+    for name in state.files().chain([&RESUME_STATE.to_string()]) {
+        let (src, dst) = (from.join(name), to.join(name));
+        if dst.exists() {
+            std::fs::remove_file(&dst).map_err(MlError::io(&dst))?;
+        }
+        if std::fs::hard_link(&src, &dst).is_err() {
+            let tmp = to.join(format!("{name}.adopting"));
+            std::fs::copy(&src, &tmp).map_err(MlError::io(&src))?;
+            std::fs::rename(&tmp, &dst).map_err(MlError::io(&dst))?;
+        }
+    }
+    Ok(state.epoch)
 }
 
 /// The bytes of record `name` of the checkpoint when they match the digest `state` recorded;

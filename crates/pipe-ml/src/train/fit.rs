@@ -141,6 +141,8 @@ pub struct EpochDone {
     pub images_per_second: f64,
     /// Epochs left times the mean epoch time so far.
     pub eta: std::time::Duration,
+    /// An epoch of the checkpoint a resumed training started from, told again (not run).
+    pub replayed: bool,
 }
 
 impl std::fmt::Display for EpochDone {
@@ -199,6 +201,22 @@ pub fn train(
     check_inputs(cfg, inputs)?;
     let s = Session::new(cfg, inputs, resume_dir, hooks)?;
     let (mut model, mut optim, mut st, resumed_from_epoch) = s.start()?;
+    // A resumed training tells its checkpoint's epochs again, so that whoever follows the
+    // curve (a search's pruner) sees all of it, and may stop the training right there.
+    if resumed_from_epoch.is_some() && st.epoch < cfg.epochs && !st.stopped_early {
+        for row in &st.rows {
+            (hooks.epoch_done)(&EpochDone {
+                row: row.clone(),
+                epochs: cfg.epochs,
+                images_per_second: 0.0,
+                eta: std::time::Duration::ZERO,
+                replayed: true,
+            });
+            if (hooks.stop)(row.epoch) {
+                return Err(MlError::Interrupted { epoch: st.epoch });
+            }
+        }
+    }
     let (mut session_images, mut session_train_secs) = (0usize, 0.0f64);
     hooks.progress.set_length(inputs.train.len() as u64);
     while st.epoch < cfg.epochs && !st.stopped_early {
@@ -561,5 +579,6 @@ fn epoch_done(row: &CurveRow, epochs: u32, pass: &Pass, epoch_seconds: &[f64]) -
         epochs,
         images_per_second: pass.images as f64 / pass.seconds,
         eta: std::time::Duration::from_secs((left * mean).round() as u64),
+        replayed: false,
     }
 }

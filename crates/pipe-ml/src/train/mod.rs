@@ -44,7 +44,10 @@ use inference::*;
 use net::*;
 
 pub use callbacks::{EarlyStopping, Monitor, Plateau};
-pub use checkpoint::{CURVE_CSV, Checkpoint, MODEL_FILE, ModelFile, SUMMARY_FILE, TrainSummary};
+pub use checkpoint::{
+    CURVE_CSV, Checkpoint, MODEL_FILE, ModelFile, SUMMARY_FILE, TrainSummary, adopt_checkpoint,
+    continuable_epoch,
+};
 pub use config::{TrainConfig, validate};
 pub use fit::{EpochDone, Hooks, TrainInputs, Trained, train};
 pub(crate) use inference::open_model;

@@ -183,6 +183,55 @@ fn same_seed_same_bytes_and_resume_is_exact() {
     assert_ne!(bytes(&a, "last.bpk"), bytes(&d, "last.bpk"));
 }
 
+#[test]
+fn a_longer_training_continues_the_checkpoint_of_a_shorter_one_stopped_early() {
+    let ds = toy_dataset(200, 5);
+    let long = toy_config(ModelKind::B1, 3);
+    let r1 = tempfile::tempdir().unwrap();
+    let whole = run(&long, &ds, r1.path(), None).unwrap();
+
+    // A 2-epoch training stopped after epoch 1 (as a pruner stops one).
+    let short = toy_config(ModelKind::B1, 2);
+    let pruned = tempfile::tempdir().unwrap();
+    let err = run(&short, &ds, pruned.path(), Some(1)).err().unwrap();
+    assert!(matches!(err, MlError::Interrupted { epoch: 1 }), "{err}");
+    assert_eq!(continuable_epoch(pruned.path(), &long), Some(1));
+    assert_eq!(continuable_epoch(pruned.path(), &short), Some(1));
+    let one = toy_config(ModelKind::B1, 1);
+    assert_eq!(
+        continuable_epoch(pruned.path(), &one),
+        None,
+        "epoch 1 is its end"
+    );
+    let mut other = long.clone();
+    other.lr *= 2.0;
+    assert_eq!(continuable_epoch(pruned.path(), &other), None, "another lr");
+
+    // The 3-epoch training adopts it and ends exactly as the uninterrupted one.
+    let r2 = tempfile::tempdir().unwrap();
+    assert_eq!(adopt_checkpoint(pruned.path(), r2.path()).unwrap(), 1);
+    let continued = run(&long, &ds, r2.path(), None).unwrap();
+    assert_eq!(continued.resumed_from_epoch, Some(1));
+    assert_eq!(continued.rows, whole.rows);
+    assert_same_files(&whole, &continued);
+    // The donor's checkpoint is untouched: its own rerun still resumes it.
+    assert_eq!(continuable_epoch(pruned.path(), &short), Some(1));
+    // Resumed, it tells its epochs again first, and stopped there it trains none.
+    let err = run(&short, &ds, pruned.path(), Some(1)).err().unwrap();
+    assert!(matches!(err, MlError::Interrupted { epoch: 1 }), "{err}");
+    assert_eq!(continuable_epoch(pruned.path(), &short), Some(1));
+
+    // A finished training's checkpoint is not continued by a longer one.
+    let done = tempfile::tempdir().unwrap();
+    run(&short, &ds, done.path(), None).unwrap();
+    assert_eq!(
+        continuable_epoch(done.path(), &short),
+        Some(2),
+        "its own rerun"
+    );
+    assert_eq!(continuable_epoch(done.path(), &long), None);
+}
+
 /// Both model directories hold the same file names with the same bytes.
 fn assert_same_files(a: &Run, b: &Run) {
     let listing = |r: &Run| -> std::collections::BTreeMap<String, Vec<u8>> {
