@@ -74,6 +74,9 @@ pub struct Pipeline {
     /// The file given on the command line.
     pub file: PathBuf,
     pub stages: BTreeMap<String, StageSpec>,
+    /// What `device: auto` resolved to, when some stage asked for it (the keys hold the
+    /// resolved device).
+    pub auto_device: Option<crate::ml::probe::AutoPick>,
 }
 
 impl Pipeline {
