@@ -9,7 +9,8 @@ pub(super) fn doctor() -> i32 {
     outln!("backends:");
     for device in DeviceChoice::ALL {
         outln!(
-            "  {device:<7} {}",
+            "  {:<7} {}",
+            device.as_str(),
             describe(device, &probe::availability(device))
         );
     }

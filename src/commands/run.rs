@@ -87,15 +87,20 @@ pub(super) fn run(s: &Settings, f: Flags<'_>, sweep: SweepArgs) -> i32 {
             return EXIT_INVALID;
         }
     };
-    if let Some(pick) = p.auto_device.as_ref().filter(|_| device.is_none()) {
-        auto_line(pick);
+    if let Some(auto) = p.auto_device.as_ref().filter(|_| device.is_none()) {
+        auto_line(&auto.pick);
     }
     let code = if f.dry_run {
         super::dry_run::plan_only(&p, &s.cache, &opts, remote.clone())
     } else {
         if slurm && !opts.only {
             match s.slurm_settings(f.file, f.set, device) {
-                Ok(settings) => opts.slurm = Some(settings),
+                Ok(mut settings) => {
+                    settings
+                        .set
+                        .extend(p.auto_device.iter().flat_map(|a| a.pinned()));
+                    opts.slurm = Some(settings);
+                }
                 Err(e) => return exit::fail(&e, e.is_user_error()),
             }
         }

@@ -175,8 +175,8 @@ pub fn load_with_device(
 /// `device: auto` (in the YAML, through a parameter or a `--set`) becomes the device `auto`
 /// picks on this machine before anything is typed or keyed, so a key only ever holds a concrete
 /// device; the pick, when some stage asked for it.
-fn resolve_auto_devices(stages: &mut [RawStage]) -> Option<crate::ml::probe::AutoPick> {
-    let mut picked = None;
+fn resolve_auto_devices(stages: &mut [RawStage]) -> Option<super::AutoDevice> {
+    let mut ids = Vec::new();
     for s in stages {
         let uses_device = s
             .tree
@@ -192,11 +192,13 @@ fn resolve_auto_devices(stages: &mut [RawStage]) -> Option<crate::ml::probe::Aut
         {
             continue;
         }
-        let pick = crate::ml::probe::auto();
-        field.node = Node::Str(pick.device.to_string());
-        picked = Some(pick.clone());
+        field.node = Node::Str(crate::ml::probe::auto().device.to_string());
+        ids.push(s.id.clone());
     }
-    picked
+    (!ids.is_empty()).then(|| super::AutoDevice {
+        pick: crate::ml::probe::auto().clone(),
+        stages: ids,
+    })
 }
 
 /// `--device D` as an override of each stage that runs a model (its `kind`, as written after
