@@ -8,6 +8,7 @@ pub mod console;
 
 mod compare;
 mod dag;
+mod doctor;
 mod dry_run;
 pub mod exit;
 mod gc;
@@ -83,6 +84,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Compare { files, png } => compare::compare(&s.cache, &files, png.as_deref()),
         Command::Report { files, output } => report::report(&s.cache, &files, &output),
         Command::Model { name, input } => model::model(&name, &input),
+        Command::Doctor => doctor::doctor(),
     }
 }
 

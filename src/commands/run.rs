@@ -6,7 +6,8 @@ use super::render::{self, Lines};
 use super::{print_diagnostics, remote};
 use crate::engine::{Engine, RunOptions};
 use crate::exec::slurm::job::Completion;
-use crate::ml::device::DeviceChoice;
+use crate::ml::device::DeviceRequest;
+use crate::ml::probe::{self, AutoPick};
 use crate::remote::Remote;
 use crate::settings::cli::SweepArgs;
 use crate::settings::project::ExecutorKind;
@@ -25,7 +26,7 @@ pub(super) struct Flags<'a> {
     pub only: Option<String>,
     pub executor: Option<ExecutorKind>,
     pub dry_run: bool,
-    pub device: Option<DeviceChoice>,
+    pub device: Option<DeviceRequest>,
     pub no_wait: bool,
     /// Where a Slurm job's `--only` run leaves its stage's completion record once it succeeded
     /// ([`Completion`]).
@@ -33,6 +34,16 @@ pub(super) struct Flags<'a> {
 }
 
 pub(super) fn run(s: &Settings, f: Flags<'_>, sweep: SweepArgs) -> i32 {
+    // `--device auto` is resolved here, once: the keys, the record's overrides and the Slurm
+    // jobs' command lines all hold the device it picked.
+    let device = f.device.map(|d| match d {
+        DeviceRequest::Named(d) => d,
+        DeviceRequest::Auto => {
+            let pick = probe::auto();
+            auto_line(pick);
+            pick.device
+        }
+    });
     let mut opts = settings::run_options(
         f.jobs,
         f.force.clone(),
@@ -40,7 +51,7 @@ pub(super) fn run(s: &Settings, f: Flags<'_>, sweep: SweepArgs) -> i32 {
         f.only.is_some(),
         f.no_wait,
         f.set,
-        f.device,
+        device,
     );
     let resolved = s
         .limits()
@@ -63,31 +74,48 @@ pub(super) fn run(s: &Settings, f: Flags<'_>, sweep: SweepArgs) -> i32 {
         let req = super::sweep::Given {
             file: f.file,
             set: f.set,
-            device: f.device,
+            device,
             remote: remote.clone(),
         };
         let code = super::sweep::run(s, req, sweep, opts, f.dry_run);
         return remote.map_or(code, |r| remote::exit_code(&r, code));
     }
-    let p = match load_with_device(f.file, f.set, f.device) {
+    let p = match load_with_device(f.file, f.set, device) {
         Ok(p) => p,
         Err(diags) => {
             print_diagnostics(&diags);
             return EXIT_INVALID;
         }
     };
+    if let Some(auto) = p.auto_device.as_ref().filter(|_| device.is_none()) {
+        auto_line(&auto.pick);
+    }
     let code = if f.dry_run {
         super::dry_run::plan_only(&p, &s.cache, &opts, remote.clone())
     } else {
         if slurm && !opts.only {
-            match s.slurm_settings(f.file, f.set, f.device) {
-                Ok(settings) => opts.slurm = Some(settings),
+            match s.slurm_settings(f.file, f.set, device) {
+                Ok(mut settings) => {
+                    settings
+                        .set
+                        .extend(p.auto_device.iter().flat_map(|a| a.pinned()));
+                    opts.slurm = Some(settings);
+                }
                 Err(e) => return exit::fail(&e, e.is_user_error()),
             }
         }
         run_here(&p, &s.cache, &opts, remote.clone(), f.completion_record)
     };
     remote.map_or(code, |r| remote::exit_code(&r, code))
+}
+
+/// Which device `auto` chose and why, one line.
+fn auto_line(pick: &AutoPick) {
+    outln!(
+        "device auto → {} ({})",
+        pick.device,
+        pick.reasons.join("; ")
+    );
 }
 
 /// A run (its stages here or on Slurm, as `opts` says); `completion`: see [`Flags`].

@@ -1,7 +1,7 @@
 //! The command line as typed (clap derive): the low layer of the settings, which
 //! [`super::Settings`] resolves with `pipe.toml` and the environment.
 
-use crate::ml::device::DeviceChoice;
+use crate::ml::device::DeviceRequest;
 use crate::spec::Override;
 use crate::sweep::prune::Pruner;
 use crate::sweep::search::Objective;
@@ -61,9 +61,11 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Device of every stage that runs a model: the same as `--set stages.ID.device=D` on each
-        /// (after the other `--set`s), so it enters their keys like the YAML field.
+        /// (after the other `--set`s), so it enters their keys like the YAML field. `auto`: CUDA,
+        /// else Vulkan, else the CPU, by what this binary has and this machine offers (the
+        /// device it resolves to is the one in the keys; `pipe doctor` shows the choice).
         #[arg(long)]
-        device: Option<DeviceChoice>,
+        device: Option<DeviceRequest>,
         /// Fail at once if another run holds the cache, instead of waiting.
         #[arg(long)]
         no_wait: bool,
@@ -193,6 +195,9 @@ pub enum Command {
         #[arg(long, default_value = "56x56x3")]
         input: String,
     },
+    /// The backends compiled into this binary, whether each GPU one can start here (and why
+    /// not), and what `--device auto` picks.
+    Doctor,
 }
 
 /// `run`'s sweep and search options (see `crate::sweep`).

@@ -141,6 +141,7 @@ pub fn load_with_device(
         let all = device_overrides(&acc.stages, d);
         apply_overrides(&mut acc, &all, &mut diags);
     }
+    let auto = resolve_auto_devices(&mut acc.stages);
     let name = match acc.name.clone() {
         Some((name, pos)) => {
             if let Err(e) = ident::check("pipeline name", &name) {
@@ -155,19 +156,49 @@ pub fn load_with_device(
                 .unwrap_or_default(),
         ),
     };
-    let pipeline = super::validate::validate(
+    let mut pipeline = super::validate::validate(
         name,
         acc.description.clone().unwrap_or_default(),
         path,
         acc.stages,
         &mut diags,
     );
+    pipeline.auto_device = auto;
     if diags.is_empty() {
         Ok(pipeline)
     } else {
         note_aliases(&mut diags, &acc.aliases);
         Err(diags)
     }
+}
+
+/// `device: auto` (in the YAML, through a parameter or a `--set`) becomes the device `auto`
+/// picks on this machine before anything is typed or keyed, so a key only ever holds a concrete
+/// device; the pick, when some stage asked for it.
+fn resolve_auto_devices(stages: &mut [RawStage]) -> Option<super::AutoDevice> {
+    let mut ids = Vec::new();
+    for s in stages {
+        let uses_device = s
+            .tree
+            .get("kind")
+            .and_then(|(_, k)| k.as_str())
+            .is_some_and(crate::stages::kind_uses_device);
+        let Some(field) = s.tree.get_mut("device").filter(|_| uses_device) else {
+            continue;
+        };
+        if !field
+            .as_str()
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(crate::ml::device::AUTO))
+        {
+            continue;
+        }
+        field.node = Node::Str(crate::ml::probe::auto().device.to_string());
+        ids.push(s.id.clone());
+    }
+    (!ids.is_empty()).then(|| super::AutoDevice {
+        pick: crate::ml::probe::auto().clone(),
+        stages: ids,
+    })
 }
 
 /// `--device D` as an override of each stage that runs a model (its `kind`, as written after

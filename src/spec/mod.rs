@@ -74,6 +74,28 @@ pub struct Pipeline {
     /// The file given on the command line.
     pub file: PathBuf,
     pub stages: BTreeMap<String, StageSpec>,
+    /// What `device: auto` resolved to, when some stage asked for it (the keys hold the
+    /// resolved device).
+    pub auto_device: Option<AutoDevice>,
+}
+
+/// `device: auto` as this load resolved it.
+#[derive(Debug, Clone)]
+pub struct AutoDevice {
+    pub pick: crate::ml::probe::AutoPick,
+    /// The stages that asked for `auto`, in file order.
+    pub stages: Vec<String>,
+}
+
+impl AutoDevice {
+    /// `--set stages.ID.device=D` for each stage that asked for `auto`: another process (a
+    /// Slurm job) loading the same file then keys the same device, whatever its machine has.
+    pub fn pinned(&self) -> Vec<String> {
+        self.stages
+            .iter()
+            .map(|id| format!("stages.{id}.device={}", self.pick.device))
+            .collect()
+    }
 }
 
 impl Pipeline {
@@ -120,3 +142,28 @@ pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> St
 
 #[cfg(test)]
 mod fuzz;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::device::DeviceChoice;
+    use crate::ml::probe::AutoPick;
+
+    #[test]
+    fn auto_is_pinned_per_stage_that_asked_for_it() {
+        let auto = AutoDevice {
+            pick: AutoPick {
+                device: DeviceChoice::Vulkan,
+                reasons: vec![],
+            },
+            stages: vec!["train".into(), "eval_b3".into()],
+        };
+        assert_eq!(
+            auto.pinned(),
+            ["stages.train.device=vulkan", "stages.eval_b3.device=vulkan"]
+        );
+        let o: Override = auto.pinned()[1].parse().unwrap();
+        assert_eq!(o.path, ["stages", "eval_b3", "device"]);
+        assert!(o.error.is_none());
+    }
+}

@@ -46,6 +46,7 @@ pub fn validate(
         description,
         file: file.to_path_buf(),
         stages: specs,
+        auto_device: None,
     }
 }
 

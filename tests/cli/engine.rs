@@ -359,3 +359,94 @@ fn a_gpu_this_binary_cannot_use_fails_at_once_and_commits_nothing() {
     let dry = env.ok(&args(&sets, &["--dry-run", "--device", "cuda"]));
     assert_eq!(would_run(&dry), ["evaluate", "train_b3"], "{dry}");
 }
+
+/// The device `auto` resolved to, from `pipe run`'s line.
+fn auto_choice(stdout: &str) -> String {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("device auto → "))
+        .unwrap_or_else(|| panic!("no `device auto` line: {stdout}"));
+    line.split_whitespace().next().unwrap().to_string()
+}
+
+/// `auto` resolves before any key: on a machine where it picks the CPU, its keys are `cpu`'s
+/// (all hits after a CPU run), whether asked on the command line, by `--set` or in the YAML.
+#[test]
+fn device_auto_enters_the_key_as_the_device_it_resolves_to() {
+    let (env, sets) = trained_quickstart();
+    let dry = env.ok(&args(&sets, &["--dry-run", "--device", "auto"]));
+    let picked = auto_choice(&dry);
+    if cfg!(not(any(feature = "cuda", feature = "vulkan"))) {
+        assert_eq!(picked, "cpu", "{dry}");
+        assert!(
+            dry.contains("cuda: not compiled into this binary")
+                && dry.contains("vulkan: not compiled into this binary"),
+            "{dry}"
+        );
+    }
+    if picked != "cpu" {
+        // A GPU is another key, for training and for inference alike.
+        assert_eq!(would_run(&dry), ["evaluate", "train_b3"], "{dry}");
+        return;
+    }
+    let out = env.ok(&args(&sets, &["--device", "auto"]));
+    assert!(ran(&out).is_empty(), "{out}");
+    assert_eq!(auto_choice(&out), "cpu");
+    // The record holds the device the run used.
+    let recs = records(&env);
+    let overrides = recs.iter().map(|r| r["overrides"].to_string());
+    assert!(overrides.clone().any(|o| o.contains("--device cpu")));
+    assert!(!overrides.clone().any(|o| o.contains("auto")));
+    let set_auto = [sets.clone(), vec!["stages.evaluate.device=auto".into()]].concat();
+    let out = env.ok(&args(&set_auto, &[]));
+    assert!(ran(&out).is_empty() && auto_choice(&out) == "cpu", "{out}");
+    let yaml = std::fs::read_to_string(env.path("pipelines/quickstart.yaml")).unwrap();
+    env.write(
+        "pipelines/quickstart.yaml",
+        &yaml.replace("    model: b3\n", "    model: b3\n    device: auto\n"),
+    );
+    let out = env.ok(&args(&sets, &[]));
+    assert!(ran(&out).is_empty() && auto_choice(&out) == "cpu", "{out}");
+    // `status` loads the same way: nothing to run.
+    let mut status = vec!["status", "pipelines/quickstart.yaml"];
+    for s in &sets {
+        status.extend(["--set", s.as_str()]);
+    }
+    let st = env.ok(&status);
+    assert!(not_cached(&st).is_empty(), "{st}");
+}
+
+#[test]
+fn a_device_that_is_not_auto_or_a_backend_is_refused_naming_the_choices() {
+    let env = data_env(10);
+    let e = env.err(&["run", "p.yaml", "--device", "tpu"], 2);
+    assert!(e.contains("auto, cpu, vulkan, cuda"), "{e}");
+}
+
+/// `pipe doctor` on the default build: the CPU compiled in, each GPU backend named with the
+/// feature that brings it, and `auto` on the CPU.
+#[cfg(not(any(feature = "cuda", feature = "vulkan")))]
+#[test]
+fn doctor_lists_the_backends_of_this_build_and_what_auto_picks() {
+    let env = data_env(10);
+    let out = env.ok(&["doctor"]);
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no `{name}` line: {out}"))
+            .to_string()
+    };
+    assert!(line("cpu").contains("compiled in; can start here"), "{out}");
+    assert!(
+        line("vulkan").contains("not compiled: rebuild with --features vulkan"),
+        "{out}"
+    );
+    assert!(
+        line("cuda").contains("not compiled: rebuild with --features cuda"),
+        "{out}"
+    );
+    assert!(
+        out.contains("--device auto → cpu (cuda: not compiled into this binary; vulkan: not compiled into this binary; cpu: "),
+        "{out}"
+    );
+}

@@ -69,7 +69,7 @@ pub fn device(choice: DeviceChoice) -> Result<burn::prelude::Device, MlError> {
         #[cfg(feature = "vulkan")]
         DeviceChoice::Vulkan => Ok(burn::prelude::Device::vulkan(Default::default())),
         #[cfg(feature = "cuda")]
-        DeviceChoice::Cuda => match cuda::missing() {
+        DeviceChoice::Cuda => match super::probe::cuda_missing() {
             None => Ok(burn::prelude::Device::cuda(0)),
             Some(missing) => Err(MlError::DeviceMissing {
                 device: DeviceChoice::Cuda,
@@ -88,36 +88,6 @@ pub fn device(choice: DeviceChoice) -> Result<burn::prelude::Device, MlError> {
                 DeviceChoice::Cpu => "",
             },
         }),
-    }
-}
-
-/// What CUDA needs at run time, looked for before burn touches the device: cudarc loads the
-/// driver and NVRTC lazily, on the first kernel, and panics inside a worker thread when either
-/// is absent, so a machine without them would fail deep in training instead of at once.
-#[cfg(feature = "cuda")]
-mod cuda {
-    use cudarc::{driver, nvrtc};
-
-    /// Why no CUDA device can start here, or `None` when one can.
-    pub fn missing() -> Option<String> {
-        // SAFETY: both only try to dlopen the libraries by their usual names.
-        if !unsafe { driver::sys::is_culib_present() } {
-            return Some("libcuda.so.1 not found (no NVIDIA driver on this machine)".into());
-        }
-        if !unsafe { nvrtc::sys::is_culib_present() } {
-            return Some(
-                "libnvrtc not found (the CUDA runtime compiler, NVRTC, compiles pipe's kernels)"
-                    .into(),
-            );
-        }
-        if let Err(e) = driver::result::init() {
-            return Some(format!("the NVIDIA driver did not start: {e}"));
-        }
-        match driver::result::device::get_count() {
-            Ok(n) if n > 0 => None,
-            Ok(_) => Some("the NVIDIA driver sees no CUDA device".into()),
-            Err(e) => Some(format!("the NVIDIA driver lists no device: {e}")),
-        }
     }
 }
 

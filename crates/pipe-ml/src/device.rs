@@ -65,6 +65,39 @@ impl FromStr for DeviceChoice {
     }
 }
 
+/// A device as asked for on the command line or in YAML: a concrete one, or `auto` (resolved by
+/// [`super::probe::auto`] before any key is computed, so only concrete devices reach a key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceRequest {
+    Auto,
+    Named(DeviceChoice),
+}
+
+/// The word that asks for [`DeviceRequest::Auto`].
+pub const AUTO: &str = "auto";
+
+impl fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceRequest::Auto => f.write_str(AUTO),
+            DeviceRequest::Named(d) => d.fmt(f),
+        }
+    }
+}
+
+impl FromStr for DeviceRequest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case(AUTO) {
+            return Ok(DeviceRequest::Auto);
+        }
+        s.parse()
+            .map(DeviceRequest::Named)
+            .map_err(|_| format!("unknown device `{s}`: expected one of auto, cpu, vulkan, cuda"))
+    }
+}
+
 /// The devices this binary was built with.
 pub fn compiled_devices() -> Vec<DeviceChoice> {
     DeviceChoice::ALL
@@ -89,6 +122,15 @@ mod tests {
                 .parse::<DeviceChoice>()
                 .unwrap_err()
                 .contains("cpu, vulkan, cuda")
+        );
+        assert_eq!("Auto".parse(), Ok(DeviceRequest::Auto));
+        assert_eq!("cuda".parse(), Ok(DeviceRequest::Named(DeviceChoice::Cuda)));
+        assert_eq!(DeviceRequest::Auto.to_string(), "auto");
+        assert!(
+            "tpu"
+                .parse::<DeviceRequest>()
+                .unwrap_err()
+                .contains("auto, cpu")
         );
     }
 }
