@@ -45,6 +45,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             device,
             no_wait,
             completion_record,
+            epoch_relay,
             sweep,
         } => {
             let flags = run::Flags {
@@ -59,6 +60,7 @@ pub fn dispatch(cli: Cli) -> i32 {
                 device,
                 no_wait,
                 completion_record: completion_record.as_deref(),
+                epoch_relay: epoch_relay.as_deref(),
             };
             run::run(&s, flags, sweep)
         }

@@ -5,7 +5,9 @@ use super::exit::{self, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use super::render::{self, Lines};
 use super::{print_diagnostics, remote};
 use crate::engine::{Engine, RunOptions};
+use crate::exec::event::{Event, Observer};
 use crate::exec::slurm::job::Completion;
+use crate::exec::slurm::relay::{self, Asker};
 use crate::ml::device::DeviceRequest;
 use crate::ml::probe::{self, AutoPick};
 use crate::remote::Remote;
@@ -31,6 +33,9 @@ pub(super) struct Flags<'a> {
     /// Where a Slurm job's `--only` run leaves its stage's completion record once it succeeded
     /// ([`Completion`]).
     pub completion_record: Option<&'a Path>,
+    /// The Slurm job of a training a pruned search watches: where it tells its epochs
+    /// ([`relay`]).
+    pub epoch_relay: Option<&'a Path>,
 }
 
 pub(super) fn run(s: &Settings, f: Flags<'_>, sweep: SweepArgs) -> i32 {
@@ -62,20 +67,23 @@ pub(super) fn run(s: &Settings, f: Flags<'_>, sweep: SweepArgs) -> i32 {
     };
     opts.limits = limits;
     let sweeping = !sweep.sweep.is_empty() || !sweep.search.is_empty();
-    if sweeping && slurm && !f.dry_run {
-        errln!("error: --executor slurm does not run sweeps (yet): use --executor local");
-        return EXIT_INVALID;
-    }
     let remote = match remote::open(s) {
         Ok(r) => r,
         Err(code) => return code,
     };
     if sweeping {
+        // Each variant's jobs add its own overrides (and pinned `auto` devices) to these.
+        let slurm = match slurm.then(|| s.slurm_settings(f.file, f.set, device)) {
+            Some(Err(e)) => return exit::fail(&e, e.is_user_error()),
+            Some(Ok(settings)) => Some(settings),
+            None => None,
+        };
         let req = super::sweep::Given {
             file: f.file,
             set: f.set,
             device,
             remote: remote.clone(),
+            slurm,
         };
         let code = super::sweep::run(s, req, sweep, opts, f.dry_run);
         return remote.map_or(code, |r| remote::exit_code(&r, code));
@@ -104,7 +112,11 @@ pub(super) fn run(s: &Settings, f: Flags<'_>, sweep: SweepArgs) -> i32 {
                 Err(e) => return exit::fail(&e, e.is_user_error()),
             }
         }
-        run_here(&p, &s.cache, &opts, remote.clone(), f.completion_record)
+        let job = Job {
+            completion: f.completion_record,
+            relay: f.epoch_relay,
+        };
+        run_here(&p, &s.cache, &opts, remote.clone(), job)
     };
     remote.map_or(code, |r| remote::exit_code(&r, code))
 }
@@ -118,20 +130,40 @@ fn auto_line(pick: &AutoPick) {
     );
 }
 
-/// A run (its stages here or on Slurm, as `opts` says); `completion`: see [`Flags`].
+/// What a Slurm job's `--only` run was given besides the stage: see [`Flags`].
+struct Job<'a> {
+    completion: Option<&'a Path>,
+    relay: Option<&'a Path>,
+}
+
+/// A run (its stages here or on Slurm, as `opts` says).
 fn run_here(
     p: &Pipeline,
     cache: &Path,
     opts: &RunOptions,
     remote: Option<Arc<Remote>>,
-    completion: Option<&Path>,
+    job: Job<'_>,
 ) -> i32 {
     let mut engine = match Engine::new(p, cache) {
         Ok(e) => e.with_remote(remote),
         Err(e) => return exit::run_failed(&e),
     };
     render::header(p, cache);
-    let rec = match engine.run(opts, &Lines::default()) {
+    let lines = Lines::default();
+    let relayed;
+    let observer: &dyn Observer = match (job.relay, &opts.until) {
+        (Some(prefix), Some(stage)) => {
+            relayed = Relayed {
+                lines,
+                stage,
+                asker: Asker::new(prefix, relay::PATIENCE),
+            };
+            &relayed
+        }
+        _ => &lines,
+    };
+    let completion = job.completion;
+    let rec = match engine.run(opts, observer) {
         Ok(rec) => rec,
         Err(e) => return exit::run_failed(&e),
     };
@@ -152,5 +184,33 @@ fn run_here(
             );
             EXIT_INTERNAL
         }
+    }
+}
+
+/// A watched training's job: its epochs are told to the search's driver, which decides whether
+/// it goes on ([`relay`]).
+struct Relayed<'a> {
+    lines: Lines,
+    stage: &'a str,
+    asker: Asker,
+}
+
+impl Observer for Relayed<'_> {
+    fn on(&self, event: &Event<'_>) {
+        self.lines.on(event);
+    }
+
+    fn progress(&self) -> &indicatif::MultiProgress {
+        self.lines.progress()
+    }
+
+    fn epoch(&self, id: &str, done: &crate::ml::train::EpochDone) -> bool {
+        if id != self.stage {
+            return true;
+        }
+        self.asker.ask(done).unwrap_or_else(|e| {
+            errln!("warning: {e}");
+            true
+        })
     }
 }

@@ -69,7 +69,7 @@ pub(super) fn run_live(
             return EXIT_INVALID;
         }
     };
-    let _lock = match crate::engine::lock_cache(req.cache, render::busy(req.opts.no_wait)) {
+    let _lock = match super::sweep::lock(req) {
         Ok(l) => l,
         Err(e) => return super::exit::run_failed(&e),
     };
@@ -146,7 +146,8 @@ impl Live<'_> {
                 trial: k,
                 curve: Mutex::new(Vec::new()),
             };
-            let ran = run_variant(self.req, self.id, &l, started, &sharing, &watch);
+            let watched = self.watched.as_deref();
+            let ran = run_variant(self.req, self.id, &l, started, &sharing, &watch, watched);
             let rec = finish(self.req, ran, &mut |e: &RunError| {
                 self.note_code(super::exit::run_failed(e))
             });
@@ -165,7 +166,7 @@ impl Live<'_> {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let k = q.0;
-            if k >= self.trials {
+            if k >= self.trials || super::sweep::interrupted() {
                 return None;
             }
             let known = k.saturating_sub(self.lag);

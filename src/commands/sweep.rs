@@ -6,13 +6,21 @@
 //! pushed, all uploads done before the lock is released). Ends with the ranking by
 //! `--objective`. A search whose sampler learns or whose pruner stops trials runs live
 //! ([`super::search`]).
+//!
+//! `--executor slurm`: each variant's stages that miss the cache are submitted as Slurm jobs
+//! carrying the variant's overrides (`-j` bounds the jobs in flight across variants); the
+//! driver holds the cache lock shared, as `run`'s does, so the jobs can commit. Interrupted
+//! (SIGINT/SIGTERM), it cancels its jobs and starts no further variant. Rerun, a sweep or a
+//! search finds what its variants committed and adopts the jobs still running.
 
 use super::exit::{self, EXIT_INVALID, EXIT_OK};
 use super::render::{self, Lines};
+use crate::cache::lock::CacheLock;
 use crate::engine::{Engine, RunError, RunOptions};
 use crate::exec::Sharing;
 use crate::exec::event::Observer;
 use crate::exec::shared::Shared;
+use crate::exec::slurm;
 use crate::ml::device::DeviceChoice;
 use crate::record::{RunRecord, now_rfc3339};
 use crate::remote::Remote;
@@ -39,6 +47,8 @@ pub(super) struct Request<'a> {
     pub dry_run: bool,
     /// The shared remote cache, when one is configured.
     pub remote: Option<Arc<Remote>>,
+    /// `--executor slurm`: the jobs' settings, before each variant adds its overrides.
+    pub slurm: Option<slurm::Settings>,
 }
 
 /// The pipeline and overrides `run --sweep`/`--search` was given.
@@ -47,6 +57,7 @@ pub(super) struct Given<'a> {
     pub set: &'a [Override],
     pub device: Option<DeviceChoice>,
     pub remote: Option<Arc<Remote>>,
+    pub slurm: Option<slurm::Settings>,
 }
 
 /// A loaded variant.
@@ -67,6 +78,7 @@ pub(super) fn run(
         set,
         device,
         remote,
+        slurm,
     } = given;
     let search = SearchArgs {
         trials: args.trials,
@@ -92,6 +104,7 @@ pub(super) fn run(
         opts,
         dry_run,
         remote,
+        slurm,
     };
     if let Err(e) = check_paths(req.space.paths(), req.set) {
         errln!("error: {e}");
@@ -221,7 +234,7 @@ fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32>
 /// Runs the variants under one cache lock: one after another, or with `-j N` (N > 1) up to N
 /// stages at once across variants; a failed variant is reported and the others still run.
 fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
-    let _lock = match crate::engine::lock_cache(req.cache, render::busy(req.opts.no_wait)) {
+    let _lock = match lock(req) {
         Ok(l) => l,
         Err(e) => return exit::run_failed(&e),
     };
@@ -264,12 +277,38 @@ fn run_all(req: &Request<'_>, id: &str, loaded: &[Loaded]) -> i32 {
     code
 }
 
-/// Variant `i`'s run options: the sweep's, plus its id and values for the record.
-fn variant_opts(req: &Request<'_>, id: &str, l: &Loaded) -> RunOptions {
+/// The cache lock of a sweep: its own, or shared with its Slurm jobs (which commit).
+pub(super) fn lock(req: &Request<'_>) -> Result<CacheLock, RunError> {
+    let busy = render::busy(req.opts.no_wait);
+    if req.slurm.is_none() {
+        return crate::engine::lock_cache(req.cache, busy);
+    }
+    crate::cache::Store::open(req.cache)?;
+    Ok(CacheLock::acquire_shared(req.cache, busy)?)
+}
+
+/// Variant `i`'s run options: the sweep's, plus its id and values for the record, and on Slurm
+/// its overrides for the jobs' command lines; `watch`: the training a pruned search watches.
+fn variant_opts(req: &Request<'_>, id: &str, l: &Loaded, watch: Option<&str>) -> RunOptions {
+    let slurm = req.slurm.as_ref().map(|s| {
+        let mut s = s.clone();
+        s.set
+            .extend(l.variant.values.iter().map(|(p, v)| format!("{p}={v}")));
+        s.set
+            .extend(l.pipeline.auto_device.iter().flat_map(|a| a.pinned()));
+        s.watch = watch.map(str::to_string);
+        s
+    });
     RunOptions {
         variant: Some((id.to_string(), l.variant.map())),
+        slurm,
         ..req.opts.clone()
     }
+}
+
+/// Whether SIGINT/SIGTERM stopped a Slurm sweep: no further variant starts.
+pub(super) fn interrupted() -> bool {
+    slurm::backend::interrupted()
 }
 
 /// A variant's run under the sweep's lock: its record (not yet saved) and its first failure.
@@ -282,8 +321,9 @@ pub(super) fn run_variant(
     started: String,
     sharing: &Sharing<'_>,
     lines: &dyn Observer,
+    watch: Option<&str>,
 ) -> Ran {
-    let opts = variant_opts(req, id, l);
+    let opts = variant_opts(req, id, l, watch);
     Engine::new(&l.pipeline, req.cache)?
         .with_remote(req.remote.clone())
         .run_locked(&opts, started, Some(sharing), lines)
@@ -345,9 +385,12 @@ fn run_in_turn(
     let sharing = Sharing { shared: &shared };
     let mut records = Vec::new();
     for (i, l) in loaded.iter().enumerate() {
+        if interrupted() {
+            break;
+        }
         outln!("\nvariant {}/{}: {}", i + 1, loaded.len(), l.variant.name());
         render::header(&l.pipeline, req.cache);
-        let ran = run_variant(req, id, l, now_rfc3339(), &sharing, &Lines::default());
+        let ran = run_variant(req, id, l, now_rfc3339(), &sharing, &Lines::default(), None);
         records.push(finish(req, ran, note));
     }
     records
@@ -380,7 +423,8 @@ fn run_at_once(
                     let prefix = format!("[{}] ", i + 1);
                     outln!("{prefix}variant {}/{n}: {}", i + 1, l.variant.name());
                     let sharing = Sharing { shared };
-                    let ran = run_variant(req, id, l, started, &sharing, &Lines::new(prefix));
+                    let lines = Lines::new(prefix);
+                    let ran = run_variant(req, id, l, started, &sharing, &lines, None);
                     let _ = tx.send((i, ran));
                 }
             });
@@ -401,7 +445,7 @@ fn run_at_once(
 /// so that run records (named by start time) list in variant order.
 fn next_variant(queue: &Mutex<(usize, String)>, n: usize) -> Option<(usize, String)> {
     let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
-    if q.0 >= n {
+    if q.0 >= n || interrupted() {
         return None;
     }
     let started = later_than(&q.1);

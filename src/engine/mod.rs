@@ -289,7 +289,7 @@ impl<'a> Engine<'a> {
             observer,
         };
         if let Some(settings) = &opts.slurm {
-            let mut backend = Slurm::new(settings, &self.store, &self.store.root)?;
+            let mut backend = Slurm::new(settings, &self.store, &self.store.root, observer)?;
             return Ok(scheduler::execute(input, &mut world, &mut backend));
         }
         let budget = Budget::new(&opts.limits);

@@ -73,6 +73,10 @@ pub enum Command {
         /// its completion record here; the driver counts the stage done only with it.
         #[arg(long, value_name = "FILE", hide = true, requires = "only")]
         completion_record: Option<PathBuf>,
+        /// Internal, for the Slurm job of a training a pruned search watches: after each epoch,
+        /// tell it at PREFIX.epochs and wait for the driver's verdict at PREFIX.verdicts.
+        #[arg(long, value_name = "PREFIX", hide = true, requires = "only")]
+        epoch_relay: Option<PathBuf>,
         #[command(flatten)]
         sweep: SweepArgs,
     },

@@ -127,6 +127,7 @@ impl Settings {
             file: file.to_path_buf(),
             set: set.iter().map(|o| o.text.clone()).collect(),
             device,
+            watch: None,
         })
     }
 }

@@ -17,7 +17,7 @@ stages:
     )
 }
 
-fn env_with(epochs: u32) -> Env {
+pub(super) fn env_with(epochs: u32) -> Env {
     let env = Env::new();
     env.write("t.yaml", &training(epochs));
     env
@@ -121,7 +121,7 @@ fn unknown_samplers_and_pruners_are_refused_with_exit_2() {
 
 /// A search over learning rates as wide as to make some trials hopeless, pruned by ASHA at
 /// epochs 1 and 2 of 3, ranked by the training's own validation loss.
-const ASHA: [&str; 14] = [
+pub(super) const ASHA: [&str; 14] = [
     "run",
     "t.yaml",
     "--search",
@@ -254,4 +254,83 @@ fn pruning_needs_one_training_upstream_of_the_objective() {
     );
     assert!(e.contains("--prune: no train stage feeds `split`"), "{e}");
     assert!(!env.path("cache/runs").exists());
+}
+
+/// A TPE search of 4 one-at-a-time trials of 2 epochs, learning from trial 3 on.
+pub(super) fn resumable(extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = TPE.iter().map(|s| s.to_string()).collect();
+    a[7] = "4".into();
+    a.push("-j1".into());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// Starts `args` and sends `signal` to the driver once the first trial finished (the second
+/// started); returns its exit code.
+pub(super) fn killed_after_first_trial(env: &Env, args: &[String], signal: &str) -> Option<i32> {
+    use std::io::{BufRead, BufReader};
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = env
+        .cmd(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let second = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.trim_start().starts_with("variant 2/4"));
+    assert!(second, "the search ended before its second trial");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::spawn(move || lines.for_each(drop));
+    child.wait().unwrap().code()
+}
+
+/// Each record's variant and its training's outcome, in trial order.
+pub(super) fn outcomes(recs: &[serde_json::Value]) -> Vec<(String, String)> {
+    recs.iter()
+        .map(|r| {
+            (
+                r["variant"].to_string(),
+                r["stages"]["train"]["outcome"]
+                    .as_str()
+                    .unwrap_or("none")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_search_resumes_from_its_finished_trials() {
+    let args = resumable(&[]);
+    let all: Vec<&str> = args.iter().map(String::as_str).collect();
+    let whole = env_with(2);
+    whole.ok(&all);
+    let want = outcomes(&records(&whole));
+    assert_eq!(want.len(), 4);
+
+    let env = env_with(2);
+    assert_eq!(killed_after_first_trial(&env, &args, "-KILL"), None);
+    let before = records(&env);
+    assert_eq!(outcomes(&before), want[..1], "the first trial's record");
+    let out = env.ok(&all);
+    let rerun = &records(&env)[before.len()..];
+    let got = outcomes(rerun);
+    assert_eq!(got[0].1, "cached", "{out}");
+    let values = |v: &[(String, String)]| v.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>();
+    assert_eq!(values(&got), values(&want), "the same proposals");
+    // What the rerun's trials trained is what the whole search trained.
+    let digest = |r: &serde_json::Value| r["stages"]["evaluate"]["digest"].clone();
+    let whole_digests: Vec<_> = records(&whole).iter().map(digest).collect();
+    assert_eq!(rerun.iter().map(digest).collect::<Vec<_>>(), whole_digests);
+    assert!(out.contains("best (highest): variant "), "{out}");
 }

@@ -511,3 +511,99 @@ fn declared_gpus_win_over_the_device() {
     );
     assert_eq!(out.status.code(), Some(2), "{stderr}");
 }
+
+/// A Slurm project polling fast, for searches on tiny data.
+fn slurm_search_env(epochs: u32) -> Env {
+    let env = super::search::env_with(epochs);
+    env.write("pipe.toml", "[executor]\npoll_seconds = 0.2\n");
+    env
+}
+
+/// The records of a search's trials (its jobs' `--only` runs leave records too).
+fn searched(env: &Env) -> Vec<serde_json::Value> {
+    records(env)
+        .into_iter()
+        .filter(|r| r["sweep"].is_string())
+        .collect()
+}
+
+/// Each trial's variant, training outcome, epoch it was pruned after and trained model.
+fn trained(env: &Env) -> Vec<(String, String, serde_json::Value, serde_json::Value)> {
+    searched(env)
+        .iter()
+        .map(|r| {
+            let t = &r["stages"]["train"];
+            (
+                r["variant"].to_string(),
+                t["outcome"].as_str().unwrap_or("none").to_string(),
+                t["report"]["metrics"]["pruned_epoch"].clone(),
+                t["digest"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// ASHA on Slurm: the watched training's job relays each epoch to the driver and waits for its
+/// verdict, so the trials stop where they stop here, recorded as pruned, with the same models.
+#[test]
+#[ignore = "needs a running Slurm (.ci/slurm.sh start; run with --include-ignored)"]
+fn a_pruned_search_on_slurm_decides_as_it_does_here() {
+    require_slurm();
+    let here = super::search::env_with(3);
+    here.ok(&super::search::ASHA);
+    let want = trained(&here);
+    assert!(want.iter().any(|t| t.1 == "pruned"), "{want:?}");
+
+    let env = slurm_search_env(3);
+    let args = [&super::search::ASHA[..], &["--executor", "slurm"]].concat();
+    let out = env.ok(&args);
+    assert_eq!(trained(&env), want, "{out}");
+    assert!(out.contains("Slurm job"), "{out}");
+    assert!(out.contains("pruned after epoch"), "{out}");
+    // Every training ran as a job; a pruned one's checkpoint stays for a longer run.
+    let jobs = jobs_of(&env);
+    let trainings = jobs.iter().filter(|n| stage_of(n) == "train").count();
+    assert_eq!(trainings, want.len(), "{jobs:?}");
+    for r in searched(&env) {
+        let t = &r["stages"]["train"];
+        if t["outcome"] == "pruned" {
+            let key = t["key"].as_str().unwrap();
+            assert!(env.path(&format!("cache/work/{key}/state.json")).is_file());
+        }
+    }
+}
+
+/// A TPE search on Slurm stopped by SIGTERM after its first trial: its jobs are cancelled, no
+/// further trial starts; rerun, it finds the first trial in the cache and proposes what an
+/// uninterrupted search proposes.
+#[test]
+#[ignore = "needs a running Slurm (.ci/slurm.sh start; run with --include-ignored)"]
+fn a_search_on_slurm_stopped_by_sigterm_resumes_from_its_finished_trials() {
+    use super::search::{killed_after_first_trial, outcomes, resumable};
+    require_slurm();
+    let whole = super::search::env_with(2);
+    let here: Vec<String> = resumable(&[]);
+    whole.ok(&here.iter().map(String::as_str).collect::<Vec<_>>());
+    let want = outcomes(&records(&whole));
+
+    let env = slurm_search_env(2);
+    let args = resumable(&["--executor", "slurm"]);
+    assert_eq!(killed_after_first_trial(&env, &args, "-TERM"), Some(1));
+    let before = searched(&env);
+    assert_eq!(before.len(), 2, "no trial after the second");
+    assert_eq!(outcomes(&before[..1])[0], want[0]);
+    assert_eq!(before[1]["ok"], false, "the second trial was stopped");
+    assert!(before[1]["stages"]["train"]["digest"].is_null());
+
+    let all: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.ok(&all);
+    let rerun = outcomes(&searched(&env)[2..]);
+    assert_eq!(rerun[0].1, "cached", "{out}");
+    let values = |v: &[(String, String)]| v.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>();
+    assert_eq!(values(&rerun), values(&want), "the same proposals: {out}");
+    let digest = |r: &serde_json::Value| r["stages"]["evaluate"]["digest"].clone();
+    assert_eq!(
+        searched(&env)[2..].iter().map(digest).collect::<Vec<_>>(),
+        records(&whole).iter().map(digest).collect::<Vec<_>>()
+    );
+}

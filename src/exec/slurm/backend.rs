@@ -8,23 +8,30 @@
 //!
 //! Resumable: a driver killed mid-run leaves its jobs running; the next one finds them in the
 //! queue by name (which carries the stage key) and waits for them instead of submitting again.
-//! SIGINT/SIGTERM cancel (`scancel`) the jobs this driver submitted.
+//! SIGINT/SIGTERM cancel (`scancel`) the jobs this driver submitted, and every later Slurm run
+//! of the process (a sweep's next variants) ends at once.
+//!
+//! In a sweep run at once, a job holds its key and job slot ([`Job::lease`]) until it ended, so
+//! `-j` bounds the jobs in flight. In a pruned search, the watched training's job asks the
+//! driver after each epoch whether to go on ([`super::relay`]).
 
 use super::cmd::{self, QueuedJob};
-use super::{SlurmError, job};
+use super::relay::Answerer;
+use super::{SlurmError, job, relay};
 use crate::cache::{StageKey, Store};
 use crate::exec::backend::{Backend, Finished, Job, Traits};
 use crate::exec::budget::on_gpu;
 use crate::exec::error::RunError;
-use crate::exec::event::Started;
+use crate::exec::event::{Observer, Started};
 use crate::exec::ledger::last_report;
+use crate::exec::shared::{KeyGuard, Permit};
 use crate::ml::device::DeviceChoice;
 use crate::spec::StageSpec;
 use crate::spec::resources::Resources;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What the Slurm backend is given: the project's settings and what its jobs' command lines
@@ -40,18 +47,26 @@ pub struct Settings {
     /// The `--set` overrides as typed.
     pub set: Vec<String>,
     pub device: Option<DeviceChoice>,
+    /// The training a pruned search watches: its job relays its epochs ([`super::relay`]).
+    pub watch: Option<String>,
 }
 
 /// A stage handed to Slurm.
-struct Running {
+struct Running<'a> {
     id: u64,
     key: StageKey,
+    /// The stage's kind (a pruned training's error names it).
+    kind: String,
     log: PathBuf,
     /// Its completion record ([`job::Completion`]).
     done: PathBuf,
     since: Instant,
     /// Submitted by this driver (cancelled on Ctrl-C), not found from an earlier one.
     ours: bool,
+    /// In a sweep run at once: the key and job slot, given back when the job ended.
+    lease: Option<(KeyGuard<'a>, Permit<'a>)>,
+    /// The watched training's epochs, answered at each poll.
+    relay: Option<Answerer>,
 }
 
 pub struct Slurm<'a> {
@@ -59,7 +74,7 @@ pub struct Slurm<'a> {
     store: &'a Store,
     /// The cache as given (the jobs' `--cache`).
     cache: PathBuf,
-    running: BTreeMap<String, Running>,
+    running: BTreeMap<String, Running<'a>>,
     /// Jobs of earlier drivers still queued or running, by name; read at the first miss (a run
     /// with nothing to submit never asks Slurm anything).
     earlier: Option<BTreeMap<String, QueuedJob>>,
@@ -69,20 +84,43 @@ pub struct Slurm<'a> {
     cache_tag: String,
     exe: PathBuf,
     interrupted: Arc<AtomicBool>,
+    /// Told the watched training's epochs (a search's pruner decides).
+    observer: &'a dyn Observer,
+}
+
+/// Set by SIGINT/SIGTERM once any Slurm run of this process registered for them; every Slurm
+/// run of the process reads the same flag, so an interrupted sweep submits nothing more.
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// The process's interrupt flag, its handlers registered on first use.
+fn interrupt_flag() -> Result<Arc<AtomicBool>, SlurmError> {
+    if let Some(f) = INTERRUPTED.get() {
+        return Ok(Arc::clone(f));
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&flag)).map_err(|source| SlurmError::Io {
+            path: PathBuf::from("signal handler"),
+            source,
+        })?;
+    }
+    Ok(Arc::clone(INTERRUPTED.get_or_init(|| flag)))
+}
+
+/// Whether SIGINT/SIGTERM interrupted a Slurm run of this process.
+pub fn interrupted() -> bool {
+    INTERRUPTED.get().is_some_and(|f| f.load(Ordering::SeqCst))
 }
 
 impl<'a> Slurm<'a> {
     /// Prepares the job directory (`<cache>/work/slurm`) and the Ctrl-C handler.
-    pub fn new(settings: &'a Settings, store: &'a Store, cache: &Path) -> Result<Self, SlurmError> {
-        let interrupted = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(sig, Arc::clone(&interrupted)).map_err(|source| {
-                SlurmError::Io {
-                    path: PathBuf::from("signal handler"),
-                    source,
-                }
-            })?;
-        }
+    pub fn new(
+        settings: &'a Settings,
+        store: &'a Store,
+        cache: &Path,
+        observer: &'a dyn Observer,
+    ) -> Result<Self, SlurmError> {
+        let interrupted = interrupt_flag()?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SlurmError::Io { path, source }
@@ -103,7 +141,29 @@ impl<'a> Slurm<'a> {
             workdir,
             exe,
             interrupted,
+            observer,
         })
+    }
+
+    /// The relay of stage `id`'s job `job` when the search watches it.
+    fn relay(&self, id: &str, name: &str, job: u64) -> Option<Answerer> {
+        (self.settings.watch.as_deref() == Some(id))
+            .then(|| Answerer::new(relay::paths(&self.log_dir, name, &job.to_string())))
+    }
+
+    /// Answers the epochs the watched trainings told since the last poll.
+    fn answer(&mut self) -> Result<(), SlurmError> {
+        let observer = self.observer;
+        for (id, job) in &mut self.running {
+            if let Some(r) = &mut job.relay {
+                r.answer(|done| observer.epoch(id, done))
+                    .map_err(|source| SlurmError::Io {
+                        path: self.log_dir.clone(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// The job an earlier driver submitted under `name`, still queued or running.
@@ -138,6 +198,7 @@ impl<'a> Slurm<'a> {
             forced,
             name,
             dir: &self.log_dir,
+            relay: s.watch.as_deref() == Some(spec.id.as_str()),
         };
         let script = self.log_dir.join(format!("{name}.sh"));
         std::fs::write(&script, command.script(key)?).map_err(|source| SlurmError::Io {
@@ -191,9 +252,20 @@ impl<'a> Backend<'a> for Slurm<'a> {
     /// Submits the stage's job, or adopts the job an earlier driver submitted for the same key.
     fn submit(&mut self, job: Job<'a>) -> Result<Started, RunError> {
         let Job {
-            spec, key, forced, ..
+            spec,
+            key,
+            forced,
+            lease,
+            ..
         } = job;
+        if self.interrupted.load(Ordering::SeqCst) {
+            return Err(SlurmError::Interrupted {
+                cancelled: Vec::new(),
+            }
+            .into());
+        }
         let id = spec.id.as_str();
+        let kind = spec.config.kind().to_string();
         let name = job::name(id, &key, &self.cache_tag);
         if let Some(q) = self.earlier(&name)?.filter(|_| !forced) {
             self.running.insert(
@@ -203,8 +275,11 @@ impl<'a> Backend<'a> for Slurm<'a> {
                     log: job::log_path(&self.log_dir, &name, q.id),
                     done: job::completion_path(&self.log_dir, &name, q.id),
                     key,
+                    kind,
                     since: Instant::now(),
                     ours: false,
+                    lease,
+                    relay: self.relay(id, &name, q.id),
                 },
             );
             return Ok(Started::Adopted {
@@ -221,10 +296,13 @@ impl<'a> Backend<'a> for Slurm<'a> {
             Running {
                 id: jid,
                 key,
+                kind,
                 log: log.clone(),
                 done: job::completion_path(&self.log_dir, &name, jid),
                 since,
                 ours: true,
+                lease,
+                relay: self.relay(id, &name, jid),
             },
         );
         Ok(Started::Job {
@@ -240,6 +318,7 @@ impl<'a> Backend<'a> for Slurm<'a> {
         if self.interrupted.load(Ordering::SeqCst) {
             return Err(self.cancel().into());
         }
+        self.answer()?;
         let queue: BTreeMap<u64, QueuedJob> =
             cmd::queue()?.into_iter().map(|j| (j.id, j)).collect();
         let ids: Vec<String> = self.running.keys().cloned().collect();
@@ -253,7 +332,7 @@ impl<'a> Backend<'a> for Slurm<'a> {
                 continue;
             }
             let state = seen.filter(|_| ended).map(|q| q.state.clone());
-            let Some(job) = self.running.remove(&id) else {
+            let Some(mut job) = self.running.remove(&id) else {
                 continue;
             };
             let result = match never {
@@ -265,19 +344,25 @@ impl<'a> Backend<'a> for Slurm<'a> {
                         stage: id.clone(),
                         job: job.id,
                         reason,
-                    })
+                    }
+                    .into())
                 }
                 None => ended_job(self.store, &id, &job, state),
             };
+            // Given back once the stage is committed (or failed): a waiter then decides again.
+            if let Some((mut guard, permit)) = job.lease.take() {
+                if result.is_ok() {
+                    guard.succeeded();
+                }
+                drop((guard, permit));
+            }
             finished.push(Finished {
                 seconds: job.since.elapsed().as_secs_f64(),
                 job: Some(format!("Slurm job {}", job.id)),
-                result: result
-                    .map(|digest| {
-                        let report = last_report(self.store, &digest);
-                        (digest, report)
-                    })
-                    .map_err(RunError::from),
+                result: result.map(|digest| {
+                    let report = last_report(self.store, &digest);
+                    (digest, report)
+                }),
                 key: job.key,
                 id,
             });
@@ -292,9 +377,9 @@ impl<'a> Backend<'a> for Slurm<'a> {
 fn ended_job(
     store: &Store,
     id: &str,
-    job: &Running,
+    job: &Running<'_>,
     state: Option<String>,
-) -> Result<String, SlurmError> {
+) -> Result<String, RunError> {
     let hex = job.key.digest();
     let end = match state {
         Some(s) => Some((s, None)),
@@ -305,14 +390,27 @@ fn ended_job(
     let completed = job::Completion::load(&job.done).filter(|c| c.key == hex && c.stage == id);
     let committed = store.lookup(&hex).hit();
     match (succeeded, completed, committed) {
+        (
+            true,
+            Some(job::Completion {
+                pruned: Some(p),
+                digest: None,
+                ..
+            }),
+            _,
+        ) => Err(RunError::Stage {
+            stage: id.to_string(),
+            kind: job.kind.clone(),
+            source: p.error(),
+        }),
         (true, Some(_), Some(entry)) => Ok(entry.digest),
-        _ => Err(job_failed(id, job, end)),
+        _ => Err(job_failed(id, job, end).into()),
     }
 }
 
 /// The error of a job that ended without completing its stage: how Slurm says it ended, and
 /// what pipe wrote in its log.
-fn job_failed(id: &str, job: &Running, end: Option<(String, Option<i32>)>) -> SlurmError {
+fn job_failed(id: &str, job: &Running<'_>, end: Option<(String, Option<i32>)>) -> SlurmError {
     // squeue knows the state, scontrol also the exit code.
     let (state, exit) = match (end, cmd::job_end(job.id)) {
         (_, Some((s, code))) => (s, code),

@@ -37,18 +37,59 @@ pub struct Completion {
     pub stage: String,
     /// The stage key's hex digest.
     pub key: String,
-    /// The output digest the job committed or found.
-    pub digest: String,
+    /// The output digest the job committed or found (none when the stage was pruned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// A search's pruner stopped the stage (a training) early: where, and its last metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<Pruned>,
+}
+
+/// A stage a search's pruner stopped in its job: its [`crate::stages::StageError::Pruned`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pruned {
+    pub epoch: u32,
+    pub epochs: u32,
+    pub val_loss: f64,
+    pub val_bacc: f64,
+}
+
+impl Eq for Pruned {}
+
+impl Pruned {
+    pub fn error(self) -> crate::stages::StageError {
+        crate::stages::StageError::Pruned {
+            epoch: self.epoch,
+            epochs: self.epochs,
+            val_loss: self.val_loss,
+            val_bacc: self.val_bacc,
+        }
+    }
 }
 
 impl Completion {
-    /// The record of `stage` in a successful run's record, if it has an output.
+    /// The record of `stage` in a successful run's record, if it has an output or was pruned.
     pub fn of(rec: &crate::record::RunRecord, stage: &str) -> Option<Self> {
         let s = rec.stages.get(stage)?;
+        let pruned = if s.outcome == crate::record::Outcome::Pruned {
+            let m = |name: &str| s.report.metrics.get(name).copied();
+            Some(Pruned {
+                epoch: m(crate::record::PRUNED_EPOCH)? as u32,
+                epochs: m("epochs")? as u32,
+                val_loss: m("val_loss")?,
+                val_bacc: m("val_bacc")?,
+            })
+        } else {
+            None
+        };
+        if pruned.is_none() && s.digest.is_none() {
+            return None;
+        }
         Some(Self {
             stage: stage.to_string(),
             key: s.key.clone(),
-            digest: s.digest.clone()?,
+            digest: s.digest.clone(),
+            pruned,
         })
     }
 
@@ -83,6 +124,8 @@ pub struct Command<'a> {
     /// The job's name and the directory of its log: where its [`Completion`] goes.
     pub name: &'a str,
     pub dir: &'a Path,
+    /// A search's pruner watches this training: its epochs go through [`super::relay`].
+    pub relay: bool,
 }
 
 impl Command<'_> {
@@ -136,6 +179,13 @@ impl Command<'_> {
             quote(&prefix.display().to_string())?,
             quote(".done")?
         ));
+        if self.relay {
+            words.push("--epoch-relay".into());
+            words.push(format!(
+                "{}\"$SLURM_JOB_ID\"",
+                quote(&prefix.display().to_string())?
+            ));
+        }
         Ok(format!(
             "#!/bin/sh\n# pipe: stage {} of {}, key {}\nexec {}\n",
             self.stage,
@@ -278,6 +328,7 @@ mod tests {
             forced: true,
             name: "pipe.train_b3.x",
             dir: Path::new("/c/work/slurm"),
+            relay: false,
         };
         let s = cmd.script(&key()).unwrap();
         let last = s.lines().last().unwrap();
@@ -300,6 +351,13 @@ mod tests {
             completion_path(Path::new("/c/work/slurm"), "pipe.train_b3.x", 42)
                 .display()
                 .to_string()
+        );
+        let relayed = Command { relay: true, ..cmd }.script(&key()).unwrap();
+        assert!(
+            relayed
+                .trim_end()
+                .ends_with("--epoch-relay /c/work/slurm/pipe.train_b3.x.\"$SLURM_JOB_ID\""),
+            "{relayed}"
         );
         let bad = Command {
             file: Path::new("a\0b"),
@@ -397,6 +455,29 @@ mod tests {
         assert_eq!(c.key, k.digest());
         let p = completion_path(dir.path(), "pipe.h.x", 7);
         assert!(Completion::load(&p).is_none());
+        c.save(&p).unwrap();
+        assert_eq!(Completion::load(&p), Some(c));
+
+        // A pruned training: no output, where it stopped.
+        let mut rec = rec;
+        let h = rec.stages.get_mut("h").unwrap();
+        h.digest = None;
+        h.outcome = crate::record::Outcome::Pruned;
+        assert!(Completion::of(&rec, "h").is_none(), "no metrics: no record");
+        let h = rec.stages.get_mut("h").unwrap();
+        for (m, v) in [("pruned_epoch", 2.0), ("epochs", 5.0), ("val_loss", 0.7)] {
+            h.report.metrics.insert(m.into(), v);
+        }
+        h.report.metrics.insert("val_bacc".into(), 0.5);
+        let c = Completion::of(&rec, "h").unwrap();
+        assert_eq!(c.digest, None);
+        let want = Pruned {
+            epoch: 2,
+            epochs: 5,
+            val_loss: 0.7,
+            val_bacc: 0.5,
+        };
+        assert_eq!(c.pruned, Some(want));
         c.save(&p).unwrap();
         assert_eq!(Completion::load(&p), Some(c));
     }

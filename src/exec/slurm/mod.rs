@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod cmd;
 pub mod job;
+pub mod relay;
 
 use std::path::PathBuf;
 
