@@ -607,3 +607,41 @@ fn a_search_on_slurm_stopped_by_sigterm_resumes_from_its_finished_trials() {
         records(&whole).iter().map(digest).collect::<Vec<_>>()
     );
 }
+
+/// The pruned search on Slurm killed (SIGKILL) once its second trial's training was submitted:
+/// that job waits for verdicts nobody gives; the rerun adopts it, answers its epochs from the
+/// first, and the search ends as an uninterrupted one does, its first trial found in the cache.
+#[test]
+#[ignore = "needs a running Slurm (.ci/slurm.sh start; run with --include-ignored)"]
+fn a_killed_pruned_search_on_slurm_adopts_its_waiting_training() {
+    require_slurm();
+    let here = super::search::env_with(3);
+    here.ok(&super::search::ASHA);
+    let want = trained(&here);
+
+    let env = slurm_search_env(3);
+    let args = [&super::search::ASHA[..], &["--executor", "slurm"]].concat();
+    let mut driver = env
+        .cmd(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+    let mut second = false;
+    let submitted = lines.by_ref().map_while(Result::ok).any(|l| {
+        second |= l.starts_with("variant 2/6");
+        second && l.trim_start().starts_with("submit  train")
+    });
+    assert!(submitted, "the search ended before its second training");
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let out = env.ok(&args);
+    assert!(out.contains("waiting train"), "the job is adopted: {out}");
+    let got = trained(&env);
+    let rerun = &got[got.len() - want.len()..];
+    assert_eq!(rerun[0].1, "cached", "{out}");
+    assert_eq!(rerun[1..], want[1..], "{out}");
+}
