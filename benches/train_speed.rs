@@ -173,6 +173,7 @@ fn bench_resnet() {
             mode,
             input: Shape::default(),
             weights: None,
+            units: 1,
         };
         let mut model = resnet::build(&spec, &device).unwrap_or_else(|e| panic!("{e}"));
         let mut optim = AdamConfig::new()

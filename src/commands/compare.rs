@@ -246,7 +246,7 @@ fn evaluations(
         }
         let path = dir.join(RESULT_FILE);
         let confusion = if let Ok(r) = read_json::<EvaluationResult>(&path) {
-            Some(r.confusion)
+            r.confusion
         } else if let Ok(v) = read_json::<serde_json::Value>(&path)
             && let Ok(c) = serde_json::from_value(v["confusion"].clone())
         {

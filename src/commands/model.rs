@@ -22,6 +22,7 @@ pub(super) fn model(name: &str, input: &str) -> i32 {
         init: Default::default(),
         dropout: crate::ml::defaults::DROPOUT,
         weights: None,
+        ..ModelSpec::new(kind)
     };
     let problems = crate::ml::models::validate(&spec);
     if !problems.is_empty() {

@@ -18,6 +18,8 @@ use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErro
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+pub mod matrix;
+
 static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const FONT: &str = "sans-serif";
 

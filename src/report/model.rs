@@ -119,6 +119,8 @@ pub struct EvalView {
     pub params: Option<f64>,
     pub train_seconds: Option<f64>,
     pub confusion: Option<Confusion>,
+    /// N classes: the class names, the N×N matrix and each class's scores.
+    pub classes: Option<ClassesView>,
     /// (false positive rate, true positive rate), from (0, 0) to (1, 1).
     pub roc: Option<Vec<(f64, f64)>>,
     /// The keys of [`METRICS`] in which this evaluation is the best of the table.
@@ -129,6 +131,15 @@ impl ModelView {
     pub fn label(&self) -> String {
         label(&self.stage, &self.variant)
     }
+}
+
+/// An N-class evaluation's `metrics.json` (`evaluate` or `ensemble`).
+#[derive(Debug, serde::Deserialize)]
+pub struct ClassesView {
+    pub classes: Vec<String>,
+    /// `matrix[true][predicted]`.
+    pub matrix: Vec<Vec<u64>>,
+    pub per_class: Vec<crate::ml::multiclass::ClassScores>,
 }
 
 impl EvalView {
@@ -531,6 +542,9 @@ fn eval_view(
     let confusion = metrics
         .as_ref()
         .and_then(|v| serde_json::from_value(v["confusion"].clone()).ok());
+    let classes = metrics
+        .as_ref()
+        .and_then(|v| serde_json::from_value::<ClassesView>(v.clone()).ok());
     Some(EvalView {
         stage: id.to_string(),
         variant,
@@ -548,6 +562,7 @@ fn eval_view(
         params: None,
         train_seconds: None,
         confusion,
+        classes,
         roc: read_probabilities(&dir.join("probabilities.csv")).map(|(l, p)| roc_curve(&l, &p)),
         best: BTreeSet::new(),
     })

@@ -320,6 +320,11 @@ fn table_section(s: &mut String, r: &Report) {
         );
     }
     s.push_str("</div>");
+    for e in evals {
+        if let Some(c) = &e.classes {
+            class_tables(s, &e.label(), c);
+        }
+    }
     let roc: Vec<Series> = evals
         .iter()
         .enumerate()
@@ -420,4 +425,37 @@ fn overrides(all: &[String]) -> String {
         .map(|o| format!("<code>{}</code>", escape(o)))
         .collect::<Vec<_>>()
         .join(" ")
+}
+/// An N-class evaluation: its N×N confusion matrix (rows true, columns predicted) and each
+/// class's precision, recall and F1.
+fn class_tables(s: &mut String, label: &str, c: &super::model::ClassesView) {
+    let _ = write!(
+        s,
+        "<h3>{} by class</h3><table class=\"confusion multiclass\"><tr><th>true \\ predicted</th>",
+        escape(label)
+    );
+    for name in &c.classes {
+        let _ = write!(s, "<th>{}</th>", escape(name));
+    }
+    s.push_str("</tr>");
+    for (name, row) in c.classes.iter().zip(&c.matrix) {
+        let _ = write!(s, "<tr><th>{}</th>", escape(name));
+        for v in row {
+            let _ = write!(s, "<td>{v}</td>");
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table><table class=\"per-class\"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>");
+    for (name, k) in c.classes.iter().zip(&c.per_class) {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+            escape(name),
+            k.precision,
+            k.recall,
+            k.f1,
+            k.support
+        );
+    }
+    s.push_str("</table>");
 }

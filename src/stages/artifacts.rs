@@ -108,6 +108,9 @@ pub struct SplitBalance {
     pub count: usize,
     pub positives: usize,
     pub positive_fraction: f64,
+    /// Images per class, for data of more than two classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_counts: Option<Vec<usize>>,
 }
 
 /// Output of `split`.

@@ -7,6 +7,7 @@ use super::artifacts::{SplitArtifact, read_json, to_usize};
 use super::evaluate::{On, model_probs};
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
 use crate::ml::metrics::{self, Confusion};
+use crate::ml::multiclass::{self, ConfusionMatrix};
 use crate::ml::train::Checkpoint;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,17 @@ pub struct EnsembleFile {
     pub checkpoint: Checkpoint,
     pub threshold: f32,
     pub members: Vec<Member>,
+    /// Probabilities per image of every member: 1 (two classes), or N classes' softmax row.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub units: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -79,6 +91,9 @@ impl EnsembleFile {
     /// Combined probabilities from per-member probabilities (member-major).
     pub fn combine(&self, probs: &[Vec<f32>]) -> Vec<f32> {
         let weights: Vec<f64> = self.members.iter().map(|m| m.weight).collect();
+        if self.units > 1 {
+            return combine_classes(self.method, &weights, probs, self.units);
+        }
         combine(self.method, &weights, probs, self.threshold)
     }
 }
@@ -109,15 +124,51 @@ pub fn combine(method: Method, weights: &[f64], probs: &[Vec<f32>], threshold: f
         .collect()
 }
 
+/// [`combine`] for rows of `units` class probabilities: the (weighted) mean row, or for a
+/// vote the share of members whose most probable class each class is (a tie between the
+/// leading classes: the mean row).
+pub fn combine_classes(
+    method: Method,
+    weights: &[f64],
+    probs: &[Vec<f32>],
+    units: usize,
+) -> Vec<f32> {
+    let mean = combine(Method::Weighted, weights, probs, 0.5);
+    if method != Method::Vote {
+        return mean;
+    }
+    let votes: Vec<Vec<u8>> = probs
+        .iter()
+        .map(|p| multiclass::argmax_rows(p, units))
+        .collect();
+    let mut out = Vec::with_capacity(mean.len());
+    for (i, mean_row) in mean.chunks(units).enumerate() {
+        let mut count = vec![0usize; units];
+        for v in &votes {
+            count[v[i] as usize] += 1;
+        }
+        let top = count.iter().copied().max().unwrap_or(0);
+        if count.iter().filter(|&&c| c == top).count() > 1 {
+            out.extend_from_slice(mean_row);
+        } else {
+            out.extend(count.iter().map(|&c| c as f32 / probs.len() as f32));
+        }
+    }
+    out
+}
+
 /// Weights (summing to 1) maximising balanced accuracy of the weighted mean on `labels`:
 /// coordinate ascent from equal weights (steps of 0.05 and 0.25, or dropping a member),
 /// deterministic.
 pub fn fit_weights(probs: &[Vec<f32>], labels: &[u8], threshold: f32) -> Vec<f64> {
-    let k = probs.len();
-    let score = |w: &[f64]| {
+    fit_weights_by(probs.len(), |w| {
         let p = combine(Method::Weighted, w, probs, threshold);
         metrics::confusion(labels, &p, threshold).balanced_accuracy()
-    };
+    })
+}
+
+/// [`fit_weights`]'s search for `k` members, maximising `score` of the weights.
+fn fit_weights_by(k: usize, score: impl Fn(&[f64]) -> f64) -> Vec<f64> {
     let mut w = vec![1.0 / k as f64; k];
     let mut best = score(&w);
     for _ in 0..200 {
@@ -168,6 +219,10 @@ impl Stage for Ensemble {
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
         let members = model_inputs(ctx)?;
+        let units = member_units(&members)?;
+        if units > 1 {
+            return self.run_multiclass(ctx, &members, units);
+        }
         let ds = ctx.dataset("data")?;
         let labels = ds
             .labels
@@ -209,6 +264,7 @@ impl Stage for Ensemble {
                         .balanced_accuracy(),
                 })
                 .collect(),
+            units: 1,
         };
         let combined = file.combine(&eval_probs);
         let c: Confusion = metrics::confusion(&eval_labels, &combined, self.threshold);
@@ -249,7 +305,110 @@ fn model_inputs<'a>(
     Ok(members)
 }
 
+/// The output units every member shares (1 for two classes, N beyond).
+fn member_units(members: &[(&String, &PathBuf)]) -> Result<usize, StageError> {
+    let mut units = Vec::new();
+    for (_, dir) in members {
+        units.push(crate::ml::train::output_units(dir)?);
+    }
+    if units.iter().any(|&u| u != units[0]) {
+        let shown: Vec<String> = members
+            .iter()
+            .zip(&units)
+            .map(|((slot, _), u)| format!("{slot}: {}", if *u == 1 { 2 } else { *u }))
+            .collect();
+        return Err(StageError::Invalid(format!(
+            "ensemble members tell different numbers of classes apart ({})",
+            shown.join(", ")
+        )));
+    }
+    Ok(units[0])
+}
+
 impl Ensemble {
+    /// An ensemble of N-class models: class probabilities averaged (weights fitted for macro
+    /// balanced accuracy) or voted; scored like `evaluate` scores one model.
+    fn run_multiclass(
+        &self,
+        ctx: &StageContext,
+        members: &[(&String, &PathBuf)],
+        units: usize,
+    ) -> Result<StageReport, StageError> {
+        let ds = ctx.dataset("data")?;
+        let labels = ds
+            .labels
+            .as_deref()
+            .ok_or_else(|| StageError::Invalid("ensemble needs a labelled dataset".into()))?;
+        let split = SplitArtifact::read(ctx.input("split")?)?;
+        let val = to_usize(&split.val);
+        let eval = to_usize(match self.on {
+            On::Train => &split.train,
+            On::Val => &split.val,
+            On::Test => &split.test,
+        });
+        let pick = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<u8>>();
+        let (val_labels, eval_labels) = (pick(&val), pick(&eval));
+        let (val_probs, eval_probs) = self.member_probs(members, &ds, &val, &eval)?;
+        let digests = members
+            .iter()
+            .map(|(slot, _)| ctx.input_digest(slot))
+            .collect::<Result<Vec<String>, StageError>>()?;
+        ctx.declare_refs(&digests)?;
+        let bacc =
+            |l: &[u8], p: &[f32]| ConfusionMatrix::from_probs(l, p, units).balanced_accuracy();
+        let weights = match self.method {
+            Method::Weighted => fit_weights_by(members.len(), |w| {
+                bacc(
+                    &val_labels,
+                    &combine_classes(Method::Weighted, w, &val_probs, units),
+                )
+            }),
+            _ => vec![1.0 / members.len() as f64; members.len()],
+        };
+        let file = EnsembleFile {
+            method: self.method,
+            checkpoint: self.checkpoint,
+            threshold: self.threshold,
+            members: members
+                .iter()
+                .zip(&digests)
+                .zip(&weights)
+                .zip(&eval_probs)
+                .map(|((((slot, _), digest), &weight), p)| Member {
+                    slot: (*slot).clone(),
+                    digest: digest.clone(),
+                    weight,
+                    balanced_accuracy: bacc(&eval_labels, p),
+                })
+                .collect(),
+            units,
+        };
+        let combined = file.combine(&eval_probs);
+        let c = ConfusionMatrix::from_probs(&eval_labels, &combined, units);
+        let classes: Vec<String> = (0..units).map(|k| ds.class_name(k as u8)).collect();
+        ctx.write_json(ENSEMBLE_FILE, &file)?;
+        ctx.write_json(
+            "metrics.json",
+            &serde_json::json!({
+                "on": self.on,
+                "balanced_accuracy": c.balanced_accuracy(),
+                "accuracy": c.accuracy(),
+                "roc_auc": multiclass::macro_auc(&multiclass::roc_auc_ovr(&eval_labels, &combined, units)),
+                "classes": classes,
+                "matrix": c.matrix,
+                "per_class": c.per_class(),
+            }),
+        )?;
+        let png = ctx.out.join("confusion.png");
+        let title = format!("ensemble ({:?})", self.method).to_lowercase();
+        crate::figures::plot::matrix::confusion_matrix_png(&png, &title, &classes, &c.matrix)
+            .map_err(|e| StageError::Artifact {
+                path: png.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(self.report_with(&file, c.balanced_accuracy(), c.accuracy()))
+    }
+
     /// Each member's probabilities on the validation images (only to fit weights; empty
     /// otherwise) and on the evaluated ones.
     fn member_probs(
@@ -300,6 +459,10 @@ impl Ensemble {
 
     /// The summary line and metrics: the ensemble's, and each member's balanced accuracy.
     fn report(&self, file: &EnsembleFile, c: &Confusion) -> StageReport {
+        self.report_with(file, c.balanced_accuracy(), c.accuracy())
+    }
+
+    fn report_with(&self, file: &EnsembleFile, bacc: f64, accuracy: f64) -> StageReport {
         let members_text: Vec<String> = file
             .members
             .iter()
@@ -309,15 +472,15 @@ impl Ensemble {
             summary: format!(
                 "{:?} ensemble balanced accuracy {:.4} on {:?}; members: {}",
                 self.method,
-                c.balanced_accuracy(),
+                bacc,
                 self.on,
                 members_text.join(", ")
             ),
             figures: vec!["confusion.png".into(), "metrics.json".into()],
             ..Default::default()
         }
-        .metric("balanced_accuracy", c.balanced_accuracy())
-        .metric("accuracy", c.accuracy());
+        .metric("balanced_accuracy", bacc)
+        .metric("accuracy", accuracy);
         for m in &file.members {
             report = report.metric(&format!("member_{}_bacc", m.slot), m.balanced_accuracy);
         }
@@ -356,5 +519,20 @@ mod tests {
         for p in &probs {
             assert!(metrics::confusion(&labels, p, 0.5).balanced_accuracy() < 1.0);
         }
+    }
+
+    #[test]
+    fn class_rows_average_and_vote() {
+        // Two images, three classes, three members.
+        let a = vec![0.6f32, 0.3, 0.1, 0.2, 0.2, 0.6];
+        let b = vec![0.5f32, 0.4, 0.1, 0.1, 0.8, 0.1];
+        let c = vec![0.1f32, 0.8, 0.1, 0.3, 0.3, 0.4];
+        let probs = vec![a, b, c];
+        let mean = combine_classes(Method::Mean, &[1.0, 1.0, 1.0], &probs, 3);
+        assert!((mean[0] - 0.4).abs() < 1e-6 && (mean[1] - 0.5).abs() < 1e-6);
+        let vote = combine_classes(Method::Vote, &[1.0, 1.0, 1.0], &probs, 3);
+        // Image 0: votes 0, 0, 1; image 1: votes 2, 1, 2.
+        assert_eq!(multiclass::argmax_rows(&vote, 3), [0, 2]);
+        assert!((vote[0] - 2.0 / 3.0).abs() < 1e-6);
     }
 }

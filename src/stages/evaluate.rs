@@ -1,12 +1,17 @@
 //! `evaluate`: the challenge's score (balanced accuracy) plus accuracy, ROC AUC and the
 //! confusion matrix (JSON + PNG) of a trained model on one split, at a fixed or tuned threshold.
+//! A model of N > 2 classes is scored by its most probable class: macro balanced accuracy
+//! (mean recall), per-class precision/recall/F1, top-k accuracy, one-vs-rest ROC AUC and the
+//! N×N confusion matrix; `threshold` is for two classes only.
 
 use super::artifacts::{SplitArtifact, to_usize};
 use super::train::Train;
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport, io_err};
 use crate::figures::plot::confusion_png;
+use crate::figures::plot::matrix::confusion_matrix_png;
 use crate::ml::metrics::{self, Confusion};
-use crate::ml::train::{Checkpoint, predict};
+use crate::ml::multiclass::{self, ClassScores, ConfusionMatrix};
+use crate::ml::train::{Checkpoint, output_units, predict};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 
@@ -39,7 +44,7 @@ impl Default for Threshold {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Evaluate {
     /// Inference device; `--device` sets it on every stage that runs a model. The default
@@ -52,18 +57,58 @@ pub struct Evaluate {
     pub checkpoint: Checkpoint,
     #[serde(default)]
     pub threshold: Threshold,
+    /// k of the top-k accuracy reported for models of more than k classes.
+    #[serde(default = "default_top_k", skip_serializing_if = "is_default_top_k")]
+    pub top_k: usize,
+}
+
+fn default_top_k() -> usize {
+    5
+}
+
+fn is_default_top_k(k: &usize) -> bool {
+    *k == default_top_k()
+}
+
+/// Top-k accuracy: the fraction of images whose class is among the model's k most probable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopK {
+    pub k: usize,
+    pub accuracy: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EvaluationResult {
     pub on: On,
     pub checkpoint: Checkpoint,
-    pub threshold: f32,
+    /// The decision threshold (two classes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
     pub count: usize,
+    /// Two classes: the binary balanced accuracy; N: the macro one (mean recall).
     pub balanced_accuracy: f64,
     pub accuracy: f64,
+    /// Two classes: the ROC AUC; N: the mean of the one-vs-rest AUCs.
     pub roc_auc: Option<f64>,
-    pub confusion: Confusion,
+    /// The 2x2 matrix (two classes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confusion: Option<Confusion>,
+    /// The class names, when the data has a vocabulary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+    /// N classes: `matrix[true][predicted]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<Vec<Vec<u64>>>,
+    /// N classes: precision, recall, F1 and support per class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_class: Option<Vec<ClassScores>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<TopK>,
+    /// N classes: each class's one-vs-rest ROC AUC (`null` for a class absent from the split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roc_auc_per_class: Option<Vec<Option<f64>>>,
 }
 
 pub const RESULT_FILE: &str = "metrics.json";
@@ -80,7 +125,7 @@ impl Stage for Evaluate {
     ];
 
     fn check(&self) -> Vec<Problem> {
-        match self.threshold {
+        let mut p = match self.threshold {
             Threshold::Fixed(t) if !(0.0..=1.0).contains(&t) => {
                 vec![Problem::new(
                     "threshold",
@@ -88,7 +133,11 @@ impl Stage for Evaluate {
                 )]
             }
             _ => Vec::new(),
+        };
+        if self.top_k == 0 {
+            p.push(Problem::new("top_k", "top_k must be at least 1"));
         }
+        p
     }
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
@@ -106,6 +155,10 @@ impl Stage for Evaluate {
             On::Test => to_usize(&split.test),
         };
         let idx = pick(self.on);
+        let units = output_units(model_dir)?;
+        if units > 1 {
+            return self.run_multiclass(ctx, &ds, labels, model_dir, &idx, units);
+        }
         let tune = matches!(self.threshold, Threshold::Named(ThresholdName::Tune));
         let val = if tune && self.on != On::Val {
             pick(On::Val)
@@ -133,12 +186,18 @@ impl Stage for Evaluate {
         let result = EvaluationResult {
             on: self.on,
             checkpoint: self.checkpoint,
-            threshold,
+            threshold: Some(threshold),
             count: idx.len(),
             balanced_accuracy: c.balanced_accuracy(),
             accuracy: c.accuracy(),
             roc_auc: metrics::roc_auc(&l, &probs),
-            confusion: c,
+            confusion: Some(c),
+            classes: ds.classes.clone(),
+            matrix: None,
+            per_class: None,
+            macro_f1: None,
+            top_k: None,
+            roc_auc_per_class: None,
         };
         ctx.write_json(RESULT_FILE, &result)?;
         let csv = ctx.out.join("probabilities.csv");
@@ -172,6 +231,138 @@ impl Stage for Evaluate {
         }
         Ok(report)
     }
+}
+
+impl Default for Evaluate {
+    fn default() -> Self {
+        Self {
+            device: Default::default(),
+            on: On::default(),
+            checkpoint: Checkpoint::default(),
+            threshold: Threshold::default(),
+            top_k: default_top_k(),
+        }
+    }
+}
+
+impl Evaluate {
+    /// Scores a model of `units` > 2 classes by its most probable class.
+    fn run_multiclass(
+        &self,
+        ctx: &StageContext,
+        ds: &crate::data::Dataset,
+        labels: &[u8],
+        model_dir: &std::path::Path,
+        idx: &[usize],
+        units: usize,
+    ) -> Result<StageReport, StageError> {
+        if matches!(self.threshold, Threshold::Named(ThresholdName::Tune)) {
+            return Err(StageError::Invalid(format!(
+                "threshold: `tune` applies to two classes; the model tells {units} apart \
+                 (remove `threshold`)"
+            )));
+        }
+        if ds.num_classes() != units {
+            return Err(StageError::Invalid(format!(
+                "the model has {units} classes but the data {}",
+                ds.num_classes()
+            )));
+        }
+        let probs = model_probs(model_dir, self.checkpoint, ds, idx, self.device)?;
+        let l: Vec<u8> = idx.iter().map(|&i| labels[i]).collect();
+        let c = ConfusionMatrix::from_probs(&l, &probs, units);
+        let aucs = multiclass::roc_auc_ovr(&l, &probs, units);
+        let classes: Vec<String> = (0..units).map(|k| ds.class_name(k as u8)).collect();
+        let result = EvaluationResult {
+            on: self.on,
+            checkpoint: self.checkpoint,
+            threshold: None,
+            count: idx.len(),
+            balanced_accuracy: c.balanced_accuracy(),
+            accuracy: c.accuracy(),
+            roc_auc: multiclass::macro_auc(&aucs),
+            confusion: None,
+            classes: Some(classes.clone()),
+            per_class: Some(c.per_class()),
+            macro_f1: Some(c.macro_f1()),
+            top_k: (self.top_k < units).then(|| TopK {
+                k: self.top_k,
+                accuracy: multiclass::top_k_accuracy(&l, &probs, units, self.top_k),
+            }),
+            roc_auc_per_class: Some(aucs),
+            matrix: Some(c.matrix.clone()),
+        };
+        ctx.write_json(RESULT_FILE, &result)?;
+        write_class_probabilities(ctx, ds, idx, &l, &probs, &classes)?;
+        let png = ctx.out.join("confusion.png");
+        let title = format!("{} ({:?} split)", ctx.id, self.on);
+        confusion_matrix_png(&png, &title, &classes, &c.matrix).map_err(|e| {
+            StageError::Artifact {
+                path: png.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let mut summary = format!(
+            "{:?}: macro balanced accuracy {:.4}, accuracy {:.4}, macro F1 {:.4}",
+            self.on,
+            result.balanced_accuracy,
+            result.accuracy,
+            c.macro_f1()
+        );
+        let mut report = StageReport::default()
+            .metric("balanced_accuracy", result.balanced_accuracy)
+            .metric("accuracy", result.accuracy)
+            .metric("macro_f1", c.macro_f1());
+        if let Some(t) = &result.top_k {
+            summary.push_str(&format!(", top-{} {:.4}", t.k, t.accuracy));
+            report = report.metric(&format!("top_{}_accuracy", t.k), t.accuracy);
+        }
+        if let Some(auc) = result.roc_auc {
+            report = report.metric("roc_auc", auc);
+        }
+        report.summary = summary;
+        report.figures = vec!["confusion.png".into(), RESULT_FILE.into()];
+        Ok(report)
+    }
+}
+
+/// `probabilities.csv` of an N-class evaluation: index, name, true and predicted class, then
+/// one probability column per class.
+fn write_class_probabilities(
+    ctx: &StageContext,
+    ds: &crate::data::Dataset,
+    idx: &[usize],
+    labels: &[u8],
+    probs: &[f32],
+    classes: &[String],
+) -> Result<(), StageError> {
+    let path = ctx.out.join("probabilities.csv");
+    let csv_err = |e: csv::Error| StageError::Artifact {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let mut w = csv::Writer::from_path(&path).map_err(csv_err)?;
+    let mut header = vec![
+        "index".to_string(),
+        "name".into(),
+        "label".into(),
+        "predicted".into(),
+    ];
+    header.extend(classes.iter().map(|c| format!("p_{c}")));
+    w.write_record(&header).map_err(csv_err)?;
+    let n = classes.len();
+    let predicted = multiclass::argmax_rows(probs, n);
+    for (k, &i) in idx.iter().enumerate() {
+        let mut row = vec![
+            i.to_string(),
+            ds.names[i].clone(),
+            classes[labels[k] as usize].clone(),
+            classes[predicted[k] as usize].clone(),
+        ];
+        row.extend(probs[k * n..(k + 1) * n].iter().map(|p| format!("{p:.6}")));
+        w.write_record(&row).map_err(csv_err)?;
+    }
+    w.flush().map_err(io_err(&path))
 }
 
 /// Probabilities of a trained model (a `train` output directory) for `indices`.

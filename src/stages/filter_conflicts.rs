@@ -7,6 +7,7 @@ use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageR
 use crate::data::Dataset;
 use crate::figures::grid::{GridImage, abs_difference, save_grid};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -37,20 +38,23 @@ pub fn select(groups: &GroupsArtifact, labels: &[u8], policy: Policy) -> Selecti
     let mut drop = vec![false; groups.count];
     let (mut copies, mut conflicting, mut conflict_groups) = (0, 0, 0);
     for g in &groups.duplicate_groups {
-        let ones = g.iter().filter(|&&i| labels[i as usize] == 1).count();
-        let conflict = ones != 0 && ones != g.len();
+        // Images per label in the group (any number of classes).
+        let mut counts: BTreeMap<u8, usize> = BTreeMap::new();
+        for &i in g {
+            *counts.entry(labels[i as usize]).or_default() += 1;
+        }
+        let conflict = counts.len() > 1;
         let keeper = if !conflict {
             Some(g[0])
         } else {
             conflict_groups += 1;
-            let zeros = g.len() - ones;
-            match policy {
-                Policy::DropAll => None,
-                Policy::Majority if ones == zeros => None,
-                Policy::Majority => {
-                    let major = u8::from(ones > zeros);
+            let top = counts.values().copied().max().unwrap_or(0);
+            let mut leaders = counts.iter().filter(|&(_, &c)| c == top).map(|(&l, _)| l);
+            match (policy, leaders.next(), leaders.next()) {
+                (Policy::Majority, Some(major), None) => {
                     g.iter().copied().find(|&i| labels[i as usize] == major)
                 }
+                _ => None,
             }
         };
         for &i in g {
@@ -137,7 +141,8 @@ impl Stage for FilterConflicts {
     }
 }
 
-/// Rows of (label-0 image, label-1 image, amplified difference); false when there is none.
+/// Rows of (an image of the group's lowest label, one of its next label, amplified
+/// difference); false when there is none.
 fn draw_conflicts(
     ds: &Dataset,
     groups: &GroupsArtifact,
@@ -149,8 +154,14 @@ fn draw_conflicts(
         .duplicate_groups
         .iter()
         .filter_map(|g| {
-            let a = g.iter().find(|&&i| labels[i as usize] == 0)?;
-            let b = g.iter().find(|&&i| labels[i as usize] == 1)?;
+            let low = g.iter().map(|&i| labels[i as usize]).min()?;
+            let next = g
+                .iter()
+                .map(|&i| labels[i as usize])
+                .filter(|&l| l > low)
+                .min()?;
+            let a = g.iter().find(|&&i| labels[i as usize] == low)?;
+            let b = g.iter().find(|&&i| labels[i as usize] == next)?;
             let (a, b) = (ds.image(*a as usize), ds.image(*b as usize));
             Some(vec![
                 GridImage {
@@ -210,5 +221,19 @@ mod tests {
         let labels = [1, 0, 1, 0, 1, 0, 0];
         let s = select(&groups(), &labels, Policy::Majority);
         assert_eq!(s.kept, vec![0, 1, 3, 5]);
+    }
+
+    #[test]
+    fn conflicts_among_many_classes() {
+        // Group [0, 2] agrees (class 2); group [1, 4, 6] holds classes 3, 3 and 7.
+        let labels = [2, 3, 2, 0, 3, 5, 7];
+        let s = select(&groups(), &labels, Policy::DropAll);
+        assert_eq!(s.kept, vec![0, 3, 5]);
+        assert_eq!(s.conflicting_groups, 1);
+        let s = select(&groups(), &labels, Policy::Majority);
+        assert_eq!(s.kept, vec![0, 1, 3, 5]);
+        // A three-way tie has no majority.
+        let s = select(&groups(), &[2, 3, 2, 0, 4, 5, 7], Policy::Majority);
+        assert_eq!(s.kept, vec![0, 3, 5]);
     }
 }

@@ -52,7 +52,7 @@ impl StageConfig {
     /// Name → version of the external code that decides this stage's output bytes.
     pub fn implementation(&self) -> BTreeMap<String, String> {
         match self {
-            StageConfig::Source(Source::Folder(_)) => entries(&[
+            StageConfig::Source(Source::Folder(_) | Source::ImageFolder(_)) => entries(&[
                 ("image", crate_version("image")),
                 ("png", crate_version("png")),
                 ("libjpeg-turbo (mozjpeg-sys)", crate_version("mozjpeg-sys")),

@@ -15,11 +15,15 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LabelFormat {
-    /// `0` / `1`
+    /// `0` / `1`; the class names when the model's data has them (the default).
     #[default]
     ZeroOne,
-    /// `-1` / `1` (the challenge's label file format)
+    /// `-1` / `1` (the challenge's label file format; two classes only)
     MinusOneOne,
+    /// The class names (the labels' vocabulary); indices when the data has none.
+    Name,
+    /// The class indices `0` … `N-1`.
+    Index,
 }
 
 fn yes() -> bool {
@@ -57,7 +61,9 @@ pub struct Predict {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PredictSummary {
     pub count: usize,
-    pub threshold: f32,
+    /// The decision threshold (two-class models only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
     pub predicted_positive: usize,
     /// Test images that took a training image's label through a hash match.
     pub overridden: usize,
@@ -110,7 +116,11 @@ impl Stage for Predict {
 
     fn run(&self, ctx: &StageContext) -> Result<StageReport, StageError> {
         let test = ctx.dataset("test")?;
-        let probs = self.probabilities(ctx, &test)?;
+        let (probs, units, classes) = self.probabilities(ctx, &test)?;
+        if units > 1 {
+            return self.run_multiclass(ctx, &test, &probs, units, classes);
+        }
+        let names = Names::new(self.label_format, classes, 2)?;
         let threshold = self.threshold_for(ctx)?;
         let model: Vec<u8> = probs.iter().map(|&p| u8::from(p >= threshold)).collect();
         let mut labels = Labels {
@@ -120,7 +130,7 @@ impl Stage for Predict {
         };
         let mut summary = PredictSummary {
             count: test.len(),
-            threshold,
+            threshold: Some(threshold),
             predicted_positive: 0,
             overridden: 0,
             overridden_changed: 0,
@@ -137,8 +147,8 @@ impl Stage for Predict {
             figures.push("overrides.png".into());
         }
         summary.predicted_positive = labels.submitted.iter().filter(|&&l| l == 1).count();
-        self.write_submission(ctx, &labels)?;
-        self.write_probabilities(ctx, &test, &probs, &labels)?;
+        write_submission(ctx, &labels, &names)?;
+        self.write_probabilities(ctx, &test, &probs, &labels, &names)?;
         ctx.write_json("predict.json", &summary)?;
         Ok(StageReport {
             summary: format!(
@@ -165,30 +175,69 @@ struct Labels {
     submitted: Vec<u8>,
 }
 
-impl LabelFormat {
-    fn text(self, l: u8) -> String {
-        match (self, l) {
-            (LabelFormat::ZeroOne, l) => l.to_string(),
-            (LabelFormat::MinusOneOne, 1) => "1".to_string(),
-            (LabelFormat::MinusOneOne, _) => "-1".to_string(),
+/// How labels are written: `label_format` and the class names it may use.
+struct Names {
+    format: LabelFormat,
+    classes: Option<Vec<String>>,
+}
+
+impl Names {
+    /// Checks `format` against a model of `n` classes with the vocabulary `classes`.
+    fn new(
+        format: LabelFormat,
+        classes: Option<Vec<String>>,
+        n: usize,
+    ) -> Result<Self, StageError> {
+        if format == LabelFormat::MinusOneOne && n > 2 {
+            return Err(StageError::Invalid(format!(
+                "label_format: `minus_one_one` is for two classes; the model has {n} \
+                 (use `name` or `index`)"
+            )));
+        }
+        Ok(Self { format, classes })
+    }
+
+    fn text(&self, l: u8) -> String {
+        match (self.format, l, &self.classes) {
+            (LabelFormat::ZeroOne | LabelFormat::Name, l, Some(c)) => c[l as usize].clone(),
+            (LabelFormat::MinusOneOne, 1, _) => "1".to_string(),
+            (LabelFormat::MinusOneOne, _, _) => "-1".to_string(),
+            (_, l, _) => l.to_string(),
         }
     }
 }
 
 impl Predict {
-    /// Each test image's probability of label 1, from the `model` or the `ensemble` input.
-    fn probabilities(&self, ctx: &StageContext, test: &Dataset) -> Result<Vec<f32>, StageError> {
+    /// Each test image's probability of label 1 (two classes), or its row of class
+    /// probabilities, from the `model` or the `ensemble` input; with the values per image and
+    /// the class names the (first) model records.
+    fn probabilities(&self, ctx: &StageContext, test: &Dataset) -> Result<Probs, StageError> {
         let all: Vec<usize> = (0..test.len()).collect();
         let device = self.device;
+        let facts = |dir: &Path| -> Result<(usize, Option<Vec<String>>), StageError> {
+            Ok((
+                crate::ml::train::output_units(dir)?,
+                super::train::read_classes(dir)?,
+            ))
+        };
         match (ctx.optional_input("model"), ctx.optional_input("ensemble")) {
-            (Some(model), None) => model_probs(model, self.checkpoint, test, &all, device),
+            (Some(model), None) => {
+                let (units, classes) = facts(model)?;
+                let p = model_probs(model, self.checkpoint, test, &all, device)?;
+                Ok((p, units, classes))
+            }
             (None, Some(dir)) => {
                 let ens = ensemble::read(dir)?;
+                let members = ens.member_dirs(ctx, "ensemble")?;
+                let (units, classes) = match members.first() {
+                    Some(m) => facts(m)?,
+                    None => (1, None),
+                };
                 let mut member_probs = Vec::new();
-                for m in ens.member_dirs(ctx, "ensemble")? {
-                    member_probs.push(model_probs(&m, ens.checkpoint, test, &all, device)?);
+                for m in &members {
+                    member_probs.push(model_probs(m, ens.checkpoint, test, &all, device)?);
                 }
-                Ok(ens.combine(&member_probs))
+                Ok((ens.combine(&member_probs), units, classes))
             }
             _ => Err(StageError::Invalid(
                 "predict needs exactly one of the inputs `model` and `ensemble`".into(),
@@ -196,12 +245,65 @@ impl Predict {
         }
     }
 
+    /// Predictions of a model of `units` > 2 classes: each image's most probable class.
+    fn run_multiclass(
+        &self,
+        ctx: &StageContext,
+        test: &Dataset,
+        probs: &[f32],
+        units: usize,
+        classes: Option<Vec<String>>,
+    ) -> Result<StageReport, StageError> {
+        if self.threshold.is_some() {
+            return Err(StageError::Invalid(format!(
+                "threshold: applies to two classes; the model has {units} (remove `threshold`)"
+            )));
+        }
+        let names = Names::new(self.label_format, classes, units)?;
+        let model = crate::ml::multiclass::argmax_rows(probs, units);
+        let mut labels = Labels {
+            submitted: model.clone(),
+            model,
+            hash: vec![None; test.len()],
+        };
+        let mut summary = PredictSummary {
+            count: test.len(),
+            threshold: None,
+            predicted_positive: 0,
+            overridden: 0,
+            overridden_changed: 0,
+            ambiguous_matches: 0,
+        };
+        let mut figures = vec!["submission.txt".to_string(), "probabilities.csv".into()];
+        if self.hash_override
+            && let Some(dir) = ctx.optional_input("train")
+            && self.override_by_hash(ctx, test, dir, &mut labels, &mut summary)?
+        {
+            figures.push("overrides.png".into());
+        }
+        write_submission(ctx, &labels, &names)?;
+        write_class_probabilities(ctx, test, probs, units, &labels, &names)?;
+        ctx.write_json("predict.json", &summary)?;
+        Ok(StageReport {
+            summary: format!(
+                "{} test images over {units} classes; {} took a training label by hash ({} changed)",
+                summary.count, summary.overridden, summary.overridden_changed
+            ),
+            figures,
+            ..Default::default()
+        }
+        .metric("count", summary.count as f64)
+        .metric("overridden", summary.overridden as f64)
+        .metric("overridden_changed", summary.overridden_changed as f64))
+    }
+
     /// `threshold`, else the `evaluation` input's, else 0.5.
     fn threshold_for(&self, ctx: &StageContext) -> Result<f32, StageError> {
         Ok(match (self.threshold, ctx.optional_input("evaluation")) {
             (Some(t), _) => t,
             (None, Some(dir)) => {
-                super::artifacts::read_json::<EvaluationResult>(&dir.join(RESULT_FILE))?.threshold
+                let r = super::artifacts::read_json::<EvaluationResult>(&dir.join(RESULT_FILE))?;
+                r.threshold.unwrap_or(0.5)
             }
             (None, None) => 0.5,
         })
@@ -286,16 +388,6 @@ impl Predict {
         })
     }
 
-    /// `submission.txt`: one label per line, in input order.
-    fn write_submission(&self, ctx: &StageContext, labels: &Labels) -> Result<(), StageError> {
-        let sub = ctx.out.join("submission.txt");
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&sub).map_err(io_err(&sub))?);
-        for &l in &labels.submitted {
-            writeln!(w, "{}", self.label_format.text(l)).map_err(io_err(&sub))?;
-        }
-        w.flush().map_err(io_err(&sub))
-    }
-
     /// `probabilities.csv`: each test image's probability and labels.
     fn write_probabilities(
         &self,
@@ -303,8 +395,9 @@ impl Predict {
         test: &Dataset,
         probs: &[f32],
         labels: &Labels,
+        names: &Names,
     ) -> Result<(), StageError> {
-        let fmt = |l: u8| self.label_format.text(l);
+        let fmt = |l: u8| names.text(l);
         let csv = ctx.out.join("probabilities.csv");
         let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).map_err(io_err(&csv))?);
         writeln!(w, "index,name,probability,model_label,hash_label,label").map_err(io_err(&csv))?;
@@ -322,6 +415,58 @@ impl Predict {
         }
         w.flush().map_err(io_err(&csv))
     }
+}
+
+/// Probabilities (one per image, or a row per image), values per image, class names.
+type Probs = (Vec<f32>, usize, Option<Vec<String>>);
+
+/// `submission.txt`: one label per line, in input order.
+fn write_submission(ctx: &StageContext, labels: &Labels, names: &Names) -> Result<(), StageError> {
+    let sub = ctx.out.join("submission.txt");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&sub).map_err(io_err(&sub))?);
+    for &l in &labels.submitted {
+        writeln!(w, "{}", names.text(l)).map_err(io_err(&sub))?;
+    }
+    w.flush().map_err(io_err(&sub))
+}
+
+/// `probabilities.csv` of an N-class model: index, name, the model's, the hash's and the
+/// submitted label, then one probability column per class.
+fn write_class_probabilities(
+    ctx: &StageContext,
+    test: &Dataset,
+    probs: &[f32],
+    units: usize,
+    labels: &Labels,
+    names: &Names,
+) -> Result<(), StageError> {
+    let path = ctx.out.join("probabilities.csv");
+    let csv_err = |e: csv::Error| StageError::Artifact {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let mut w = csv::Writer::from_path(&path).map_err(csv_err)?;
+    let mut header: Vec<String> = ["index", "name", "model_label", "hash_label", "label"]
+        .map(String::from)
+        .to_vec();
+    header.extend((0..units).map(|k| format!("p_{}", names.text(k as u8))));
+    w.write_record(&header).map_err(csv_err)?;
+    for (i, name) in test.names.iter().enumerate() {
+        let mut row = vec![
+            i.to_string(),
+            name.clone(),
+            names.text(labels.model[i]),
+            labels.hash[i].map(|l| names.text(l)).unwrap_or_default(),
+            names.text(labels.submitted[i]),
+        ];
+        row.extend(
+            probs[i * units..(i + 1) * units]
+                .iter()
+                .map(|p| format!("{p:.6}")),
+        );
+        w.write_record(&row).map_err(csv_err)?;
+    }
+    w.flush().map_err(io_err(&path))
 }
 
 /// (test index, a matching train index, label).

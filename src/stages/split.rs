@@ -101,12 +101,20 @@ impl Stage for SplitStage {
         let mut balance = BTreeMap::new();
         for (name, part) in [("train", &s.train), ("val", &s.val), ("test", &s.test)] {
             let positives = part.iter().filter(|&&i| labels[i] == 1).count();
+            let class_counts = (ds.num_classes() > 2).then(|| {
+                let mut c = vec![0usize; ds.num_classes()];
+                for &i in part {
+                    c[labels[i] as usize] += 1;
+                }
+                c
+            });
             balance.insert(
                 name.to_string(),
                 SplitBalance {
                     count: part.len(),
                     positives,
                     positive_fraction: positives as f64 / part.len().max(1) as f64,
+                    class_counts,
                 },
             );
         }
@@ -118,8 +126,16 @@ impl Stage for SplitStage {
         };
         write_json(&ctx.out.join(SPLIT), &artifact)?;
         let b = &artifact.balance;
-        Ok(StageReport {
-            summary: format!(
+        let summary = if ds.num_classes() > 2 {
+            format!(
+                "train {} / val {} / test {} (stratified over {} classes)",
+                b["train"].count,
+                b["val"].count,
+                b["test"].count,
+                ds.num_classes()
+            )
+        } else {
+            format!(
                 "train {} / val {} / test {} (positives {:.1}% / {:.1}% / {:.1}%)",
                 b["train"].count,
                 b["val"].count,
@@ -127,7 +143,10 @@ impl Stage for SplitStage {
                 100.0 * b["train"].positive_fraction,
                 100.0 * b["val"].positive_fraction,
                 100.0 * b["test"].positive_fraction
-            ),
+            )
+        };
+        Ok(StageReport {
+            summary,
             ..Default::default()
         }
         .metric("train", b["train"].count as f64)

@@ -81,6 +81,19 @@ pub struct Train {
     pub train_on: TrainOn,
 }
 
+/// The class names of the model's labels, in the model directory when its data has a
+/// vocabulary (predictions are written with them).
+pub const CLASSES_FILE: &str = "classes.json";
+
+/// The class names a model directory records, if any.
+pub(crate) fn read_classes(model_dir: &Path) -> Result<Option<Vec<String>>, StageError> {
+    let path = model_dir.join(CLASSES_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    super::artifacts::read_json(&path).map(Some)
+}
+
 impl Train {
     /// The trainer's configuration; `base_dir` (the pipeline file's directory) resolves
     /// `weights`.
@@ -92,6 +105,7 @@ impl Train {
             init: self.init,
             dropout: self.dropout,
             weights: self.weights.as_ref().map(|w| base_dir.join(w)),
+            ..ModelSpec::new(self.model)
         };
         // Adam's betas and epsilon stay TrainConfig::new's (Keras') defaults
         TrainConfig {
@@ -178,7 +192,10 @@ impl Stage for Train {
         }
         let val_idx = to_usize(&split.val);
         let test_idx = to_usize(&split.test);
-        let cfg = self.config(ds.shape, self.device, ctx.base_dir);
+        let mut cfg = self.config(ds.shape, self.device, ctx.base_dir);
+        // The number of classes comes with the data (its vocabulary), whose digest is in
+        // this stage's key.
+        cfg.model.classes = ds.num_classes();
         let inputs = TrainInputs {
             data: &ds,
             train: &train_idx,
@@ -227,6 +244,9 @@ impl Stage for Train {
             other => other?,
         };
         bar.finish_and_clear();
+        if let Some(classes) = &ds.classes {
+            ctx.write_json(CLASSES_FILE, classes)?;
+        }
         draw_curve(&cfg, &trained.curve, &ctx.out.join(CURVE_PNG))?;
         let summary = &trained.summary;
         // The summary line and metrics are stored in the output: nothing timing-dependent here

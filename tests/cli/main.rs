@@ -7,6 +7,7 @@ mod determinism;
 mod engine;
 mod fresh_clone;
 mod inputs;
+mod multiclass;
 mod outputs;
 mod remote;
 mod report;

@@ -84,7 +84,14 @@ pub struct DatasetMeta {
     pub count: usize,
     pub shape: Shape,
     pub labelled: bool,
+    /// Class names, label index order (an `image_folder` or a CSV with string labels). Absent
+    /// for 0/1 labels, so binary datasets keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
 }
+
+/// Most classes a dataset may have (labels are stored as one byte).
+pub const MAX_CLASSES: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -139,6 +146,8 @@ pub struct Dataset {
     pub pixels: Pixels,
     pub labels: Option<Vec<u8>>,
     pub names: Vec<String>,
+    /// The label vocabulary, if the source declared one ([`DatasetMeta::classes`]).
+    pub classes: Option<Vec<String>>,
 }
 
 impl Dataset {
@@ -153,6 +162,29 @@ impl Dataset {
             pixels: Pixels::Owned(pixels),
             labels,
             names,
+            classes: None,
+        }
+    }
+
+    /// The same dataset with the label vocabulary `classes` (labels index into it).
+    pub fn with_classes(mut self, classes: Option<Vec<String>>) -> Self {
+        self.classes = classes;
+        self
+    }
+
+    /// Number of classes: the vocabulary's size, or 2 for 0/1 labels.
+    pub fn num_classes(&self) -> usize {
+        self.classes.as_ref().map_or(2, Vec::len)
+    }
+
+    /// The name of class `label`: its vocabulary entry, or the index itself.
+    pub fn class_name(&self, label: u8) -> String {
+        match &self.classes {
+            Some(c) => c
+                .get(label as usize)
+                .cloned()
+                .unwrap_or_else(|| label.to_string()),
+            None => label.to_string(),
         }
     }
 
@@ -180,6 +212,7 @@ impl Dataset {
             count: self.len(),
             shape: self.shape,
             labelled: self.labels.is_some(),
+            classes: self.classes.clone(),
         }
     }
 
@@ -228,10 +261,11 @@ impl Dataset {
         let labels = if meta.labelled {
             let p = dir.join(LABELS_FILE);
             let l = std::fs::read(&p).map_err(io_err(&p))?;
-            if l.len() != meta.count || l.iter().any(|&v| v > 1) {
+            let n = meta.classes.as_ref().map_or(2, Vec::len);
+            if l.len() != meta.count || l.iter().any(|&v| v as usize >= n) {
                 return Err(DatasetError::Corrupt {
                     path: p,
-                    message: format!("expected {} labels of 0 or 1", meta.count),
+                    message: format!("expected {} labels below {n}", meta.count),
                 });
             }
             Some(l)
@@ -253,6 +287,7 @@ impl Dataset {
             pixels,
             labels,
             names,
+            classes: meta.classes,
         })
     }
 
@@ -268,7 +303,7 @@ impl Dataset {
             .as_ref()
             .map(|l| indices.iter().map(|&i| l[i]).collect());
         let names = indices.iter().map(|&i| self.names[i].clone()).collect();
-        Dataset::new(self.shape, pixels, labels, names)
+        Dataset::new(self.shape, pixels, labels, names).with_classes(self.classes.clone())
     }
 }
 
@@ -341,6 +376,32 @@ mod tests {
         assert_eq!(back.names, vec!["a.png", "b.png"]);
         let sub = back.subset(&[1]);
         assert_eq!(sub.image(0), back.image(1));
+        let meta = std::fs::read_to_string(dir.path().join(META_FILE)).unwrap();
+        assert!(
+            !meta.contains("classes"),
+            "binary metadata is unchanged: {meta}"
+        );
+    }
+
+    #[test]
+    fn a_vocabulary_travels_with_the_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let classes = vec!["cat".to_string(), "dog".into(), "fox".into()];
+        let ds = Dataset::new(
+            Shape::new(1, 1, 1),
+            vec![0, 1, 2],
+            Some(vec![2, 0, 1]),
+            vec!["a".into(), "b".into(), "c".into()],
+        )
+        .with_classes(Some(classes.clone()));
+        ds.write(dir.path()).unwrap();
+        let back = Dataset::open(dir.path()).unwrap();
+        assert_eq!(back.num_classes(), 3);
+        assert_eq!(back.class_name(2), "fox");
+        assert_eq!(back.subset(&[0]).classes, Some(classes));
+        std::fs::write(dir.path().join(LABELS_FILE), [3u8, 0, 1]).unwrap();
+        let err = Dataset::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("labels below 3"), "{err}");
     }
 
     #[test]

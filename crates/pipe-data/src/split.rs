@@ -281,6 +281,27 @@ mod tests {
     }
 
     #[test]
+    fn ten_classes_are_stratified_and_groups_stay_whole() {
+        // 10 classes x 60 images in pairs (30 groups per class).
+        let items: Vec<usize> = (0..600).collect();
+        let labels: Vec<u8> = items.iter().map(|&i| (i / 60) as u8).collect();
+        let group: Vec<u32> = items.iter().map(|&i| (i / 2) as u32).collect();
+        let sp = split(&items, &labels, &group, SplitFractions::default(), 3).unwrap();
+        for (part, share) in [(&sp.train, 0.595), (&sp.val, 0.105), (&sp.test, 0.30)] {
+            for class in 0..10u8 {
+                let n = part.iter().filter(|&&i| labels[i] == class).count() as f64;
+                assert!(
+                    (n - 60.0 * share).abs() <= 2.0,
+                    "class {class}: {n} for {share}"
+                );
+            }
+            for &i in part.iter() {
+                assert!(part.contains(&(i ^ 1)), "group of {i} straddles splits");
+            }
+        }
+    }
+
+    #[test]
     fn every_nonzero_split_gets_a_group() {
         // Four groups of two, one label each side: the small val share still gets a group.
         let items: Vec<usize> = (0..8).collect();

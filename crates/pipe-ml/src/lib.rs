@@ -11,6 +11,7 @@ pub mod format;
 pub mod gpu;
 pub mod metrics;
 pub mod models;
+pub mod multiclass;
 pub mod probe;
 pub mod resnet;
 pub mod saliency;

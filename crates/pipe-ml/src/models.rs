@@ -143,9 +143,27 @@ pub struct ModelSpec {
     /// from; `None` = random init (with a warning). Ignored by B1–B3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<PathBuf>,
+    /// Number of classes the model tells apart. The train stage sets it from its dataset's
+    /// vocabulary; 2 (a sigmoid head) is left out of the JSON so binary records are unchanged.
+    #[serde(default = "two", skip_serializing_if = "is_two")]
+    pub classes: usize,
+}
+
+fn two() -> usize {
+    2
+}
+
+fn is_two(n: &usize) -> bool {
+    *n == 2
 }
 
 impl ModelSpec {
+    /// Units of the output layer: one sigmoid logit for two classes, one softmax logit per
+    /// class beyond.
+    pub fn output_units(&self) -> usize {
+        if self.classes <= 2 { 1 } else { self.classes }
+    }
+
     /// The report's defaults for `kind` at 56x56x3 (no pretrained weights).
     pub fn new(kind: ModelKind) -> Self {
         Self {
@@ -154,6 +172,7 @@ impl ModelSpec {
             init: Init::default(),
             dropout: default_dropout(),
             weights: None,
+            classes: two(),
         }
     }
 
@@ -163,6 +182,7 @@ impl ModelSpec {
             mode,
             input: self.input,
             weights: self.weights.clone(),
+            units: self.output_units(),
         })
     }
 }
@@ -182,6 +202,12 @@ fn block_out(side: usize) -> usize {
 /// Every problem with `spec`, all at once (empty when valid).
 pub fn validate(spec: &ModelSpec) -> Vec<String> {
     let mut problems = Vec::new();
+    if !(2..=256).contains(&spec.classes) {
+        problems.push(format!(
+            "model.classes: {} must be between 2 and 256",
+            spec.classes
+        ));
+    }
     if spec.kind.transfer_mode().is_some() {
         if let Err(e) = resnet::validate_input(spec.input) {
             problems.push(format!("model.input: {e}"));
@@ -352,7 +378,7 @@ impl Cnn {
             .kind
             .regularised()
             .then(|| d.dense(HIDDEN, HIDDEN, device));
-        let out = d.dense(HIDDEN, 1, device);
+        let out = d.dense(HIDDEN, spec.output_units(), device);
         Self {
             conv1,
             conv2,
@@ -521,7 +547,11 @@ pub fn summary(spec: &ModelSpec) -> String {
     }
     dense += 1;
     let out_params = total - per.iter().sum::<usize>();
-    rows.push((format!("dense_{dense} (Dense)"), shape(&[1]), out_params));
+    rows.push((
+        format!("dense_{dense} (Dense)"),
+        shape(&[spec.output_units()]),
+        out_params,
+    ));
 
     let rule = |c: char| c.to_string().repeat(72);
     let mut s = format!("Model: \"{}\"\n{}\n", spec.kind.as_str(), rule('_'));

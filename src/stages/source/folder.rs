@@ -4,7 +4,7 @@
 //! name and CSV line, up to ten at once. Each file is digested as it is read; the stage stores
 //! the images only when those digests match the key's ([`keyed`]).
 
-use super::labels::{Header, read_labels_csv};
+use super::labels::{Header, index_labels, read_labels_csv};
 use super::{
     StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56, keyed,
     summary,
@@ -42,6 +42,10 @@ pub struct FolderSource {
     /// `true` or `false`. Left out of the key when `auto`, so existing keys stay valid.
     #[serde(default, skip_serializing_if = "Header::is_auto")]
     pub header: Header,
+    /// The CSV's class names in label-index order (default: 0/1 labels stay binary, other
+    /// labels sorted); a label outside the list is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
     #[serde(default = "d56")]
     pub height: u32,
     #[serde(default = "d56")]
@@ -54,14 +58,16 @@ pub struct FolderSource {
 }
 
 /// The images a folder source reads: names (as recorded), paths, labels and CSV lines.
-struct Listing {
-    names: Vec<String>,
-    paths: Vec<PathBuf>,
-    labels: Option<Vec<u8>>,
+pub(super) struct Listing {
+    pub(super) names: Vec<String>,
+    pub(super) paths: Vec<PathBuf>,
+    pub(super) labels: Option<Vec<u8>>,
+    /// The label vocabulary, when the labels index one.
+    pub(super) classes: Option<Vec<String>>,
     /// 1-based CSV line of each image; 0 without a CSV.
-    lines: Vec<usize>,
+    pub(super) lines: Vec<usize>,
     /// The digest of the CSV as read, if there is one.
-    csv_digest: Option<String>,
+    pub(super) csv_digest: Option<String>,
 }
 
 /// A folder as read: the dataset, and the digests of the files it was made from (the CSV's
@@ -99,10 +105,13 @@ impl FolderSource {
         let dir = base.join(&self.dir);
         let listing = match &self.labels {
             Some(csv) => {
-                let (rows, digest) = read_labels_csv(&base.join(csv), self.header)?;
+                let path = base.join(csv);
+                let (rows, digest) = read_labels_csv(&path, self.header)?;
+                let (labels, classes) = index_labels(&path, &rows, self.classes.as_deref())?;
                 Listing {
                     paths: rows.iter().map(|r| dir.join(&r.name)).collect(),
-                    labels: Some(rows.iter().map(|r| r.label).collect()),
+                    labels: Some(labels),
+                    classes,
                     lines: rows.iter().map(|r| r.line).collect(),
                     names: rows.into_iter().map(|r| r.name).collect(),
                     csv_digest: Some(digest),
@@ -117,6 +126,7 @@ impl FolderSource {
                         .collect::<Result<_, _>>()?,
                     lines: vec![0; paths.len()],
                     labels: None,
+                    classes: None,
                     csv_digest: None,
                     paths,
                 }
@@ -145,14 +155,7 @@ impl FolderSource {
         base: &Path,
     ) -> Result<Vec<(String, Vec<PathBuf>)>, StageError> {
         let listing = self.list(base)?;
-        listing
-            .paths
-            .par_iter()
-            .enumerate()
-            .try_for_each(|(i, p)| {
-                check_regular_if_present(p, MAX_IMAGE_FILE_BYTES)
-                    .map_err(|e| image_error(&listing, i, base, &self.dir, e))
-            })?;
+        check_listed(&listing, base, &self.dir)?;
         let mut files = Vec::new();
         if let Some(csv) = &self.labels {
             files.push(("labels".to_string(), vec![base.join(csv)]));
@@ -163,81 +166,106 @@ impl FolderSource {
 
     /// Reads and converts every image, digesting each file as read.
     pub(super) fn load(&self, base: &Path, bar: &ProgressBar) -> Result<Loaded, StageError> {
-        let shape = self.shape();
-        let dir = base.join(&self.dir);
         let listing = self.list(base)?;
-        bar.set_length(listing.names.len() as u64);
-        let filter = match self.resize {
-            Resize::Nearest => FilterType::Nearest,
-            Resize::Triangle => FilterType::Triangle,
-            Resize::Lanczos3 => FilterType::Lanczos3,
-        };
-        let per = shape.image_len();
-        let total = listing.names.len() * per;
-        let mut pixels = Vec::new();
-        pixels
-            .try_reserve_exact(total)
-            .map_err(|e| StageError::Input {
-                path: dir.clone(),
-                message: format!(
-                    "cannot hold {} images of {shape} ({total} bytes) in memory: {e}",
-                    listing.names.len()
-                ),
-            })?;
-        pixels.resize(total, 0u8);
-        let pause = keyed::test_read_delay();
-        let results: Vec<Result<String, ImageError>> = pixels
-            .par_chunks_mut(per)
-            .enumerate()
-            .map(|(i, out)| {
-                let res = load_image(&listing.paths[i], shape, filter, pause);
-                bar.inc(1);
-                res.map(|(px, digest)| {
-                    out.copy_from_slice(&px);
-                    digest
-                })
+        load_listing(
+            listing,
+            base.join(&self.dir),
+            self.shape(),
+            self.resize,
+            bar,
+        )
+    }
+}
+
+/// Every listed image that exists must be a regular file of bounded size.
+pub(super) fn check_listed(listing: &Listing, base: &Path, dir: &str) -> Result<(), StageError> {
+    listing.paths.par_iter().enumerate().try_for_each(|(i, p)| {
+        check_regular_if_present(p, MAX_IMAGE_FILE_BYTES)
+            .map_err(|e| image_error(listing, i, base, dir, e))
+    })
+}
+
+/// Reads and converts every listed image to `shape`, digesting each file as read; `dir` is the
+/// folder named in errors.
+pub(super) fn load_listing(
+    listing: Listing,
+    dir: PathBuf,
+    shape: Shape,
+    resize: Resize,
+    bar: &ProgressBar,
+) -> Result<Loaded, StageError> {
+    bar.set_length(listing.names.len() as u64);
+    let filter = match resize {
+        Resize::Nearest => FilterType::Nearest,
+        Resize::Triangle => FilterType::Triangle,
+        Resize::Lanczos3 => FilterType::Lanczos3,
+    };
+    let per = shape.image_len();
+    let total = listing.names.len() * per;
+    let mut pixels = Vec::new();
+    pixels
+        .try_reserve_exact(total)
+        .map_err(|e| StageError::Input {
+            path: dir.clone(),
+            message: format!(
+                "cannot hold {} images of {shape} ({total} bytes) in memory: {e}",
+                listing.names.len()
+            ),
+        })?;
+    pixels.resize(total, 0u8);
+    let pause = keyed::test_read_delay();
+    let results: Vec<Result<String, ImageError>> = pixels
+        .par_chunks_mut(per)
+        .enumerate()
+        .map(|(i, out)| {
+            let res = load_image(&listing.paths[i], shape, filter, pause);
+            bar.inc(1);
+            res.map(|(px, digest)| {
+                out.copy_from_slice(&px);
+                digest
+            })
+        })
+        .collect();
+    let mut digests = Vec::with_capacity(results.len());
+    let mut errors = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(d) => digests.push(d),
+            Err(ImageError::Bad(e)) => errors.push((i, e)),
+            // Whatever else is wrong, this image is not the one the key digested.
+            Err(ImageError::Changed) => return Err(keyed::changed(&listing.paths[i])),
+        }
+    }
+    if !errors.is_empty() {
+        let shown: Vec<String> = errors
+            .iter()
+            .take(10)
+            .map(|(i, e)| {
+                format!(
+                    "  image {i} `{}`{}: {e}",
+                    quote::quote(&listing.names[*i]),
+                    listing.at(*i)
+                )
             })
             .collect();
-        let mut digests = Vec::with_capacity(results.len());
-        let mut errors = Vec::new();
-        for (i, r) in results.into_iter().enumerate() {
-            match r {
-                Ok(d) => digests.push(d),
-                Err(ImageError::Bad(e)) => errors.push((i, e)),
-                // Whatever else is wrong, this image is not the one the key digested.
-                Err(ImageError::Changed) => return Err(keyed::changed(&listing.paths[i])),
-            }
-        }
-        if !errors.is_empty() {
-            let shown: Vec<String> = errors
-                .iter()
-                .take(10)
-                .map(|(i, e)| {
-                    format!(
-                        "  image {i} `{}`{}: {e}",
-                        quote::quote(&listing.names[*i]),
-                        listing.at(*i)
-                    )
-                })
-                .collect();
-            return Err(StageError::Input {
-                path: dir,
-                message: format!(
-                    "{} of {} images could not be read:\n{}{}",
-                    errors.len(),
-                    listing.names.len(),
-                    shown.join("\n"),
-                    if errors.len() > 10 { "\n  ..." } else { "" }
-                ),
-            });
-        }
-        Ok(Loaded {
-            dataset: Dataset::new(shape, pixels, listing.labels, listing.names),
-            csv_digest: listing.csv_digest,
-            paths: listing.paths,
-            digests,
-        })
+        return Err(StageError::Input {
+            path: dir,
+            message: format!(
+                "{} of {} images could not be read:\n{}{}",
+                errors.len(),
+                listing.names.len(),
+                shown.join("\n"),
+                if errors.len() > 10 { "\n  ..." } else { "" }
+            ),
+        });
     }
+    Ok(Loaded {
+        dataset: Dataset::new(shape, pixels, listing.labels, listing.names)
+            .with_classes(listing.classes),
+        csv_digest: listing.csv_digest,
+        paths: listing.paths,
+        digests,
+    })
 }
 
 fn image_error(listing: &Listing, i: usize, base: &Path, dir: &str, e: StageError) -> StageError {
@@ -256,7 +284,7 @@ fn image_error(listing: &Listing, i: usize, base: &Path, dir: &str, e: StageErro
 }
 
 /// The name recorded for `path` (its file name), which must be UTF-8.
-fn file_name(dir: &Path, path: &Path) -> Result<String, StageError> {
+pub(super) fn file_name(dir: &Path, path: &Path) -> Result<String, StageError> {
     let name = path.file_name().unwrap_or_default();
     name.to_str()
         .map(str::to_string)
@@ -269,7 +297,7 @@ fn file_name(dir: &Path, path: &Path) -> Result<String, StageError> {
         })
 }
 
-fn is_image(p: &Path) -> bool {
+pub(super) fn is_image(p: &Path) -> bool {
     matches!(
         p.extension()
             .and_then(|e| e.to_str())
@@ -281,7 +309,7 @@ fn is_image(p: &Path) -> bool {
 
 /// Every PNG/JPEG directly in `dir`, sorted by name. A non-UTF-8 name with an image extension
 /// is kept, to be reported by [`file_name`] rather than skipped.
-fn list_images(dir: &Path) -> Result<Vec<PathBuf>, StageError> {
+pub(super) fn list_images(dir: &Path) -> Result<Vec<PathBuf>, StageError> {
     let err = |e: std::io::Error| StageError::Input {
         path: dir.to_path_buf(),
         message: format!("cannot list the folder: {e}"),
@@ -343,7 +371,16 @@ pub(super) fn run(f: &FolderSource, ctx: &StageContext) -> Result<StageReport, S
     if let (Some(csv), Some(digest)) = (&f.labels, &loaded.csv_digest) {
         keyed::check_one(ctx, "labels", &ctx.base_dir.join(csv), digest)?;
     }
-    let dir = ctx.base_dir.join(&f.dir);
+    store(ctx, loaded, &f.dir)
+}
+
+/// Stores the images as read once their digests are checked against the key's.
+pub(super) fn store(
+    ctx: &StageContext,
+    loaded: Loaded,
+    dir: &str,
+) -> Result<StageReport, StageError> {
+    let dir = ctx.base_dir.join(dir);
     keyed::check(
         ctx,
         "images",
@@ -352,5 +389,5 @@ pub(super) fn run(f: &FolderSource, ctx: &StageContext) -> Result<StageReport, S
     )?;
     let ds = loaded.dataset;
     ds.write(ctx.out)?;
-    Ok(summary(ds.len(), ds.shape, ds.labels.as_deref()))
+    Ok(summary(&ds))
 }

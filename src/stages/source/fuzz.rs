@@ -152,7 +152,7 @@ proptest! {
         match parse_labels_csv(Path::new("l.csv"), &text, header) {
             Ok(rows) => {
                 prop_assert!(rows.windows(2).all(|w| w[0].line < w[1].line));
-                prop_assert!(rows.iter().all(|r| r.label <= 1 && !r.name.is_empty()));
+                prop_assert!(rows.iter().all(|r| !r.label.is_empty() && !r.name.is_empty()));
             }
             Err(e) => clean_input_error(&e)?,
         }
@@ -179,6 +179,7 @@ proptest! {
             dir: "imgs".into(),
             labels: csv.as_ref().map(|_| "l.csv".into()),
             header: Header::Auto,
+            classes: None,
             height: side, width: side, channels,
             resize: Resize::Triangle,
         };

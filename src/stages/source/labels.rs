@@ -1,5 +1,6 @@
 //! Label files: the raw format's one-label-per-line text and the folder format's
-//! `filename,label` CSV.
+//! `filename,label` CSV, whose labels may be any strings ([`index_labels`] turns them into
+//! class indices and a vocabulary).
 //!
 //! Every row is either used or an error naming its line: no row is ever dropped silently. A
 //! CSV's first row is a header only when `header: true`, or, with `header: auto` (the default),
@@ -7,7 +8,7 @@
 //! leading byte-order mark is ignored; echoed cells are escaped and truncated.
 
 use super::{StageError, check_regular, keyed};
-use crate::data::dataset::MAX_IMAGES;
+use crate::data::dataset::{MAX_CLASSES, MAX_IMAGES};
 use crate::quote::{quote, quote_bytes};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -141,7 +142,8 @@ pub fn parse_label_lines(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, StageErro
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvRow {
     pub name: String,
-    pub label: u8,
+    /// The label as written (trimmed).
+    pub label: String,
     /// 1-based line of the row in the CSV.
     pub line: usize,
 }
@@ -258,13 +260,17 @@ pub fn parse_labels_csv(
                 ),
             ));
         }
-        let label = parse_label(label_text).ok_or_else(|| {
-            let mut message = bad_label(line, label_text);
+        if label_text.is_empty() || label_text.chars().any(char::is_control) {
+            let mut message = format!(
+                "line {line}: label `{}` is empty or holds control characters",
+                quote(label_text)
+            );
             if is_first && header == Header::Auto {
                 message.push_str("; a header row must be `filename,label` (or set `header: true`)");
             }
-            input_err(path, message)
-        })?;
+            return Err(input_err(path, message));
+        }
+        let label = label_text.to_string();
         if let Some(&prev) = seen.get(name) {
             let p = &rows[prev];
             let what = if p.label == label {
@@ -300,18 +306,83 @@ pub fn parse_labels_csv(
     Ok(rows)
 }
 
+/// Class indices of the CSV rows' labels, and the vocabulary they index.
+///
+/// With `classes`, the vocabulary is that list in its order, and a label outside it is an
+/// error naming its line. Without it, labels that are all `0/1` or `-1/1` stay binary with no
+/// vocabulary (so such datasets keep their bytes); any other labels become the sorted distinct
+/// strings (numerically when all are integers: `2` before `10`).
+pub fn index_labels(
+    path: &Path,
+    rows: &[CsvRow],
+    classes: Option<&[String]>,
+) -> Result<(Vec<u8>, Option<Vec<String>>), StageError> {
+    if classes.is_none() {
+        let binary: Option<Vec<u8>> = rows.iter().map(|r| parse_label(&r.label)).collect();
+        if let Some(labels) = binary {
+            return Ok((labels, None));
+        }
+    }
+    let vocabulary: Vec<String> = match classes {
+        Some(c) => c.to_vec(),
+        None => {
+            let mut v: Vec<String> = rows
+                .iter()
+                .map(|r| r.label.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if v.iter().all(|l| l.parse::<i64>().is_ok()) {
+                v.sort_by_key(|l| l.parse::<i64>().unwrap_or_default());
+            }
+            v
+        }
+    };
+    if vocabulary.len() > MAX_CLASSES {
+        return Err(input_err(
+            path,
+            format!(
+                "{} distinct labels, more than the maximum of {MAX_CLASSES} classes",
+                vocabulary.len()
+            ),
+        ));
+    }
+    let index: BTreeMap<&str, u8> = vocabulary
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i as u8))
+        .collect();
+    let labels = rows
+        .iter()
+        .map(|r| {
+            index.get(r.label.as_str()).copied().ok_or_else(|| {
+                input_err(
+                    path,
+                    format!(
+                        "line {}: label `{}` is not one of `classes`",
+                        r.line,
+                        quote(&r.label)
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<u8>, _>>()?;
+    Ok((labels, Some(vocabulary)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn csv(text: &[u8], header: Header) -> Result<Vec<(String, u8, usize)>, String> {
-        parse_labels_csv(Path::new("l.csv"), text, header)
-            .map(|rows| {
-                rows.into_iter()
-                    .map(|r| (r.name, r.label, r.line))
-                    .collect()
-            })
-            .map_err(|e| e.to_string())
+        let path = Path::new("l.csv");
+        let rows = parse_labels_csv(path, text, header).map_err(|e| e.to_string())?;
+        let (labels, _) = index_labels(path, &rows, None).map_err(|e| e.to_string())?;
+        Ok(rows
+            .into_iter()
+            .zip(labels)
+            .map(|(r, l)| (r.name, l, r.line))
+            .collect())
     }
 
     #[test]
@@ -355,9 +426,9 @@ mod tests {
             ),
             // The campaign's silent drops: a bad first label, an extra column.
             (
-                b"a.png,2\nb.png,1\n",
+                b"a.png,\nb.png,1\n",
                 Header::Auto,
-                Err("line 1: unknown label `2`"),
+                Err("line 1: label `` is empty"),
             ),
             (
                 b"a.png,1,x\nb.png,1\n",
@@ -367,7 +438,8 @@ mod tests {
             (
                 b"filename,label\na.png,1\n",
                 Header::Absent,
-                Err("line 1: unknown label `label`"),
+                // `header: false`: the row is data, and `label` a class name.
+                Ok(rows(&[("filename", 1, 1), ("a.png", 0, 2)])),
             ),
             (
                 b"a.png,1\nb.png\n",
@@ -382,7 +454,7 @@ mod tests {
             (
                 b"a.png,1\nb.png,\x00\x01\n",
                 Header::Auto,
-                Err("line 2: unknown label `\\0\\u{1}`"),
+                Err("line 2: label `\\0\\u{1}` is empty or holds control characters"),
             ),
             (
                 b"a.png,1\na.png,0\n",
@@ -405,6 +477,35 @@ mod tests {
                 (got, want) => panic!("case {i}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn string_labels_become_a_sorted_vocabulary() {
+        let path = Path::new("l.csv");
+        let rows = parse_labels_csv(path, b"a,dog\nb,cat\nc,dog\nd,fox\n", Header::Auto).unwrap();
+        let (labels, vocab) = index_labels(path, &rows, None).unwrap();
+        assert_eq!(labels, [1, 0, 1, 2]);
+        assert_eq!(vocab.unwrap(), ["cat", "dog", "fox"]);
+        let rows = parse_labels_csv(path, b"a,10\nb,2\nc,0\n", Header::Auto).unwrap();
+        let (labels, vocab) = index_labels(path, &rows, None).unwrap();
+        assert_eq!(
+            (labels, vocab.unwrap()),
+            (
+                vec![2, 1, 0],
+                vec!["0".into(), "2".into(), "10".to_string()]
+            )
+        );
+        let fixed = ["fox".to_string(), "cat".into()];
+        let rows = parse_labels_csv(path, b"a,cat\nb,dog\n", Header::Auto).unwrap();
+        let e = index_labels(path, &rows, Some(&fixed))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2: label `dog` is not one of `classes`"),
+            "{e}"
+        );
+        let rows = parse_labels_csv(path, b"a,1\nb,-1\n", Header::Auto).unwrap();
+        assert_eq!(index_labels(path, &rows, None).unwrap(), (vec![1, 0], None));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! files ([`keyed`]): a file rewritten meanwhile fails the stage ([`StageError::Changed`]).
 
 mod folder;
+mod image_folder;
 mod keyed;
 pub mod labels;
 mod raw;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub use folder::{FolderSource, Resize};
+pub use image_folder::ImageFolderSource;
 pub use labels::{CsvRow, Header, read_labels_csv};
 pub use raw::RawSource;
 
@@ -31,6 +33,8 @@ pub enum Source {
     Raw(RawSource),
     /// PNG/JPEG files plus an optional `filename,label` CSV.
     Folder(FolderSource),
+    /// One sub-folder of PNG/JPEG files per class.
+    ImageFolder(ImageFolderSource),
     /// Seeded drawn faces with a hidden rule and planted duplicates.
     Synthetic(SyntheticConfig),
 }
@@ -115,6 +119,10 @@ impl Stage for Source {
         match self {
             Source::Raw(r) => check_shape(&mut p, r.height, r.width, r.channels),
             Source::Folder(f) => check_shape(&mut p, f.height, f.width, f.channels),
+            Source::ImageFolder(f) => {
+                check_shape(&mut p, f.height, f.width, f.channels);
+                f.check_classes(&mut p);
+            }
             Source::Synthetic(s) => match s.validate() {
                 Ok(()) => {}
                 Err(SyntheticError::Invalid { field, message }) => {
@@ -132,6 +140,7 @@ impl Stage for Source {
         Ok(match self {
             Source::Raw(r) => r.external_files(base)?,
             Source::Folder(f) => f.external_files(base)?,
+            Source::ImageFolder(f) => f.external_files(base)?,
             Source::Synthetic(_) => Vec::new(),
         })
     }
@@ -140,6 +149,7 @@ impl Stage for Source {
         let (main, labels) = match self {
             Source::Raw(r) => (("images", &r.images), &r.labels),
             Source::Folder(f) => (("dir", &f.dir), &f.labels),
+            Source::ImageFolder(f) => (("dir", &f.dir), &None),
             Source::Synthetic(_) => return Vec::new(),
         };
         let mut v = vec![(main.0, base.join(main.1))];
@@ -158,6 +168,7 @@ impl Stage for Source {
         match format.as_deref() {
             Some("raw") => serde_path_to_error::deserialize(rest).map(Source::Raw),
             Some("folder") => serde_path_to_error::deserialize(rest).map(Source::Folder),
+            Some("image_folder") => serde_path_to_error::deserialize(rest).map(Source::ImageFolder),
             Some("synthetic") => serde_path_to_error::deserialize(rest).map(Source::Synthetic),
             _ => serde_path_to_error::deserialize(fields),
         }
@@ -167,12 +178,35 @@ impl Stage for Source {
         match self {
             Source::Raw(r) => raw::run(r, ctx),
             Source::Folder(f) => folder::run(f, ctx),
+            Source::ImageFolder(f) => image_folder::run(f, ctx),
             Source::Synthetic(s) => run_synthetic(s, ctx),
         }
     }
 }
 
-fn summary(ds_len: usize, shape: Shape, labels: Option<&[u8]>) -> StageReport {
+fn summary(ds: &crate::data::Dataset) -> StageReport {
+    if let (Some(classes), Some(labels)) = (&ds.classes, &ds.labels) {
+        let mut counts = vec![0usize; classes.len()];
+        for &l in labels {
+            counts[l as usize] += 1;
+        }
+        let smallest = counts.iter().copied().min().unwrap_or(0);
+        return StageReport {
+            summary: format!(
+                "{} images {}, {} classes (smallest {smallest} images)",
+                ds.len(),
+                ds.shape,
+                classes.len()
+            ),
+            ..Default::default()
+        }
+        .metric("images", ds.len() as f64)
+        .metric("classes", classes.len() as f64);
+    }
+    binary_summary(ds.len(), ds.shape, ds.labels.as_deref())
+}
+
+fn binary_summary(ds_len: usize, shape: Shape, labels: Option<&[u8]>) -> StageReport {
     let positives = labels.map(|l| l.iter().filter(|&&v| v == 1).count());
     let mut report = StageReport {
         summary: match positives {
@@ -192,7 +226,7 @@ fn run_synthetic(s: &SyntheticConfig, ctx: &StageContext) -> Result<StageReport,
     let (ds, truth) = synthetic::generate(s).map_err(|e| StageError::Invalid(e.to_string()))?;
     ds.write(ctx.out)?;
     ctx.write_json("truth.json", &truth)?;
-    let mut report = summary(ds.len(), ds.shape, ds.labels.as_deref());
+    let mut report = summary(&ds);
     report.summary.push_str(&format!(
         " ({} planted duplicates, {} conflicting)",
         truth.exact_duplicates + truth.near_duplicates + truth.conflicting_duplicates,

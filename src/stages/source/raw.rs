@@ -5,8 +5,8 @@
 
 use super::labels::{DigestedLabels, read_label_lines};
 use super::{
-    StageContext, StageError, StageReport, check_regular, check_regular_if_present, d3, d56, keyed,
-    labels::MAX_LABEL_FILE_BYTES, summary,
+    StageContext, StageError, StageReport, binary_summary, check_regular, check_regular_if_present,
+    d3, d56, keyed, labels::MAX_LABEL_FILE_BYTES,
 };
 use crate::data::Shape;
 use crate::data::dataset::{
@@ -135,7 +135,8 @@ pub(super) fn run(r: &RawSource, ctx: &StageContext) -> Result<StageReport, Stag
         count,
         shape,
         labelled: labels.is_some(),
+        classes: None,
     };
     write_names_and_meta(ctx.out, &meta, &names)?;
-    Ok(summary(count, shape, labels.as_deref()))
+    Ok(binary_summary(count, shape, labels.as_deref()))
 }

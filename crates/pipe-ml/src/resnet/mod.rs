@@ -141,6 +141,17 @@ pub struct ResNetSpec {
     /// torchvision ResNet-50 state dict (`.pth`, `.pt` or `.safetensors`); `None` = random init.
     #[serde(default)]
     pub weights: Option<PathBuf>,
+    /// Output units of the last dense layer ([`crate::models::ModelSpec::output_units`]).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub units: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// Errors of this module.

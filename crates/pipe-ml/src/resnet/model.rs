@@ -151,8 +151,15 @@ pub struct ResNet50Classifier {
 }
 
 impl ResNet50Classifier {
-    /// A randomly initialised network, nothing frozen (see [`build`] for the full recipe).
+    /// A randomly initialised network with one output unit, nothing frozen (see [`build`] for
+    /// the full recipe).
     pub fn new(device: &Device) -> Self {
+        Self::with_units(1, device)
+    }
+
+    /// [`ResNet50Classifier::new`] with `units` outputs (1: a sigmoid logit; N > 2: one logit
+    /// per class for softmax).
+    pub fn with_units(units: usize, device: &Device) -> Self {
         let mut in_channels = 64;
         // Struct fields are evaluated in source order, so `in_channels` threads through.
         let mut stage = |index: usize| -> Vec<Bottleneck> {
@@ -180,7 +187,7 @@ impl ResNet50Classifier {
             avg_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             dense_1: dense(2048, HEAD_WIDTH, device),
             dense_2: dense(HEAD_WIDTH, HEAD_WIDTH, device),
-            dense_3: dense(HEAD_WIDTH, 1, device),
+            dense_3: dense(HEAD_WIDTH, units, device),
             relu: Relu::new(),
         }
     }
@@ -263,7 +270,7 @@ pub(super) fn block_tag(stage: usize, block: usize) -> String {
 /// draws from the device's generator, so seed it (`device.seed(..)`) for repeatable runs.
 pub fn build(spec: &ResNetSpec, device: &Device) -> Result<ResNet50Classifier, ResNetError> {
     validate_input(spec.input)?;
-    load_weights_and_freeze(spec, ResNet50Classifier::new(device))
+    load_weights_and_freeze(spec, ResNet50Classifier::with_units(spec.units, device))
 }
 
 /// [`build`] with reproducible random init: every weight drawn on the host from a ChaCha8
@@ -283,7 +290,7 @@ pub fn build_seeded(
         rng: ChaCha8Rng::seed_from_u64(seed),
         next_id: 0,
     };
-    let mut model = ResNet50Classifier::new(device).map(&mut init);
+    let mut model = ResNet50Classifier::with_units(spec.units, device).map(&mut init);
     number_running_stats(&mut model);
     load_weights_and_freeze(spec, model)
 }
@@ -323,7 +330,7 @@ pub(super) fn number_running_stats(model: &mut ResNet50Classifier) {
 /// freezing; values and parameter ids come from the record). Nothing is materialised.
 pub fn skeleton(spec: &ResNetSpec, device: &Device) -> Result<ResNet50Classifier, ResNetError> {
     validate_input(spec.input)?;
-    let mut model = ResNet50Classifier::new(device);
+    let mut model = ResNet50Classifier::with_units(spec.units, device);
     number_running_stats(&mut model);
     Ok(model.apply_transfer_mode(spec.mode))
 }

@@ -187,6 +187,7 @@ fn input_shapes_are_validated() {
         mode: TransferMode::Tl1,
         input: Shape::new(16, 16, 3),
         weights: None,
+        units: 1,
     };
     assert!(matches!(
         build(&spec, &Device::default()),
@@ -213,6 +214,7 @@ fn summary_tail_looks_like_figure_12() {
         mode: TransferMode::Tl1,
         input: Shape::default(),
         weights: None,
+        units: 1,
     };
     let summary = summary_tail(&spec);
     for needle in [
@@ -578,6 +580,7 @@ fn tl2_training_updates_only_the_unfrozen_layers() {
         mode: TransferMode::Tl2,
         input: Shape::new(32, 32, 3),
         weights: None,
+        units: 1,
     };
     let mut model = build(&spec, &device).unwrap_or_else(|e| panic!("{e}"));
     let snapshot = |m: &ResNet50Classifier| {

@@ -4,7 +4,9 @@
 use crate::backend::{self, MlError};
 use crate::curve::CurveRow;
 use crate::models::{self, DropoutMasks};
-use burn::nn::loss::BinaryCrossEntropyLossConfig;
+use burn::nn::loss::{
+    BinaryCrossEntropyLoss, BinaryCrossEntropyLossConfig, CrossEntropyLoss, CrossEntropyLossConfig,
+};
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use pipe_data::Dataset;
@@ -76,8 +78,22 @@ pub(super) fn check_inputs(cfg: &TrainConfig, inputs: &TrainInputs) -> Result<()
             ds.shape, cfg.model.input
         ));
     }
-    if ds.labels.is_none() {
-        p.push("data: the training dataset has no labels".into());
+    match &ds.labels {
+        None => p.push("data: the training dataset has no labels".into()),
+        Some(l) => {
+            if ds.num_classes() != cfg.model.classes {
+                p.push(format!(
+                    "data: {} classes but the model has {}",
+                    ds.num_classes(),
+                    cfg.model.classes
+                ));
+            } else if let Some(bad) = l.iter().find(|&&v| v as usize >= cfg.model.classes) {
+                p.push(format!(
+                    "data: label {bad} is beyond the model's {} classes",
+                    cfg.model.classes
+                ));
+            }
+        }
     }
     for (name, idx) in [
         ("train", inputs.train),
@@ -172,6 +188,28 @@ struct Pass {
     bacc: f64,
 }
 
+/// The training loss: BCE-with-logits on one unit (two classes, the report's head), softmax
+/// cross-entropy over N > 2 units.
+enum Loss {
+    Binary(BinaryCrossEntropyLoss),
+    Softmax(CrossEntropyLoss),
+}
+
+impl Loss {
+    fn forward(&self, logits: Tensor<2>, y: Vec<i64>, device: &Device) -> Tensor<1> {
+        let n = y.len();
+        match self {
+            Loss::Binary(bce) => bce.forward(
+                logits,
+                Tensor::from_data(TensorData::new(y, [n, 1]), device),
+            ),
+            Loss::Softmax(ce) => {
+                ce.forward(logits, Tensor::from_data(TensorData::new(y, [n]), device))
+            }
+        }
+    }
+}
+
 /// The set-up every epoch shares: devices, loss, preprocessing and the data.
 struct Session<'a> {
     cfg: &'a TrainConfig,
@@ -180,7 +218,9 @@ struct Session<'a> {
     hooks: &'a Hooks<'a>,
     base: Device,
     ad: Device,
-    bce: burn::nn::loss::BinaryCrossEntropyLoss,
+    loss: Loss,
+    /// Output units of the model (1: sigmoid; N classes: softmax).
+    units: usize,
     prep: Preprocess,
     augment: Option<AugmentSpec>,
     /// Input planes after preprocessing, height, width.
@@ -282,9 +322,16 @@ impl<'a> Session<'a> {
         } else {
             None
         };
-        let bce = BinaryCrossEntropyLossConfig::new()
-            .with_logits(true)
-            .init(&ad);
+        let units = spec.output_units();
+        let loss = if units == 1 {
+            Loss::Binary(
+                BinaryCrossEntropyLossConfig::new()
+                    .with_logits(true)
+                    .init(&ad),
+            )
+        } else {
+            Loss::Softmax(CrossEntropyLossConfig::new().init(&ad))
+        };
         let prep = Preprocess::for_model(spec.kind, inputs.rescale);
         Ok(Self {
             chw: (prep.channels_out(c), h, w),
@@ -295,7 +342,8 @@ impl<'a> Session<'a> {
             hooks,
             base,
             ad,
-            bce,
+            loss,
+            units,
             prep,
             dropout,
         })
@@ -358,20 +406,19 @@ impl<'a> Session<'a> {
             for b in rx {
                 let n = b.labels.len();
                 let x = Tensor::<4>::from_data(TensorData::new(b.x, [n, c, h, w]), ad);
-                let y = Tensor::<2, Int>::from_data(TensorData::new(b.y, [n, 1]), ad);
                 let masks = b.masks.map(|(m1, m2)| DropoutMasks {
                     after_fc1: Tensor::from_data(TensorData::new(m1, [n, models::HIDDEN]), ad),
                     after_fc2: Tensor::from_data(TensorData::new(m2, [n, models::HIDDEN]), ad),
                 });
                 let logits = model.forward(x, masks);
-                let loss = self.bce.forward(logits.clone(), y);
+                let loss = self.loss.forward(logits.clone(), b.y, ad);
                 model = model.step(optim, lr, loss.backward());
                 let data = logits.into_data();
                 let v = data.as_slice::<f32>().map_err(device_err)?;
                 let batch_loss: f64 = v
-                    .iter()
+                    .chunks(self.units)
                     .zip(&b.labels)
-                    .map(|(&x, &y)| bce_of_logit(x, y))
+                    .map(|(x, &y)| loss_of_logits(x, y))
                     .sum();
                 loss_sum += batch_loss;
                 logits_all.extend_from_slice(v);
@@ -388,7 +435,7 @@ impl<'a> Session<'a> {
             Ok(model)
         })?;
         self.base.sync().map_err(device_err)?;
-        let (loss, acc, bacc) = score(&logits_all, &labels_all);
+        let (loss, acc, bacc) = score(&logits_all, &labels_all, self.units);
         let pass = Pass {
             images: order.len(),
             seconds: t_train.elapsed().as_secs_f64(),
@@ -458,7 +505,7 @@ impl<'a> Session<'a> {
         let eval = model.valid();
         let labels_of = |idx: &[usize]| idx.iter().map(|&i| all_labels[i]).collect::<Vec<u8>>();
         let val_logits = infer_logits(&eval, ds, inputs.val, self.prep, &self.base, INFER_BATCH)?;
-        let (val_loss, val_acc, val_bacc) = score(&val_logits, &labels_of(inputs.val));
+        let (val_loss, val_acc, val_bacc) = score(&val_logits, &labels_of(inputs.val), self.units);
         let mut row = CurveRow {
             epoch,
             lr,
@@ -488,7 +535,7 @@ impl<'a> Session<'a> {
             && (epoch.is_multiple_of(cfg.test_every) || last)
         {
             let t = infer_logits(&eval, ds, inputs.test, self.prep, &self.base, INFER_BATCH)?;
-            row.test_bacc = Some(score(&t, &labels_of(inputs.test)).2);
+            row.test_bacc = Some(score(&t, &labels_of(inputs.test), self.units).2);
         }
         Ok(row)
     }

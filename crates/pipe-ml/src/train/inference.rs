@@ -2,8 +2,8 @@
 //! loss/accuracy scores of logits.
 
 use crate::backend::{self, DeviceChoice, MlError};
-use crate::metrics;
 use crate::models::{self};
+use crate::{metrics, multiclass};
 use burn::prelude::*;
 use pipe_data::Dataset;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,25 @@ pub(super) fn bce_of_logit(logit: f32, label: u8) -> f64 {
 
 pub(super) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// The loss of one sample's logits (`units` of them): binary cross-entropy of one logit,
+/// cross-entropy of a softmax row beyond.
+pub(super) fn loss_of_logits(logits: &[f32], label: u8) -> f64 {
+    match logits {
+        [x] => bce_of_logit(*x, label),
+        row => multiclass::cross_entropy_of_logits(row, label),
+    }
+}
+
+/// Probabilities of `logits` with `units` values per sample: the sigmoid of one logit (the
+/// probability of class 1), or a softmax row over the classes.
+pub(super) fn probabilities(logits: Vec<f32>, units: usize) -> Vec<f32> {
+    if units == 1 {
+        logits.into_iter().map(sigmoid).collect()
+    } else {
+        multiclass::softmax_rows(&logits, units)
+    }
 }
 
 /// Runs the model (no autodiff) over `indices` in batches, data prepared one batch ahead on a
@@ -61,7 +80,21 @@ pub(super) fn infer_logits(
 }
 
 /// Loss, accuracy and balanced accuracy of logits against labels.
-pub(super) fn score(logits: &[f32], labels: &[u8]) -> (f64, f64, f64) {
+pub(super) fn score(logits: &[f32], labels: &[u8], units: usize) -> (f64, f64, f64) {
+    if units > 1 {
+        let loss = if labels.is_empty() {
+            f64::NAN
+        } else {
+            logits
+                .chunks(units)
+                .zip(labels)
+                .map(|(row, &y)| loss_of_logits(row, y))
+                .sum::<f64>()
+                / labels.len() as f64
+        };
+        let c = multiclass::ConfusionMatrix::from_probs(labels, logits, units);
+        return (loss, c.accuracy(), c.balanced_accuracy());
+    }
     let loss = if logits.is_empty() {
         f64::NAN
     } else {
@@ -81,8 +114,9 @@ pub(super) fn score(logits: &[f32], labels: &[u8]) -> (f64, f64, f64) {
 /// 1024 on 2 cores; the activations stay in cache).
 pub const INFER_BATCH: usize = 256;
 
-/// Sigmoid probabilities of the images at `indices` (input order) from a model directory
-/// written by [`train`](super::train). Inference only (no autodiff), in batches of [`INFER_BATCH`].
+/// Probabilities of the images at `indices` (input order) from a model directory written by
+/// [`train`](super::train): one per image (the sigmoid's, of class 1) for a two-class model,
+/// a softmax row of `classes` per image beyond (see [`output_units`]). Inference only (no autodiff), in batches of [`INFER_BATCH`].
 /// The images are preprocessed as recorded in `model.json`; `rescale` is used only for model
 /// directories that predate that record.
 pub fn predict(
@@ -124,7 +158,14 @@ pub fn predict_batched(
         .preprocess
         .unwrap_or(Preprocess::Rescale { factor: rescale });
     let logits = infer_logits(&model.valid(), data, indices, prep, &dev, batch)?;
-    Ok(logits.into_iter().map(sigmoid).collect())
+    Ok(probabilities(logits, mf.model.output_units()))
+}
+
+/// Values per image that [`predict`] returns for the model in `model_dir` (1, or its number
+/// of classes beyond two), from its `model.json`.
+pub fn output_units(model_dir: &Path) -> Result<usize, MlError> {
+    let mf: ModelFile = read_json(&model_dir.join(MODEL_FILE))?;
+    Ok(mf.model.output_units())
 }
 
 /// Reads `model.json`, checks `data`/`indices` against it and loads the `checkpoint` weights
