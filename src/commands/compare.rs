@@ -2,72 +2,233 @@
 //! table (a sweep's variants as one table of their own), and their confusion matrices as one
 //! PNG.
 
-use super::exit::{self, EXIT_INTERNAL, EXIT_OK};
+use super::compare_rows::{self, Filter, View};
+use super::exit::{self, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use super::load_or_exit;
 use crate::record::RunRecord;
+use crate::remote::Remote;
+use crate::settings::Settings;
 use crate::sweep::table::Row;
 use std::path::{Path, PathBuf};
+
+/// `compare`'s options as typed.
+pub(super) struct Flags<'a> {
+    pub files: &'a [PathBuf],
+    pub png: Option<&'a Path>,
+    pub sort: Option<&'a str>,
+    pub filters: &'a [Filter],
+    pub columns: Option<&'a [String]>,
+    /// Every recorded run, not only the latest of each pipeline.
+    pub all: bool,
+    /// Include the runs colleagues pushed (`--remote`).
+    pub remote: bool,
+}
+
+impl Flags<'_> {
+    /// Whether the experiment table (one row per run and evaluation) is asked for.
+    fn experiments(&self) -> bool {
+        self.all || self.sort.is_some() || !self.filters.is_empty() || self.columns.is_some()
+    }
+}
+
+/// Run records, oldest first, each with the path its id comes from.
+pub(super) type History = Vec<(PathBuf, RunRecord)>;
+
+/// The records `compare` and `report` read, oldest first: the local ones, with `--remote` the
+/// remote's too, whose missing outputs are then pulled (`pull`). `Err` holds the exit code.
+pub(super) fn history(
+    s: &Settings,
+    with_remote: bool,
+) -> Result<(History, Option<std::sync::Arc<Remote>>), i32> {
+    let remote = if with_remote {
+        Some(super::remote::open_required(s)?)
+    } else {
+        None
+    };
+    let runs = super::history::load(&s.cache, remote.as_deref())?;
+    let records = runs
+        .into_iter()
+        .map(|r| (PathBuf::from(format!("{}.json", r.id)), r.record))
+        .collect();
+    Ok((records, remote))
+}
+
+/// Downloads from `remote` the outputs of `rec`'s stages of `kinds` (all with `None`) that
+/// the local cache lacks, so runs a colleague pushed can be read like local ones; what the
+/// remote lacks too stays missing (the reader then warns about it).
+pub(super) fn pull_missing(
+    store: &crate::cache::Store,
+    remote: &Remote,
+    rec: &RunRecord,
+    kinds: Option<&[&str]>,
+) {
+    for s in rec.stages.values() {
+        let Some(d) = &s.digest else { continue };
+        if kinds.is_some_and(|k| !k.contains(&s.kind.as_str())) || store.check(d).is_ok() {
+            continue;
+        }
+        let Some(entry) = remote.lookup(&s.key) else {
+            continue;
+        };
+        if let Err(e) = remote.pull(store, &entry) {
+            remote.report(&e);
+        }
+    }
+}
 
 /// Metrics of each pipeline's latest successful run, read from the evaluation objects after
 /// checking them against their manifests: a damaged or missing object is never shown (its row
 /// is left out with a warning, and the exit code is 1). A pipeline whose latest run was a sweep
-/// variant is shown as its sweep's table, one row per variant.
-pub(super) fn compare(cache: &Path, files: &[PathBuf], png: Option<&Path>) -> i32 {
-    let store = match crate::cache::Store::open_existing(cache) {
+/// variant is shown as its sweep's table, one row per variant. With `--sort`, `--filter`,
+/// `--columns` or `--all`, one experiment table instead (see [`compare_rows`]).
+pub(super) fn compare(s: &Settings, f: Flags<'_>) -> i32 {
+    let cache = s.cache.as_path();
+    let store = if f.remote {
+        crate::cache::Store::open(cache).map(Some)
+    } else {
+        crate::cache::Store::open_existing(cache)
+    };
+    let store = match store {
         Ok(s) => s,
         Err(e) => return exit::store_failed(&e),
     };
-    let all = match store.as_ref().map(|_| crate::record::load_all(cache)) {
-        Some(Ok(loaded)) => {
-            let (readable, unreadable) = crate::record::split(loaded);
-            for e in unreadable {
-                errln!("warning: {e} (a newer run may be missing from the table)");
-            }
-            readable
-        }
-        Some(Err(e)) => {
-            errln!("error: {e}");
-            return EXIT_INTERNAL;
-        }
-        None => Vec::new(),
+    let (all, remote) = match store.as_ref().map(|_| history(s, f.remote)) {
+        Some(Ok(h)) => h,
+        Some(Err(code)) => return code,
+        None => (Vec::new(), None),
     };
-    let mut found = Found::default();
-    for f in files {
-        let p = match load_or_exit(f, &[]) {
-            Ok(p) => p,
+    // Pulling writes into the cache: not while a run or gc holds it.
+    let _lock = match &remote {
+        Some(_) => {
+            match crate::cache::lock::CacheLock::acquire(cache, super::render::busy(false)) {
+                Ok(l) => Some(l),
+                Err(e) => return exit::fail(&e, e.is_user_error()),
+            }
+        }
+        None => None,
+    };
+    let mut names = Vec::new();
+    for file in f.files {
+        match load_or_exit(file, &[]) {
+            Ok(p) => names.push((file, p.name)),
             Err(code) => return code,
+        }
+    }
+    let mut found = Found::default();
+    if f.experiments() {
+        let Some(store) = &store else {
+            errln!("warning: {} holds no cache: no runs", cache.display());
+            return EXIT_OK;
         };
-        let latest = all.iter().rev().find(|(_, r)| r.pipeline == p.name && r.ok);
-        let (Some((_, rec)), Some(store)) = (latest, &store) else {
-            errln!(
-                "warning: {} has no successful run in {}",
-                f.display(),
-                cache.display()
-            );
-            continue;
+        let chosen = chosen_runs(&all, &names, f.all);
+        if let Some(r) = &remote {
+            for (_, rec) in &chosen {
+                pull_missing(store, r, rec, Some(&["evaluate", "ensemble"]));
+            }
+        }
+        let rows = found.experiment_rows(store, &chosen);
+        let view = View {
+            filters: f.filters,
+            sort: f.sort,
+            columns: f.columns,
         };
-        match crate::sweep::table::latest_sweep(&all, &p.name) {
-            Some(recs) => found.add_sweep(store, &p.name, rec, &recs, f),
-            None => found.add_run(store, &p.name, rec, f),
+        match compare_rows::table(rows, &view) {
+            Ok((md, shown)) => {
+                let shown: std::collections::BTreeSet<String> = shown
+                    .iter()
+                    .map(|r| format!("{} {}", r.stage, r.run))
+                    .collect();
+                found
+                    .matrices
+                    .retain(|(caption, _)| shown.contains(caption));
+                found.sweeps.push(md);
+            }
+            Err(e) => {
+                errln!("error: {e}");
+                return EXIT_INVALID;
+            }
+        }
+    } else {
+        for (file, name) in &names {
+            let latest = all.iter().rev().find(|(_, r)| &r.pipeline == name && r.ok);
+            let (Some((_, rec)), Some(store)) = (latest, &store) else {
+                errln!(
+                    "warning: {} has no successful run in {}",
+                    file.display(),
+                    cache.display()
+                );
+                continue;
+            };
+            let sweep = crate::sweep::table::latest_sweep(&all, name);
+            if let Some(r) = &remote {
+                for rec in sweep.as_deref().unwrap_or(&[rec]) {
+                    pull_missing(store, r, rec, Some(&["evaluate", "ensemble"]));
+                }
+            }
+            match sweep {
+                Some(recs) => found.add_sweep(store, name, rec, &recs, file),
+                None => found.add_run(store, name, rec, file),
+            }
         }
     }
     let table = found.table();
     // `--png -`: stdout carries the figure, so the table goes to stderr.
-    if png.is_some_and(super::output::is_stdout) {
+    if f.png.is_some_and(super::output::is_stdout) {
         super::console::err(format_args!("{table}"), false);
     } else {
         out!("{table}");
     }
-    if let Some(png) = png
+    if let Some(png) = f.png
         && let Err(code) = write_matrices(png, found.matrices)
     {
         return code;
     }
-    if found.unusable > 0 {
+    let code = if found.unusable > 0 {
         EXIT_INTERNAL
     } else {
         EXIT_OK
+    };
+    match &remote {
+        Some(r) => super::remote::exit_code(r, code),
+        None => code,
     }
+}
+
+/// The runs the experiment table shows, oldest first, with their ids: with `all`, every
+/// successful run of the named pipelines (of every pipeline when none is named); else the
+/// latest successful run of each, or every variant of its latest sweep.
+fn chosen_runs<'a>(
+    all: &'a [(PathBuf, RunRecord)],
+    names: &[(&PathBuf, String)],
+    every: bool,
+) -> Vec<(String, &'a RunRecord)> {
+    let named = |p: &str| names.is_empty() || names.iter().any(|(_, n)| n == p);
+    let id = |path: &PathBuf| super::history::id_of(path);
+    if every {
+        return all
+            .iter()
+            .filter(|(_, r)| r.ok && named(&r.pipeline))
+            .map(|(p, r)| (id(p), r))
+            .collect();
+    }
+    let mut out = Vec::new();
+    for (_, name) in names {
+        match crate::sweep::table::latest_sweep(all, name) {
+            Some(recs) => {
+                for (p, r) in all.iter() {
+                    if recs.iter().any(|x| std::ptr::eq(*x, r)) {
+                        out.push((id(p), r));
+                    }
+                }
+            }
+            None => {
+                if let Some((p, r)) = all.iter().rev().find(|(_, r)| &r.pipeline == name && r.ok) {
+                    out.push((id(p), r));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What the pipelines' runs hold, gathered for the table and the figure.
@@ -153,6 +314,32 @@ impl Found {
         ));
     }
 
+    /// The experiment table's rows: one per evaluation of each run of `runs`.
+    fn experiment_rows(
+        &mut self,
+        store: &crate::cache::Store,
+        runs: &[(String, &RunRecord)],
+    ) -> Vec<compare_rows::Row> {
+        let mut rows = Vec::new();
+        for (id, rec) in runs {
+            let params = super::history::params(rec);
+            let file = Path::new(&rec.file);
+            for (stage, report, confusion) in evaluations(store, rec, &mut self.unusable, file) {
+                if let Some(c) = confusion {
+                    self.matrices.push((format!("{stage} {id}"), c));
+                }
+                rows.push(compare_rows::Row {
+                    run: id.clone(),
+                    pipeline: rec.pipeline.clone(),
+                    stage,
+                    params: params.clone(),
+                    metrics: report.metrics,
+                });
+            }
+        }
+        rows
+    }
+
     /// The Markdown: the plain runs' table (also when there is nothing at all), then each
     /// sweep's.
     fn table(&mut self) -> String {
@@ -160,6 +347,7 @@ impl Found {
         self.rows.dedup();
         let mut table = String::new();
         if !self.rows.is_empty() || self.sweeps.is_empty() {
+            // (The experiment table, when asked for, is the one entry of `sweeps`.)
             table.push_str(
                 "| pipeline | stage | balanced accuracy | accuracy | ROC AUC | threshold |\n",
             );

@@ -7,11 +7,16 @@
 pub mod console;
 
 mod compare;
+mod compare_rows;
+mod completions;
 mod dag;
+mod diff;
 mod doctor;
 mod dry_run;
 pub mod exit;
 mod gc;
+mod history;
+mod init;
 mod model;
 pub mod output;
 mod remote;
@@ -27,6 +32,7 @@ mod validate;
 use crate::settings::Settings;
 use crate::settings::cli::{Cli, Command, RemoteCommand};
 use crate::spec::{Diagnostic, Override, Pipeline, load};
+pub use compare_rows::Filter;
 use exit::EXIT_INVALID;
 use std::path::Path;
 
@@ -82,9 +88,45 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Remote {
             command: RemoteCommand::Status { file, set },
         } => remote::status(&s, &file, &set),
+        Command::Runs { limit } if s.remote.remote.is_some() => runs::remote(&s, limit),
         Command::Runs { limit } => runs::runs(&s.cache, limit),
-        Command::Compare { files, png } => compare::compare(&s.cache, &files, png.as_deref()),
-        Command::Report { files, output } => report::report(&s.cache, &files, &output),
+        Command::Compare {
+            files,
+            png,
+            sort,
+            filter,
+            columns,
+            all,
+        } => {
+            let remote = s.remote.remote.is_some();
+            let flags = compare::Flags {
+                files: &files,
+                png: png.as_deref(),
+                sort: sort.as_deref(),
+                filters: &filter,
+                columns: columns.as_deref(),
+                all,
+                remote,
+            };
+            compare::compare(&s, flags)
+        }
+        Command::Diff { a, b, all, json } => {
+            let remote = s.remote.remote.is_some();
+            let flags = diff::Flags {
+                a: &a,
+                b: &b,
+                all,
+                json,
+                remote,
+            };
+            diff::diff(&s, flags)
+        }
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Init { dir } => init::init(&dir),
+        Command::Report { files, output } => {
+            let remote = s.remote.remote.is_some();
+            report::report(&s, &files, &output, remote)
+        }
         Command::Model { name, input } => model::model(&name, &input),
         Command::Doctor => doctor::doctor(),
     }

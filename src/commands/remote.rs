@@ -79,7 +79,8 @@ pub(super) fn exit_code(remote: &Remote, code: i32) -> i32 {
 }
 
 /// `pipe push [FILE…] [--repair]`: the outputs the latest runs of these pipelines reached
-/// (every key of the local cache without files), objects first, key records last.
+/// (every key of the local cache without files), objects first, key records next, then the
+/// pipelines' run records (shared experiments).
 pub(super) fn push(s: &Settings, files: &[PathBuf], repair: bool) -> i32 {
     let cache = s.cache.as_path();
     let remote = match open_required(s) {
@@ -148,7 +149,63 @@ pub(super) fn push(s: &Settings, files: &[PathBuf], repair: bool) -> i32 {
         remote.shown(),
         failed_suffix(failed)
     );
-    exit_for(failed)
+    if failed > 0 {
+        return exit_for(failed);
+    }
+    match push_runs(&remote, cache, files) {
+        Ok(failed) => exit_for(failed),
+        Err(code) => code,
+    }
+}
+
+/// Shares the run records of these pipelines (every local one without FILE) on the remote,
+/// scrubbed of secrets and of this machine's paths, with who pushed them from where; a record
+/// the remote holds already is left as it is. The number that failed, or the exit code.
+fn push_runs(remote: &Remote, cache: &Path, files: &[PathBuf]) -> Result<usize, i32> {
+    let mut names = Vec::new();
+    for f in files {
+        names.push(load_or_exit(f, &[])?.name);
+    }
+    let runs = super::history::local(cache)?;
+    let shared = super::history::shared_now();
+    let scrub = super::history::Scrub::here();
+    let (mut pushed, mut present, mut scrubbed, mut failed) = (0, 0, 0, 0);
+    for r in runs
+        .iter()
+        .filter(|r| names.is_empty() || names.contains(&r.record.pipeline))
+    {
+        let name = format!("{}.json", r.id);
+        if !crate::remote::runs::is_run_name(&name) {
+            errln!("warning: run record {name}: not a name pipe writes; not shared");
+            continue;
+        }
+        let (bytes, changed) = super::history::shareable(&r.record, &shared, &scrub);
+        match remote.push_run(&name, bytes) {
+            Ok(true) => {
+                pushed += 1;
+                scrubbed += usize::from(changed > 0);
+            }
+            Ok(false) => present += 1,
+            Err(e) => {
+                failed += 1;
+                errln!("error: {e}");
+                break;
+            }
+        }
+    }
+    outln!(
+        "shared {pushed} run record(s) as {}@{} ({present} already there){}",
+        shared.user,
+        shared.host,
+        failed_suffix(failed)
+    );
+    if scrubbed > 0 {
+        outln!(
+            "  {scrubbed} of them named this machine's paths or a credential: shared with the \
+             project directory as relative paths, the home directory as ~ and credentials as ***"
+        );
+    }
+    Ok(failed)
 }
 
 /// "; N failed" after a push/pull summary, or nothing.

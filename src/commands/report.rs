@@ -8,6 +8,7 @@ use super::output::{self, Written};
 use super::render::human_bytes;
 use crate::record::RunRecord;
 use crate::report::{self, model};
+use crate::settings::Settings;
 use std::path::{Path, PathBuf};
 
 /// The latest run of each variant of the sweep `rec` belongs to, or nothing when it is no
@@ -24,9 +25,16 @@ fn sweep_records(history: &[(PathBuf, RunRecord)], rec: &RunRecord) -> Vec<RunRe
 
 /// `pipe report`: the latest run of each pipeline (failed ones too: the DAG shows what failed),
 /// objects read only after their manifests check out; a damaged one is left out with a warning
-/// and exit code 1, as in `compare`.
-pub(super) fn report(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
-    let store = match crate::cache::Store::open_existing(cache) {
+/// and exit code 1, as in `compare`. With `--remote`, the runs colleagues pushed count too, and
+/// the outputs the page needs are pulled first.
+pub(super) fn report(s: &Settings, files: &[PathBuf], out: &Path, with_remote: bool) -> i32 {
+    let cache = s.cache.as_path();
+    let store = if with_remote {
+        crate::cache::Store::open(cache).map(Some)
+    } else {
+        crate::cache::Store::open_existing(cache)
+    };
+    let store = match store {
         Ok(Some(s)) => s,
         Ok(None) => {
             errln!(
@@ -37,18 +45,19 @@ pub(super) fn report(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
         }
         Err(e) => return exit::store_failed(&e),
     };
-    let history = match crate::record::load_all(cache) {
-        Ok(loaded) => {
-            let (readable, unreadable) = crate::record::split(loaded);
-            for e in unreadable {
-                errln!("warning: {e} (a newer run may be missing from the report)");
+    let (history, remote) = match super::compare::history(s, with_remote) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    // Pulling writes into the cache: not while a run or gc holds it.
+    let _lock = match &remote {
+        Some(_) => {
+            match crate::cache::lock::CacheLock::acquire(cache, super::render::busy(false)) {
+                Ok(l) => Some(l),
+                Err(e) => return exit::fail(&e, e.is_user_error()),
             }
-            readable
         }
-        Err(e) => {
-            errln!("error: {e}");
-            return EXIT_INTERNAL;
-        }
+        None => None,
     };
     let mut runs = Vec::new();
     for f in files {
@@ -67,6 +76,11 @@ pub(super) fn report(cache: &Path, files: &[PathBuf], out: &Path) -> i32 {
                 return EXIT_INVALID;
             }
         };
+        if let Some(r) = &remote {
+            for rec in std::iter::once(rec).chain(&sweep_records(&history, rec)) {
+                super::compare::pull_missing(&store, r, rec, None);
+            }
+        }
         runs.push(model::RunInput {
             file: f.display().to_string(),
             file_digest,

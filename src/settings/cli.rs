@@ -164,24 +164,70 @@ pub enum Command {
         #[command(subcommand)]
         command: RemoteCommand,
     },
-    /// List recorded runs.
+    /// List recorded runs (with `--remote`: the runs shared on the remote, who pushed them,
+    /// from where, when).
     Runs {
         /// How many of the newest runs to list.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Evaluation metrics of the latest runs of these pipelines, side by side (Markdown).
+    /// Evaluation metrics of the latest runs of these pipelines, side by side (Markdown). With
+    /// --sort, --filter, --columns or --all: one row per run and evaluation, the parameters that
+    /// differ between runs beside the metrics. `--remote` (after the files) adds the runs
+    /// colleagues pushed.
     Compare {
-        /// Pipeline files whose latest runs to compare.
-        #[arg(required = true)]
+        /// Pipeline files whose runs to compare (with --all, none: every pipeline's).
+        #[arg(required_unless_present = "all")]
         files: Vec<PathBuf>,
         /// Also draw every evaluation's confusion matrix side by side into this PNG (`-`:
         /// stdout, the table then goes to stderr).
         #[arg(long, value_name = "FILE")]
         png: Option<PathBuf>,
+        /// Order rows by this metric or parameter: highest first (lowest first for a name with
+        /// `loss` or `error`); ties keep run order, rows without it go last.
+        #[arg(long, value_name = "METRIC")]
+        sort: Option<String>,
+        /// Keep rows where NAME OP VALUE holds (OP: < <= > >= = !=; e.g. lr<0.001, epochs>=5,
+        /// model=b3); a parameter named by its field alone matches any stage's. Repeatable:
+        /// all must hold.
+        #[arg(long, value_name = "EXPR")]
+        filter: Vec<crate::commands::Filter>,
+        /// Show exactly these columns: run, pipeline, stage, metrics, parameters.
+        #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        /// Every recorded run, not only the latest of each pipeline.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Parameters, metrics (with the change) and output digests that differ between two runs.
+    /// `--remote` (after the runs) also finds the runs colleagues pushed.
+    Diff {
+        /// A run: an id from `pipe runs` (or its unique start), latest, latest~N, or a pipeline
+        /// file (its latest run).
+        #[arg(default_value = "latest~1")]
+        a: String,
+        /// The other run, named the same ways.
+        #[arg(default_value = "latest")]
+        b: String,
+        /// Also what did not change.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object: {a, b, params, metrics, outputs}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A shell completion script, on stdout (e.g. `pipe completions bash >
+    /// ~/.local/share/bash-completion/completions/pipe`).
+    Completions { shell: CompletionShell },
+    /// Start a project in DIR: pipe.toml, an example pipeline, a .gitignore; never overwrites.
+    Init {
+        /// The project directory (created if absent).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
     /// One self-contained HTML page (no network) of the latest runs of these pipelines: DAG,
-    /// data cleaning, learning curves, Table 1, ROC, predictions, provenance.
+    /// data cleaning, learning curves, Table 1, ROC, predictions, provenance. `--remote`
+    /// (after the files) includes the runs colleagues pushed.
     Report {
         /// Pipeline files whose latest runs the page shows.
         #[arg(required = true)]
@@ -265,6 +311,13 @@ pub enum RemoteCommand {
 pub enum Format {
     Text,
     Json,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]

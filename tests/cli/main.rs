@@ -5,6 +5,7 @@
 mod cache_safety;
 mod determinism;
 mod engine;
+mod experiments;
 mod fresh_clone;
 mod inputs;
 mod multiclass;

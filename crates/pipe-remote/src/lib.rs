@@ -2,12 +2,14 @@
 //! object storage (S3 or any S3-compatible server, or a shared directory) through the
 //! `object_store` crate, so a stage someone already ran is downloaded instead of recomputed.
 //!
-//! Remote layout, under the URL's prefix (the local one's, minus runs and scratch):
+//! Remote layout, under the URL's prefix (the local one's, minus scratch):
 //! - `objects/ab/<digest>/<file>` and `objects/ab/<digest>/.manifest.json` (written last of
 //!   the object's files: an object without its manifest is an upload in progress)
 //! - `keys/ab/<key>.json`: the key record, written after its object (and the objects it
 //!   refers to), with a conditional put, so no reader ever finds a key whose objects are
 //!   incomplete and the first writer of a key wins.
+//! - `runs/<stamp>-<pipeline>.json`: the run records `pipe push` shares (see [`runs`]); `gc
+//!   --remote` leaves them alone.
 //!
 //! object_store is async; this module owns the one tokio runtime and blocks on it at its
 //! boundary, so the rest of pipe stays synchronous. A remote failure is never fatal unless
@@ -15,6 +17,7 @@
 //! [`Notice`]s the command layer shows, and the command carries on with the local cache.
 
 pub mod gc;
+pub mod runs;
 pub mod settings;
 mod transfer;
 mod uploads;
