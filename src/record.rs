@@ -227,6 +227,20 @@ pub fn load_all(cache_root: &Path) -> Result<Vec<Loaded>, RecordError> {
         .collect())
 }
 
+/// The overrides every one of `records` ran with (a sweep's `--set`s, shared by its
+/// variants), in the first record's order.
+pub fn shared_overrides(records: &[&RunRecord]) -> Vec<String> {
+    let Some((first, rest)) = records.split_first() else {
+        return Vec::new();
+    };
+    first
+        .overrides
+        .iter()
+        .filter(|o| rest.iter().all(|r| r.overrides.contains(o)))
+        .cloned()
+        .collect()
+}
+
 /// Splits loaded records into the readable ones (oldest first) and the errors of the others.
 pub fn split(all: Vec<Loaded>) -> (Vec<(PathBuf, RunRecord)>, Vec<RecordError>) {
     let mut ok = Vec::new();

@@ -306,8 +306,16 @@ impl Found {
             .flat_map(|r| r.variant.keys().cloned())
             .collect();
         let paths: Vec<String> = paths.into_iter().collect();
+        // The `--set`s every variant shared (epochs, image count): the table shows only what
+        // differs.
+        let shared = crate::record::shared_overrides(recs);
+        let shared = if shared.is_empty() {
+            String::new()
+        } else {
+            format!("\nevery variant ran with: {}\n", shared.join(", "))
+        };
         self.sweeps.push(format!(
-            "sweep {} of {name} ({} variants)\n\n{}",
+            "sweep {} of {name} ({} variants)\n{shared}\n{}",
             rec.sweep.as_deref().unwrap_or_default(),
             recs.len(),
             crate::sweep::table::markdown(&paths, &table)

@@ -139,26 +139,7 @@ fn render_grid(
     }
     for (r, row) in rows.iter().enumerate() {
         for (c, img) in row.iter().enumerate() {
-            let bad = |message: String| GridError::BadImage {
-                path: path.to_path_buf(),
-                row: r,
-                col: c,
-                message,
-            };
-            let s = img.shape;
-            if s.channels != 1 && s.channels != 3 {
-                return Err(bad(format!("{} channels (need 1 or 3)", s.channels)));
-            }
-            if s.height == 0 || s.width == 0 {
-                return Err(bad(format!("empty shape {s}")));
-            }
-            if img.pixels.len() != s.image_len() {
-                return Err(bad(format!(
-                    "{} bytes for shape {s} (expected {})",
-                    img.pixels.len(),
-                    s.image_len()
-                )));
-            }
+            check_image(path, (r, c), img)?;
         }
     }
     if rows.iter().all(Vec::is_empty) {
@@ -194,24 +175,201 @@ fn render_grid(
     for row in rows {
         let mut x0 = SEP;
         for img in row {
-            let s = img.shape;
-            let c = s.channels as usize;
-            for y in 0..s.height * scale {
-                for x in 0..s.width * scale {
-                    let i = ((y / scale) as usize * s.width as usize + (x / scale) as usize) * c;
-                    let px = if c == 1 {
-                        [img.pixels[i]; 3]
-                    } else {
-                        [img.pixels[i], img.pixels[i + 1], img.pixels[i + 2]]
-                    };
-                    canvas.put_pixel(x0 + x, y0 + y, image::Rgb(px));
-                }
-            }
-            x0 += s.width * scale + SEP;
+            blit(&mut canvas, img, scale, (x0, y0));
+            x0 += img.shape.width * scale + SEP;
         }
         y0 += row_h(row) as u32 + SEP;
     }
     Ok(canvas)
+}
+
+/// Checks that image `(row, col)` of a grid has 1 or 3 channels, a size and its bytes.
+fn check_image(path: &Path, (row, col): (usize, usize), img: &GridImage) -> Result<(), GridError> {
+    let bad = |message: String| GridError::BadImage {
+        path: path.to_path_buf(),
+        row,
+        col,
+        message,
+    };
+    let s = img.shape;
+    if s.channels != 1 && s.channels != 3 {
+        return Err(bad(format!("{} channels (need 1 or 3)", s.channels)));
+    }
+    if s.height == 0 || s.width == 0 {
+        return Err(bad(format!("empty shape {s}")));
+    }
+    if img.pixels.len() != s.image_len() {
+        return Err(bad(format!(
+            "{} bytes for shape {s} (expected {})",
+            img.pixels.len(),
+            s.image_len()
+        )));
+    }
+    Ok(())
+}
+
+/// Draws `img` upscaled by `scale` (nearest) with its top-left corner at `(x0, y0)`.
+fn blit(canvas: &mut image::RgbImage, img: &GridImage, scale: u32, (x0, y0): (u32, u32)) {
+    let s = img.shape;
+    let c = s.channels as usize;
+    for y in 0..s.height * scale {
+        for x in 0..s.width * scale {
+            let i = ((y / scale) as usize * s.width as usize + (x / scale) as usize) * c;
+            let px = if c == 1 {
+                [img.pixels[i]; 3]
+            } else {
+                [img.pixels[i], img.pixels[i + 1], img.pixels[i + 2]]
+            };
+            canvas.put_pixel(x0 + x, y0 + y, image::Rgb(px));
+        }
+    }
+}
+
+/// One image of a [`save_labelled_grid`] with the lines of text under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labelled {
+    pub image: GridImage,
+    pub lines: Vec<String>,
+}
+
+/// Per-image caption text size and line height, in pixels.
+const LABEL_PX: f32 = 11.0;
+const LABEL_LINE: u32 = 13;
+/// Widest an image's column grows for its caption; longer lines are cut with "…".
+const LABEL_MAX_W: u32 = 150;
+/// Space between the columns of a labelled grid.
+const LABEL_GAP: u32 = 8;
+
+/// Saves `rows` as one RGB PNG with `header` on top and each image's caption lines under it:
+/// images upscaled by `scale`, each column as wide as its image or its caption (at most
+/// 150 px, lines cut to fit), rows as tall as their tallest image and caption.
+pub fn save_labelled_grid(
+    path: &Path,
+    header: &str,
+    rows: &[Vec<Labelled>],
+    scale: u32,
+) -> Result<(), GridError> {
+    use super::plot::{draw_label, text_width};
+    if !(1..=64).contains(&scale) {
+        return Err(GridError::BadScale {
+            path: path.to_path_buf(),
+            scale,
+        });
+    }
+    for (r, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            check_image(path, (r, c), &cell.image)?;
+        }
+    }
+    if rows.iter().all(Vec::is_empty) {
+        return Err(GridError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let cap = |source| GridError::Caption {
+        path: path.to_path_buf(),
+        source,
+    };
+    let too_big = |message: String| GridError::BadImage {
+        path: path.to_path_buf(),
+        row: 0,
+        col: 0,
+        message,
+    };
+    if scale.saturating_mul(
+        rows.iter()
+            .flatten()
+            .map(|c| c.image.shape.width.max(c.image.shape.height))
+            .max()
+            .unwrap_or(0),
+    ) > 4096
+    {
+        return Err(too_big("an upscaled image would exceed 4096 pixels".into()));
+    }
+    // Column widths, and the lines as drawn (cut to their column).
+    let mut layout = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut cells = Vec::with_capacity(row.len());
+        for cell in row {
+            let img_w = cell.image.shape.width * scale;
+            let mut text_w = 0;
+            for l in &cell.lines {
+                text_w = text_w.max(text_width(l, LABEL_PX).map_err(cap)?);
+            }
+            let w = img_w.max(text_w.min(LABEL_MAX_W));
+            let mut lines = Vec::with_capacity(cell.lines.len());
+            for l in &cell.lines {
+                lines.push(fit(l, w).map_err(cap)?);
+            }
+            cells.push((w, lines));
+        }
+        layout.push(cells);
+    }
+    let header_h = if header.is_empty() { 0 } else { LABEL_LINE + 8 };
+    let row_h = |row: &[Labelled]| {
+        row.iter()
+            .map(|c| c.image.shape.height * scale + 4 + LABEL_LINE * c.lines.len() as u32)
+            .max()
+            .unwrap_or(0)
+    };
+    let mut width = text_width(header, CAPTION_PX).map_err(cap)? + 2 * SEP + 4;
+    for cells in &layout {
+        width = width.max(SEP + cells.iter().map(|(w, _)| w + LABEL_GAP).sum::<u32>());
+    }
+    let height = header_h + SEP + rows.iter().map(|r| row_h(r) + LABEL_GAP).sum::<u32>();
+    const LIMIT: u32 = 1 << 15;
+    if width > LIMIT || height > LIMIT {
+        return Err(too_big(format!(
+            "grid would be {width} x {height} pixels (limit {LIMIT} per side)"
+        )));
+    }
+    let mut canvas = image::RgbImage::from_pixel(width, height, image::Rgb([255; 3]));
+    if !header.is_empty() {
+        draw_label(&mut canvas, (4, 3), header, CAPTION_PX).map_err(cap)?;
+    }
+    let mut y0 = header_h + SEP;
+    for (row, cells) in rows.iter().zip(&layout) {
+        let mut x0 = SEP;
+        for (cell, (w, lines)) in row.iter().zip(cells) {
+            blit(&mut canvas, &cell.image, scale, (x0, y0));
+            let mut ty = y0 + cell.image.shape.height * scale + 3;
+            for l in lines {
+                draw_label(&mut canvas, (x0 as i32, ty as i32), l, LABEL_PX).map_err(cap)?;
+                ty += LABEL_LINE;
+            }
+            x0 += w + LABEL_GAP;
+        }
+        y0 += row_h(row) + LABEL_GAP;
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| GridError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    canvas
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| GridError::Image {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// `text` cut to fit `width` pixels at the caption size, ending in "…" when cut.
+fn fit(text: &str, width: u32) -> Result<String, super::plot::PlotError> {
+    use super::plot::text_width;
+    if text_width(text, LABEL_PX)? <= width {
+        return Ok(text.to_string());
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() {
+        chars.pop();
+        let cut: String = chars.iter().collect::<String>() + "…";
+        if text_width(&cut, LABEL_PX)? <= width {
+            return Ok(cut);
+        }
+    }
+    Ok(String::new())
 }
 
 /// `|a - b|` per byte, stretched so the largest difference becomes 255 (all black when the
@@ -293,6 +451,59 @@ mod tests {
             dark(40, img.width(), header + 18, img.height()) > 10,
             "second caption drawn"
         );
+    }
+
+    #[test]
+    fn labelled_grids_caption_every_image_and_cut_long_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.png");
+        let red = GridImage::new([200, 10, 10].repeat(64), Shape::new(8, 8, 3));
+        let cell = |lines: &[&str]| Labelled {
+            image: red.clone(),
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        };
+        let long = "a_very_long_file_name_that_cannot_possibly_fit_under_one_image.jpg";
+        let rows = vec![
+            vec![
+                cell(&["#3 label 0", "kept"]),
+                cell(&["#9 label 1", "dropped"]),
+            ],
+            vec![cell(&[long]), cell(&[])],
+        ];
+        save_labelled_grid(&path, "conflicts", &rows, 2).unwrap();
+        let img = image::open(&path).unwrap().into_rgb8();
+        let header = LABEL_LINE + 8;
+        assert_eq!(
+            img.get_pixel(SEP, header + SEP).0,
+            [200, 10, 10],
+            "image kept"
+        );
+        // Columns widen for their captions (wider than the 16 px images), at most 150 px.
+        assert!(img.width() > 2 * (16 + LABEL_GAP) + 40, "{}", img.width());
+        assert!(
+            img.width() <= SEP + 2 * (LABEL_MAX_W + LABEL_GAP),
+            "{}",
+            img.width()
+        );
+        let dark_below = |x0: u32, x1: u32, y0: u32, y1: u32| {
+            (x0..x1)
+                .flat_map(|x| (y0..y1).map(move |y| (x, y)))
+                .filter(|&(x, y)| img.get_pixel(x, y).0[0] < 100)
+                .count()
+        };
+        let under = header + SEP + 16;
+        assert!(
+            dark_below(SEP, SEP + 40, under, under + 26) > 10,
+            "first caption"
+        );
+        assert_eq!(fit(long, 60).unwrap().chars().last(), Some('…'));
+        assert_eq!(fit("#3", 60).unwrap(), "#3");
+        let bad = Labelled {
+            image: GridImage::new(vec![1, 2], Shape::new(2, 2, 1)),
+            lines: vec![],
+        };
+        let err = save_labelled_grid(&path, "", &[vec![bad]], 2).unwrap_err();
+        assert!(err.to_string().contains("row 0, column 0"), "{err}");
     }
 
     #[test]

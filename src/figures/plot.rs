@@ -7,6 +7,7 @@
 //! plotters' own layout estimate (sum of advances and kerning) is still what sizes label
 //! areas; it agrees with the positions used here.
 
+use super::ticks::{Ticks, nice_ticks};
 use crate::ml::curve::CurveRow;
 use crate::ml::metrics::Confusion;
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
@@ -344,22 +345,27 @@ pub fn learning_curve_png(path: &Path, title: &str, rows: &[CurveRow]) -> Result
             ("validation", VAL, series(|r| r.val_bacc)),
         ];
         let epochs = || rows.iter().map(|r| r.epoch);
+        let (first, last) = (epochs().min().unwrap_or(0), epochs().max().unwrap_or(0));
         // One epoch of margin each side so end points (test markers) are not clipped.
-        let (e0, e1) = (
-            epochs().min().unwrap_or(0).saturating_sub(1),
-            epochs().max().unwrap_or(0).saturating_add(1),
-        );
+        let x = (first.saturating_sub(1), last.saturating_add(1));
+        let x_ticks: Vec<u32> = nice_ticks(f64::from(first), f64::from(last), 12, true)
+            .values
+            .iter()
+            .map(|&v| v as u32)
+            .filter(|v| (x.0..=x.1).contains(v))
+            .collect();
 
         let max_loss = loss
             .iter()
             .flat_map(|(_, _, s)| s.iter().map(|p| p.1))
             .fold(0.0f64, f64::max);
-        let loss_hi = if max_loss > 0.0 { max_loss * 1.08 } else { 1.0 };
+        let loss_hi = if max_loss > 0.0 { max_loss * 1.05 } else { 1.0 };
         let loss_panel = Panel {
             caption: "Loss",
             y_desc: "Binary cross-entropy",
-            x: (e0, e1),
-            y: (0.0, loss_hi),
+            x,
+            x_ticks: x_ticks.clone(),
+            y: nice_ticks(0.0, loss_hi, 10, false),
             legend_at: SeriesLabelPosition::UpperRight,
         };
         line_panel(&panels[0], loss_panel, &loss, None)?;
@@ -369,12 +375,13 @@ pub fn learning_curve_png(path: &Path, title: &str, rows: &[CurveRow]) -> Result
             .flat_map(|(_, _, s)| s.iter().map(|p| p.1))
             .chain(test.iter().map(|p| p.1))
             .fold(1.0f64, f64::min);
-        let bacc_lo = ((min_bacc - 0.05) * 20.0).floor().clamp(0.0, 18.0) / 20.0;
+        // Balanced accuracy lives in [0, 1]: the axis ends at 1 (a 1-2-5 step divides 1).
         let bacc_panel = Panel {
             caption: "Balanced accuracy",
             y_desc: "Balanced accuracy",
-            x: (e0, e1),
-            y: (bacc_lo, 1.0),
+            x,
+            x_ticks,
+            y: nice_ticks((min_bacc - 0.02).clamp(0.0, 0.9), 1.0, 10, false),
             legend_at: SeriesLabelPosition::LowerRight,
         };
         line_panel(&panels[1], bacc_panel, &bacc, Some(&test))
@@ -383,12 +390,35 @@ pub fn learning_curve_png(path: &Path, title: &str, rows: &[CurveRow]) -> Result
 
 type Series = (&'static str, RGBColor, Vec<(u32, f64)>);
 
-/// One chart panel's captions, axis ranges (epochs, values) and legend corner.
+/// A value axis whose ticks are given ([`nice_ticks`]) rather than chosen by plotters.
+struct TickedAxis {
+    range: std::ops::Range<f64>,
+    ticks: Vec<f64>,
+}
+
+impl plotters::coord::ranged1d::Ranged for TickedAxis {
+    type FormatOption = plotters::coord::ranged1d::DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        plotters::coord::types::RangedCoordf64::from(self.range.clone()).map(value, limit)
+    }
+    fn key_points<Hint: plotters::coord::ranged1d::KeyPointHint>(&self, _: Hint) -> Vec<f64> {
+        self.ticks.clone()
+    }
+    fn range(&self) -> std::ops::Range<f64> {
+        self.range.clone()
+    }
+}
+
+/// One chart panel's captions, axis range and ticks (epochs, values) and legend corner; the
+/// value axis spans its ticks.
 struct Panel {
     caption: &'static str,
     y_desc: &'static str,
     x: (u32, u32),
-    y: (f64, f64),
+    x_ticks: Vec<u32>,
+    y: Ticks,
     legend_at: SeriesLabelPosition,
 }
 
@@ -402,23 +432,34 @@ fn line_panel(
         caption,
         y_desc,
         x: (e0, e1),
-        y: (y0, y1),
+        x_ticks,
+        y,
         legend_at,
     } = panel;
+    let (y0, y1) = y.bounds();
+    let at = |&(e, v): &(u32, f64)| (f64::from(e), v);
     let mut chart = ChartBuilder::on(area)
         .caption(caption, (FONT, 22))
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        .build_cartesian_2d(e0..e1, y0..y1)
+        .build_cartesian_2d(
+            TickedAxis {
+                range: f64::from(e0)..f64::from(e1),
+                ticks: x_ticks.iter().map(|&t| f64::from(t)).collect(),
+            },
+            TickedAxis {
+                range: y0..y1,
+                ticks: y.values.clone(),
+            },
+        )
         .map_err(draw_err(caption))?;
     chart
         .configure_mesh()
         .x_desc("Epoch")
         .y_desc(y_desc)
-        .x_labels(12)
-        .y_labels(10)
-        .y_label_formatter(&|v| format!("{v:.2}"))
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| y.label(*v))
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 17))
         .light_line_style(TRANSPARENT)
@@ -428,14 +469,14 @@ fn line_panel(
     for (name, color, points) in lines {
         let style = color.stroke_width(2);
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), style))
+            .draw_series(LineSeries::new(points.iter().map(at), style))
             .map_err(draw_err(caption))?
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
         // Short runs get point markers too, so that a single epoch is visible at all.
         if points.len() <= 40 {
             chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .draw_series(points.iter().map(|p| Circle::new(at(p), 3, color.filled())))
                 .map_err(draw_err(caption))?;
         }
     }
@@ -444,7 +485,7 @@ fn line_panel(
             .draw_series(
                 points
                     .iter()
-                    .map(|&p| Circle::new(p, 6, TEST.filled().stroke_width(1))),
+                    .map(|p| Circle::new(at(p), 6, TEST.filled().stroke_width(1))),
             )
             .map_err(draw_err(caption))?
             .label("test")

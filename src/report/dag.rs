@@ -1,5 +1,6 @@
 //! The pipeline graph as inline SVG: one column per topological layer, stages coloured by their
-//! outcome in the run, each with its seconds and cache-key prefix.
+//! outcome in the run, each with its cache-key prefix and the run that produced its output (for
+//! a cached stage, the earlier run that ran it) with the stage's seconds in that run.
 
 use super::escape;
 use super::model::PipelineView;
@@ -7,10 +8,10 @@ use crate::record::Outcome;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-const COL: f64 = 200.0;
-const ROW: f64 = 58.0;
-const BOX_W: f64 = 170.0;
-const BOX_H: f64 = 46.0;
+const COL: f64 = 225.0;
+const ROW: f64 = 70.0;
+const BOX_W: f64 = 200.0;
+const BOX_H: f64 = 60.0;
 const PAD: f64 = 10.0;
 
 /// CSS class of an outcome (colours live in the page's style sheet).
@@ -61,25 +62,55 @@ pub fn svg(p: &PipelineView) -> String {
         let (x, y) = pos[st.id.as_str()];
         let class = outcome_class(st.outcome);
         let key = &st.key[..8.min(st.key.len())];
-        let hover = match &st.error {
-            Some(e) => format!("{} ({}): {class}; {e}", st.id, st.kind),
-            None => format!(
-                "{} ({}): {class}, {:.2} s, key {}",
-                st.id, st.kind, st.seconds, st.key
+        let made = match &st.producer {
+            Some(p) if p.this_run => format!("this run · {:.1} s", p.seconds),
+            Some(p) => format!("run {} · {:.1} s", short_time(&p.started), p.seconds),
+            None if st.outcome == Some(Outcome::Cached) => "producing run unknown".into(),
+            None => String::new(),
+        };
+        let hover = match (&st.error, &st.producer) {
+            (Some(e), _) => format!("{} ({}): {class}; {e}", st.id, st.kind),
+            (None, Some(p)) => format!(
+                "{} ({}): {class}, key {}; output made by the run started {} in {:.2} s",
+                st.id, st.kind, st.key, p.started, p.seconds
             ),
+            (None, None) => format!("{} ({}): {class}, key {}", st.id, st.kind, st.key),
         };
         let _ = write!(
             s,
-            r#"<g class="stage {class}" data-id="{id}"><title>{}</title><rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6"/><text x="{:.1}" y="{:.1}" class="sid">{id}</text><text x="{:.1}" y="{:.1}" class="sinfo">{class} · {:.1} s · {key}</text></g>"#,
+            r#"<g class="stage {class}" data-id="{id}" data-made-by="{}"><title>{}</title><rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6"/><text x="{tx:.1}" y="{:.1}" class="sid">{id}</text><text x="{tx:.1}" y="{:.1}" class="sinfo">{class} · {key}</text><text x="{tx:.1}" y="{:.1}" class="sinfo made">{}</text></g>"#,
+            escape(st.producer.as_ref().map_or("", |p| p.started.as_str())),
             escape(&hover),
-            x + 8.0,
-            y + 19.0,
-            x + 8.0,
-            y + 37.0,
-            st.seconds,
+            y + 18.0,
+            y + 35.0,
+            y + 51.0,
+            escape(&made),
+            tx = x + 8.0,
             id = escape(&st.id),
         );
     }
     s.push_str("</svg>");
     s
+}
+
+/// `2026-12-05T14:03:22.123Z` as `12-05 14:03:22` (a box's width); other forms unchanged.
+fn short_time(started: &str) -> String {
+    match (started.get(5..10), started.get(11..19)) {
+        (Some(day), Some(time)) if started.as_bytes().get(10) == Some(&b'T') => {
+            format!("{day} {time}")
+        }
+        _ => started.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_times_are_shortened_to_fit_a_box() {
+        assert_eq!(
+            super::short_time("2026-12-05T14:03:22.123Z"),
+            "12-05 14:03:22"
+        );
+        assert_eq!(super::short_time("yesterday"), "yesterday");
+    }
 }

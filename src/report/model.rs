@@ -47,6 +47,18 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The swept override paths of the runs' sweeps, in order of appearance: Table 1's columns.
     pub swept: Vec<String>,
+    /// The runs' sweeps, with the overrides their variants shared.
+    pub sweeps: Vec<SweepView>,
+}
+
+/// A sweep shown in the report: its id, pipeline, variant count and the `--set` overrides
+/// every variant ran with (the swept values are Table 1's columns).
+#[derive(Debug)]
+pub struct SweepView {
+    pub id: String,
+    pub pipeline: String,
+    pub variants: usize,
+    pub shared: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -80,6 +92,19 @@ pub struct StageView {
     /// Longest path from a source.
     pub layer: usize,
     pub error: Option<String>,
+    /// The run that made the stage's output: this run when it ran, else the newest recorded
+    /// run that ran the same key (`None`: no such record is left).
+    pub producer: Option<Producer>,
+}
+
+/// The run that produced a stage's output, and how long the stage took in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Producer {
+    /// The run's start time (as `pipe runs` lists it).
+    pub started: String,
+    pub seconds: f64,
+    /// Whether it is the run the page shows.
+    pub this_run: bool,
 }
 
 /// A data-cleaning stage's counts (its run-record metrics) and, for `split`, class balance.
@@ -194,7 +219,7 @@ pub fn build(runs: &[RunInput], history: &[RunRecord], objects: Objects) -> Repo
     // models and evaluations once per sweep variant.
     let mut seen = BTreeSet::new();
     for run in runs {
-        let view = pipeline_view(run);
+        let view = pipeline_view(run, history);
         // Topological order, so the page reads like the pipeline (dedup before filter...).
         let order: Vec<String> = view.stages.iter().map(|s| s.id.clone()).collect();
         report.pipelines.push(view);
@@ -214,6 +239,13 @@ pub fn build(runs: &[RunInput], history: &[RunRecord], objects: Objects) -> Repo
         for v in &run.sweep {
             cx.add_stages(v, |k| SWEPT_KINDS.contains(&k));
         }
+        let variants: Vec<&RunRecord> = run.sweep.iter().collect();
+        report.sweeps.push(SweepView {
+            id: run.record.sweep.clone().unwrap_or_default(),
+            pipeline: run.record.pipeline.clone(),
+            variants: variants.len(),
+            shared: crate::record::shared_overrides(&variants),
+        });
         for p in run.sweep.iter().flat_map(|v| v.variant.keys()) {
             if !report.swept.contains(p) {
                 report.swept.push(p.clone());
@@ -311,7 +343,7 @@ impl Context<'_> {
 
 fn add_figures(report: &mut Report, id: &str, s: &StageRecord, dir: &Path) {
     for f in s.report.figures.iter().filter(|f| f.ends_with(".png")) {
-        if let Some(caption) = caption(&s.kind, f, id) {
+        if let Some(caption) = caption(&s.kind, f) {
             match std::fs::read(dir.join(f)) {
                 Ok(png) => report.figures.push(Figure {
                     stage: id.to_string(),
@@ -355,7 +387,7 @@ fn config_str(s: &StageRecord, field: &str) -> Option<String> {
     s.key_parts.config.get(field)?.as_str().map(str::to_string)
 }
 
-fn pipeline_view(run: &RunInput) -> PipelineView {
+fn pipeline_view(run: &RunInput, history: &[RunRecord]) -> PipelineView {
     let rec = &run.record;
     let layers = layers(&run.graph);
     let mut stages: Vec<StageView> = layers
@@ -370,6 +402,7 @@ fn pipeline_view(run: &RunInput) -> PipelineView {
                 key: s.map(|s| s.key.clone()).unwrap_or_default(),
                 layer,
                 error: s.and_then(|s| s.error.clone()),
+                producer: s.and_then(|s| producer(id, s, rec, history)),
             }
         })
         .collect();
@@ -403,6 +436,27 @@ fn pipeline_view(run: &RunInput) -> PipelineView {
         seeds,
         devices,
         overrides: rec.overrides.clone(),
+    }
+}
+
+/// Who made the output of stage `id` (record `s` in run `rec`): `rec` when the stage ran or
+/// failed in it, else the newest run in `history` that ran the same key.
+fn producer(id: &str, s: &StageRecord, rec: &RunRecord, history: &[RunRecord]) -> Option<Producer> {
+    match s.outcome {
+        Outcome::Ran | Outcome::Failed => Some(Producer {
+            started: rec.started.clone(),
+            seconds: s.seconds,
+            this_run: true,
+        }),
+        Outcome::Cached => history.iter().rev().find_map(|r| {
+            let h = r.stages.get(id)?;
+            (h.key == s.key && h.outcome == Outcome::Ran).then(|| Producer {
+                started: r.started.clone(),
+                seconds: h.seconds,
+                this_run: false,
+            })
+        }),
+        Outcome::Skipped | Outcome::Pruned => None,
     }
 }
 
@@ -471,29 +525,32 @@ fn data_stage(
     }
 }
 
-/// The caption of a stage's figure, or `None` for figures the report draws itself.
-fn caption(kind: &str, file: &str, id: &str) -> Option<String> {
+/// The caption of a stage's figure (the page puts the stage id before it), or `None` for
+/// figures the report draws itself.
+fn caption(kind: &str, file: &str) -> Option<String> {
     Some(match (kind, file) {
-        ("dedup", "duplicates.png") => {
-            format!("`{id}`: duplicate groups, one group per row (images with the same hash)")
+        ("dedup", "duplicates.png") => "duplicate groups, one group per row (images with the \
+             same hash); each image is captioned with its name, index and label, and the first \
+             of a row is the copy kept when the labels agree"
+            .into(),
+        ("filter_conflicts", "conflicts.png") => "duplicate groups whose labels disagree, one \
+             per row: an image labelled 0, one labelled 1, and the difference image |a − b| \
+             (stretched so the largest difference is white; black where they are identical); \
+             each image is captioned with its name, index, label and whether the policy kept \
+             or dropped it"
+            .into(),
+        ("augment", "preview.png") => "augmentation preview".into(),
+        ("predict", "overrides.png") => "overridden test images; each row: the test image \
+             (left) and the training image with the same hash (right) whose label it took"
+            .into(),
+        ("analyze", "class_means.png") => {
+            "class means: mean negative image, mean positive image, their difference".into()
         }
-        ("filter_conflicts", "conflicts.png") => format!(
-            "`{id}`: duplicate groups whose labels disagree, one per row (all removed or \
-             resolved by the policy)"
-        ),
-        ("augment", "preview.png") => format!("`{id}`: augmentation preview"),
-        ("predict", "overrides.png") => format!(
-            "`{id}`: overridden test images; each row: the test image (left) and the training \
-             image with the same hash (right) whose label it took"
-        ),
-        ("analyze", "class_means.png") => format!(
-            "`{id}`: class means: mean negative image, mean positive image, their difference"
-        ),
         ("analyze", "saliency.png") => {
-            format!("`{id}`: saliency maps: image and gradient magnitude of the model's output")
+            "saliency maps: image and gradient magnitude of the model's output".into()
         }
         ("evaluate" | "ensemble" | "train", _) => return None,
-        _ => format!("`{id}`: {file}"),
+        _ => file.to_string(),
     })
 }
 

@@ -23,25 +23,78 @@ pub fn render(r: &Report) -> String {
         escape(&names.join(", ")),
         escape(&names.join(", "))
     );
-    s.push_str("<nav><a href=\"#dag\">Pipelines</a> <a href=\"#data\">Data cleaning</a> <a href=\"#training\">Training</a> <a href=\"#table1\">Table 1</a> <a href=\"#predictions\">Predictions</a> <a href=\"#provenance\">Provenance</a></nav>");
+    // Only sections with something to show are rendered (and linked).
+    let has_data = !r.data.is_empty()
+        || r.figures
+            .iter()
+            .any(|f| DATA_FIGURES.contains(&f.kind.as_str()));
+    let has_predictions = !r.predictions.is_empty()
+        || r.figures
+            .iter()
+            .any(|f| PREDICT_FIGURES.contains(&f.kind.as_str()));
+    let has_table = !r.evaluations.is_empty();
+    s.push_str("<nav>");
+    for (shown, id, title) in [
+        (true, "dag", "Pipelines"),
+        (has_data, "data", "Data cleaning"),
+        (true, "training", "Training"),
+        (has_table, "table1", "Table 1"),
+        (has_predictions, "predictions", "Predictions"),
+        (true, "provenance", "Provenance"),
+    ] {
+        if shown {
+            let _ = write!(s, "<a href=\"#{id}\">{title}</a> ");
+        }
+    }
+    s.push_str("</nav>");
     if !r.warnings.is_empty() {
         s.push_str("<section class=\"warnings\"><h2>Warnings</h2><ul>");
         for w in &r.warnings {
-            let _ = write!(s, "<li>{}</li>", escape(w));
+            let _ = write!(s, "<li>{}</li>", with_code(w));
         }
         s.push_str("</ul></section>");
     }
     dag_section(&mut s, r);
-    data_section(&mut s, r);
+    if has_data {
+        data_section(&mut s, r);
+    }
     training_section(&mut s, &r.models);
-    table_section(&mut s, r);
-    predictions_section(&mut s, r);
+    if has_table {
+        table_section(&mut s, r);
+    }
+    if has_predictions {
+        predictions_section(&mut s, r);
+    }
     provenance_section(&mut s, r);
     let _ = write!(
         s,
         "<div id=\"tip\" hidden></div><script>{SCRIPT}</script></body></html>"
     );
     s
+}
+
+/// Kinds whose figures the data-cleaning section shows.
+const DATA_FIGURES: &[&str] = &["dedup", "filter_conflicts", "augment", "source"];
+/// Kinds whose figures the predictions section shows.
+const PREDICT_FIGURES: &[&str] = &["predict", "analyze"];
+
+/// `text` escaped, with each `quoted` span (ids in messages) set as `<code>` rather than
+/// showing its backticks; an unpaired backtick stays as it is.
+pub fn with_code(text: &str) -> String {
+    let parts: Vec<&str> = text.split('`').collect();
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, part) in parts.iter().enumerate() {
+        let quoted = i % 2 == 1 && i + 1 < parts.len();
+        if quoted {
+            let _ = write!(out, "<code>{}</code>", escape(part));
+        } else {
+            if i % 2 == 1 {
+                out.push('`');
+            }
+            out.push_str(&escape(part));
+        }
+    }
+    out
 }
 
 fn num(v: Option<f64>, digits: usize) -> String {
@@ -69,7 +122,7 @@ fn dag_section(s: &mut String, r: &Report) {
 }
 
 fn data_section(s: &mut String, r: &Report) {
-    s.push_str("<section id=\"data\"><h2>Data cleaning</h2><table class=\"counts\"><thead><tr><th>stage</th><th>kind</th><th>counts</th><th>summary</th></tr></thead><tbody>");
+    s.push_str("<section id=\"data\"><h2>Data cleaning</h2><div class=\"scroll\"><table class=\"counts\"><thead><tr><th>stage</th><th>kind</th><th>counts</th><th>summary</th></tr></thead><tbody>");
     for d in &r.data {
         let counts: Vec<String> = d
             .metrics
@@ -91,7 +144,7 @@ fn data_section(s: &mut String, r: &Report) {
             id = escape(&d.id),
         );
     }
-    s.push_str("</tbody></table>");
+    s.push_str("</tbody></table></div>");
     for d in r.data.iter().filter(|d| !d.balance.is_empty()) {
         let _ = write!(
             s,
@@ -109,11 +162,7 @@ fn data_section(s: &mut String, r: &Report) {
         }
         s.push_str("</tbody></table>");
     }
-    figures(
-        s,
-        &r.figures,
-        &["dedup", "filter_conflicts", "augment", "source"],
-    );
+    figures(s, &r.figures, DATA_FIGURES);
     s.push_str("</section>");
 }
 
@@ -121,8 +170,9 @@ fn figures(s: &mut String, all: &[Figure], kinds: &[&str]) {
     for f in all.iter().filter(|f| kinds.contains(&f.kind.as_str())) {
         let _ = write!(
             s,
-            "<figure><img alt=\"{cap}\" src=\"data:image/png;base64,{}\"><figcaption>{cap}</figcaption></figure>",
+            "<figure data-stage=\"{id}\"><img alt=\"{id}: {cap}\" src=\"data:image/png;base64,{}\"><figcaption><code>{id}</code>: {cap}</figcaption></figure>",
             base64::engine::general_purpose::STANDARD.encode(&f.png),
+            id = escape(&f.stage),
             cap = escape(&f.caption),
         );
     }
@@ -219,9 +269,21 @@ fn training_section(s: &mut String, models: &[ModelView]) {
             ("test", Style::Markers, |r| r.test_bacc),
         ],
     );
-    for (id, title, y, series) in [
-        ("chart-loss", "Loss", "loss", loss),
-        ("chart-bacc", "Balanced accuracy", "balanced accuracy", bacc),
+    for (id, title, y, series, y_limits) in [
+        (
+            "chart-loss",
+            "Loss",
+            "loss",
+            loss,
+            Some((0.0, f64::INFINITY)),
+        ),
+        (
+            "chart-bacc",
+            "Balanced accuracy",
+            "balanced accuracy",
+            bacc,
+            Some((0.0, 1.0)),
+        ),
     ] {
         s.push_str(&line_chart(&Chart {
             id,
@@ -232,10 +294,12 @@ fn training_section(s: &mut String, models: &[ModelView]) {
             marks: lr_marks(models),
             x_range: None,
             y_range: None,
+            x_integer: true,
+            y_limits,
             diagonal: false,
         }));
     }
-    s.push_str("<table class=\"sortable\" id=\"models\"><thead><tr><th>stage</th><th>model</th><th>epochs</th><th>parameters</th><th>training s</th></tr></thead><tbody>");
+    s.push_str("<div class=\"scroll\"><table class=\"sortable\" id=\"models\"><thead><tr><th>stage</th><th>model</th><th>epochs</th><th>parameters</th><th>training s</th></tr></thead><tbody>");
     for m in models {
         let _ = write!(
             s,
@@ -247,7 +311,7 @@ fn training_section(s: &mut String, models: &[ModelView]) {
             num(m.train_seconds, 1)
         );
     }
-    s.push_str("</tbody></table></section>");
+    s.push_str("</tbody></table></div></section>");
 }
 
 /// A metric cell; the table's best value of the metric bold (`best`).
@@ -260,10 +324,27 @@ fn metric(e: &EvalView, key: &str, v: Option<f64>) -> String {
     }
 }
 
-/// Table 1's header: the pipeline, the swept paths (short names), then the facts.
-fn table_head(s: &mut String, swept: &[String]) {
-    s.push_str("<section id=\"table1\"><h2>Table 1: evaluations</h2><p>Click a header to sort; the best value of each metric is bold.</p><table class=\"sortable\" id=\"evaluations\"><thead><tr><th>pipeline</th>");
-    let all: Vec<&str> = swept.iter().map(String::as_str).collect();
+/// Table 1's heading, its sweeps' shared overrides, and its header: the pipeline, the swept
+/// paths (short names), then the facts.
+fn table_head(s: &mut String, r: &Report) {
+    s.push_str("<section id=\"table1\"><h2>Table 1: evaluations</h2><p>Click a header to sort; the best value of each metric is bold.</p>");
+    for w in &r.sweeps {
+        let _ = write!(
+            s,
+            "<p class=\"sweep\" data-sweep=\"{}\">Sweep <code>{}</code> of {} ({} variants): the swept values are columns; {}.</p>",
+            escape(&w.id),
+            escape(&w.id),
+            escape(&w.pipeline),
+            w.variants,
+            if w.shared.is_empty() {
+                "no other overrides".to_string()
+            } else {
+                format!("every variant also ran with {}", overrides(&w.shared))
+            }
+        );
+    }
+    s.push_str("<div class=\"scroll\"><table class=\"sortable\" id=\"evaluations\"><thead><tr><th>pipeline</th>");
+    let all: Vec<&str> = r.swept.iter().map(String::as_str).collect();
     for p in &all {
         let _ = write!(
             s,
@@ -277,7 +358,7 @@ fn table_head(s: &mut String, swept: &[String]) {
 
 fn table_section(s: &mut String, r: &Report) {
     let evals = &r.evaluations;
-    table_head(s, &r.swept);
+    table_head(s, r);
     for e in evals {
         let mut swept = String::new();
         for p in &r.swept {
@@ -306,7 +387,10 @@ fn table_section(s: &mut String, r: &Report) {
             st = escape(&e.stage),
         );
     }
-    s.push_str("</tbody></table><h3>Confusion matrices</h3><div class=\"matrices\">");
+    s.push_str("</tbody></table></div>");
+    if evals.iter().any(|e| e.confusion.is_some()) {
+        s.push_str("<h3>Confusion matrices</h3><div class=\"matrices\">");
+    }
     for e in evals {
         let Some(c) = &e.confusion else { continue };
         let _ = write!(
@@ -319,7 +403,9 @@ fn table_section(s: &mut String, r: &Report) {
             c.tp
         );
     }
-    s.push_str("</div>");
+    if evals.iter().any(|e| e.confusion.is_some()) {
+        s.push_str("</div>");
+    }
     for e in evals {
         if let Some(c) = &e.classes {
             class_tables(s, &e.label(), c);
@@ -358,6 +444,8 @@ fn table_section(s: &mut String, r: &Report) {
             marks: Vec::new(),
             x_range: Some((0.0, 1.0)),
             y_range: Some((0.0, 1.0)),
+            x_integer: false,
+            y_limits: None,
             diagonal: true,
         }));
     }
@@ -369,23 +457,26 @@ fn predictions_section(s: &mut String, r: &Report) {
     for p in &r.predictions {
         let _ = write!(
             s,
-            "<h3>{}</h3><p>{}</p><ul>",
+            "<h3>{}</h3><p>{}</p>",
             escape(&p.stage),
             escape(&p.summary)
         );
-        for (k, v) in &p.metrics {
-            let _ = write!(s, "<li>{}: {v}</li>", escape(k));
+        if !p.metrics.is_empty() {
+            s.push_str("<ul>");
+            for (k, v) in &p.metrics {
+                let _ = write!(s, "<li>{}: {v}</li>", escape(k));
+            }
+            s.push_str("</ul>");
         }
-        s.push_str("</ul>");
     }
-    figures(s, &r.figures, &["predict", "analyze"]);
+    figures(s, &r.figures, PREDICT_FIGURES);
     s.push_str("</section>");
 }
 
 fn provenance_section(s: &mut String, r: &Report) {
     let _ = write!(
         s,
-        "<section id=\"provenance\"><h2>Provenance</h2><p>pipe {}.</p><table><thead><tr><th>pipeline</th><th>file</th><th>file blake3</th><th>started</th><th>seconds</th><th>overrides</th><th>seeds</th><th>devices</th></tr></thead><tbody>",
+        "<section id=\"provenance\"><h2>Provenance</h2><p>pipe {}.</p><div class=\"scroll\"><table class=\"provenance\"><thead><tr><th>pipeline</th><th>file</th><th>file blake3</th><th>started</th><th>seconds</th><th>overrides</th><th>seeds</th><th>devices</th></tr></thead><tbody>",
         escape(&r.pipe_version)
     );
     for p in &r.pipelines {
@@ -413,7 +504,7 @@ fn provenance_section(s: &mut String, r: &Report) {
             join(&p.devices)
         );
     }
-    s.push_str("</tbody></table></section>");
+    s.push_str("</tbody></table></div></section>");
 }
 
 /// The run's overrides, one `<code>` each (escaped), or `none`.

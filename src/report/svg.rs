@@ -7,6 +7,7 @@
 //! inverts them to show the values under the pointer, so no per-point markup is needed.
 
 use super::escape;
+use crate::figures::ticks::nice_ticks;
 use std::fmt::Write;
 
 /// Points kept per drawn series.
@@ -63,6 +64,10 @@ pub struct Chart<'a> {
     /// Fixed axis ranges (e.g. ROC's unit square); `None`: from the data.
     pub x_range: Option<(f64, f64)>,
     pub y_range: Option<(f64, f64)>,
+    /// Whole-number x ticks (epochs).
+    pub x_integer: bool,
+    /// Values the y axis never extends past, padding included (a rate: 0 to 1).
+    pub y_limits: Option<(f64, f64)>,
     /// Draw the y = x diagonal (ROC).
     pub diagonal: bool,
 }
@@ -111,14 +116,6 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo, hi)
 }
 
-fn tick_label(v: f64) -> String {
-    if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-2) {
-        format!("{v:.1e}")
-    } else {
-        format!("{}", (v * 1000.0).round() / 1000.0)
-    }
-}
-
 /// The chart as one `<svg>` element.
 pub fn line_chart(c: &Chart) -> String {
     let (x0, x1) = c
@@ -127,8 +124,13 @@ pub fn line_chart(c: &Chart) -> String {
     let (y0, y1) = c.y_range.unwrap_or_else(|| {
         let (lo, hi) = range(c.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
         let pad = (hi - lo) * 0.05;
-        (lo - pad, hi + pad)
+        let (min, max) = c.y_limits.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+        ((lo - pad).max(min), (hi + pad).min(max))
     });
+    // The axes span their ticks, so they start and end on round values.
+    let x_ticks = nice_ticks(x0, x1, 8, c.x_integer);
+    let y_ticks = nice_ticks(y0, y1, 6, false);
+    let ((x0, x1), (y0, y1)) = (x_ticks.bounds(), y_ticks.bounds());
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
     let sx = |x: f64| LEFT + (x - x0) / (x1 - x0).max(1e-12) * pw;
     let sy = |y: f64| TOP + ph - (y - y0) / (y1 - y0).max(1e-12) * ph;
@@ -155,20 +157,24 @@ pub fn line_chart(c: &Chart) -> String {
         LEFT,
         escape(c.title)
     );
-    for k in 0..=4 {
-        let fy = y0 + (y1 - y0) * k as f64 / 4.0;
-        let fx = x0 + (x1 - x0) * k as f64 / 4.0;
+    for &fy in &y_ticks.values {
         let _ = write!(
             s,
-            r#"<line x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text><text x="{x:.1}" y="{:.1}" class="tick" text-anchor="middle">{}</text>"#,
+            r#"<line x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
             LEFT + pw,
             LEFT - 4.0,
             sy(fy) + 4.0,
-            tick_label(fy),
-            TOP + ph + 14.0,
-            tick_label(fx),
+            y_ticks.label(fy),
             y = sy(fy),
-            x = sx(fx),
+        );
+    }
+    for &fx in &x_ticks.values {
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" class="tick" text-anchor="middle">{}</text>"#,
+            sx(fx),
+            TOP + ph + 14.0,
+            x_ticks.label(fx),
         );
     }
     let _ = write!(
@@ -298,9 +304,21 @@ mod tests {
             marks: vec![],
             x_range: None,
             y_range: None,
+            x_integer: true,
+            y_limits: Some((0.0, 1.0)),
             diagonal: false,
         };
         let svg = line_chart(&c);
+        // Round ticks: epochs 1 and 2 only; values by 0.1 around the padded 0.4 to 0.7.
+        let ticks: Vec<&str> = svg
+            .match_indices(r#"class="tick""#)
+            .map(|(i, _)| {
+                let text = &svg[i..];
+                &text[text.find('>').unwrap() + 1..text.find('<').unwrap()]
+            })
+            .collect();
+        assert_eq!(ticks, ["0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "1", "2"]);
+        assert!(svg.contains(r#"data-y0="0.3" data-y1="0.8""#), "{svg}");
         assert_eq!(svg.matches(r#"<g class="series""#).count(), 2);
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
         assert_eq!(svg.matches("marker-mid=\"url(#loss-dot1)\"").count(), 1);

@@ -3,8 +3,9 @@
 
 use super::artifacts::{GroupsArtifact, HashAlgorithm, Hashes, write_json};
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
+use crate::data::Dataset;
 use crate::data::index;
-use crate::figures::grid::{GridImage, save_grid};
+use crate::figures::grid::{GridImage, Labelled, save_labelled_grid};
 use serde::{Deserialize, Serialize};
 
 fn d12() -> usize {
@@ -24,7 +25,8 @@ pub struct Dedup {
 
 impl Stage for Dedup {
     const KIND: &'static str = "dedup";
-    const VERSION: u32 = 1;
+    // 2: per-image captions in duplicates.png.
+    const VERSION: u32 = 2;
     const OUTPUT: ArtifactKind = ArtifactKind::Groups;
     const INPUTS: &'static [Slot] = &[
         super::required_slot("hashes", ArtifactKind::Hashes),
@@ -69,15 +71,15 @@ impl Stage for Dedup {
         let ds = ctx.dataset("data")?;
         let mut largest: Vec<&Vec<u32>> = artifact.duplicate_groups.iter().collect();
         largest.sort_by(|a, b| b.len().cmp(&a.len()).then(a[0].cmp(&b[0])));
-        let rows: Vec<Vec<GridImage>> = largest
+        let rows: Vec<Vec<Labelled>> = largest
             .iter()
             .take(self.figure_groups)
             .map(|g| {
                 g.iter()
                     .take(8)
-                    .map(|&i| GridImage {
-                        pixels: ds.image(i as usize).to_vec(),
-                        shape: ds.shape,
+                    .map(|&i| Labelled {
+                        image: GridImage::new(ds.image(i as usize).to_vec(), ds.shape),
+                        lines: image_caption(&ds, i as usize),
                     })
                     .collect()
             })
@@ -85,7 +87,8 @@ impl Stage for Dedup {
         let mut figures = Vec::new();
         if !rows.is_empty() {
             let png = ctx.out.join("duplicates.png");
-            save_grid(&png, &rows, 2).map_err(|e| StageError::Artifact {
+            let header = "Duplicate groups, one per row (name, index and label under each image)";
+            save_labelled_grid(&png, header, &rows, 2).map_err(|e| StageError::Artifact {
                 path: png.clone(),
                 message: e.to_string(),
             })?;
@@ -105,4 +108,14 @@ impl Stage for Dedup {
         .metric("images_in_groups", in_groups as f64)
         .metric("copies", removable as f64))
     }
+}
+
+/// The lines under image `i` in a grid: its name, then its index and label.
+pub fn image_caption(ds: &Dataset, i: usize) -> Vec<String> {
+    let name = ds.names.get(i).cloned().unwrap_or_default();
+    let id = match ds.label(i) {
+        Some(l) => format!("#{i} · label {}", ds.class_name(l)),
+        None => format!("#{i}"),
+    };
+    vec![name, id]
 }

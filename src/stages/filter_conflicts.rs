@@ -5,7 +5,7 @@
 use super::artifacts::{GroupsArtifact, SELECTION, SelectionArtifact, read_json, write_json};
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport};
 use crate::data::Dataset;
-use crate::figures::grid::{GridImage, abs_difference, save_grid};
+use crate::figures::grid::{GridImage, Labelled, abs_difference, save_labelled_grid};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -80,7 +80,8 @@ pub fn select(groups: &GroupsArtifact, labels: &[u8], policy: Policy) -> Selecti
 
 impl Stage for FilterConflicts {
     const KIND: &'static str = "filter_conflicts";
-    const VERSION: u32 = 1;
+    // 2: per-image captions and a labelled difference column in conflicts.png.
+    const VERSION: u32 = 2;
     const OUTPUT: ArtifactKind = ArtifactKind::Selection;
     const INPUTS: &'static [Slot] = &[
         super::required_slot("groups", ArtifactKind::Groups),
@@ -116,7 +117,7 @@ impl Stage for FilterConflicts {
         if draw_conflicts(
             &ds,
             &groups,
-            labels,
+            &sel,
             self.figure_pairs,
             &ctx.out.join("conflicts.png"),
         )? {
@@ -142,15 +143,28 @@ impl Stage for FilterConflicts {
 }
 
 /// Rows of (an image of the group's lowest label, one of its next label, amplified
-/// difference); false when there is none.
+/// difference), each image captioned with its name, index, label and whether `sel` kept it;
+/// false when there is none.
 fn draw_conflicts(
     ds: &Dataset,
     groups: &GroupsArtifact,
-    labels: &[u8],
+    sel: &SelectionArtifact,
     max: usize,
     png: &std::path::Path,
 ) -> Result<bool, StageError> {
-    let rows: Vec<Vec<GridImage>> = groups
+    let Some(labels) = ds.labels.as_deref() else {
+        return Ok(false);
+    };
+    let cell = |i: u32| {
+        let mut lines = super::dedup::image_caption(ds, i as usize);
+        let kept = sel.kept.binary_search(&i).is_ok();
+        lines.push(if kept { "kept" } else { "dropped" }.to_string());
+        Labelled {
+            image: GridImage::new(ds.image(i as usize).to_vec(), ds.shape),
+            lines,
+        }
+    };
+    let rows: Vec<Vec<Labelled>> = groups
         .duplicate_groups
         .iter()
         .filter_map(|g| {
@@ -160,19 +174,20 @@ fn draw_conflicts(
                 .map(|&i| labels[i as usize])
                 .filter(|&l| l > low)
                 .min()?;
-            let a = g.iter().find(|&&i| labels[i as usize] == low)?;
-            let b = g.iter().find(|&&i| labels[i as usize] == next)?;
-            let (a, b) = (ds.image(*a as usize), ds.image(*b as usize));
+            let a = *g.iter().find(|&&i| labels[i as usize] == low)?;
+            let b = *g.iter().find(|&&i| labels[i as usize] == next)?;
+            let diff = abs_difference(ds.image(a as usize), ds.image(b as usize), ds.shape);
             Some(vec![
-                GridImage {
-                    pixels: a.to_vec(),
-                    shape: ds.shape,
+                cell(a),
+                cell(b),
+                Labelled {
+                    image: diff,
+                    lines: vec![
+                        "difference |a − b|".into(),
+                        "stretched; black:".into(),
+                        "identical".into(),
+                    ],
                 },
-                GridImage {
-                    pixels: b.to_vec(),
-                    shape: ds.shape,
-                },
-                abs_difference(a, b, ds.shape),
             ])
         })
         .take(max)
@@ -180,7 +195,8 @@ fn draw_conflicts(
     if rows.is_empty() {
         return Ok(false);
     }
-    save_grid(png, &rows, 3).map_err(|e| StageError::Artifact {
+    let header = "Conflicting duplicates, one group per row: lowest label, next label, their difference";
+    save_labelled_grid(png, header, &rows, 3).map_err(|e| StageError::Artifact {
         path: png.to_path_buf(),
         message: e.to_string(),
     })?;

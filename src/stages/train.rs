@@ -122,7 +122,8 @@ impl Train {
 
 impl Stage for Train {
     const KIND: &'static str = "train";
-    const VERSION: u32 = 1;
+    // 2: curve.png's axes on round (1-2-5) ticks, epochs whole.
+    const VERSION: u32 = 2;
     const OUTPUT: ArtifactKind = ArtifactKind::Model;
     const USES_DEVICE: bool = true;
     /// A training stopped early (pruned) is continued by one with more epochs.

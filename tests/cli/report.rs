@@ -57,7 +57,7 @@ fn browse(browser: &Path, page: &Path, shot: &Path) -> (String, String) {
                 "--no-sandbox",
                 "--hide-scrollbars",
                 "--enable-logging=stderr",
-                "--window-size=1200,2000",
+                "--window-size=1400,3000",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
@@ -84,6 +84,45 @@ fn pixel_variance(png: &Path) -> f64 {
         .sum::<f64>()
         / n
 }
+
+/// A script appended to a copy of the page by the browser test: it lists, in `data-overflow`,
+/// every element that reaches past the body's box (outside a scrolling container), and in
+/// `data-empty`, every section or `h3` with nothing after its heading.
+const PROBE: &str = r##"<script>
+(function () {
+  var edge = document.body.getBoundingClientRect().right + 1;
+  var name = function (e) { return e.tagName + (e.id ? "#" + e.id : "") + (e.className && e.className.baseVal === undefined ? "." + e.className : ""); };
+  var scrolls = function (e) {
+    for (var a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+      var o = getComputedStyle(a).overflowX;
+      if (o === "auto" || o === "scroll" || o === "hidden") return true;
+    }
+    return false;
+  };
+  var over = [];
+  document.body.querySelectorAll("*").forEach(function (e) {
+    if (e.id === "tip" || e.tagName === "SCRIPT") return;
+    var r = e.getBoundingClientRect();
+    if (r.width > 0 && r.right > edge && !scrolls(e)) over.push(name(e) + " right " + Math.round(r.right));
+  });
+  if (document.documentElement.scrollWidth > document.documentElement.clientWidth) over.push("page scrolls sideways");
+  var filled = function (e) { return e.textContent.trim() !== "" || e.querySelector("img,svg,table") !== null || /^(IMG|SVG|TABLE)$/i.test(e.tagName); };
+  var empty = [];
+  document.querySelectorAll("section").forEach(function (s) {
+    var rest = Array.prototype.filter.call(s.children, function (c) { return c.tagName !== "H2"; });
+    if (!rest.some(filled)) empty.push("section#" + s.id);
+  });
+  document.querySelectorAll("h3").forEach(function (h) {
+    var n = h.nextElementSibling;
+    if (!n || /^H[23]$/.test(n.tagName) || !filled(n)) empty.push("h3 " + h.textContent);
+  });
+  document.querySelectorAll("nav a").forEach(function (a) {
+    if (!document.querySelector(a.getAttribute("href"))) empty.push("nav link " + a.getAttribute("href"));
+  });
+  document.body.dataset.overflow = over.join("; ");
+  document.body.dataset.empty = empty.join("; ");
+})();
+</script>"##;
 
 /// The tiny pipeline, run, and its report written to `r.html`.
 fn reported_env() -> Env {
@@ -192,9 +231,125 @@ fn the_report_renders_in_a_headless_browser() {
         }
     }
     assert!(pixel_variance(&shot) > 100.0, "the screenshot is blank");
+
+    // At 1,400 px nothing reaches past the page's box (wide tables wrap or scroll inside
+    // theirs), and every section and sub-heading shown has content.
+    let page = std::fs::read_to_string(env.path("r.html")).unwrap();
+    let probed = page.replace("</body>", &format!("{PROBE}</body>"));
+    assert_ne!(probed, page);
+    std::fs::write(env.path("probe.html"), probed).unwrap();
+    let (dom, log) = browse(&browser, &env.path("probe.html"), &env.path("probe.png"));
+    let overflow = attrs(&dom, "data-overflow");
+    assert_eq!(
+        overflow,
+        [""],
+        "elements overflow the page at 1,400 px: {log}"
+    );
+    let empty = attrs(&dom, "data-empty");
+    assert_eq!(empty, [""], "empty sections");
+    // The probe itself works: a table wider than the page is caught.
+    let wide = page.replace(
+        "</body>",
+        &format!("<table><tr><td style=\"white-space:nowrap\">{}</td></tr></table><section id=\"hollow\"><h2>Hollow</h2></section>{PROBE}</body>", "x".repeat(400)),
+    );
+    std::fs::write(env.path("wide.html"), wide).unwrap();
+    let (dom, _) = browse(&browser, &env.path("wide.html"), &env.path("wide.png"));
+    assert!(attrs(&dom, "data-overflow")[0].contains("TABLE"), "{dom}");
+    assert!(
+        attrs(&dom, "data-empty")[0].contains("section#hollow"),
+        "{dom}"
+    );
     if let Some(keep) = std::env::var_os("PIPE_REPORT_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }
+}
+
+/// A no-op rerun: every stage is cached, and the graph names the run that made its output
+/// (with that run's seconds), not "cached · 0.0 s"; a page without a predict stage has no
+/// Predictions section; captions show ids as code, never literal backticks.
+#[test]
+fn a_noop_rerun_shows_the_run_that_made_each_output() {
+    let env = reported_env();
+    let first = latest_record(&env);
+    let out = env.ok(&["run", "c.yaml"]);
+    assert!(ran(&out).is_empty(), "{out}");
+    env.ok(&["report", "c.yaml", "-o", "again.html"]);
+    let html = std::fs::read_to_string(env.path("again.html")).unwrap();
+    let dag = slice(&html, "<svg class=\"dag\"", "</svg>");
+    let started = first["started"].as_str().unwrap();
+    let made = attrs(dag, "data-made-by");
+    assert_eq!(made.len(), 9, "{dag}");
+    assert!(made.iter().all(|m| *m == started), "{made:?} vs {started}");
+    let train = slice(dag, "data-id=\"train_b1\"", "</g>");
+    let secs = first["stages"]["train_b1"]["seconds"].as_f64().unwrap();
+    assert!(
+        train.contains(&format!(
+            "run {} {} · {secs:.1} s",
+            &started[5..10],
+            &started[11..19]
+        )),
+        "{train}"
+    );
+    assert!(!dag.contains("cached · 0.0 s"), "{dag}");
+
+    assert!(
+        !html.contains("id=\"predictions\""),
+        "no predict stage, no section"
+    );
+    assert!(!html.contains("href=\"#predictions\""));
+    for cap in html.split("<figcaption>").skip(1) {
+        let cap = &cap[..cap.find("</figcaption>").unwrap()];
+        assert!(!cap.contains('`'), "{cap}");
+    }
+    let conflicts = slice(&html, "<figure data-stage=\"clean\"", "</figure>");
+    assert!(conflicts.contains("the difference image"), "{conflicts}");
+    for t in ["provenance", "counts"] {
+        assert!(
+            html.contains(&format!("<div class=\"scroll\"><table class=\"{t}\">")),
+            "{t} scrolls inside its box"
+        );
+    }
+}
+
+/// A sweep run with extra `--set`s: `compare` and the report say what every variant shared,
+/// not only the swept values.
+#[test]
+fn a_sweeps_shared_overrides_are_shown_beside_its_swept_values() {
+    let env = Env::new();
+    env.write(
+        "t.yaml",
+        "name: t
+stages:
+  faces: {kind: source, format: synthetic, count: 160, height: 24, width: 24, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}
+  split: {kind: split, inputs: {data: faces}}
+  train: {kind: train, model: b1, epochs: 1, batch_size: 32, inputs: {data: faces, split: split}}
+  evaluate: {kind: evaluate, inputs: {model: train, data: faces, split: split}}
+",
+    );
+    env.ok(&[
+        "run",
+        "t.yaml",
+        "--sweep",
+        "stages.train.lr=0.01,0.001",
+        "--set",
+        "stages.faces.count=120",
+        "--set",
+        "stages.train.epochs=2",
+    ]);
+    let table = env.ok(&["compare", "t.yaml"]);
+    assert!(
+        table.contains("every variant ran with: stages.faces.count=120, stages.train.epochs=2"),
+        "{table}"
+    );
+    env.ok(&["report", "t.yaml", "-o", "r.html"]);
+    let html = std::fs::read_to_string(env.path("r.html")).unwrap();
+    let line = slice(&html, "<p class=\"sweep\"", "</p>");
+    assert!(
+        line.contains("(2 variants)")
+            && line
+                .contains("<code>stages.faces.count=120</code> <code>stages.train.epochs=2</code>"),
+        "{line}"
+    );
 }
 
 #[test]
