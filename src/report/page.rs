@@ -80,7 +80,7 @@ const PREDICT_FIGURES: &[&str] = &["predict", "analyze"];
 
 /// `text` escaped, with each `quoted` span (ids in messages) set as `<code>` rather than
 /// showing its backticks; an unpaired backtick stays as it is.
-pub fn with_code(text: &str) -> String {
+fn with_code(text: &str) -> String {
     let parts: Vec<&str> = text.split('`').collect();
     let mut out = String::with_capacity(text.len() + 16);
     for (i, part) in parts.iter().enumerate() {
@@ -511,4 +511,16 @@ fn overrides(all: &[String]) -> String {
         .map(|o| format!("<code>{}</code>", escape(o)))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_ids_become_code_and_stray_backticks_stay() {
+        assert_eq!(
+            super::with_code("`train_b2` of <p>: `x"),
+            "<code>train_b2</code> of &lt;p&gt;: `x"
+        );
+        assert_eq!(super::with_code("no quotes"), "no quotes");
+    }
 }
