@@ -80,7 +80,7 @@ const PREDICT_FIGURES: &[&str] = &["predict", "analyze"];
 
 /// `text` escaped, with each `quoted` span (ids in messages) set as `<code>` rather than
 /// showing its backticks; an unpaired backtick stays as it is.
-pub fn with_code(text: &str) -> String {
+fn with_code(text: &str) -> String {
     let parts: Vec<&str> = text.split('`').collect();
     let mut out = String::with_capacity(text.len() + 16);
     for (i, part) in parts.iter().enumerate() {
@@ -522,7 +522,7 @@ fn overrides(all: &[String]) -> String {
 fn class_tables(s: &mut String, label: &str, c: &super::model::ClassesView) {
     let _ = write!(
         s,
-        "<h3>{} by class</h3><table class=\"confusion multiclass\"><tr><th>true \\ predicted</th>",
+        "<h3>{} by class</h3><div class=\"scroll\"><table class=\"confusion multiclass\"><tr><th>true \\ predicted</th>",
         escape(label)
     );
     for name in &c.classes {
@@ -536,7 +536,7 @@ fn class_tables(s: &mut String, label: &str, c: &super::model::ClassesView) {
         }
         s.push_str("</tr>");
     }
-    s.push_str("</table><table class=\"per-class\"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>");
+    s.push_str("</table></div><div class=\"scroll\"><table class=\"per-class\"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>");
     for (name, k) in c.classes.iter().zip(&c.per_class) {
         let _ = write!(
             s,
@@ -548,5 +548,17 @@ fn class_tables(s: &mut String, label: &str, c: &super::model::ClassesView) {
             k.support
         );
     }
-    s.push_str("</table>");
+    s.push_str("</table></div>");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_ids_become_code_and_stray_backticks_stay() {
+        assert_eq!(
+            super::with_code("`train_b2` of <p>: `x"),
+            "<code>train_b2</code> of &lt;p&gt;: `x"
+        );
+        assert_eq!(super::with_code("no quotes"), "no quotes");
+    }
 }
