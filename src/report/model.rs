@@ -165,12 +165,14 @@ pub struct PredictView {
 
 const DATA_KINDS: &[&str] = &["source", "hash", "dedup", "filter_conflicts", "split"];
 /// Kinds that run a model, whose `device` (absent from the key when `cpu`) the page shows.
-const MODEL_KINDS: &[&str] = &["train", "evaluate", "predict", "ensemble", "analyze"];
+const MODEL_KINDS: &[&str] = &[
+    "train", "evaluate", "predict", "ensemble", "analyze", "stack",
+];
 /// The most points a ROC curve keeps (evenly thinned beyond that, ends kept).
 const ROC_POINTS: usize = 300;
 
 /// Kinds whose rows and curves the report shows once per sweep variant.
-const SWEPT_KINDS: &[&str] = &["train", "evaluate", "ensemble"];
+const SWEPT_KINDS: &[&str] = &["train", "evaluate", "ensemble", "stack"];
 
 /// Builds the report from the given runs; `history` (every readable record) supplies the
 /// training time of models that were cached in these runs.
@@ -283,7 +285,7 @@ impl Context<'_> {
                     .warnings
                     .push(format!("`{}`: {e}", label(id, &variant))),
             },
-            "evaluate" | "ensemble" => {
+            "evaluate" | "ensemble" | "stack" => {
                 if let Some(e) = eval_view(id, s, self.run, &dir, variant) {
                     report.evaluations.push(e);
                 }
@@ -481,7 +483,7 @@ fn caption(kind: &str, file: &str, id: &str) -> Option<String> {
         ("analyze", "saliency.png") => {
             format!("`{id}`: saliency maps: image and gradient magnitude of the model's output")
         }
-        ("evaluate" | "ensemble" | "train", _) => return None,
+        ("evaluate" | "ensemble" | "stack" | "train", _) => return None,
         _ => format!("`{id}`: {file}"),
     })
 }

@@ -479,6 +479,12 @@ fn check_input(
             producer.config.kind(),
             producer.config.output()
         ),
+        Some(producer) if def.producer.is_some_and(|k| k != producer.config.kind()) => format!(
+            "input `{slot}` expects the {} of a `{}` stage, but stage `{target}` is a `{}`",
+            def.kind,
+            def.producer.unwrap_or_default(),
+            producer.config.kind()
+        ),
         Some(_) => return Ok(()),
         None if ids.iter().any(|id| id == target) => return Ok(()), // the producer had its own errors
         None => format!(

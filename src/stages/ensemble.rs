@@ -182,7 +182,7 @@ impl Stage for Ensemble {
         });
         let pick = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<u8>>();
         let (val_labels, eval_labels) = (pick(&val), pick(&eval));
-        let (val_probs, eval_probs) = self.member_probs(&members, &ds, &val, &eval)?;
+        let (val_probs, eval_probs) = self.member_probs(ctx.store, &members, &ds, &val, &eval)?;
         let digests = members
             .iter()
             .map(|(slot, _)| ctx.input_digest(slot))
@@ -254,6 +254,7 @@ impl Ensemble {
     /// otherwise) and on the evaluated ones.
     fn member_probs(
         &self,
+        store: &crate::cache::Store,
         members: &[(&String, &PathBuf)],
         ds: &crate::data::Dataset,
         val: &[usize],
@@ -263,9 +264,23 @@ impl Ensemble {
         let mut eval_probs = Vec::new();
         for (_, dir) in members {
             if self.method == Method::Weighted {
-                val_probs.push(model_probs(dir, self.checkpoint, ds, val, self.device)?);
+                val_probs.push(model_probs(
+                    store,
+                    dir,
+                    self.checkpoint,
+                    ds,
+                    val,
+                    self.device,
+                )?);
             }
-            eval_probs.push(model_probs(dir, self.checkpoint, ds, eval, self.device)?);
+            eval_probs.push(model_probs(
+                store,
+                dir,
+                self.checkpoint,
+                ds,
+                eval,
+                self.device,
+            )?);
         }
         Ok((val_probs, eval_probs))
     }

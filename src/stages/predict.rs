@@ -181,12 +181,21 @@ impl Predict {
         let all: Vec<usize> = (0..test.len()).collect();
         let device = self.device;
         match (ctx.optional_input("model"), ctx.optional_input("ensemble")) {
-            (Some(model), None) => model_probs(model, self.checkpoint, test, &all, device),
+            (Some(model), None) => {
+                model_probs(ctx.store, model, self.checkpoint, test, &all, device)
+            }
             (None, Some(dir)) => {
                 let ens = ensemble::read(dir)?;
                 let mut member_probs = Vec::new();
                 for m in ens.member_dirs(ctx, "ensemble")? {
-                    member_probs.push(model_probs(&m, ens.checkpoint, test, &all, device)?);
+                    member_probs.push(model_probs(
+                        ctx.store,
+                        &m,
+                        ens.checkpoint,
+                        test,
+                        &all,
+                        device,
+                    )?);
                 }
                 Ok(ens.combine(&member_probs))
             }

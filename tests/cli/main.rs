@@ -12,6 +12,7 @@ mod remote;
 mod report;
 mod search;
 mod slurm;
+mod stack;
 mod sweep;
 mod yaml;
 
