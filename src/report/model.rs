@@ -47,6 +47,21 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The swept override paths of the runs' sweeps, in order of appearance: Table 1's columns.
     pub swept: Vec<String>,
+    /// Search trials the pruner stopped: Table 1 shows them greyed, after the evaluations.
+    pub pruned: Vec<PrunedView>,
+}
+
+/// A trial's training stopped by a search's pruner (its evaluations never ran).
+#[derive(Debug)]
+pub struct PrunedView {
+    pub stage: String,
+    pub variant: Variant,
+    pub pipeline: String,
+    /// The epoch after which it stopped, of `epochs`.
+    pub epoch: u32,
+    pub epochs: u32,
+    /// Its validation balanced accuracy at that epoch.
+    pub val_bacc: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -252,6 +267,18 @@ impl Context<'_> {
 
     fn add_stage(&mut self, id: &str, s: &StageRecord, rec: &RunRecord, variant: Variant) {
         let report = &mut *self.report;
+        if s.outcome == Outcome::Pruned {
+            let m = |k: &str| s.report.metrics.get(k).copied();
+            report.pruned.push(PrunedView {
+                stage: id.to_string(),
+                variant,
+                pipeline: rec.pipeline.clone(),
+                epoch: m(crate::record::PRUNED_EPOCH).map_or(0, |v| v as u32),
+                epochs: m("epochs").map_or(0, |v| v as u32),
+                val_bacc: m("val_bacc"),
+            });
+            return;
+        }
         if DATA_KINDS.contains(&s.kind.as_str()) {
             report
                 .data

@@ -11,6 +11,7 @@ mod outputs;
 mod remote;
 mod report;
 mod search;
+mod search_space;
 mod slurm;
 mod stack;
 mod sweep;
