@@ -229,15 +229,13 @@ fn positive(
     model.positive(rows(data, cols))
 }
 
-/// `features/<name>.f32` (the rows, little-endian f32, row after row) and
-/// `features/<name>.idx` (their image indices, one a line).
-fn write_features(out: &Path, name: &str, idx: &[usize], x: &[f32]) -> Result<(), StageError> {
-    let dir = out.join("features");
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let bin = dir.join(format!("{name}.f32"));
+/// `features-<name>.f32` (the rows, little-endian f32, row after row) and
+/// `features-<name>.idx` (their image indices, one a line).
+fn write_features(dir: &Path, name: &str, idx: &[usize], x: &[f32]) -> Result<(), StageError> {
+    let bin = dir.join(format!("features-{name}.f32"));
     let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&bin, bytes).map_err(io_err(&bin))?;
-    let list = dir.join(format!("{name}.idx"));
+    let list = dir.join(format!("features-{name}.idx"));
     let text: String = idx.iter().map(|i| format!("{i}\n")).collect();
     std::fs::write(&list, text).map_err(io_err(&list))
 }

@@ -67,13 +67,13 @@ fn stack_trains_evaluates_ensembles_predicts_and_caches() {
     let csv = std::fs::read_to_string(stack.join("probabilities.csv")).unwrap();
     assert_eq!(csv.lines().count(), n_test + 1);
     // The features it fitted and scored are in the output: 512 f32 per image.
-    let train_idx = std::fs::read_to_string(stack.join("features/train.idx")).unwrap();
-    let bytes = std::fs::metadata(stack.join("features/train.f32"))
+    let train_idx = std::fs::read_to_string(stack.join("features-train.idx")).unwrap();
+    let bytes = std::fs::metadata(stack.join("features-train.f32"))
         .unwrap()
         .len();
     assert_eq!(bytes as usize, train_idx.lines().count() * 512 * 4);
-    assert!(stack.join("features/val.f32").is_file(), "threshold: tune");
-    assert!(stack.join("features/test.f32").is_file());
+    assert!(stack.join("features-val.f32").is_file(), "threshold: tune");
+    assert!(stack.join("features-test.f32").is_file());
     // Its manifest refers to the CNN.
     let manifest = json(&stack.join(".manifest.json"));
     assert_eq!(
