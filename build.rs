@@ -8,7 +8,15 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// Crates named in stage keys; keep in sync with `src/stages/implementation.rs`.
-const CRATES: &[&str] = &["burn", "image", "png", "mozjpeg", "mozjpeg-sys"];
+const CRATES: &[&str] = &[
+    "burn",
+    "image",
+    "png",
+    "mozjpeg",
+    "mozjpeg-sys",
+    "smartcore",
+    "forust-ml",
+];
 
 fn main() {
     println!("cargo::rerun-if-changed=Cargo.lock");

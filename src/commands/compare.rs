@@ -416,7 +416,7 @@ fn evaluations(
     use crate::stages::evaluate::{EvaluationResult, RESULT_FILE};
     let mut out = Vec::new();
     for (id, s) in &rec.stages {
-        if !matches!(s.kind.as_str(), "evaluate" | "ensemble") {
+        if !matches!(s.kind.as_str(), "evaluate" | "ensemble" | "stack") {
             continue;
         }
         let Some(d) = &s.digest else { continue };

@@ -118,10 +118,14 @@ pub(super) fn run(
                 return EXIT_INVALID;
             }
         };
-    let loaded = match load_all(&req, &variants) {
+    let loaded = match load_all(&req, &variants, "variant") {
         Ok(l) => l,
         Err(code) => return code,
     };
+    // A search's ranges must not reach an invalid trial a sampler could propose later.
+    if let Err(code) = load_all(&req, &req.space.bounds(), "trial at the ranges' ends") {
+        return code;
+    }
     let Some(first) = loaded.first() else {
         errln!("error: no variants to run");
         return EXIT_INVALID;
@@ -189,7 +193,7 @@ pub(super) fn load_one(req: &Request<'_>, v: &Variant) -> Result<Pipeline, Vec<S
 
 /// Every variant loaded; on any problem, all of them printed (by variant; a problem every
 /// variant shares once) and exit 2.
-fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32> {
+fn load_all(req: &Request<'_>, variants: &[Variant], what: &str) -> Result<Vec<Loaded>, i32> {
     let mut loaded = Vec::new();
     let mut failed: Vec<(usize, Vec<String>)> = Vec::new();
     for (i, v) in variants.iter().enumerate() {
@@ -220,7 +224,7 @@ fn load_all(req: &Request<'_>, variants: &[Variant]) -> Result<Vec<Loaded>, i32>
     let mut problems = shared.len();
     for (i, messages) in &failed {
         for m in messages.iter().filter(|m| !shared.contains(m)) {
-            errln!("error: variant {} ({}): {m}", i + 1, variants[*i].name());
+            errln!("error: {what} {} ({}): {m}", i + 1, variants[*i].name());
             problems += 1;
         }
     }

@@ -49,6 +49,8 @@ pub struct Report {
     pub swept: Vec<String>,
     /// The runs' sweeps, with the overrides their variants shared.
     pub sweeps: Vec<SweepView>,
+    /// Search trials the pruner stopped: Table 1 shows them greyed, after the evaluations.
+    pub pruned: Vec<PrunedView>,
 }
 
 /// A sweep shown in the report: its id, pipeline, variant count and the `--set` overrides
@@ -59,6 +61,19 @@ pub struct SweepView {
     pub pipeline: String,
     pub variants: usize,
     pub shared: Vec<String>,
+}
+
+/// A trial's training stopped by a search's pruner (its evaluations never ran).
+#[derive(Debug)]
+pub struct PrunedView {
+    pub stage: String,
+    pub variant: Variant,
+    pub pipeline: String,
+    /// The epoch after which it stopped, of `epochs`.
+    pub epoch: u32,
+    pub epochs: u32,
+    /// Its validation balanced accuracy at that epoch.
+    pub val_bacc: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -201,12 +216,14 @@ pub struct PredictView {
 
 const DATA_KINDS: &[&str] = &["source", "hash", "dedup", "filter_conflicts", "split"];
 /// Kinds that run a model, whose `device` (absent from the key when `cpu`) the page shows.
-const MODEL_KINDS: &[&str] = &["train", "evaluate", "predict", "ensemble", "analyze"];
+const MODEL_KINDS: &[&str] = &[
+    "train", "evaluate", "predict", "ensemble", "analyze", "stack",
+];
 /// The most points a ROC curve keeps (evenly thinned beyond that, ends kept).
 const ROC_POINTS: usize = 300;
 
 /// Kinds whose rows and curves the report shows once per sweep variant.
-const SWEPT_KINDS: &[&str] = &["train", "evaluate", "ensemble"];
+const SWEPT_KINDS: &[&str] = &["train", "evaluate", "ensemble", "stack"];
 
 /// Builds the report from the given runs; `history` (every readable record) supplies the
 /// training time of models that were cached in these runs.
@@ -293,6 +310,18 @@ impl Context<'_> {
 
     fn add_stage(&mut self, id: &str, s: &StageRecord, rec: &RunRecord, variant: Variant) {
         let report = &mut *self.report;
+        if s.outcome == Outcome::Pruned {
+            let m = |k: &str| s.report.metrics.get(k).copied();
+            report.pruned.push(PrunedView {
+                stage: id.to_string(),
+                variant,
+                pipeline: rec.pipeline.clone(),
+                epoch: m(crate::record::PRUNED_EPOCH).map_or(0, |v| v as u32),
+                epochs: m("epochs").map_or(0, |v| v as u32),
+                val_bacc: m("val_bacc"),
+            });
+            return;
+        }
         if DATA_KINDS.contains(&s.kind.as_str()) {
             report
                 .data
@@ -326,7 +355,7 @@ impl Context<'_> {
                     .warnings
                     .push(format!("`{}`: {e}", label(id, &variant))),
             },
-            "evaluate" | "ensemble" => {
+            "evaluate" | "ensemble" | "stack" => {
                 if let Some(e) = eval_view(id, s, self.run, &dir, variant) {
                     report.evaluations.push(e);
                 }
@@ -549,7 +578,7 @@ fn caption(kind: &str, file: &str) -> Option<String> {
         ("analyze", "saliency.png") => {
             "saliency maps: image and gradient magnitude of the model's output".into()
         }
-        ("evaluate" | "ensemble" | "train", _) => return None,
+        ("evaluate" | "ensemble" | "stack" | "train", _) => return None,
         _ => file.to_string(),
     })
 }

@@ -259,3 +259,37 @@ fn a_sweep_shows_every_variant_with_its_values_and_the_best_marked() {
         "overrides shown, escaped"
     );
 }
+
+#[test]
+fn a_pruned_trial_is_a_greyed_row_with_its_stop_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut run = fixture(tmp.path());
+    let done = variant(&run, "1e-3", 0.7);
+    // The pruner stopped the second trial's training after epoch 2 of 9: no digest, and its
+    // evaluation never ran.
+    let mut stopped = variant(&run, "1e-1", 0.0);
+    stopped.stages.remove("evaluate_b1");
+    let t = stopped.stages.get_mut("train_b1").unwrap();
+    t.outcome = Outcome::Pruned;
+    t.digest = None;
+    t.report.metrics = BTreeMap::from([
+        (crate::record::PRUNED_EPOCH.to_string(), 2.0),
+        ("epochs".to_string(), 9.0),
+        ("val_bacc".to_string(), 0.52),
+    ]);
+    run.record = done.clone();
+    run.sweep = vec![done, stopped];
+    let root = tmp.path().to_path_buf();
+    let objects = move |d: &str| Ok(root.join(d));
+    let r = build(std::slice::from_ref(&run), &[], &objects);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.evaluations.len(), 1);
+    assert_eq!(r.pruned.len(), 1);
+    let p = &r.pruned[0];
+    assert_eq!((p.stage.as_str(), p.epoch, p.epochs), ("train_b1", 2, 9));
+    assert_eq!(p.val_bacc, Some(0.52));
+    let html = super::super::page::render(&r);
+    let row = "<tr class=\"pruned\" data-stage=\"train_b1\" data-variant=\"lr=1e-1\" title=\"validation balanced accuracy 0.5200 at that epoch\"><td>p</td><td class=\"swept\">1e-1</td><td>train_b1</td><td>pruned @ epoch 2 of 9</td>";
+    assert!(html.contains(row), "no row {row} in the page");
+    assert!(html.contains("tr.pruned{color:#999"), "greyed");
+}

@@ -356,6 +356,30 @@ fn table_head(s: &mut String, r: &Report) {
     s.push_str("<th>stage</th><th>model(s)</th><th>balanced accuracy</th><th>accuracy</th><th>ROC AUC</th><th>threshold</th><th>parameters</th><th>training s</th></tr></thead><tbody>");
 }
 
+/// Table 1's greyed rows: search trials the pruner stopped, with the epoch they stopped after.
+fn pruned_rows(s: &mut String, r: &Report) {
+    for p in &r.pruned {
+        let mut swept = String::new();
+        for path in &r.swept {
+            let v = p.variant.get(path).map_or("–".into(), |v| escape(v));
+            let _ = write!(swept, "<td class=\"swept\">{v}</td>");
+        }
+        let val = p
+            .val_bacc
+            .map(|v| format!(" title=\"validation balanced accuracy {v:.4} at that epoch\""))
+            .unwrap_or_default();
+        let _ = write!(
+            s,
+            "<tr class=\"pruned\" data-stage=\"{st}\" data-variant=\"{}\"{val}><td>{}</td>{swept}<td>{st}</td><td>pruned @ epoch {} of {}</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td><td>–</td></tr>",
+            escape(&crate::sweep::name_of(&p.variant)),
+            escape(&p.pipeline),
+            p.epoch,
+            p.epochs,
+            st = escape(&p.stage),
+        );
+    }
+}
+
 fn table_section(s: &mut String, r: &Report) {
     let evals = &r.evaluations;
     table_head(s, r);
@@ -387,6 +411,7 @@ fn table_section(s: &mut String, r: &Report) {
             st = escape(&e.stage),
         );
     }
+    pruned_rows(s, r);
     s.push_str("</tbody></table></div>");
     if evals.iter().any(|e| e.confusion.is_some()) {
         s.push_str("<h3>Confusion matrices</h3><div class=\"matrices\">");

@@ -25,6 +25,7 @@ pub fn validate(
         }
     }
     check_inputs(&raw, &specs, &ids, diags);
+    check_input_sizes(&specs, diags);
     if let Err(cycle) = Dag::build(specs.iter().map(|(id, s)| (id.as_str(), &s.inputs))) {
         let first = cycle.first().and_then(|id| specs.get(id));
         let (f, pos) = first
@@ -432,6 +433,51 @@ fn check_inputs(
     }
 }
 
+/// Each `train` whose `data` comes straight from a source: the source's declared image size
+/// fits the model (B1–B3 need sides of at least 22 pixels, TL models 32 and 3 channels), so a
+/// search over `height`/`width` is refused before any trial runs rather than failing in one.
+fn check_input_sizes(specs: &BTreeMap<String, StageSpec>, diags: &mut Vec<Diagnostic>) {
+    for spec in specs.values() {
+        let StageConfig::Train(train) = &spec.config else {
+            continue;
+        };
+        let Some(source) = spec.inputs.get("data").and_then(|t| specs.get(t)) else {
+            continue;
+        };
+        let StageConfig::Source(_) = &source.config else {
+            continue;
+        };
+        let c = source.config.canonical();
+        let side = |k: &str| c.get(k).and_then(serde_json::Value::as_u64);
+        let (Some(h), Some(w), Some(ch)) = (side("height"), side("width"), side("channels")) else {
+            continue;
+        };
+        let (Ok(h), Ok(w), Ok(ch)) = (u32::try_from(h), u32::try_from(w), u32::try_from(ch)) else {
+            continue;
+        };
+        let shape = crate::data::Shape::new(h, w, ch);
+        let spec_of = |input| {
+            let mut m = crate::ml::models::ModelSpec::new(train.model);
+            m.input = input;
+            m
+        };
+        let default = crate::ml::models::validate(&spec_of(crate::data::Shape::default()));
+        for m in crate::ml::models::validate(&spec_of(shape)) {
+            if !default.contains(&m) {
+                diags.push(Diagnostic::new(
+                    &spec.file,
+                    Some(spec.pos),
+                    format!("stages.{}.model", quote(&spec.id)),
+                    format!(
+                        "the images of `{}` ({shape}) do not fit {}: {m}",
+                        source.id, train.model
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// One `slot: target` of a stage's inputs.
 fn check_input(
     stage: &RawStage,
@@ -478,6 +524,12 @@ fn check_input(
             def.kind,
             producer.config.kind(),
             producer.config.output()
+        ),
+        Some(producer) if def.producer.is_some_and(|k| k != producer.config.kind()) => format!(
+            "input `{slot}` expects the {} of a `{}` stage, but stage `{target}` is a `{}`",
+            def.kind,
+            def.producer.unwrap_or_default(),
+            producer.config.kind()
         ),
         Some(_) => return Ok(()),
         None if ids.iter().any(|id| id == target) => return Ok(()), // the producer had its own errors

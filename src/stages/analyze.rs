@@ -37,7 +37,7 @@ impl Stage for Analyze {
     const USES_DEVICE: bool = true;
     const INPUTS: &'static [Slot] = &[
         super::required_slot("data", ArtifactKind::Dataset),
-        super::optional_slot("model", ArtifactKind::Model),
+        super::optional_slot("model", ArtifactKind::Model).produced_by("train"),
         super::optional_slot("split", ArtifactKind::Split),
     ];
 

@@ -237,7 +237,7 @@ impl Stage for Ensemble {
         });
         let pick = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<u8>>();
         let (val_labels, eval_labels) = (pick(&val), pick(&eval));
-        let (val_probs, eval_probs) = self.member_probs(&members, &ds, &val, &eval)?;
+        let (val_probs, eval_probs) = self.member_probs(ctx.store, &members, &ds, &val, &eval)?;
         let digests = members
             .iter()
             .map(|(slot, _)| ctx.input_digest(slot))
@@ -309,7 +309,7 @@ fn model_inputs<'a>(
 fn member_units(members: &[(&String, &PathBuf)]) -> Result<usize, StageError> {
     let mut units = Vec::new();
     for (_, dir) in members {
-        units.push(crate::ml::train::output_units(dir)?);
+        units.push(super::evaluate::model_units(dir)?);
     }
     if units.iter().any(|&u| u != units[0]) {
         let shown: Vec<String> = members
@@ -348,7 +348,7 @@ impl Ensemble {
         });
         let pick = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<u8>>();
         let (val_labels, eval_labels) = (pick(&val), pick(&eval));
-        let (val_probs, eval_probs) = self.member_probs(members, &ds, &val, &eval)?;
+        let (val_probs, eval_probs) = self.member_probs(ctx.store, members, &ds, &val, &eval)?;
         let digests = members
             .iter()
             .map(|(slot, _)| ctx.input_digest(slot))
@@ -413,6 +413,7 @@ impl Ensemble {
     /// otherwise) and on the evaluated ones.
     fn member_probs(
         &self,
+        store: &crate::cache::Store,
         members: &[(&String, &PathBuf)],
         ds: &crate::data::Dataset,
         val: &[usize],
@@ -422,9 +423,23 @@ impl Ensemble {
         let mut eval_probs = Vec::new();
         for (_, dir) in members {
             if self.method == Method::Weighted {
-                val_probs.push(model_probs(dir, self.checkpoint, ds, val, self.device)?);
+                val_probs.push(model_probs(
+                    store,
+                    dir,
+                    self.checkpoint,
+                    ds,
+                    val,
+                    self.device,
+                )?);
             }
-            eval_probs.push(model_probs(dir, self.checkpoint, ds, eval, self.device)?);
+            eval_probs.push(model_probs(
+                store,
+                dir,
+                self.checkpoint,
+                ds,
+                eval,
+                self.device,
+            )?);
         }
         Ok((val_probs, eval_probs))
     }

@@ -155,7 +155,7 @@ impl Stage for Evaluate {
             On::Test => to_usize(&split.test),
         };
         let idx = pick(self.on);
-        let units = output_units(model_dir)?;
+        let units = model_units(model_dir)?;
         if units > 1 {
             return self.run_multiclass(ctx, &ds, labels, model_dir, &idx, units);
         }
@@ -167,22 +167,58 @@ impl Stage for Evaluate {
         };
         // One model load and one inference pass for the tuning split and the evaluated one.
         let all: Vec<usize> = val.iter().chain(&idx).copied().collect();
-        let mut val_probs = model_probs(model_dir, self.checkpoint, &ds, &all, device)?;
+        let mut val_probs = model_probs(ctx.store, model_dir, self.checkpoint, &ds, &all, device)?;
         let probs = val_probs.split_off(val.len());
+        let scored = Scored {
+            on: self.on,
+            checkpoint: self.checkpoint,
+            threshold: self.threshold,
+            idx: &idx,
+            probs: &probs,
+            val: &val,
+            val_probs: &val_probs,
+        };
+        scored.write(ctx, &ds, labels)
+    }
+}
+
+/// The probabilities of a model on the evaluated split (and on the validation split when the
+/// threshold is tuned and the evaluated split is another), to threshold and score: what
+/// `evaluate` and `stack` write.
+pub(crate) struct Scored<'a> {
+    pub on: On,
+    pub checkpoint: Checkpoint,
+    pub threshold: Threshold,
+    pub idx: &'a [usize],
+    pub probs: &'a [f32],
+    pub val: &'a [usize],
+    pub val_probs: &'a [f32],
+}
+
+impl Scored<'_> {
+    /// Tunes or takes the threshold, then writes `metrics.json`, `probabilities.csv` and
+    /// `confusion.png` into the stage's output; returns the report.
+    pub(crate) fn write(
+        &self,
+        ctx: &StageContext,
+        ds: &crate::data::Dataset,
+        labels: &[u8],
+    ) -> Result<StageReport, StageError> {
+        let (idx, probs) = (self.idx, self.probs);
         let threshold = match self.threshold {
             Threshold::Fixed(t) => t,
             Threshold::Named(ThresholdName::Tune) => {
                 let (vi, vp) = if self.on == On::Val {
-                    (&idx, &probs)
+                    (idx, probs)
                 } else {
-                    (&val, &val_probs)
+                    (self.val, self.val_probs)
                 };
                 let l: Vec<u8> = vi.iter().map(|&i| labels[i]).collect();
                 metrics::tune_threshold(&l, vp)
             }
         };
         let l: Vec<u8> = idx.iter().map(|&i| labels[i]).collect();
-        let c = metrics::confusion(&l, &probs, threshold);
+        let c = metrics::confusion(&l, probs, threshold);
         let result = EvaluationResult {
             on: self.on,
             checkpoint: self.checkpoint,
@@ -190,7 +226,7 @@ impl Stage for Evaluate {
             count: idx.len(),
             balanced_accuracy: c.balanced_accuracy(),
             accuracy: c.accuracy(),
-            roc_auc: metrics::roc_auc(&l, &probs),
+            roc_auc: metrics::roc_auc(&l, probs),
             confusion: Some(c),
             classes: ds.classes.clone(),
             matrix: None,
@@ -268,7 +304,7 @@ impl Evaluate {
                 ds.num_classes()
             )));
         }
-        let probs = model_probs(model_dir, self.checkpoint, ds, idx, self.device)?;
+        let probs = model_probs(ctx.store, model_dir, self.checkpoint, ds, idx, self.device)?;
         let l: Vec<u8> = idx.iter().map(|&i| labels[i]).collect();
         let c = ConfusionMatrix::from_probs(&l, &probs, units);
         let aucs = multiclass::roc_auc_ovr(&l, &probs, units);
@@ -365,14 +401,20 @@ fn write_class_probabilities(
     w.flush().map_err(io_err(&path))
 }
 
-/// Probabilities of a trained model (a `train` output directory) for `indices`.
+/// Probabilities of a model for `indices`: a `train` output directory at `checkpoint`, or a
+/// `stack` output (its classifier on the features of the CNN it refers to, which `store`
+/// resolves; the stack's own checkpoint applies).
 pub(crate) fn model_probs(
+    store: &crate::cache::Store,
     model_dir: &std::path::Path,
     checkpoint: Checkpoint,
     ds: &crate::data::Dataset,
     indices: &[usize],
     device: crate::ml::backend::DeviceChoice,
 ) -> Result<Vec<f32>, StageError> {
+    if super::stack::is_stack(model_dir) {
+        return super::stack::stack_probs(store, model_dir, ds, indices, device);
+    }
     Ok(predict(
         model_dir,
         checkpoint,
@@ -383,8 +425,17 @@ pub(crate) fn model_probs(
     )?)
 }
 
+/// Probabilities per image of the model in `model_dir`: 1 (of class 1) for two classes and for
+/// a `stack`, else its number of classes.
+pub(crate) fn model_units(model_dir: &std::path::Path) -> Result<usize, StageError> {
+    if super::stack::is_stack(model_dir) {
+        return Ok(1);
+    }
+    Ok(output_units(model_dir)?)
+}
+
 /// The rescale factor the model was trained with (recorded by `train` in `stage.json`).
-fn read_rescale(model_dir: &std::path::Path) -> f32 {
+pub(crate) fn read_rescale(model_dir: &std::path::Path) -> f32 {
     super::artifacts::read_json::<Train>(&model_dir.join("stage.json"))
         .map(|t| t.rescale)
         .unwrap_or(crate::ml::defaults::RESCALE)

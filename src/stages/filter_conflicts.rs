@@ -195,7 +195,8 @@ fn draw_conflicts(
     if rows.is_empty() {
         return Ok(false);
     }
-    let header = "Conflicting duplicates, one group per row: lowest label, next label, their difference";
+    let header =
+        "Conflicting duplicates, one group per row: lowest label, next label, their difference";
     save_labelled_grid(png, header, &rows, 3).map_err(|e| StageError::Artifact {
         path: png.to_path_buf(),
         message: e.to_string(),

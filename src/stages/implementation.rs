@@ -6,6 +6,7 @@
 //!
 //! - ML stages (train, evaluate, ensemble, predict, analyze): burn's version and the backend
 //!   that runs the kernels (float results differ between flex, wgpu and CUDA).
+//! - `stack`: those two, and the classifier crates (smartcore, forust-ml).
 //! - Folder sources: the PNG decoder, the resampler (`image`) and libjpeg-turbo (`mozjpeg-sys`
 //!   bundles it; its version is the decoder's).
 //!
@@ -64,6 +65,13 @@ impl StageConfig {
             | StageConfig::Analyze(_) => entries(&[
                 ("burn", crate_version("burn")),
                 ("backend", backend(self.device())),
+            ]),
+            // The CNN's features, then the classical classifier's crates.
+            StageConfig::Stack(_) => entries(&[
+                ("burn", crate_version("burn")),
+                ("backend", backend(self.device())),
+                ("smartcore", crate_version("smartcore")),
+                ("forust-ml", crate_version("forust-ml")),
             ]),
             StageConfig::Source(_)
             | StageConfig::Hash(_)

@@ -16,6 +16,7 @@ pub mod implementation;
 pub mod predict;
 pub mod source;
 pub mod split;
+pub mod stack;
 pub mod train;
 
 use crate::data::{Dataset, DatasetError};
@@ -57,6 +58,19 @@ pub struct Slot {
     pub name: &'static str,
     pub kind: ArtifactKind,
     pub required: bool,
+    /// Only the output of this stage kind (e.g. a `train` model where a `stack` model, also a
+    /// model artifact, will not do).
+    pub producer: Option<&'static str>,
+}
+
+impl Slot {
+    /// The slot, restricted to outputs of stage kind `kind`.
+    pub(crate) const fn produced_by(self, kind: &'static str) -> Slot {
+        Slot {
+            producer: Some(kind),
+            ..self
+        }
+    }
 }
 
 pub(crate) const fn required_slot(name: &'static str, kind: ArtifactKind) -> Slot {
@@ -64,6 +78,7 @@ pub(crate) const fn required_slot(name: &'static str, kind: ArtifactKind) -> Slo
         name,
         kind,
         required: true,
+        producer: None,
     }
 }
 
@@ -73,6 +88,7 @@ pub(crate) const fn any_slot(kind: ArtifactKind) -> Slot {
         name: ANY_SLOT,
         kind,
         required: false,
+        producer: None,
     }
 }
 
@@ -83,6 +99,7 @@ pub(crate) const fn optional_slot(name: &'static str, kind: ArtifactKind) -> Slo
         name,
         kind,
         required: false,
+        producer: None,
     }
 }
 
@@ -385,6 +402,7 @@ stage_kinds! {
     Ensemble => ensemble::Ensemble,
     Predict => predict::Predict,
     Analyze => analyze::Analyze,
+    Stack => stack::Stack,
 }
 
 impl StageError {

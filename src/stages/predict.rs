@@ -216,14 +216,14 @@ impl Predict {
         let device = self.device;
         let facts = |dir: &Path| -> Result<(usize, Option<Vec<String>>), StageError> {
             Ok((
-                crate::ml::train::output_units(dir)?,
+                super::evaluate::model_units(dir)?,
                 super::train::read_classes(dir)?,
             ))
         };
         match (ctx.optional_input("model"), ctx.optional_input("ensemble")) {
             (Some(model), None) => {
                 let (units, classes) = facts(model)?;
-                let p = model_probs(model, self.checkpoint, test, &all, device)?;
+                let p = model_probs(ctx.store, model, self.checkpoint, test, &all, device)?;
                 Ok((p, units, classes))
             }
             (None, Some(dir)) => {
@@ -235,7 +235,14 @@ impl Predict {
                 };
                 let mut member_probs = Vec::new();
                 for m in &members {
-                    member_probs.push(model_probs(m, ens.checkpoint, test, &all, device)?);
+                    member_probs.push(model_probs(
+                        ctx.store,
+                        m,
+                        ens.checkpoint,
+                        test,
+                        &all,
+                        device,
+                    )?);
                 }
                 Ok((ens.combine(&member_probs), units, classes))
             }

@@ -191,6 +191,75 @@ impl Range {
     }
 }
 
+impl Range {
+    /// The values at the range's ends (both ends, each choice), as `--set` takes them: a
+    /// rounded draw may land on `hi` itself.
+    fn ends(&self) -> Vec<String> {
+        match self {
+            Range::Uniform { lo, hi } | Range::LogUniform { lo, hi } => {
+                vec![float_text(round_sig(*lo)), float_text(round_sig(*hi))]
+            }
+            Range::Int { lo, hi } => vec![lo.to_string(), hi.to_string()],
+            Range::Choice(values) => values.clone(),
+        }
+    }
+}
+
+/// Most trials [`bounds`] builds from every combination of the axes' ends.
+const MAX_BOUNDS: usize = 64;
+
+/// Trials at the edges of the search space, loaded and validated before any trial runs so a
+/// space that can propose an invalid trial (a dropout of 1, a batch of 0) is refused up front,
+/// whatever a sampler would draw later: every combination of the axes' ends when there are at
+/// most [`MAX_BOUNDS`], else each axis' ends with the other axes at their first end. The
+/// stages' checks bound each field on its own (and size limits grow with each value), so
+/// the ends are where a range turns invalid.
+pub fn bounds(axes: &[SearchAxis]) -> Vec<Variant> {
+    let ends: Vec<Vec<String>> = axes.iter().map(|a| a.range.ends()).collect();
+    let product = ends
+        .iter()
+        .try_fold(1usize, |n, e| n.checked_mul(e.len()))
+        .filter(|n| *n <= MAX_BOUNDS);
+    let variant = |pick: &[usize]| Variant {
+        values: axes
+            .iter()
+            .zip(&ends)
+            .zip(pick)
+            .map(|((a, e), &i)| (a.path.clone(), e[i].clone()))
+            .collect(),
+    };
+    let mut out: Vec<Variant> = Vec::new();
+    if let Some(n) = product {
+        for mut k in 0..n {
+            let pick: Vec<usize> = ends
+                .iter()
+                .rev()
+                .map(|e| {
+                    let i = k % e.len();
+                    k /= e.len();
+                    i
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            out.push(variant(&pick));
+        }
+    } else {
+        for (axis, e) in ends.iter().enumerate() {
+            for i in 0..e.len() {
+                let mut pick = vec![0; ends.len()];
+                pick[axis] = i;
+                let v = variant(&pick);
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A float as YAML reads it back as a float (`1` would be an integer).
 pub(super) fn float_text(x: f64) -> String {
     let s = format!("{x}");
@@ -375,6 +444,25 @@ mod tests {
         assert_eq!(round_sig(123.456), 123.5);
         assert_eq!(float_text(2.0), "2.0");
         assert_eq!(float_text(0.0001235), "0.0001235");
+    }
+
+    #[test]
+    fn bounds_are_the_corners_of_small_spaces_and_the_axes_ends_of_large_ones() {
+        let axes = [
+            axis("stages.t.dropout=0.1..1.0"),
+            axis("stages.t.batch_size=0..64:int"),
+            axis("stages.t.init=glorot_uniform|he"),
+        ];
+        let b = bounds(&axes);
+        assert_eq!(b.len(), 8);
+        let names: Vec<String> = b.iter().map(Variant::name).collect();
+        assert_eq!(names[0], "dropout=0.1,batch_size=0,init=glorot_uniform");
+        assert_eq!(names[7], "dropout=1.0,batch_size=64,init=he");
+        // Eight choices on three axes: 512 corners, so each axis' ends alone.
+        let wide: Vec<SearchAxis> = (0..3)
+            .map(|i| axis(&format!("stages.t{i}.x=a|b|c|d|e|f|g|h")))
+            .collect();
+        assert_eq!(bounds(&wide).len(), 1 + 3 * 7);
     }
 
     #[test]

@@ -90,6 +90,15 @@ impl Space {
         }
     }
 
+    /// Trials at the edges of a search's ranges (none for a grid, whose variants are all
+    /// known): see [`super::search::bounds`].
+    pub fn bounds(&self) -> Vec<Variant> {
+        match self {
+            Space::Grid(_) => Vec::new(),
+            Space::Search { axes, .. } => super::search::bounds(axes),
+        }
+    }
+
     /// `--prune` (none for a grid).
     pub fn pruner(&self) -> Pruner {
         match self {

@@ -283,7 +283,7 @@ fn golden_digests_change_only_with_a_version_bump() {
         .collect();
     assert_eq!(
         kinds.len(),
-        11,
+        12,
         "the golden pipeline covers every kind: {kinds:?}"
     );
     let now = golden_of(&stages);

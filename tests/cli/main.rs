@@ -13,7 +13,9 @@ mod outputs;
 mod remote;
 mod report;
 mod search;
+mod search_space;
 mod slurm;
+mod stack;
 mod sweep;
 mod yaml;
 

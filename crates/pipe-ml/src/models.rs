@@ -425,7 +425,26 @@ impl Cnn {
         self.relu.forward(self.pool.forward(self.conv3.forward(x)))
     }
 
+    /// Inference up to the last hidden dense layer (after its ReLU): `[N, 512]`, what
+    /// `stack` fits a classical classifier on. Chunked like [`Cnn::infer`].
+    pub(crate) fn embed(&self, x: Tensor<4>) -> Tensor<2> {
+        let n = x.dims()[0];
+        if n <= FEATURE_CHUNK {
+            return self.hidden(self.features(x), None);
+        }
+        let parts: Vec<Tensor<4>> = (0..n)
+            .step_by(FEATURE_CHUNK)
+            .map(|s| self.features(x.clone().narrow(0, s, FEATURE_CHUNK.min(n - s))))
+            .collect();
+        self.hidden(Tensor::cat(parts, 0), None)
+    }
+
     fn head(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
+        self.out.forward(self.hidden(x, masks))
+    }
+
+    /// The dense layers before the output: the last hidden layer's activations.
+    fn hidden(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
         // burn is NCHW, so this flattens in (C, H, W) order where Keras (NHWC) flattens in
         // (H, W, C) order. Irrelevant when training from scratch; it would matter only when
         // importing Keras dense weights, whose rows would need permuting.
@@ -444,7 +463,7 @@ impl Cnn {
                 x = x * m;
             }
         }
-        self.out.forward(x)
+        x
     }
 
     /// Parameter counts per layer, in layer order (for the summary table).
@@ -577,6 +596,30 @@ pub fn summary(spec: &ModelSpec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedding_is_the_last_hidden_layer_the_output_reads() {
+        let dev = any_device().unwrap();
+        for kind in [ModelKind::B1, ModelKind::B2] {
+            let mut spec = ModelSpec::new(kind);
+            spec.input = Shape::new(MIN_INPUT_SIDE, MIN_INPUT_SIDE, 3);
+            let net = Cnn::new(&spec, Some(3), &dev);
+            let side = MIN_INPUT_SIDE as usize;
+            // More images than one feature chunk, so the chunked path runs too.
+            let n = FEATURE_CHUNK + 3;
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            let x: Vec<f32> = (0..n * 3 * side * side).map(|_| rng.random()).collect();
+            let x = Tensor::<4>::from_data(TensorData::new(x, [n, 3, side, side]), &dev);
+            let e = net.embed(x.clone());
+            assert_eq!(e.dims(), [n, HIDDEN], "{kind:?}");
+            let values = e.clone().into_data().try_to_vec::<f32>().unwrap();
+            assert!(values.iter().all(|v| *v >= 0.0), "after ReLU");
+            assert!(values.iter().any(|v| *v > 0.0));
+            let logits = net.infer(x).into_data().try_to_vec::<f32>().unwrap();
+            let from_embedding = net.out.forward(e).into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(logits, from_embedding, "{kind:?}");
+        }
+    }
 
     #[test]
     fn parameter_counts_match_the_report() {

@@ -212,10 +212,14 @@ impl ResNet50Classifier {
 
     /// `[N, 3, H, W]` caffe-preprocessed images → `[N, 1]` logits.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.dense_3.forward(self.embed(x))
+    }
+
+    /// The head's last hidden layer (`dense_2` after its ReLU): `[N, 512]`.
+    pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         let x: Tensor<2> = self.avg_pool.forward(self.features(x)).flatten(1, 3);
         let x = self.relu.forward(self.dense_1.forward(x));
-        let x = self.relu.forward(self.dense_2.forward(x));
-        self.dense_3.forward(x)
+        self.relu.forward(self.dense_2.forward(x))
     }
 
     /// Freeze every layer before `mode`'s first trainable layer (Keras order), see the module

@@ -41,8 +41,7 @@ pub(super) fn probabilities(logits: Vec<f32>, units: usize) -> Vec<f32> {
     }
 }
 
-/// Runs the model (no autodiff) over `indices` in batches, data prepared one batch ahead on a
-/// second thread. Returns the logits in input order.
+/// Runs the model (no autodiff) over `indices` in batches. Returns the logits in input order.
 pub(super) fn infer_logits(
     model: &Net,
     ds: &Dataset,
@@ -50,6 +49,19 @@ pub(super) fn infer_logits(
     prep: Preprocess,
     device: &Device,
     batch: usize,
+) -> Result<Vec<f32>, MlError> {
+    infer_rows(ds, indices, prep, device, batch, |x| model.infer(x))
+}
+
+/// Runs `f` (a forward pass to `[n, k]`) over `indices` in batches, data prepared one batch
+/// ahead on a second thread. Returns the rows in input order, row after row.
+fn infer_rows(
+    ds: &Dataset,
+    indices: &[usize],
+    prep: Preprocess,
+    device: &Device,
+    batch: usize,
+    f: impl Fn(Tensor<4>) -> Tensor<2>,
 ) -> Result<Vec<f32>, MlError> {
     let s = ds.shape;
     let (c, h, w) = (
@@ -70,7 +82,7 @@ pub(super) fn infer_logits(
         });
         for (n, x) in rx {
             let x = Tensor::<4>::from_data(TensorData::new(x, [n, c, h, w]), device);
-            let out = model.infer(x);
+            let out = f(x);
             let data = out.into_data();
             logits.extend_from_slice(data.as_slice::<f32>().map_err(device_err)?);
         }
@@ -166,6 +178,31 @@ pub fn predict_batched(
 pub fn output_units(model_dir: &Path) -> Result<usize, MlError> {
     let mf: ModelFile = read_json(&model_dir.join(MODEL_FILE))?;
     Ok(mf.model.output_units())
+}
+
+/// The last hidden layer's activations of the images at `indices` (input order), row after
+/// row, and their width: the features `stack` fits a classical classifier on. Preprocessing and
+/// batching as in [`predict`].
+pub fn features(
+    model_dir: &Path,
+    checkpoint: Checkpoint,
+    data: &Dataset,
+    indices: &[usize],
+    rescale: f32,
+    device: DeviceChoice,
+) -> Result<(Vec<f32>, usize), MlError> {
+    let (mf, model, dev) = open_model(model_dir, checkpoint, data, indices, device)?;
+    let prep = mf
+        .preprocess
+        .unwrap_or(Preprocess::Rescale { factor: rescale });
+    let model = model.valid();
+    let rows = infer_rows(data, indices, prep, &dev, INFER_BATCH, |x| model.embed(x))?;
+    let width = if indices.is_empty() {
+        0
+    } else {
+        rows.len() / indices.len()
+    };
+    Ok((rows, width))
 }
 
 /// Reads `model.json`, checks `data`/`indices` against it and loads the `checkpoint` weights

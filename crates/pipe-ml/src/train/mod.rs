@@ -51,6 +51,6 @@ pub use checkpoint::{
 pub use config::{TrainConfig, validate};
 pub use fit::{EpochDone, Hooks, TrainInputs, Trained, train};
 pub(crate) use inference::open_model;
-pub use inference::{INFER_BATCH, output_units, predict, predict_batched};
+pub use inference::{INFER_BATCH, features, output_units, predict, predict_batched};
 pub(crate) use net::{Net, load_model};
 pub use preprocess::Preprocess;

@@ -103,6 +103,14 @@ impl Net {
         }
     }
 
+    /// Inference up to the last hidden layer → `[N, 512]` activations (see `stack`).
+    pub(crate) fn embed(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Net::Cnn(m) => m.embed(x),
+            Net::ResNet(m) => m.embed(x),
+        }
+    }
+
     /// The inference copy (no autodiff).
     pub(crate) fn valid(&self) -> Self {
         match self {
