@@ -111,8 +111,7 @@ pub(super) fn remote(remote: &Remote) -> Result<Vec<Run>, i32> {
 pub(super) fn load(cache: &Path, with: Option<&Remote>) -> Result<Vec<Run>, i32> {
     let mut runs = local(cache)?;
     if let Some(r) = with {
-        let known: std::collections::BTreeSet<String> =
-            runs.iter().map(|r| r.id.clone()).collect();
+        let known: std::collections::BTreeSet<String> = runs.iter().map(|r| r.id.clone()).collect();
         runs.extend(remote(r)?.into_iter().filter(|r| !known.contains(&r.id)));
         runs.sort_by(|a, b| a.id.cmp(&b.id));
     }
