@@ -9,7 +9,7 @@ use std::path::Path;
 /// The example pipeline's file, relative to the project.
 const EXAMPLE: &str = "pipelines/example.yaml";
 
-const PIPE_TOML: &str = r#"# pipe's project settings (README: "Shared remote cache", "Slurm"). Every section is optional.
+const PIPE_TOML: &str = r#"# pipe's project settings (README: "Sharing the cache", "Running on a cluster"). Every section is optional.
 
 # [remote]
 # url = "s3://team-bucket/pipe"    # or "file:///shared/pipe-cache"; credentials come from the
@@ -29,8 +29,7 @@ const GITIGNORE: &str = "\
 /// The example's data: drawn faces (the built-in generator), so the first run needs no files.
 /// To train on your own images, replace this block with `FOLDER_SOURCE`'s form (shown as a
 /// comment in the file).
-const SOURCE: &str = "\
-  images:
+const SOURCE: &str = r#"  images:
     kind: source
     format: synthetic
     count: ${params.count}
@@ -43,12 +42,11 @@ const SOURCE: &str = "\
     exact_duplicates: 10
     near_duplicates: 10
     conflicting_duplicates: 4
-";
+"#;
 
 /// The same stage reading an image folder (PNG/JPEG) and a `filename,label` CSV; paths are
 /// relative to the pipeline file.
-const FOLDER_SOURCE: &str = "\
-  images:
+const FOLDER_SOURCE: &str = r#"  images:
     kind: source
     format: folder
     dir: ../data/images
@@ -56,11 +54,10 @@ const FOLDER_SOURCE: &str = "\
     height: 32
     width: 32
     channels: 3
-";
+"#;
 
 /// The stages after the source: clean the data, split it, train, evaluate.
-const STAGES: &str = "\
-  hashes:
+const STAGES: &str = r#"  hashes:
     kind: hash
     inputs: {data: images}
   groups:
@@ -85,7 +82,7 @@ const STAGES: &str = "\
     on: test
     threshold: tune
     inputs: {model: train, data: images, split: split}
-";
+"#;
 
 /// The example pipeline's text.
 fn example() -> String {

@@ -286,19 +286,11 @@ fn init_starts_a_project_whose_first_run_works_and_never_overwrites() {
 /// who/where/when, compares and reports them (pulling what it needs), diffs them; the shared
 /// records hold no path of A's machine.
 fn records_round_trip(a: &Env, b: &Env) {
-    // A absolute pipeline path: the record holds it, the shared copy must not.
+    // An absolute pipeline path: the record holds it, the shared copy must not. Runs upload
+    // their outputs; `push` then shares the records.
     let abs = a.path("p.yaml").display().to_string();
-    remote::rok(a, &["run", &abs, "--no-push"]);
-    remote::rok(
-        a,
-        &[
-            "run",
-            "p.yaml",
-            "--set",
-            "stages.train.lr=0.002",
-            "--no-push",
-        ],
-    );
+    remote::rok(a, &["run", &abs]);
+    remote::rok(a, &["run", "p.yaml", "--set", "stages.train.lr=0.002"]);
     let out = remote::rok(a, &["push", "p.yaml"]);
     assert!(out.contains("shared 2 run record(s)"), "{out}");
     assert!(out.contains("as relative paths"), "{out}");
