@@ -157,7 +157,10 @@ fn a_three_class_image_folder_runs_end_to_end() {
     assert_eq!(m["top_k"]["k"], 2);
     assert!(m.get("threshold").is_none() && m.get("confusion").is_none());
     let bacc = m["balanced_accuracy"].as_f64().unwrap();
-    assert!(bacc > 0.45, "three shapes are learnt in eight epochs (chance: 1/3): {bacc}");
+    assert!(
+        bacc > 0.45,
+        "three shapes are learnt in eight epochs (chance: 1/3): {bacc}"
+    );
     assert_eq!(m["roc_auc_per_class"].as_array().unwrap().len(), 3);
     assert!(metrics_path.with_file_name("confusion.png").exists());
 
@@ -173,7 +176,10 @@ fn a_three_class_image_folder_runs_end_to_end() {
     assert!(lines.iter().all(|l| CLASSES.contains(l)), "{lines:?}");
 
     // Class means and saliency of each class.
-    assert!(out.contains("class means of 3 classes; saliency maps for 6 images"), "{out}");
+    assert!(
+        out.contains("class means of 3 classes; saliency maps for 6 images"),
+        "{out}"
+    );
 
     env.ok(&["report", "p.yaml", "-o", "report.html"]);
     let html = std::fs::read_to_string(env.path("report.html")).unwrap();
