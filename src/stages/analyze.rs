@@ -68,24 +68,33 @@ impl Stage for Analyze {
             }
             None => (0..ds.len()).collect(),
         };
-        let means: Vec<GridImage> = (0..2u8)
+        let n_classes = ds.num_classes() as u8;
+        let png = ctx.out.join("class_means.png");
+        let means: Vec<GridImage> = (0..n_classes)
             .map(|c| class_mean(&ds, &pool, labels, c))
             .collect();
-        let diff = abs_difference(&means[0].pixels, &means[1].pixels, ds.shape);
-        let png = ctx.out.join("class_means.png");
-        let [m0, m1]: [GridImage; 2] = means
-            .try_into()
-            .map_err(|_| StageError::Invalid("two classes".into()))?;
-        save_grid(&png, &[vec![m0, m1, diff]], 4).map_err(|e| StageError::Artifact {
+        let row = if n_classes == 2 {
+            let diff = abs_difference(&means[0].pixels, &means[1].pixels, ds.shape);
+            let mut row = means;
+            row.push(diff);
+            row
+        } else {
+            means
+        };
+        save_grid(&png, &[row], 4).map_err(|e| StageError::Artifact {
             path: png.clone(),
             message: e.to_string(),
         })?;
         let mut figures = vec!["class_means.png".to_string()];
-        let mut summary = "class means (0, 1, |difference|)".to_string();
+        let mut summary = if n_classes == 2 {
+            "class means (0, 1, |difference|)".to_string()
+        } else {
+            format!("class means of {n_classes} classes")
+        };
 
         if let Some(model) = ctx.optional_input("model") {
             let mut picked = Vec::new();
-            for c in 0..2u8 {
+            for c in 0..n_classes {
                 picked.extend(
                     pool.iter()
                         .copied()

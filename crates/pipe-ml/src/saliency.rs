@@ -47,7 +47,23 @@ pub fn saliency(
         let x = prep.fill(data, chunk, None, 0);
         let x = Tensor::<4>::from_data(TensorData::new(x, [n, c, h, w]), &ad).require_grad();
         let logits = model.forward(x.clone(), None);
-        let grads = logits.sum().backward();
+        let units = logits.dims()[1];
+        let grads = if units == 1 {
+            logits.sum().backward()
+        } else {
+            // N classes: the gradient of each image's predicted class's logit.
+            let v = logits
+                .clone()
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| MlError::Device(format!("{e:?}")))?;
+            let mut mask = vec![0f32; v.len()];
+            for (i, p) in crate::multiclass::argmax_rows(&v, units).iter().enumerate() {
+                mask[i * units + *p as usize] = 1.0;
+            }
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, units]), &ad);
+            (logits * mask).sum().backward()
+        };
         let g = x
             .grad(&grads)
             .ok_or_else(|| MlError::Device("no gradient reached the input".into()))?;

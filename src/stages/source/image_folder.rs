@@ -228,7 +228,8 @@ mod tests {
             .unwrap()
             .dataset;
         assert_eq!(ds.classes.as_deref().unwrap(), ["fox", "cat"]);
-        assert_eq!(ds.labels.as_deref().unwrap(), [1, 0]);
+        assert_eq!(ds.labels.as_deref().unwrap(), [0, 1]);
+        assert_eq!(ds.names, ["fox/0.PNG", "cat/0.PNG"]);
 
         let e = source(Some(&["cat", "owl"]))
             .load(t.path(), &bar)
