@@ -83,7 +83,10 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Runs { limit } => runs::runs(&s.cache, limit),
         Command::Compare { files, png } => compare::compare(&s.cache, &files, png.as_deref()),
         Command::Report { files, output } => report::report(&s.cache, &files, &output),
-        Command::Model { name, input } => model::model(&name, &input),
+        Command::Model { name, input, stage } => match stage {
+            Some(id) => model::stage_model(Path::new(&name), &id),
+            None => model::model(&name, &input),
+        },
         Command::Doctor => doctor::doctor(),
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::backend::{self, MlError};
 use crate::curve::CurveRow;
-use crate::models::{self, DropoutMasks};
+use crate::models;
 use burn::nn::loss::BinaryCrossEntropyLossConfig;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
@@ -63,7 +63,8 @@ pub(super) struct Batch {
     pub(super) x: Vec<f32>,
     pub(super) y: Vec<i64>,
     pub(super) labels: Vec<u8>,
-    pub(super) masks: Option<(Vec<f32>, Vec<f32>)>,
+    /// One dropout mask per dropout layer ([`models::dropout_layers`]), `n x width` values.
+    pub(super) masks: Vec<(Vec<f32>, usize)>,
 }
 
 /// Checks the inputs against the config; every problem at once.
@@ -185,7 +186,8 @@ struct Session<'a> {
     augment: Option<AugmentSpec>,
     /// Input planes after preprocessing, height, width.
     chw: (usize, usize, usize),
-    dropout: Option<f32>,
+    /// Per dropout layer: rate and values per image.
+    dropout: Vec<(f32, usize)>,
 }
 
 /// Trains `cfg.model` on `inputs`, writing the model directory into `out_dir` and a per-epoch
@@ -277,11 +279,10 @@ impl<'a> Session<'a> {
             spec.input.height as usize,
             spec.input.width as usize,
         );
-        let dropout = if spec.kind.regularised() && spec.dropout > 0.0 {
-            Some(spec.dropout as f32)
-        } else {
-            None
-        };
+        let dropout = models::dropout_layers(spec)
+            .into_iter()
+            .map(|(rate, width)| (rate as f32, width))
+            .collect();
         let bce = BinaryCrossEntropyLossConfig::new()
             .with_logits(true)
             .init(&ad);
@@ -359,10 +360,11 @@ impl<'a> Session<'a> {
                 let n = b.labels.len();
                 let x = Tensor::<4>::from_data(TensorData::new(b.x, [n, c, h, w]), ad);
                 let y = Tensor::<2, Int>::from_data(TensorData::new(b.y, [n, 1]), ad);
-                let masks = b.masks.map(|(m1, m2)| DropoutMasks {
-                    after_fc1: Tensor::from_data(TensorData::new(m1, [n, models::HIDDEN]), ad),
-                    after_fc2: Tensor::from_data(TensorData::new(m2, [n, models::HIDDEN]), ad),
-                });
+                let masks = b
+                    .masks
+                    .into_iter()
+                    .map(|(m, width)| Tensor::from_data(TensorData::new(m, [n, width]), ad))
+                    .collect();
                 let logits = model.forward(x, masks);
                 let loss = self.bce.forward(logits.clone(), y);
                 model = model.step(optim, lr, loss.backward());
@@ -412,10 +414,12 @@ impl<'a> Session<'a> {
                 .fill(ds, chunk, self.augment.as_ref(), epoch as u64);
             let labels: Vec<u8> = chunk.iter().map(|&i| all_labels[i]).collect();
             let y = labels.iter().map(|&l| l as i64).collect();
-            let masks = self.dropout.map(|rate| {
-                let scale = 1.0 / (1.0 - rate);
-                let mut draw = || -> Vec<f32> {
-                    (0..n * models::HIDDEN)
+            let masks = self
+                .dropout
+                .iter()
+                .map(|&(rate, width)| {
+                    let scale = 1.0 / (1.0 - rate);
+                    let m = (0..n * width)
                         .map(|_| {
                             if mask_rng.random::<f32>() < rate {
                                 0.0
@@ -423,11 +427,10 @@ impl<'a> Session<'a> {
                                 scale
                             }
                         })
-                        .collect()
-                };
-                let m1 = draw();
-                (m1, draw())
-            });
+                        .collect();
+                    (m, width)
+                })
+                .collect();
             if tx
                 .send(Batch {
                     x,
