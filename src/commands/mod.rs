@@ -127,7 +127,10 @@ pub fn dispatch(cli: Cli) -> i32 {
             let remote = s.remote.remote.is_some();
             report::report(&s, &files, &output, remote)
         }
-        Command::Model { name, input } => model::model(&name, &input),
+        Command::Model { name, input, stage } => match stage {
+            Some(id) => model::stage_model(Path::new(&name), &id),
+            None => model::model(&name, &input),
+        },
         Command::Doctor => doctor::doctor(),
     }
 }

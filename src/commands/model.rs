@@ -1,9 +1,12 @@
-//! `pipe model`: a model's Keras-like summary (layers, output shapes, parameters).
+//! `pipe model`: a model's Keras-like summary (layers, output shapes, parameters), by name or
+//! from a pipeline's train stage (declared models included).
 
 use super::exit::{EXIT_INVALID, EXIT_OK};
+use crate::ml::models::{self, ModelKind, ModelSpec, summary};
+use crate::stages::StageConfig;
+use std::path::Path;
 
 pub(super) fn model(name: &str, input: &str) -> i32 {
-    use crate::ml::models::{ModelKind, ModelSpec, summary};
     let kind: ModelKind = match name.parse() {
         Ok(k) => k,
         Err(e) => {
@@ -17,20 +20,49 @@ pub(super) fn model(name: &str, input: &str) -> i32 {
         return EXIT_INVALID;
     };
     let spec = ModelSpec {
-        kind,
         input: crate::data::Shape::new(h, w, c),
-        init: Default::default(),
-        dropout: crate::ml::defaults::DROPOUT,
-        weights: None,
         ..ModelSpec::new(kind)
     };
-    let problems = crate::ml::models::validate(&spec);
+    print_summary(&spec, kind.as_str())
+}
+
+/// The model of train stage `id` in the pipeline `file`, at the shape of the images its data
+/// input holds.
+pub(super) fn stage_model(file: &Path, id: &str) -> i32 {
+    let pipeline = match super::load_or_exit(file, &[]) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let Some(stage) = pipeline.stages.get(id) else {
+        let ids: Vec<&str> = pipeline.stages.keys().map(String::as_str).collect();
+        errln!(
+            "error: {}: no stage `{id}` (stages: {})",
+            file.display(),
+            ids.join(", ")
+        );
+        return EXIT_INVALID;
+    };
+    let StageConfig::Train(train) = &stage.config else {
+        errln!("error: stage `{id}` is not a train stage");
+        return EXIT_INVALID;
+    };
+    let shape = crate::spec::validate::data_shape(&pipeline.stages, id).unwrap_or_default();
+    let spec = train.config(shape, train.device, &stage.base_dir).model;
+    print_summary(&spec, id)
+}
+
+fn print_summary(spec: &ModelSpec, name: &str) -> i32 {
+    let problems = models::validate(spec);
     if !problems.is_empty() {
         for p in problems {
             errln!("error: {p}");
         }
         return EXIT_INVALID;
     }
-    out!("{}", summary(&spec));
+    if spec.kind == ModelKind::Declared {
+        out!("{}", crate::ml::declared::summary(spec, name));
+    } else {
+        out!("{}", summary(spec));
+    }
     EXIT_OK
 }

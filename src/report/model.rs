@@ -346,7 +346,7 @@ impl Context<'_> {
                     stage: id.to_string(),
                     variant,
                     pipeline: rec.pipeline.clone(),
-                    model: config_str(s, "model").unwrap_or_default(),
+                    model: model_name(s),
                     curve,
                     params: s.report.metrics.get("params").copied(),
                     train_seconds: train_seconds(id, s, self.history),
@@ -409,6 +409,20 @@ fn mark_best(evals: &mut [EvalView]) {
                 e.best.insert(k.to_string());
             }
         }
+    }
+}
+
+/// A train stage's model: its name, or `declared (N layers)` for a declared one.
+fn model_name(s: &StageRecord) -> String {
+    match s.key_parts.config.get("model") {
+        Some(serde_json::Value::Object(m)) => {
+            let n = m
+                .get("layers")
+                .and_then(|l| l.as_array())
+                .map_or(0, Vec::len);
+            format!("declared ({n} layers)")
+        }
+        _ => config_str(s, "model").unwrap_or_default(),
     }
 }
 

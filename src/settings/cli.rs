@@ -239,11 +239,15 @@ pub enum Command {
     },
     /// Print a model's Keras-like summary (layers, output shapes, parameters).
     Model {
-        /// b1, b2, b3, tl1, tl2 or tl3.
+        /// b1, b2, b3, tl1, tl2 or tl3; with --stage, a pipeline file.
         name: String,
-        /// Input shape HxWxC.
+        /// Input shape HxWxC (without --stage).
         #[arg(long, default_value = "56x56x3")]
         input: String,
+        /// The train stage of the pipeline file NAME whose model to show (declared or named),
+        /// at the shape of its data.
+        #[arg(long)]
+        stage: Option<String>,
     },
     /// The backends compiled into this binary, whether each GPU one can start here (and why
     /// not), and what `--device auto` picks.

@@ -26,6 +26,7 @@ pub fn validate(
     }
     check_inputs(&raw, &specs, &ids, diags);
     check_input_sizes(&specs, diags);
+    check_declared_models(&raw, &specs, diags);
     if let Err(cycle) = Dag::build(specs.iter().map(|(id, s)| (id.as_str(), &s.inputs))) {
         let first = cycle.first().and_then(|id| specs.get(id));
         let (f, pos) = first
@@ -441,6 +442,9 @@ fn check_input_sizes(specs: &BTreeMap<String, StageSpec>, diags: &mut Vec<Diagno
         let StageConfig::Train(train) = &spec.config else {
             continue;
         };
+        if train.declared() {
+            continue; // its layers are checked on the data's shape by check_declared_models
+        }
         let Some(source) = spec.inputs.get("data").and_then(|t| specs.get(t)) else {
             continue;
         };
@@ -457,7 +461,7 @@ fn check_input_sizes(specs: &BTreeMap<String, StageSpec>, diags: &mut Vec<Diagno
         };
         let shape = crate::data::Shape::new(h, w, ch);
         let spec_of = |input| {
-            let mut m = crate::ml::models::ModelSpec::new(train.model);
+            let mut m = crate::ml::models::ModelSpec::new(train.model.kind());
             m.input = input;
             m
         };
@@ -470,12 +474,52 @@ fn check_input_sizes(specs: &BTreeMap<String, StageSpec>, diags: &mut Vec<Diagno
                     format!("stages.{}.model", quote(&spec.id)),
                     format!(
                         "the images of `{}` ({shape}) do not fit {}: {m}",
-                        source.id, train.model
+                        source.id,
+                        train.model.kind()
                     ),
                 ));
             }
         }
     }
+}
+
+/// Declared models' layers, checked on the shape of the images their `data` input holds, each
+/// problem at its layer's position.
+fn check_declared_models(
+    raw: &[RawStage],
+    specs: &BTreeMap<String, StageSpec>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for stage in raw {
+        let Some(StageConfig::Train(train)) = specs.get(&stage.id).map(|s| &s.config) else {
+            continue;
+        };
+        let shape = data_shape(specs, &stage.id).unwrap_or_default();
+        for p in train.model_problems(shape) {
+            diags.push(Diagnostic::new(
+                &stage.file,
+                Some(stage.tree.locate(&p.field)),
+                format!("stages.{}.{}", quote(&stage.id), p.field),
+                p.message,
+            ));
+        }
+    }
+}
+
+/// The image shape of the dataset stage `id` reads: its `data` input followed up to the
+/// source (`None` when the chain is broken; validation reports that elsewhere).
+pub(crate) fn data_shape(
+    specs: &BTreeMap<String, StageSpec>,
+    id: &str,
+) -> Option<crate::data::Shape> {
+    let mut cur = specs.get(id)?;
+    for _ in 0..=specs.len() {
+        if let StageConfig::Source(s) = &cur.config {
+            return Some(s.image_shape());
+        }
+        cur = specs.get(cur.inputs.get("data")?)?;
+    }
+    None
 }
 
 /// One `slot: target` of a stage's inputs.

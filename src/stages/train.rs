@@ -8,8 +8,9 @@ use crate::data::Shape;
 use crate::figures::plot::learning_curve_png;
 use crate::ml::backend::DeviceChoice;
 use crate::ml::curve::CurveRow;
+use crate::ml::declared::{self, ModelChoice};
 use crate::ml::defaults;
-use crate::ml::models::{Init, ModelKind, ModelSpec};
+use crate::ml::models::{Init, ModelSpec};
 use crate::ml::train::{self as trainer, EarlyStopping, Plateau, TrainConfig, TrainInputs};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -48,7 +49,8 @@ pub enum TrainOn {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Train {
-    pub model: ModelKind,
+    /// A named model or a declared one (`{layers: [...]}`).
+    pub model: ModelChoice,
     #[serde(default)]
     pub init: Init,
     #[serde(default = "d_dropout")]
@@ -98,14 +100,14 @@ impl Train {
     /// The trainer's configuration; `base_dir` (the pipeline file's directory) resolves
     /// `weights`.
     pub fn config(&self, input: Shape, device: DeviceChoice, base_dir: &Path) -> TrainConfig {
-        let lr = self.lr.unwrap_or(self.model.default_lr());
+        let lr = self.lr.unwrap_or(self.model.kind().default_lr());
         let model = ModelSpec {
-            kind: self.model,
             input,
             init: self.init,
             dropout: self.dropout,
             weights: self.weights.as_ref().map(|w| base_dir.join(w)),
-            ..ModelSpec::new(self.model)
+            layers: self.model.layers().to_vec(),
+            ..ModelSpec::new(self.model.kind())
         };
         // Adam's betas and epsilon stay TrainConfig::new's (Keras') defaults
         TrainConfig {
@@ -135,9 +137,12 @@ impl Stage for Train {
     ];
 
     fn check(&self) -> Vec<Problem> {
+        // A declared model's layers are checked on the data's shape, with their positions, by
+        // the pipeline validator (see `model_problems`).
         let mut problems: Vec<Problem> =
             trainer::validate(&self.config(Shape::default(), self.device, Path::new("")))
                 .into_iter()
+                .filter(|m| !(self.declared() && m.starts_with("model.")))
                 .map(|m| Problem::new("", m))
                 .collect();
         problems.extend(Problem::above(
@@ -146,12 +151,12 @@ impl Stage for Train {
             MAX_BATCH_SIZE,
         ));
         problems.extend(Problem::above("epochs", self.epochs, MAX_EPOCHS));
-        if self.weights.is_some() && self.model.transfer_mode().is_none() {
+        if self.weights.is_some() && self.model.kind().transfer_mode().is_none() {
             problems.push(Problem::new(
                 "weights",
                 format!(
                     "pretrained weights apply to tl1, tl2 and tl3 only, not {}",
-                    self.model
+                    self.model.kind()
                 ),
             ));
         }
@@ -279,6 +284,25 @@ impl Stage for Train {
             report = report.metric("test_bacc", t);
         }
         Ok(report)
+    }
+}
+
+impl Train {
+    pub(crate) fn declared(&self) -> bool {
+        matches!(self.model, ModelChoice::Declared(_))
+    }
+
+    /// A declared model's problems on images of `input` shape, each at its layer's field
+    /// (`model.layers[3]`); none for a named model.
+    pub fn model_problems(&self, input: Shape) -> Vec<Problem> {
+        if !self.declared() {
+            return Vec::new();
+        }
+        let spec = self.config(input, self.device, Path::new("")).model;
+        declared::validate(&spec)
+            .into_iter()
+            .map(|p| Problem::new(format!("model.{}", p.path), p.message))
+            .collect()
     }
 }
 

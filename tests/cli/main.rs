@@ -3,6 +3,7 @@
 //! One test binary; topics live in submodules, which use this file's helpers through `super::`.
 
 mod cache_safety;
+mod declared;
 mod determinism;
 mod engine;
 mod experiments;

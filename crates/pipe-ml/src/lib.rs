@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod classical;
 pub mod curve;
+pub mod declared;
 pub mod defaults;
 pub mod device;
 pub mod export;

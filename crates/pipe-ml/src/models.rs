@@ -13,8 +13,8 @@
 //! weights depend on the seed only, not on the backend or on its global RNG state.
 
 use crate::backend::MlError;
+use crate::declared::{self, Layer};
 use crate::defaults;
-use crate::format::thousands;
 use crate::resnet::{self, ResNetSpec, TransferMode};
 use burn::module::{Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -44,6 +44,8 @@ pub enum ModelKind {
     Tl2,
     /// ResNet-50 + dense head, everything trains.
     Tl3,
+    /// A model declared in YAML (`layers:`, see [`crate::declared`]); not a name users write.
+    Declared,
 }
 
 impl ModelKind {
@@ -68,14 +70,14 @@ impl ModelKind {
             ModelKind::Tl1 => Some(TransferMode::Tl1),
             ModelKind::Tl2 => Some(TransferMode::Tl2),
             ModelKind::Tl3 => Some(TransferMode::Tl3),
-            ModelKind::B1 | ModelKind::B2 | ModelKind::B3 => None,
+            ModelKind::B1 | ModelKind::B2 | ModelKind::B3 | ModelKind::Declared => None,
         }
     }
 
     /// The report's learning rate for this kind: 1e-3 for B1/B2, 1e-4 for B3 and TL1–TL3.
     pub fn default_lr(self) -> f64 {
         match self {
-            ModelKind::B1 | ModelKind::B2 => defaults::LR_B1_B2,
+            ModelKind::B1 | ModelKind::B2 | ModelKind::Declared => defaults::LR_B1_B2,
             _ => defaults::LR_B3_TL,
         }
     }
@@ -89,6 +91,7 @@ impl ModelKind {
             ModelKind::Tl1 => "tl1",
             ModelKind::Tl2 => "tl2",
             ModelKind::Tl3 => "tl3",
+            ModelKind::Declared => "declared",
         }
     }
 }
@@ -147,6 +150,9 @@ pub struct ModelSpec {
     /// vocabulary; 2 (a sigmoid head) is left out of the JSON so binary records are unchanged.
     #[serde(default = "two", skip_serializing_if = "is_two")]
     pub classes: usize,
+    /// The layers of a [`ModelKind::Declared`] model (empty for the named ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<Layer>,
 }
 
 fn two() -> usize {
@@ -173,6 +179,15 @@ impl ModelSpec {
             dropout: default_dropout(),
             weights: None,
             classes: two(),
+            layers: Vec::new(),
+        }
+    }
+
+    /// A declared model of `layers` at 56x56x3.
+    pub fn declared(layers: Vec<Layer>) -> Self {
+        Self {
+            layers,
+            ..Self::new(ModelKind::Declared)
         }
     }
 
@@ -207,6 +222,19 @@ pub fn validate(spec: &ModelSpec) -> Vec<String> {
             "model.classes: {} must be between 2 and 256",
             spec.classes
         ));
+    }
+    if spec.kind == ModelKind::Declared {
+        if spec.input.channels == 0 {
+            problems.push("model.input: channels must be at least 1".to_owned());
+        }
+        problems.extend(
+            declared::validate(spec)
+                .into_iter()
+                .map(|p| format!("model.{}: {}", p.path, p.message)),
+        );
+        return problems;
+    } else if !spec.layers.is_empty() {
+        problems.push(format!("model: {} takes no layers", spec.kind));
     }
     if spec.kind.transfer_mode().is_some() {
         if let Err(e) = resnet::validate_input(spec.input) {
@@ -294,15 +322,23 @@ fn host_param<const D: usize>(
     )
 }
 
-/// Weight-draw plan: (fan_in, fan_out, element count) per kernel.
-struct Draw<'a> {
+/// Draws kernels from an optional seeded stream, numbering parameter ids in draw order.
+pub(crate) struct Draw<'a> {
     rng: Option<&'a mut ChaCha8Rng>,
     init: Init,
     next_id: u64,
 }
 
-impl Draw<'_> {
-    fn kernel<const D: usize>(
+impl<'a> Draw<'a> {
+    pub(crate) fn new(rng: Option<&'a mut ChaCha8Rng>, init: Init) -> Self {
+        Self {
+            rng,
+            init,
+            next_id: 0,
+        }
+    }
+
+    pub(crate) fn kernel<const D: usize>(
         &mut self,
         shape: [usize; D],
         fan_in: usize,
@@ -318,11 +354,11 @@ impl Draw<'_> {
         self.param(values, shape, device)
     }
 
-    fn bias(&mut self, n: usize, device: &Device) -> Param<Tensor<1>> {
+    pub(crate) fn bias(&mut self, n: usize, device: &Device) -> Param<Tensor<1>> {
         self.param(None, [n], device)
     }
 
-    fn param<const D: usize>(
+    pub(crate) fn param<const D: usize>(
         &mut self,
         values: Option<Vec<f32>>,
         shape: [usize; D],
@@ -342,7 +378,7 @@ impl Draw<'_> {
         conv
     }
 
-    fn dense(&mut self, d_in: usize, d_out: usize, device: &Device) -> Linear {
+    pub(crate) fn dense(&mut self, d_in: usize, d_out: usize, device: &Device) -> Linear {
         let mut lin = LinearConfig::new(d_in, d_out)
             .with_layout(LinearLayout::Row)
             .with_initializer(Initializer::Zeros)
@@ -355,7 +391,7 @@ impl Draw<'_> {
 
 /// Images per slice of [`Cnn::infer`]'s convolutional blocks (B3 at 56x56x3: conv1's output for
 /// 32 images is 6 MB).
-const FEATURE_CHUNK: usize = 32;
+pub(crate) const FEATURE_CHUNK: usize = 32;
 
 impl Cnn {
     /// Builds the module on `device`. With `seed`, kernels are drawn from it; without, every
@@ -364,11 +400,7 @@ impl Cnn {
     /// The caller must have validated `spec` (see [`validate`]).
     pub fn new(spec: &ModelSpec, seed: Option<u64>, device: &Device) -> Self {
         let mut rng = seed.map(ChaCha8Rng::seed_from_u64);
-        let mut d = Draw {
-            rng: rng.as_mut(),
-            init: spec.init,
-            next_id: 0,
-        };
+        let mut d = Draw::new(rng.as_mut(), spec.init);
         let c = spec.input.channels as usize;
         let conv1 = d.conv(c, CONV_CHANNELS[0], device);
         let conv2 = d.conv(CONV_CHANNELS[0], CONV_CHANNELS[1], device);
@@ -505,6 +537,9 @@ pub fn param_counts(spec: &ModelSpec) -> (usize, usize) {
     if let Some(mode) = spec.kind.transfer_mode() {
         return resnet::param_counts(mode, spec.input);
     }
+    if spec.kind == ModelKind::Declared {
+        return declared::param_counts(spec);
+    }
     let n = any_device().map_or(0, |d| Cnn::new(spec, None, &d).num_params());
     (n, n)
 }
@@ -519,6 +554,9 @@ pub fn summary(spec: &ModelSpec) -> String {
         let mut s = resnet::summary_tail(&rs);
         s.push('\n');
         return s;
+    }
+    if spec.kind == ModelKind::Declared {
+        return declared::summary(spec, "declared");
     }
     let Ok(device) = any_device() else {
         return "no backend compiled in\n".to_owned();
@@ -572,25 +610,19 @@ pub fn summary(spec: &ModelSpec) -> String {
         out_params,
     ));
 
-    let rule = |c: char| c.to_string().repeat(72);
-    let mut s = format!("Model: \"{}\"\n{}\n", spec.kind.as_str(), rule('_'));
-    s.push_str(&format!(
-        "{:<34}{:<26}{:>12}\n{}\n",
-        "Layer (type)",
-        "Output Shape",
-        "Param #",
-        rule('=')
-    ));
-    for (i, (name, shp, p)) in rows.iter().enumerate() {
-        s.push_str(&format!("{name:<34}{shp:<26}{:>12}\n", thousands(*p)));
-        s.push_str(&rule(if i + 1 == rows.len() { '=' } else { '_' }));
-        s.push('\n');
+    declared::render_table(spec.kind.as_str(), &rows, total, 0)
+}
+
+/// The dropout layers of `spec` in forward order: (rate, values per image). B2/B3 have two
+/// after their hidden dense layers (none at rate 0); B1 and the TL models none.
+pub fn dropout_layers(spec: &ModelSpec) -> Vec<(f64, usize)> {
+    match spec.kind {
+        ModelKind::Declared => {
+            declared::plan(&spec.layers, spec.input, spec.output_units()).dropout
+        }
+        k if k.regularised() && spec.dropout > 0.0 => vec![(spec.dropout, HIDDEN); 2],
+        _ => Vec::new(),
     }
-    s.push_str(&format!(
-        "Total params: {t}\nTrainable params: {t}\nNon-trainable params: 0\n",
-        t = thousands(total)
-    ));
-    s
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub fn saliency(
         let n = chunk.len();
         let x = prep.fill(data, chunk, None, 0);
         let x = Tensor::<4>::from_data(TensorData::new(x, [n, c, h, w]), &ad).require_grad();
-        let logits = model.forward(x.clone(), None);
+        let logits = model.forward(x.clone(), Vec::new());
         let units = logits.dims()[1];
         let grads = if units == 1 {
             logits.sum().backward()
@@ -84,6 +84,7 @@ impl Net {
         match self {
             Net::Cnn(m) => Net::Cnn(m.to_device(device).freeze()),
             Net::ResNet(m) => Net::ResNet(m.to_device(device).freeze()),
+            Net::Declared(m) => Net::Declared(m.to_device(device).freeze()),
         }
     }
 }

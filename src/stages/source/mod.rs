@@ -107,6 +107,18 @@ pub(crate) fn check_regular_if_present(path: &Path, max: u64) -> Result<(), Stag
     }
 }
 
+impl Source {
+    /// The shape of the images this source produces (for checking declared models).
+    pub fn image_shape(&self) -> crate::data::Shape {
+        match self {
+            Source::Raw(r) => crate::data::Shape::new(r.height, r.width, r.channels),
+            Source::Folder(f) => crate::data::Shape::new(f.height, f.width, f.channels),
+            Source::ImageFolder(f) => crate::data::Shape::new(f.height, f.width, f.channels),
+            Source::Synthetic(s) => s.shape(),
+        }
+    }
+}
+
 impl Stage for Source {
     const KIND: &'static str = "source";
     // 2: folder JPEGs decoded by libjpeg-turbo (different pixels from zune-jpeg).

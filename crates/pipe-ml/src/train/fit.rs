@@ -3,7 +3,7 @@
 
 use crate::backend::{self, MlError};
 use crate::curve::CurveRow;
-use crate::models::{self, DropoutMasks};
+use crate::models;
 use burn::nn::loss::{
     BinaryCrossEntropyLoss, BinaryCrossEntropyLossConfig, CrossEntropyLoss, CrossEntropyLossConfig,
 };
@@ -65,7 +65,8 @@ pub(super) struct Batch {
     pub(super) x: Vec<f32>,
     pub(super) y: Vec<i64>,
     pub(super) labels: Vec<u8>,
-    pub(super) masks: Option<(Vec<f32>, Vec<f32>)>,
+    /// One dropout mask per dropout layer ([`models::dropout_layers`]), `n x width` values.
+    pub(super) masks: Vec<(Vec<f32>, usize)>,
 }
 
 /// Checks the inputs against the config; every problem at once.
@@ -225,7 +226,8 @@ struct Session<'a> {
     augment: Option<AugmentSpec>,
     /// Input planes after preprocessing, height, width.
     chw: (usize, usize, usize),
-    dropout: Option<f32>,
+    /// Per dropout layer: rate and values per image.
+    dropout: Vec<(f32, usize)>,
 }
 
 /// Trains `cfg.model` on `inputs`, writing the model directory into `out_dir` and a per-epoch
@@ -317,11 +319,10 @@ impl<'a> Session<'a> {
             spec.input.height as usize,
             spec.input.width as usize,
         );
-        let dropout = if spec.kind.regularised() && spec.dropout > 0.0 {
-            Some(spec.dropout as f32)
-        } else {
-            None
-        };
+        let dropout = models::dropout_layers(spec)
+            .into_iter()
+            .map(|(rate, width)| (rate as f32, width))
+            .collect();
         let units = spec.output_units();
         let loss = if units == 1 {
             Loss::Binary(
@@ -406,10 +407,11 @@ impl<'a> Session<'a> {
             for b in rx {
                 let n = b.labels.len();
                 let x = Tensor::<4>::from_data(TensorData::new(b.x, [n, c, h, w]), ad);
-                let masks = b.masks.map(|(m1, m2)| DropoutMasks {
-                    after_fc1: Tensor::from_data(TensorData::new(m1, [n, models::HIDDEN]), ad),
-                    after_fc2: Tensor::from_data(TensorData::new(m2, [n, models::HIDDEN]), ad),
-                });
+                let masks = b
+                    .masks
+                    .into_iter()
+                    .map(|(m, width)| Tensor::from_data(TensorData::new(m, [n, width]), ad))
+                    .collect();
                 let logits = model.forward(x, masks);
                 let loss = self.loss.forward(logits.clone(), b.y, ad);
                 model = model.step(optim, lr, loss.backward());
@@ -459,10 +461,12 @@ impl<'a> Session<'a> {
                 .fill(ds, chunk, self.augment.as_ref(), epoch as u64);
             let labels: Vec<u8> = chunk.iter().map(|&i| all_labels[i]).collect();
             let y = labels.iter().map(|&l| l as i64).collect();
-            let masks = self.dropout.map(|rate| {
-                let scale = 1.0 / (1.0 - rate);
-                let mut draw = || -> Vec<f32> {
-                    (0..n * models::HIDDEN)
+            let masks = self
+                .dropout
+                .iter()
+                .map(|&(rate, width)| {
+                    let scale = 1.0 / (1.0 - rate);
+                    let m = (0..n * width)
                         .map(|_| {
                             if mask_rng.random::<f32>() < rate {
                                 0.0
@@ -470,11 +474,10 @@ impl<'a> Session<'a> {
                                 scale
                             }
                         })
-                        .collect()
-                };
-                let m1 = draw();
-                (m1, draw())
-            });
+                        .collect();
+                    (m, width)
+                })
+                .collect();
             if tx
                 .send(Batch {
                     x,

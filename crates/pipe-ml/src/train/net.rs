@@ -2,7 +2,8 @@
 //! loop, checkpoints and inference never match on the family.
 
 use crate::backend::MlError;
-use crate::models::{Cnn, DropoutMasks, ModelSpec};
+use crate::declared::net::DeclaredNet;
+use crate::models::{Cnn, DropoutMasks, ModelKind, ModelSpec};
 use crate::resnet::{self, ResNet50Classifier};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -19,6 +20,7 @@ use super::*;
 pub(crate) enum Net {
     Cnn(Cnn),
     ResNet(ResNet50Classifier),
+    Declared(DeclaredNet),
 }
 
 pub(super) fn resnet_err(e: resnet::ResNetError) -> MlError {
@@ -44,6 +46,9 @@ impl Net {
             Some(rs) => Ok(Net::ResNet(
                 resnet::build_seeded(&rs, seed, device).map_err(resnet_err)?,
             )),
+            None if spec.kind == ModelKind::Declared => {
+                Ok(Net::Declared(DeclaredNet::new(spec, Some(seed), device)))
+            }
             None => Ok(Net::Cnn(Cnn::new(spec, Some(seed), device))),
         }
     }
@@ -79,6 +84,11 @@ impl Net {
                     .try_load_record(record)
                     .map_err(record_err(path))?,
             )),
+            None if spec.kind == ModelKind::Declared => Ok(Net::Declared(
+                DeclaredNet::new(spec, None, device)
+                    .try_load_record(record)
+                    .map_err(record_err(path))?,
+            )),
             None => Ok(Net::Cnn(
                 Cnn::new(spec, None, device)
                     .try_load_record(record)
@@ -87,11 +97,23 @@ impl Net {
         }
     }
 
-    /// Training forward pass → logits `[N, 1]` (dropout masks are used by B2/B3 only).
-    pub(crate) fn forward(&self, x: Tensor<4>, masks: Option<DropoutMasks>) -> Tensor<2> {
+    /// Training forward pass → logits, with one dropout mask per dropout layer of
+    /// [`crate::models::dropout_layers`] (`[N, values per image]`, none for the TL models).
+    pub(crate) fn forward(&self, x: Tensor<4>, masks: Vec<Tensor<2>>) -> Tensor<2> {
         match self {
-            Net::Cnn(m) => m.forward(x, masks),
+            Net::Cnn(m) => {
+                let mut it = masks.into_iter();
+                let masks = match (it.next(), it.next()) {
+                    (Some(after_fc1), Some(after_fc2)) => Some(DropoutMasks {
+                        after_fc1,
+                        after_fc2,
+                    }),
+                    _ => None,
+                };
+                m.forward(x, masks)
+            }
             Net::ResNet(m) => m.forward(x),
+            Net::Declared(m) => m.forward(x, masks),
         }
     }
 
@@ -100,14 +122,17 @@ impl Net {
         match self {
             Net::Cnn(m) => m.infer(x),
             Net::ResNet(m) => m.forward(x),
+            Net::Declared(m) => m.infer(x),
         }
     }
 
-    /// Inference up to the last hidden layer → `[N, 512]` activations (see `stack`).
+    /// Inference up to the last hidden layer → the activations the output layer reads (`[N, 512]`
+    /// for the named models; see `stack`).
     pub(crate) fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             Net::Cnn(m) => m.embed(x),
             Net::ResNet(m) => m.embed(x),
+            Net::Declared(m) => m.embed(x),
         }
     }
 
@@ -116,6 +141,7 @@ impl Net {
         match self {
             Net::Cnn(m) => Net::Cnn(m.valid()),
             Net::ResNet(m) => Net::ResNet(m.valid()),
+            Net::Declared(m) => Net::Declared(m.valid()),
         }
     }
 
@@ -130,6 +156,10 @@ impl Net {
                 let g = GradientsParams::from_grads(grads, &m);
                 Net::ResNet(optim.step(lr, m, g))
             }
+            Net::Declared(m) => {
+                let g = GradientsParams::from_grads(grads, &m);
+                Net::Declared(optim.step(lr, m, g))
+            }
         }
     }
 
@@ -140,6 +170,7 @@ impl Net {
         let bytes = match self.valid() {
             Net::Cnn(m) => m.into_record().into_bytes(),
             Net::ResNet(m) => m.into_record().into_bytes(),
+            Net::Declared(m) => m.into_record().into_bytes(),
         }
         .map_err(encode_err(path))?;
         write_record(path, &bytes)
@@ -152,6 +183,7 @@ impl Net {
         let bytes = match self {
             Net::Cnn(m) => m.save_into(&mut store),
             Net::ResNet(m) => m.save_into(&mut store),
+            Net::Declared(m) => m.save_into(&mut store),
         }
         .and_then(|()| store.get_bytes())
         .map_err(encode_err(path))?;

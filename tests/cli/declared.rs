@@ -1,0 +1,167 @@
+//! Models declared in YAML (`model: {layers: [...]}`): training, evaluation, prediction and
+//! caching on the real binary; shape errors at the layer's position; `pipe model --stage`.
+
+use super::*;
+
+/// A pipeline whose `net` stage is a small declared CNN with every layer kind but avg_pool;
+/// `{conv}` is replaced by the first layer's settings.
+fn declared_pipeline(conv: &str) -> String {
+    format!(
+        "\
+stages:
+  faces: {{kind: source, format: synthetic, count: 120, height: 24, width: 24, seed: 4}}
+  split: {{kind: split, inputs: {{data: faces}}}}
+  net:
+    kind: train
+    epochs: 2
+    batch_size: 16
+    seed: 5
+    inputs: {{data: faces, split: split}}
+    model:
+      layers:
+        - conv2d: {conv}
+        - max_pool
+        - batch_norm
+        - residual:
+            layers:
+              - conv2d: {{filters: 4, padding: same}}
+              - dropout: {{rate: 0.1}}
+        - global_avg_pool
+        - dense: {{units: 8, activation: tanh}}
+  evaluate: {{kind: evaluate, inputs: {{model: net, data: faces, split: split}}}}
+  predict: {{kind: predict, hash_override: false, inputs: {{test: faces, model: net}}}}
+"
+    )
+}
+
+#[test]
+fn a_declared_model_trains_evaluates_predicts_and_caches() {
+    let env = Env::new();
+    env.write("p.yaml", &declared_pipeline("{filters: 4, padding: same}"));
+    let out = env.ok(&["run", "p.yaml"]);
+    assert_eq!(ran(&out), ["evaluate", "faces", "net", "predict", "split"]);
+    let out = env.ok(&["run", "p.yaml"]);
+    assert!(ran(&out).is_empty(), "{out}");
+
+    // The same architecture written with its defaults spelled out: the same key.
+    env.write(
+        "p.yaml",
+        &declared_pipeline("{filters: 4, kernel: 3, stride: 1, padding: same, activation: relu}"),
+    );
+    let out = env.ok(&["run", "p.yaml"]);
+    assert!(ran(&out).is_empty(), "{out}");
+
+    // One layer changed: the training and what depends on it rerun, the data stays cached.
+    env.write(
+        "p.yaml",
+        &declared_pipeline("{filters: 4, kernel: 5, padding: same}"),
+    );
+    let out = env.ok(&["run", "p.yaml"]);
+    assert_eq!(ran(&out), ["evaluate", "net", "predict"], "{out}");
+    let s = env.ok(&["model", "p.yaml", "--stage", "net"]);
+    assert!(s.contains("Total params: 517"), "{s}");
+}
+
+#[test]
+fn pipe_model_prints_the_summary_of_a_declared_stage() {
+    let env = Env::new();
+    env.write("p.yaml", &declared_pipeline("{filters: 4, padding: same}"));
+    let s = env.ok(&["model", "p.yaml", "--stage", "net"]);
+    for want in [
+        "Model: \"net\"",
+        "conv2d_1 (Conv2D)",
+        "(None, 24, 24, 4)",
+        "max_pooling2d_1 (MaxPooling2D)",
+        "(None, 12, 12, 4)",
+        "batch_normalization_1 (BatchNormalization)",
+        "add_1 (Add)",
+        "global_average_pooling2d_1 (GlobalAveragePooling2D)",
+        "dense_1 (Dense)",
+        "output (Dense)",
+        // 112 + 16 + 148 + 40 + 9 (one logit for two classes)
+        "Total params: 325",
+        "Trainable params: 317",
+        "Non-trainable params: 8",
+    ] {
+        assert!(s.contains(want), "{want}\n{s}");
+    }
+    // A named model's stage too, and the errors of a wrong stage.
+    env.write(
+        "b.yaml",
+        "stages:\n  faces: {kind: source, format: synthetic, count: 50, height: 24, width: 24}\n  split: {kind: split, inputs: {data: faces}}\n  t: {kind: train, model: b1, inputs: {data: faces, split: split}}\n",
+    );
+    let s = env.ok(&["model", "b.yaml", "--stage", "t"]);
+    assert!(
+        s.contains("(None, 22, 22, 16)") && s.contains("Model: \"b1\""),
+        "{s}"
+    );
+    let e = env.err(&["model", "b.yaml", "--stage", "split"], 2);
+    assert!(e.contains("not a train stage"), "{e}");
+    let e = env.err(&["model", "b.yaml", "--stage", "nope"], 2);
+    assert!(e.contains("no stage `nope`"), "{e}");
+}
+
+#[test]
+fn shape_errors_are_reported_at_the_layer_before_anything_runs() {
+    let env = Env::new();
+    // layer 3 (dense) gets the pooled image; the residual block changes the channels
+    let text = "\
+stages:
+  faces: {kind: source, format: synthetic, count: 60, height: 24, width: 24}
+  split: {kind: split, inputs: {data: faces}}
+  net:
+    kind: train
+    inputs: {data: faces, split: split}
+    model:
+      layers:
+        - residual:
+            layers:
+              - conv2d: {filters: 3, padding: same}
+              - conv2d: {filters: 2, kernel: 1}
+        - max_pool: {size: 30}
+        - conv2d: {filters: 8}
+        - dense: {units: 0}
+";
+    env.write("p.yaml", text);
+    let e = env.err(&["run", "p.yaml"], 2);
+    assert!(
+        e.contains(
+            "p.yaml:9:11: stages.net.model.layers[0]: layer 1 (residual): its layers output (None, 24, 24, 2) but its input is (None, 24, 24, 3)"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "p.yaml:15:11: stages.net.model.layers[3]: layer 4 (dense): units must be at least 1"
+        ),
+        "{e}"
+    );
+    let out = env.pipe(&["run", "p.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(ran(&stdout).is_empty(), "nothing runs: {stdout}");
+    // dense on an image: the message says what to add
+    env.write(
+        "p.yaml",
+        &text
+            .replace("        - residual:\n            layers:\n              - conv2d: {filters: 3, padding: same}\n              - conv2d: {filters: 2, kernel: 1}\n", "")
+            .replace("size: 30", "size: 2")
+            .replace("units: 0", "units: 4"),
+    );
+    let e = env.err(&["validate", "p.yaml"], 2);
+    assert!(
+        e.contains(
+            "p.yaml:11:11: stages.net.model.layers[2]: layer 3 (dense): input is 3-D, add flatten"
+        ),
+        "{e}"
+    );
+    let e = env.err(&["model", "p.yaml", "--stage", "net"], 2);
+    assert!(e.contains("input is 3-D, add flatten"), "{e}");
+    // an unknown layer names itself and its list
+    env.write(
+        "p.yaml",
+        &text.replace("max_pool: {size: 30}", "maxpool: {size: 30}"),
+    );
+    let e = env.err(&["validate", "p.yaml"], 2);
+    assert!(e.contains("layer 2: unknown variant 'maxpool'"), "{e}");
+}
