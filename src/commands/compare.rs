@@ -1,6 +1,6 @@
 //! `pipe compare`: the evaluation metrics of the latest runs of some pipelines as a Markdown
-//! table (a sweep's variants as one table of their own), and their confusion matrices as one
-//! PNG.
+//! table (a sweep's variants as one table of their own), the metrics of command stages, and
+//! their confusion matrices as one PNG.
 
 use super::exit::{self, EXIT_INTERNAL, EXIT_OK};
 use super::load_or_exit;
@@ -46,6 +46,7 @@ pub(super) fn compare(cache: &Path, files: &[PathBuf], png: Option<&Path>) -> i3
             );
             continue;
         };
+        found.add_commands(&p.name, rec);
         match crate::sweep::table::latest_sweep(&all, &p.name) {
             Some(recs) => found.add_sweep(store, &p.name, rec, &recs, f),
             None => found.add_run(store, &p.name, rec, f),
@@ -81,9 +82,22 @@ struct Found {
     matrices: Vec<(String, Confusion)>,
     /// Evaluations whose objects were damaged or gone.
     unusable: usize,
+    /// Command stages' metrics: `| pipeline | stage | metric | value |` rows.
+    commands: Vec<String>,
 }
 
 impl Found {
+    /// One row per metric of each command stage of the run `rec` (from its `metrics` file, as
+    /// recorded).
+    fn add_commands(&mut self, name: &str, rec: &RunRecord) {
+        for (id, s) in rec.stages.iter().filter(|(_, s)| s.kind == "command") {
+            for (k, v) in &s.report.metrics {
+                self.commands
+                    .push(format!("| {name} | {id} | {k} | {v:.4} |"));
+            }
+        }
+    }
+
     /// One row per evaluation of the run `rec` of pipeline `name`.
     fn add_run(&mut self, store: &crate::cache::Store, name: &str, rec: &RunRecord, f: &Path) {
         for (id, report, confusion) in evaluations(store, rec, &mut self.unusable, f) {
@@ -174,6 +188,14 @@ impl Found {
                 table.push('\n');
             }
             table.push_str(t);
+        }
+        self.commands.dedup();
+        if !self.commands.is_empty() {
+            table.push_str("\n| pipeline | command stage | metric | value |\n|---|---|---|---|\n");
+            for r in &self.commands {
+                table.push_str(r);
+                table.push('\n');
+            }
         }
         table
     }

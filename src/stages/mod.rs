@@ -7,6 +7,7 @@
 pub mod analyze;
 pub mod artifacts;
 pub mod augment;
+pub mod command;
 pub mod dedup;
 pub mod ensemble;
 pub mod evaluate;
@@ -42,6 +43,8 @@ pub enum ArtifactKind {
     Ensemble,
     Predictions,
     Analysis,
+    /// A command stage's declared outs.
+    Files,
 }
 
 impl fmt::Display for ArtifactKind {
@@ -385,6 +388,7 @@ stage_kinds! {
     Ensemble => ensemble::Ensemble,
     Predict => predict::Predict,
     Analyze => analyze::Analyze,
+    Command => command::Command,
 }
 
 impl StageError {

@@ -3,6 +3,7 @@
 //! One test binary; topics live in submodules, which use this file's helpers through `super::`.
 
 mod cache_safety;
+mod command;
 mod determinism;
 mod engine;
 mod fresh_clone;

@@ -15,9 +15,9 @@ const SECRET: &str = "pipe-secret-7f3a9c51e2";
 const BUCKET: &str = "shared";
 
 /// A real S3 server on a free loopback port, serving a temporary directory; killed on drop.
-struct S3Server {
+pub(super) struct S3Server {
     child: Option<Child>,
-    port: u16,
+    pub(super) port: u16,
     root: tempfile::TempDir,
 }
 
@@ -42,7 +42,7 @@ fn s3s_binary() -> Option<PathBuf> {
 impl S3Server {
     /// Starts the server; a missing binary fails the test (it runs only when asked for, with
     /// `--include-ignored`).
-    fn start() -> S3Server {
+    pub(super) fn start() -> S3Server {
         let bin = s3s_binary().expect(
             "s3s-fs not found: cargo install --locked s3s-fs --version 0.14.1 --features binary \
              (or set PIPE_TEST_S3S_FS)",
@@ -98,7 +98,7 @@ impl Drop for S3Server {
 }
 
 /// `pipe.toml` naming the server (`bucket` in it) or a `file://` directory.
-fn s3_config(env: &Env, port: u16, bucket: &str) {
+pub(super) fn s3_config(env: &Env, port: u16, bucket: &str) {
     env.write(
         "pipe.toml",
         &format!(
@@ -108,7 +108,7 @@ fn s3_config(env: &Env, port: u16, bucket: &str) {
     );
 }
 
-fn file_config(env: &Env, dir: &Path) {
+pub(super) fn file_config(env: &Env, dir: &Path) {
     env.write(
         "pipe.toml",
         &format!("[remote]\nurl = \"file://{}\"\n", dir.display()),
@@ -151,7 +151,7 @@ fn finish(out: Output, args: &[&str]) -> (i32, String, String) {
 }
 
 /// Runs and asserts success; returns stdout and stderr together.
-fn rok(env: &Env, args: &[&str]) -> String {
+pub(super) fn rok(env: &Env, args: &[&str]) -> String {
     let (code, stdout, stderr) = rrun(env, args);
     assert_eq!(
         code, 0,
@@ -161,7 +161,7 @@ fn rok(env: &Env, args: &[&str]) -> String {
 }
 
 /// Lines of a run's output saying `word` (e.g. `pulled`), as stage ids, sorted.
-fn said(out: &str, word: &str) -> Vec<String> {
+pub(super) fn said(out: &str, word: &str) -> Vec<String> {
     let mut v: Vec<String> = out
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix(&format!("{word} ")))
