@@ -196,17 +196,17 @@ fn env_whitelist_values_enter_the_key_and_nothing_else_is_passed() {
     let env = command_env();
     let text = command_pipeline().replace(
         "    params: {n: 1}\n",
-        "    params: {n: 1}\n    env: [PIPE_TEST_CMD_COLOUR]\n",
+        "    params: {n: 1}\n    env: [TEST_CMD_COLOUR]\n",
     ).replace(
         "echo \"$PIPE_PARAM_N\" >> \"$PIPE_OUT/copy.txt\"",
-        "echo \"$PIPE_PARAM_N ${PIPE_TEST_CMD_COLOUR:-none} ${PIPE_TEST_CMD_OTHER:-none}\" >> \"$PIPE_OUT/copy.txt\"",
+        "echo \"$PIPE_PARAM_N ${TEST_CMD_COLOUR:-none} ${TEST_CMD_OTHER:-none}\" >> \"$PIPE_OUT/copy.txt\"",
     );
     env.write("p.yaml", &text);
     let run = |colour: &str| {
         let out = env
             .cmd(&["run", "p.yaml"])
-            .env("PIPE_TEST_CMD_COLOUR", colour)
-            .env("PIPE_TEST_CMD_OTHER", colour)
+            .env("TEST_CMD_COLOUR", colour)
+            .env("TEST_CMD_OTHER", colour)
             .output()
             .unwrap();
         assert!(

@@ -1,6 +1,6 @@
 //! `${…}` references in a command stage's `cmd`: `${params.NAME}`, `${deps.DEP}` (a dep as
-//! written in `deps`) and `${out}`. `$${` writes a literal `${`; any other `$` is left alone, so
-//! a shell command may still read `$PIPE_OUT` or `$HOME` itself.
+//! written in `deps`) and `${out}`. `$${` writes a literal `${`; any other `$` or `${…}` is left
+//! alone, so a shell command may still read `$PIPE_OUT` or `${HOME:-/tmp}` itself.
 
 /// One `${…}` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +17,9 @@ pub enum Piece<'a> {
     Ref(Ref<'a>),
 }
 
-/// The pieces of `template`, or why it cannot be read (an unclosed `${`, an unknown name).
-pub fn parse(template: &str) -> Result<Vec<Piece<'_>>, String> {
+/// The pieces of `template`. A `${…}` that is none of pipe's references (`${HOME}`,
+/// `${X:-default}`, an unclosed `${`) is text, left to the shell.
+pub fn parse(template: &str) -> Vec<Piece<'_>> {
     let bytes = template.as_bytes();
     let mut pieces = Vec::new();
     let (mut i, mut text) = (0, 0);
@@ -29,50 +30,48 @@ pub fn parse(template: &str) -> Result<Vec<Piece<'_>>, String> {
             pieces.push(Piece::Text(&template[i + 1..i + 3]));
             i += 3;
             text = i;
-        } else if bytes[i..].starts_with(b"${") {
-            pieces.push(Piece::Text(&template[text..i]));
-            let body = &template[i + 2..];
-            let Some(end) = body.find('}') else {
-                return Err(format!(
-                    "unclosed `${{` in `{}`",
-                    crate::quote::quote(template)
-                ));
-            };
-            pieces.push(Piece::Ref(reference(&body[..end])?));
-            i += 2 + end + 1;
-            text = i;
-        } else {
-            i += 1;
+            continue;
+        }
+        // `$` is ASCII: `i` is then a character boundary.
+        let found = (bytes[i] == b'$')
+            .then(|| &template[i..])
+            .and_then(|body| body.strip_prefix("${"))
+            .and_then(|b| Some((b.find('}')?, b)))
+            .and_then(|(end, b)| Some((end, reference(&b[..end])?)));
+        match found {
+            Some((end, r)) => {
+                pieces.push(Piece::Text(&template[text..i]));
+                pieces.push(Piece::Ref(r));
+                i += 2 + end + 1;
+                text = i;
+            }
+            None => i += 1,
         }
     }
     pieces.push(Piece::Text(&template[text..]));
     pieces.retain(|p| *p != Piece::Text(""));
-    Ok(pieces)
+    pieces
 }
 
-fn reference(name: &str) -> Result<Ref<'_>, String> {
+fn reference(name: &str) -> Option<Ref<'_>> {
     match name.split_once('.') {
-        _ if name == "out" => Ok(Ref::Out),
-        Some(("params", p)) if !p.is_empty() => Ok(Ref::Param(p)),
-        Some(("deps", d)) if !d.is_empty() => Ok(Ref::Dep(d)),
-        _ => Err(format!(
-            "unknown reference `${{{}}}`: use `${{params.NAME}}`, `${{deps.DEP}}` or `${{out}}`",
-            crate::quote::quote(name)
-        )),
+        _ if name == "out" => Some(Ref::Out),
+        Some(("params", p)) if !p.is_empty() => Some(Ref::Param(p)),
+        Some(("deps", d)) if !d.is_empty() => Some(Ref::Dep(d)),
+        _ => None,
     }
 }
 
-/// `template` with every reference replaced by `value(reference)` (checked by [`parse`] at
-/// validation, so an unreadable template here is an internal error reported as text).
-pub fn expand(template: &str, value: impl Fn(&Ref) -> String) -> Result<String, String> {
+/// `template` with every reference replaced by `value(reference)`.
+pub fn expand(template: &str, value: impl Fn(&Ref) -> String) -> String {
     let mut s = String::new();
-    for p in parse(template)? {
+    for p in parse(template) {
         match p {
             Piece::Text(t) => s.push_str(t),
             Piece::Ref(r) => s.push_str(&value(&r)),
         }
     }
-    Ok(s)
+    s
 }
 
 #[cfg(test)]
@@ -91,25 +90,28 @@ mod tests {
     fn references_expand_and_other_dollars_stay() {
         let t = "python3 ${deps.scripts/a.py} --lr=${params.lr} -o ${out}/x $PIPE_OUT $HOME";
         assert_eq!(
-            expand(t, show).unwrap(),
+            expand(t, show),
             "python3 <d:scripts/a.py> --lr=<p:lr> -o <out>/x $PIPE_OUT $HOME"
         );
     }
 
     #[test]
     fn a_doubled_dollar_escapes() {
-        assert_eq!(
-            expand("echo $${x} ${out}", show).unwrap(),
-            "echo ${x} <out>"
-        );
-        assert_eq!(expand("$${out}", show).unwrap(), "${out}");
+        assert_eq!(expand("echo $${x} ${out}", show), "echo ${x} <out>");
+        assert_eq!(expand("$${out}", show), "${out}");
     }
 
     #[test]
-    fn bad_references_are_named() {
-        assert!(parse("a ${params.lr").unwrap_err().contains("unclosed"));
-        let e = parse("${param.lr}").unwrap_err();
-        assert!(e.contains("unknown reference `${param.lr}`"), "{e}");
-        assert!(parse("${params.}").is_err());
+    fn other_braces_are_the_shells() {
+        for t in [
+            "${HOME} ${X:-none}",
+            "a ${params.lr",
+            "${param.lr}",
+            "${params.}",
+            "é${",
+        ] {
+            assert_eq!(expand(t, show), t);
+        }
+        assert_eq!(expand("${X:-${out}}", show), "${X:-<out>}");
     }
 }

@@ -160,10 +160,7 @@ impl Command {
     }
 
     fn check_template(&self, template: &str, field: &str) -> Vec<Problem> {
-        let pieces = match interp::parse(template) {
-            Ok(p) => p,
-            Err(m) => return vec![Problem::new(field, m)],
-        };
+        let pieces = interp::parse(template);
         let mut problems = Vec::new();
         for p in pieces {
             let message = match p {

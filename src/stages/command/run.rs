@@ -19,7 +19,7 @@ const TAIL_WIDTH: usize = 300;
 pub(super) fn run(stage: &Command, ctx: &StageContext) -> Result<StageReport, StageError> {
     let out = absolute(ctx.out)?;
     let deps = dep_paths(stage, ctx)?;
-    let argv = arguments(stage, &deps, &out)?;
+    let argv = arguments(stage, &deps, &out);
     let scratch = tempfile::Builder::new()
         .prefix("pipe-command-")
         .tempdir()
@@ -101,11 +101,7 @@ fn dep_paths(stage: &Command, ctx: &StageContext) -> Result<BTreeMap<String, Pat
 
 /// The program and its arguments: a list with references expanded in place, or `sh -c` with
 /// the string's references expanded shell-quoted (a path with a space stays one word).
-fn arguments(
-    stage: &Command,
-    deps: &BTreeMap<String, PathBuf>,
-    out: &Path,
-) -> Result<Vec<String>, StageError> {
+fn arguments(stage: &Command, deps: &BTreeMap<String, PathBuf>, out: &Path) -> Vec<String> {
     let value = |r: &Ref| match r {
         Ref::Param(p) => stage.params.get(*p).map(param_text).unwrap_or_default(),
         Ref::Dep(d) => deps
@@ -123,11 +119,10 @@ fn arguments(
                 v
             }
         })
-        .map_err(StageError::Invalid)
     };
     match &stage.cmd {
         Cmd::Args(args) => args.iter().map(|a| expand(a, false)).collect(),
-        Cmd::Shell(s) => Ok(vec!["sh".into(), "-c".into(), expand(s, true)?]),
+        Cmd::Shell(s) => vec!["sh".into(), "-c".into(), expand(s, true)],
     }
 }
 

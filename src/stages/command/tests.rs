@@ -37,7 +37,6 @@ fn every_problem_is_reported() {
     let want = [
         "cmd[1]: `${params.lrr}`: no param `lrr`",
         "cmd[2]: `${deps.nope}`: `nope` is not one of deps",
-        "cmd[3]: unknown reference `${oops}`",
         "params.bad-name: param name `bad-name`",
         "params.nested: expected a string",
         "deps[0]: `../outside`",
