@@ -91,7 +91,7 @@ fn a_failing_command_fails_its_stage_with_the_log_tail_and_stores_nothing() {
     let env = command_env();
     env.write(
         "scripts/tag.sh",
-        "echo first line\necho 'it broke' >&2\nexit 3\n",
+        "echo first line >&2\necho 'it broke' >&2\nexit 3\n",
     );
     let err = env.err(&["run", "p.yaml"], 2);
     assert!(
