@@ -1,6 +1,6 @@
 //! `pipe compare`: the evaluation metrics of the latest runs of some pipelines as a Markdown
-//! table (a sweep's variants as one table of their own), and their confusion matrices as one
-//! PNG.
+//! table (a sweep's variants as one table of their own), the metrics of command stages, and
+//! their confusion matrices as one PNG.
 
 use super::compare_rows::{self, Filter, View};
 use super::exit::{self, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
@@ -159,6 +159,7 @@ pub(super) fn compare(s: &Settings, f: Flags<'_>) -> i32 {
                 );
                 continue;
             };
+            found.add_commands(name, rec);
             let sweep = crate::sweep::table::latest_sweep(&all, name);
             if let Some(r) = &remote {
                 for rec in sweep.as_deref().unwrap_or(&[rec]) {
@@ -242,9 +243,22 @@ struct Found {
     matrices: Vec<(String, Confusion)>,
     /// Evaluations whose objects were damaged or gone.
     unusable: usize,
+    /// Command stages' metrics: `| pipeline | stage | metric | value |` rows.
+    commands: Vec<String>,
 }
 
 impl Found {
+    /// One row per metric of each command stage of the run `rec` (from its `metrics` file, as
+    /// recorded).
+    fn add_commands(&mut self, name: &str, rec: &RunRecord) {
+        for (id, s) in rec.stages.iter().filter(|(_, s)| s.kind == "command") {
+            for (k, v) in &s.report.metrics {
+                self.commands
+                    .push(format!("| {name} | {id} | {k} | {v:.4} |"));
+            }
+        }
+    }
+
     /// One row per evaluation of the run `rec` of pipeline `name`.
     fn add_run(&mut self, store: &crate::cache::Store, name: &str, rec: &RunRecord, f: &Path) {
         for (id, report, confusion) in evaluations(store, rec, &mut self.unusable, f) {
@@ -370,6 +384,14 @@ impl Found {
                 table.push('\n');
             }
             table.push_str(t);
+        }
+        self.commands.dedup();
+        if !self.commands.is_empty() {
+            table.push_str("\n| pipeline | command stage | metric | value |\n|---|---|---|---|\n");
+            for r in &self.commands {
+                table.push_str(r);
+                table.push('\n');
+            }
         }
         table
     }

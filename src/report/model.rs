@@ -44,6 +44,10 @@ pub struct Report {
     pub evaluations: Vec<EvalView>,
     pub figures: Vec<Figure>,
     pub predictions: Vec<PredictView>,
+    /// Command stages (their summary and the numbers of their `metrics` file).
+    pub commands: Vec<PredictView>,
+    /// Command stages' CSV `plots`, drawn as line charts.
+    pub plots: Vec<CsvPlot>,
     pub warnings: Vec<String>,
     /// The swept override paths of the runs' sweeps, in order of appearance: Table 1's columns.
     pub swept: Vec<String>,
@@ -365,9 +369,68 @@ impl Context<'_> {
                 summary: s.report.summary.clone(),
                 metrics: s.report.metrics.clone(),
             }),
+            "command" => {
+                report.commands.push(PredictView {
+                    stage: label(id, &variant),
+                    summary: s.report.summary.clone(),
+                    metrics: s.report.metrics.clone(),
+                });
+                for f in s.report.figures.iter().filter(|f| f.ends_with(".csv")) {
+                    match read_plot(&dir.join(f)) {
+                        Ok(series) => report.plots.push(CsvPlot {
+                            stage: id.to_string(),
+                            file: f.clone(),
+                            series,
+                        }),
+                        Err(e) => report.warnings.push(format!("`{id}`: {f}: {e}")),
+                    }
+                }
+            }
             _ => {}
         }
     }
+}
+
+/// A command stage's CSV plot: its first column against each other numeric column.
+#[derive(Debug)]
+pub struct CsvPlot {
+    pub stage: String,
+    pub file: String,
+    /// The first column's header, then (header, points) of each other column with a number.
+    pub series: (String, Vec<(String, Vec<(f64, f64)>)>),
+}
+
+/// Most rows of a CSV plot read (the chart keeps at most a few hundred points per series).
+const MAX_PLOT_ROWS: usize = 1_000_000;
+
+/// The columns of a CSV with a header row; cells that are not numbers are skipped.
+fn read_plot(path: &Path) -> Result<(String, Vec<(String, Vec<(f64, f64)>)>), String> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
+    let headers: Vec<String> = r
+        .headers()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let Some((x_label, columns)) = headers.split_first() else {
+        return Err("no header row".into());
+    };
+    let mut series: Vec<(String, Vec<(f64, f64)>)> =
+        columns.iter().map(|c| (c.clone(), Vec::new())).collect();
+    for row in r.records().take(MAX_PLOT_ROWS) {
+        let row = row.map_err(|e| e.to_string())?;
+        let num = |i: usize| row.get(i).and_then(|c| c.trim().parse::<f64>().ok());
+        let Some(x) = num(0).filter(|x| x.is_finite()) else {
+            continue;
+        };
+        for (i, (_, points)) in series.iter_mut().enumerate() {
+            if let Some(y) = num(i + 1).filter(|y| y.is_finite()) {
+                points.push((x, y));
+            }
+        }
+    }
+    series.retain(|(_, p)| !p.is_empty());
+    Ok((x_label.clone(), series))
 }
 
 fn add_figures(report: &mut Report, id: &str, s: &StageRecord, dir: &Path) {

@@ -65,6 +65,7 @@ pub fn render(r: &Report) -> String {
     if has_predictions {
         predictions_section(&mut s, r);
     }
+    commands_section(&mut s, r);
     provenance_section(&mut s, r);
     let _ = write!(
         s,
@@ -495,6 +496,63 @@ fn predictions_section(s: &mut String, r: &Report) {
         }
     }
     figures(s, &r.figures, PREDICT_FIGURES);
+    s.push_str("</section>");
+}
+
+/// The pipelines' command stages: summary, metrics and plots (absent when there are none).
+fn commands_section(s: &mut String, r: &Report) {
+    if r.commands.is_empty() {
+        return;
+    }
+    s.push_str("<section id=\"commands\"><h2>Command stages</h2>");
+    for c in &r.commands {
+        let _ = write!(
+            s,
+            "<h3>{}</h3><p>{}</p><ul>",
+            escape(&c.stage),
+            escape(&c.summary)
+        );
+        for (k, v) in &c.metrics {
+            let _ = write!(s, "<li>{}: {v}</li>", escape(k));
+        }
+        s.push_str("</ul>");
+    }
+    for (i, p) in r.plots.iter().enumerate() {
+        let (x_label, columns) = &p.series;
+        let title = format!("{}: {}", p.stage, p.file);
+        let _ = write!(s, "<h3>{}</h3><p class=\"legend\">", escape(&title));
+        let mut series = Vec::new();
+        for (k, (name, points)) in columns.iter().enumerate() {
+            let _ = write!(
+                s,
+                "<span><i style=\"background:{}\"></i>{}</span> ",
+                color(k),
+                escape(name)
+            );
+            series.push(Series {
+                owner: p.stage.clone(),
+                name: name.clone(),
+                color: color(k),
+                style: Style::Solid,
+                points: points.clone(),
+            });
+        }
+        s.push_str("</p>");
+        s.push_str(&line_chart(&Chart {
+            id: &format!("chart-command-{i}"),
+            title: &title,
+            x_label,
+            y_label: "",
+            series,
+            marks: Vec::new(),
+            x_range: None,
+            y_range: None,
+            diagonal: false,
+            x_integer: false,
+            y_limits: None,
+        }));
+    }
+    figures(s, &r.figures, &["command"]);
     s.push_str("</section>");
 }
 

@@ -674,7 +674,21 @@ fn substitute_params(acc: &mut Collected, diags: &mut Vec<Diagnostic>) {
     let params = acc.params.clone();
     for stage in &mut acc.stages {
         let field = format!("stages.{}", crate::quote::quote(&stage.id));
-        subst(&mut stage.tree, &params, &stage.file, &field, diags);
+        let command = stage.tree.get("kind").and_then(|(_, k)| k.as_str()) == Some("command");
+        match &mut stage.tree.node {
+            // A command stage's `cmd` refers to its own params, deps and out when it runs
+            // (stages/command/interp.rs); its other fields are the pipeline's like any stage's.
+            Node::Map(entries) if command => {
+                for (k, v) in entries
+                    .iter_mut()
+                    .filter(|(k, _)| k.as_str() != Some("cmd"))
+                {
+                    let f = format!("{field}.{}", k.as_str().unwrap_or("?"));
+                    subst(v, &params, &stage.file, &f, diags);
+                }
+            }
+            _ => subst(&mut stage.tree, &params, &stage.file, &field, diags),
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub fn validate(
         }
     }
     check_inputs(&raw, &specs, &ids, diags);
+    command_deps(&raw, &mut specs, &ids, diags);
     check_input_sizes(&specs, diags);
     check_declared_models(&raw, &specs, diags);
     if let Err(cycle) = Dag::build(specs.iter().map(|(id, s)| (id.as_str(), &s.inputs))) {
@@ -589,6 +590,46 @@ fn check_input(
         format!("{field}.{slot}"),
         message,
     ))
+}
+
+/// A command stage's `deps`: those naming a stage become its inputs (slot = the stage id);
+/// each other must be a file or folder beside the pipeline file.
+fn command_deps(
+    raw: &[RawStage],
+    specs: &mut BTreeMap<String, StageSpec>,
+    ids: &[String],
+    diags: &mut Vec<Diagnostic>,
+) {
+    for stage in raw {
+        let Some(spec) = specs.get_mut(&stage.id) else {
+            continue;
+        };
+        let StageConfig::Command(c) = &mut spec.config else {
+            continue;
+        };
+        for i in c.resolve_deps(ids, &spec.base_dir) {
+            let dep = &c.deps[i];
+            let field = format!("deps[{i}]");
+            let base = match spec.base_dir.as_os_str().is_empty() {
+                true => Path::new("."),
+                false => spec.base_dir.as_path(),
+            };
+            diags.push(Diagnostic::new(
+                &spec.file,
+                Some(stage.tree.locate(&field)),
+                format!("stages.{}.{field}", quote(&stage.id)),
+                format!(
+                    "`{}` is neither a stage of this pipeline nor a file or folder in {}{}",
+                    quote(dep),
+                    crate::quote::path(base),
+                    hint(dep, ids.iter().map(String::as_str))
+                ),
+            ));
+        }
+        for id in c.stage_deps.clone() {
+            spec.inputs.insert(id.clone(), id);
+        }
+    }
 }
 
 /// Every required slot of the stage's kind has an input.

@@ -10,6 +10,8 @@
 //! - Folder sources: the PNG decoder, the resampler (`image`) and libjpeg-turbo (`mozjpeg-sys`
 //!   bundles it; its version is the decoder's).
 //!
+//! - Command stages: the values of their `env` whitelist (as digests).
+//!
 //! Figures (PNG encoding, fonts) are deliberately absent: a new encoder may compress a chart
 //! differently, but no stage reads a figure, so old and new bytes are equally valid outputs.
 
@@ -79,6 +81,9 @@ impl StageConfig {
             | StageConfig::FilterConflicts(_)
             | StageConfig::Split(_)
             | StageConfig::Augment(_) => BTreeMap::new(),
+            // Its program is the user's (a dep when it is a script); what pipe adds to the
+            // key is the whitelisted environment.
+            StageConfig::Command(c) => c.env_digests(),
         }
     }
 

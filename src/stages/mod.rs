@@ -7,6 +7,7 @@
 pub mod analyze;
 pub mod artifacts;
 pub mod augment;
+pub mod command;
 pub mod dedup;
 pub mod ensemble;
 pub mod evaluate;
@@ -43,6 +44,8 @@ pub enum ArtifactKind {
     Ensemble,
     Predictions,
     Analysis,
+    /// A command stage's declared outs.
+    Files,
 }
 
 impl fmt::Display for ArtifactKind {
@@ -403,6 +406,7 @@ stage_kinds! {
     Predict => predict::Predict,
     Analyze => analyze::Analyze,
     Stack => stack::Stack,
+    Command => command::Command,
 }
 
 impl StageError {

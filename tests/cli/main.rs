@@ -3,6 +3,7 @@
 //! One test binary; topics live in submodules, which use this file's helpers through `super::`.
 
 mod cache_safety;
+mod command;
 mod declared;
 mod determinism;
 mod engine;

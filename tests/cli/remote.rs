@@ -161,7 +161,7 @@ pub(super) fn rok(env: &Env, args: &[&str]) -> String {
 }
 
 /// Lines of a run's output saying `word` (e.g. `pulled`), as stage ids, sorted.
-fn said(out: &str, word: &str) -> Vec<String> {
+pub(super) fn said(out: &str, word: &str) -> Vec<String> {
     let mut v: Vec<String> = out
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix(&format!("{word} ")))

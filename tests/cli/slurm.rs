@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Fails the test unless a Slurm answers `sinfo`.
-fn require_slurm() {
+pub(super) fn require_slurm() {
     let up = Command::new("sinfo")
         .arg("--noheader")
         .output()
