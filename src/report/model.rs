@@ -391,20 +391,24 @@ impl Context<'_> {
     }
 }
 
+/// A CSV plot's columns: the first column's header, then (header, points) of each other column
+/// with a number.
+pub type PlotColumns = (String, Vec<(String, Vec<(f64, f64)>)>);
+
 /// A command stage's CSV plot: its first column against each other numeric column.
 #[derive(Debug)]
 pub struct CsvPlot {
     pub stage: String,
     pub file: String,
     /// The first column's header, then (header, points) of each other column with a number.
-    pub series: (String, Vec<(String, Vec<(f64, f64)>)>),
+    pub series: PlotColumns,
 }
 
 /// Most rows of a CSV plot read (the chart keeps at most a few hundred points per series).
 const MAX_PLOT_ROWS: usize = 1_000_000;
 
 /// The columns of a CSV with a header row; cells that are not numbers are skipped.
-fn read_plot(path: &Path) -> Result<(String, Vec<(String, Vec<(f64, f64)>)>), String> {
+fn read_plot(path: &Path) -> Result<PlotColumns, String> {
     let mut r = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
     let headers: Vec<String> = r
         .headers()

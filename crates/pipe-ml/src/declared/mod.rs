@@ -204,7 +204,7 @@ pub enum Dims {
 
 impl Dims {
     /// Values per image.
-    pub fn len(self) -> usize {
+    pub fn values(self) -> usize {
         match self {
             Dims::Image(h, w, c) => h * w * c,
             Dims::Flat(n) => n,
@@ -400,7 +400,7 @@ impl Walker {
                 Some(out)
             }
             Layer::Flatten(_) => {
-                let out = Dims::Flat(input.len());
+                let out = Dims::Flat(input.values());
                 self.row(layer, out, 0, 0);
                 Some(out)
             }
@@ -410,7 +410,7 @@ impl Walker {
                 Some(input)
             }
             Layer::Dropout(d) => {
-                self.plan.dropout.push((d.rate, input.len()));
+                self.plan.dropout.push((d.rate, input.values()));
                 self.row(layer, input, 0, 0);
                 Some(input)
             }
@@ -535,13 +535,13 @@ pub fn plan(layers: &[Layer], input: Shape, out_units: usize) -> Plan {
         }
         None => {}
     }
-    if let Some(r) = w.plan.rows.iter().find(|r| r.out.len() > MAX_ACTIVATION) {
+    if let Some(r) = w.plan.rows.iter().find(|r| r.out.values() > MAX_ACTIVATION) {
         w.plan.problems.push(LayerProblem {
             path: "layers".into(),
             message: format!(
                 "{} outputs {} values per image, more than the {MAX_ACTIVATION} allowed",
                 r.name,
-                r.out.len()
+                r.out.values()
             ),
         });
     }

@@ -17,6 +17,7 @@ use super::*;
 /// The network of either family. Records and SafeTensors exports are those of the inner
 /// module, so B1–B3 files are unchanged by the TL support.
 #[derive(Debug)]
+#[allow(clippy::enum_variant_names)] // ResNet is the family's name, not the enum's suffix
 pub(crate) enum Net {
     Cnn(Cnn),
     ResNet(ResNet50Classifier),
