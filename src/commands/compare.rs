@@ -2,12 +2,13 @@
 //! table (a sweep's variants as one table of their own), the metrics of command stages, and
 //! their confusion matrices as one PNG.
 
-use super::compare_rows::{self, Filter, View};
+use super::compare_rows::{self, View};
 use super::exit::{self, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK};
 use super::load_or_exit;
 use crate::record::RunRecord;
 use crate::remote::Remote;
 use crate::settings::Settings;
+use crate::settings::filter::Filter;
 use crate::sweep::table::Row;
 use std::path::{Path, PathBuf};
 

@@ -31,8 +31,8 @@ mod validate;
 
 use crate::settings::Settings;
 use crate::settings::cli::{Cli, Command, RemoteCommand};
+pub use crate::settings::filter::Filter;
 use crate::spec::{Diagnostic, Override, Pipeline, load};
-pub use compare_rows::Filter;
 use exit::EXIT_INVALID;
 use std::path::Path;
 

@@ -47,7 +47,10 @@ pub(super) fn stage_model(file: &Path, id: &str) -> i32 {
         return EXIT_INVALID;
     };
     let shape = crate::spec::validate::data_shape(&pipeline.stages, id).unwrap_or_default();
-    let spec = train.config(shape, train.device, &stage.base_dir).model;
+    let mut spec = train.config(shape, train.device, &stage.base_dir).model;
+    if let Some(n) = crate::spec::validate::data_classes(&pipeline.stages, id) {
+        spec.classes = n;
+    }
     print_summary(&spec, id)
 }
 

@@ -191,7 +191,7 @@ pub enum Command {
         /// model=b3); a parameter named by its field alone matches any stage's. Repeatable:
         /// all must hold.
         #[arg(long, value_name = "EXPR")]
-        filter: Vec<crate::commands::Filter>,
+        filter: Vec<crate::settings::filter::Filter>,
         /// Show exactly these columns: run, pipeline, stage, metrics, parameters.
         #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
         columns: Option<Vec<String>>,

@@ -5,6 +5,7 @@
 //! to open. Nothing below this layer reads a flag, the file or the environment for a setting.
 
 pub mod cli;
+pub mod filter;
 pub mod project;
 
 use crate::engine::RunOptions;

@@ -28,6 +28,7 @@ pub fn validate(
     command_deps(&raw, &mut specs, &ids, diags);
     check_input_sizes(&specs, diags);
     check_declared_models(&raw, &specs, diags);
+    check_two_class_settings(&raw, &specs, diags);
     if let Err(cycle) = Dag::build(specs.iter().map(|(id, s)| (id.as_str(), &s.inputs))) {
         let first = cycle.first().and_then(|id| specs.get(id));
         let (f, pos) = first
@@ -505,6 +506,50 @@ fn check_declared_models(
             ));
         }
     }
+}
+
+/// `threshold: tune` on an evaluation whose data has more than two classes (known before it
+/// runs: an image folder's class folders); the run would refuse it, validation says so first.
+fn check_two_class_settings(
+    raw: &[RawStage],
+    specs: &BTreeMap<String, StageSpec>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for stage in raw {
+        let Some(StageConfig::Evaluate(e)) = specs.get(&stage.id).map(|s| &s.config) else {
+            continue;
+        };
+        let tune = matches!(
+            e.threshold,
+            crate::stages::evaluate::Threshold::Named(crate::stages::evaluate::ThresholdName::Tune)
+        );
+        if !tune {
+            continue;
+        }
+        if let Some(n) = data_classes(specs, &stage.id).filter(|&n| n > 2) {
+            diags.push(Diagnostic::new(
+                &stage.file,
+                Some(stage.tree.locate("threshold")),
+                format!("stages.{}.threshold", quote(&stage.id)),
+                format!(
+                    "`tune` applies to two classes; the data has {n} (remove `threshold`: N \
+                     classes are scored by their most probable class)"
+                ),
+            ));
+        }
+    }
+}
+
+/// The number of classes of the data stage `id` reads, when known before anything runs.
+pub(crate) fn data_classes(specs: &BTreeMap<String, StageSpec>, id: &str) -> Option<usize> {
+    let mut cur = specs.get(id)?;
+    for _ in 0..=specs.len() {
+        if let StageConfig::Source(s) = &cur.config {
+            return s.class_count(&cur.base_dir);
+        }
+        cur = specs.get(cur.inputs.get("data")?)?;
+    }
+    None
 }
 
 /// The image shape of the dataset stage `id` reads: its `data` input followed up to the

@@ -9,7 +9,7 @@ fn declared_pipeline(conv: &str) -> String {
     format!(
         "\
 stages:
-  faces: {{kind: source, format: synthetic, count: 120, height: 24, width: 24, seed: 4}}
+  faces: {{kind: source, format: synthetic, count: 120, height: 24, width: 24, seed: 4, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}}
   split: {{kind: split, inputs: {{data: faces}}}}
   net:
     kind: train
@@ -88,7 +88,7 @@ fn pipe_model_prints_the_summary_of_a_declared_stage() {
     // A named model's stage too, and the errors of a wrong stage.
     env.write(
         "b.yaml",
-        "stages:\n  faces: {kind: source, format: synthetic, count: 50, height: 24, width: 24}\n  split: {kind: split, inputs: {data: faces}}\n  t: {kind: train, model: b1, inputs: {data: faces, split: split}}\n",
+        "stages:\n  faces: {kind: source, format: synthetic, count: 50, height: 24, width: 24, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}\n  split: {kind: split, inputs: {data: faces}}\n  t: {kind: train, model: b1, inputs: {data: faces, split: split}}\n",
     );
     let s = env.ok(&["model", "b.yaml", "--stage", "t"]);
     assert!(
@@ -107,7 +107,7 @@ fn shape_errors_are_reported_at_the_layer_before_anything_runs() {
     // layer 3 (dense) gets the pooled image; the residual block changes the channels
     let text = "\
 stages:
-  faces: {kind: source, format: synthetic, count: 60, height: 24, width: 24}
+  faces: {kind: source, format: synthetic, count: 60, height: 24, width: 24, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}
   split: {kind: split, inputs: {data: faces}}
   net:
     kind: train
@@ -126,13 +126,13 @@ stages:
     let e = env.err(&["run", "p.yaml"], 2);
     assert!(
         e.contains(
-            "p.yaml:9:11: stages.net.model.layers[0]: layer 1 (residual): its layers output (None, 24, 24, 2) but its input is (None, 24, 24, 3)"
+            "p.yaml:9:19: stages.net.model.layers[0]: layer 1 (residual): its layers output (None, 24, 24, 2) but its input is (None, 24, 24, 3)"
         ),
         "{e}"
     );
     assert!(
         e.contains(
-            "p.yaml:15:11: stages.net.model.layers[3]: layer 4 (dense): units must be at least 1"
+            "p.yaml:15:16: stages.net.model.layers[3]: layer 4 (dense): units must be at least 1"
         ),
         "{e}"
     );
@@ -151,7 +151,7 @@ stages:
     let e = env.err(&["validate", "p.yaml"], 2);
     assert!(
         e.contains(
-            "p.yaml:11:11: stages.net.model.layers[2]: layer 3 (dense): input is 3-D, add flatten"
+            "p.yaml:11:16: stages.net.model.layers[2]: layer 3 (dense): input is 3-D, add flatten"
         ),
         "{e}"
     );

@@ -196,8 +196,28 @@ fn n_class_only_settings_are_refused_clearly() {
         "tune.yaml",
         &PIPELINE.replace("    top_k: 2\n", "    threshold: tune\n"),
     );
+    // Caught at validation (the image folder's classes are known before anything runs), at
+    // the field's position; a run refuses it before it starts.
+    let err = env.err(&["validate", "tune.yaml"], 2);
+    assert!(
+        err.contains("`tune` applies to two classes; the data has 3") && err.contains(".threshold"),
+        "{err}"
+    );
+    assert!(err.contains("tune.yaml:"), "{err}");
     let err = env.err(&["run", "tune.yaml"], 2);
     assert!(err.contains("`tune` applies to two classes"), "{err}");
+    // The summary's output layer has one unit per class folder.
+    env.write("plain.yaml", PIPELINE);
+    let summary = env.ok(&["model", "plain.yaml", "--stage", "train"]);
+    assert!(summary.contains("(None, 3)"), "{summary}");
+    assert!(
+        !env.path("cache/objects").exists()
+            || std::fs::read_dir(env.path("cache/objects"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "nothing ran"
+    );
     env.write(
         "minus.yaml",
         &format!("{PIPELINE}    label_format: minus_one_one\n"),

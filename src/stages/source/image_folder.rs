@@ -74,6 +74,18 @@ impl ImageFolderSource {
         }
     }
 
+    /// The number of classes this source will read, when its folder can be listed now
+    /// (planning: `pipe model --stage`, validation of two-class-only settings).
+    pub fn class_count(&self, base_dir: &Path) -> Option<usize> {
+        match &self.classes {
+            Some(c) => Some(c.len()),
+            None => self
+                .class_names(&base_dir.join(&self.dir))
+                .ok()
+                .map(|c| c.len()),
+        }
+    }
+
     /// The class folders, in label order.
     fn class_names(&self, dir: &Path) -> Result<Vec<String>, StageError> {
         let err = |e: std::io::Error| input_err(dir, format!("cannot list the folder: {e}"));

@@ -108,6 +108,17 @@ pub(crate) fn check_regular_if_present(path: &Path, max: u64) -> Result<(), Stag
 }
 
 impl Source {
+    /// The number of classes known before the source runs: two for the challenge's formats
+    /// and the synthetic faces, an image folder's class folders; `None` when only reading the
+    /// data tells (a labels CSV with string labels).
+    pub fn class_count(&self, base_dir: &std::path::Path) -> Option<usize> {
+        match self {
+            Source::Raw(_) | Source::Synthetic(_) => Some(2),
+            Source::ImageFolder(f) => f.class_count(base_dir),
+            Source::Folder(_) => None,
+        }
+    }
+
     /// The shape of the images this source produces (for checking declared models).
     pub fn image_shape(&self) -> crate::data::Shape {
         match self {
