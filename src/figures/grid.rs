@@ -55,10 +55,8 @@ pub enum GridError {
     BadScale { path: PathBuf, scale: u32 },
 }
 
-/// Saves `rows` as one RGB PNG: one row per entry, each image upscaled by `scale` (nearest),
-/// 2-px white separators and border; rows are left-aligned and as tall as their tallest image.
-pub fn save_grid(path: &Path, rows: &[Vec<GridImage>], scale: u32) -> Result<(), GridError> {
-    let canvas = render_grid(path, rows, scale)?;
+/// Writes `canvas` as a PNG at `path`, creating its folder.
+fn save_png(path: &Path, canvas: &image::RgbImage) -> Result<(), GridError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| GridError::Io {
             path: dir.to_path_buf(),
@@ -71,6 +69,13 @@ pub fn save_grid(path: &Path, rows: &[Vec<GridImage>], scale: u32) -> Result<(),
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// Saves `rows` as one RGB PNG: one row per entry, each image upscaled by `scale` (nearest),
+/// 2-px white separators and border; rows are left-aligned and as tall as their tallest image.
+pub fn save_grid(path: &Path, rows: &[Vec<GridImage>], scale: u32) -> Result<(), GridError> {
+    let canvas = render_grid(path, rows, scale)?;
+    save_png(path, &canvas)
 }
 
 /// Caption text size in pixels.
@@ -341,18 +346,7 @@ pub fn save_labelled_grid(
         }
         y0 += row_h(row) + LABEL_GAP;
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| GridError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    }
-    canvas
-        .save_with_format(path, image::ImageFormat::Png)
-        .map_err(|source| GridError::Image {
-            path: path.to_path_buf(),
-            source,
-        })
+    save_png(path, &canvas)
 }
 
 /// `text` cut to fit `width` pixels at the caption size, ending in "…" when cut.

@@ -247,25 +247,9 @@ impl Stage for Ensemble {
             Method::Weighted => fit_weights(&val_probs, &val_labels, self.threshold),
             _ => vec![1.0 / members.len() as f64; members.len()],
         };
-        let file = EnsembleFile {
-            method: self.method,
-            checkpoint: self.checkpoint,
-            threshold: self.threshold,
-            members: members
-                .iter()
-                .zip(&digests)
-                .zip(&weights)
-                .zip(&eval_probs)
-                .map(|((((slot, _), digest), &weight), p)| Member {
-                    slot: (*slot).clone(),
-                    digest: digest.clone(),
-                    weight,
-                    balanced_accuracy: metrics::confusion(&eval_labels, p, self.threshold)
-                        .balanced_accuracy(),
-                })
-                .collect(),
-            units: 1,
-        };
+        let file = self.file(&members, &digests, &weights, 1, |i| {
+            metrics::confusion(&eval_labels, &eval_probs[i], self.threshold).balanced_accuracy()
+        });
         let combined = file.combine(&eval_probs);
         let c: Confusion = metrics::confusion(&eval_labels, &combined, self.threshold);
         ctx.write_json(ENSEMBLE_FILE, &file)?;
@@ -326,6 +310,36 @@ fn member_units(members: &[(&String, &PathBuf)]) -> Result<usize, StageError> {
 }
 
 impl Ensemble {
+    /// The ensemble's file: its settings and each member's slot, digest, weight and balanced
+    /// accuracy on the evaluated images (`bacc(i)` for member `i`).
+    fn file(
+        &self,
+        members: &[(&String, &PathBuf)],
+        digests: &[String],
+        weights: &[f64],
+        units: usize,
+        bacc: impl Fn(usize) -> f64,
+    ) -> EnsembleFile {
+        EnsembleFile {
+            method: self.method,
+            checkpoint: self.checkpoint,
+            threshold: self.threshold,
+            members: members
+                .iter()
+                .zip(digests)
+                .zip(weights)
+                .enumerate()
+                .map(|(i, (((slot, _), digest), &weight))| Member {
+                    slot: (*slot).clone(),
+                    digest: digest.clone(),
+                    weight,
+                    balanced_accuracy: bacc(i),
+                })
+                .collect(),
+            units,
+        }
+    }
+
     /// An ensemble of N-class models: class probabilities averaged (weights fitted for macro
     /// balanced accuracy) or voted; scored like `evaluate` scores one model.
     fn run_multiclass(
@@ -365,24 +379,9 @@ impl Ensemble {
             }),
             _ => vec![1.0 / members.len() as f64; members.len()],
         };
-        let file = EnsembleFile {
-            method: self.method,
-            checkpoint: self.checkpoint,
-            threshold: self.threshold,
-            members: members
-                .iter()
-                .zip(&digests)
-                .zip(&weights)
-                .zip(&eval_probs)
-                .map(|((((slot, _), digest), &weight), p)| Member {
-                    slot: (*slot).clone(),
-                    digest: digest.clone(),
-                    weight,
-                    balanced_accuracy: bacc(&eval_labels, p),
-                })
-                .collect(),
-            units,
-        };
+        let file = self.file(members, &digests, &weights, units, |i| {
+            bacc(&eval_labels, &eval_probs[i])
+        });
         let combined = file.combine(&eval_probs);
         let c = ConfusionMatrix::from_probs(&eval_labels, &combined, units);
         let classes: Vec<String> = (0..units).map(|k| ds.class_name(k as u8)).collect();
