@@ -633,9 +633,17 @@ fn override_stage_field(acc: &mut Collected, o: &Override) -> Result<(), Diagnos
     };
     let mut node = &mut stage.tree;
     for seg in &o.path[2..o.path.len() - 1] {
-        node = child_map(node, seg);
+        node = if matches!(node.node, Node::Seq(_)) {
+            seq_item(node, seg).map_err(|m| seq_error(o, m))?
+        } else {
+            child_map(node, seg)
+        };
     }
     let last = o.path.last().expect("path has at least 3 parts");
+    if matches!(node.node, Node::Seq(_)) {
+        *seq_item(node, last).map_err(|m| seq_error(o, m))? = o.value.clone();
+        return Ok(());
+    }
     match node.get_mut(last) {
         Some(v) => *v = o.value.clone(),
         None => {
@@ -651,6 +659,32 @@ fn override_stage_field(acc: &mut Collected, o: &Override) -> Result<(), Diagnos
         }
     }
     Ok(())
+}
+
+/// Item `seg` of the list `node` (`--set stages.net.model.layers.2.max_pool.size=3`); an error
+/// when `seg` is not one of its indices.
+fn seq_item<'a>(node: &'a mut Marked, seg: &str) -> Result<&'a mut Marked, String> {
+    let Node::Seq(items) = &mut node.node else {
+        return Err("not a list".into());
+    };
+    let len = items.len();
+    match seg.parse::<usize>() {
+        Ok(i) if i < len => Ok(&mut items[i]),
+        _ => Err(format!(
+            "`{}` is not an index of this list of {len} (0 to {})",
+            quote(seg),
+            len.saturating_sub(1)
+        )),
+    }
+}
+
+fn seq_error(o: &Override, message: String) -> Diagnostic {
+    Diagnostic::new(
+        "--set",
+        None,
+        quote(&o.path.join(".")),
+        format!("`{}`: {message}", quote(&o.text)),
+    )
 }
 
 /// The value of `seg` in `node`, made a mapping (an empty one where it is absent) if `node` is

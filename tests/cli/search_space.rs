@@ -113,3 +113,74 @@ fn a_space_reaching_an_invalid_trial_is_refused_before_any_runs() {
         "{e}"
     );
 }
+
+/// A declared model's layer settings and its input size are searchable through list indices
+/// (`layers.N.…`); a pooling size that leaves no pixels is refused before any trial runs.
+#[test]
+fn a_declared_models_pooling_and_input_size_are_searchable() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &PIPELINE.replace(
+            "model: b2,",
+            "model: {layers: [{conv2d: {filters: 4}}, max_pool, flatten, {dense: {units: 8}}]},",
+        ),
+    );
+    let axes = [
+        "stages.train.model.layers.1.max_pool.size=2|3",
+        "stages.faces.height=20..24:int",
+    ];
+    let out = search(&env, &axes, &["--sampler", "random"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let sizes: std::collections::BTreeSet<String> = record_files(&env)
+        .iter()
+        .filter_map(|r| {
+            let rec: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(r).unwrap()).unwrap();
+            rec["variant"]["stages.train.model.layers.1.max_pool.size"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        !sizes.is_empty(),
+        "the trials record the pooling size they ran with"
+    );
+
+    // A pooling window larger than the image: refused with the trial's values, nothing ran.
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        &PIPELINE.replace(
+            "model: b2,",
+            "model: {layers: [{conv2d: {filters: 4}}, max_pool, flatten, {dense: {units: 8}}]},",
+        ),
+    );
+    let out = search(
+        &env,
+        &["stages.train.model.layers.1.max_pool.size=2|40"],
+        &["--sampler", "random"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("layer 2 (max_pool): a 40x40 window does not fit"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing ran"), "{stderr}");
+    assert!(nothing_ran(&env));
+
+    // An index outside the list is a clear error.
+    let e = env.err(
+        &[
+            "run",
+            "p.yaml",
+            "--dry-run",
+            "--set",
+            "stages.train.model.layers.9.max_pool.size=2",
+        ],
+        2,
+    );
+    assert!(e.contains("is not an index of this list of 4"), "{e}");
+}
