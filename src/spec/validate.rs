@@ -671,6 +671,30 @@ fn command_deps(
                 ),
             ));
         }
+        // Two stage deps whose ids differ only in characters `$PIPE_DEP_…` cannot hold.
+        let mut vars: BTreeMap<String, &String> = BTreeMap::new();
+        for id in &c.stage_deps {
+            let var = crate::stages::command::dep_var(id);
+            if let Some(other) = vars.insert(var.clone(), id) {
+                let field = c
+                    .deps
+                    .iter()
+                    .position(|d| d == id)
+                    .map(|i| format!("deps[{i}]"));
+                let field = field.unwrap_or_else(|| "deps".into());
+                diags.push(Diagnostic::new(
+                    &spec.file,
+                    Some(stage.tree.locate(&field)),
+                    format!("stages.{}.{field}", quote(&stage.id)),
+                    format!(
+                        "stages `{}` and `{}` would share the variable ${var}: depend on one \
+                         of them, or rename one",
+                        quote(other),
+                        quote(id)
+                    ),
+                ));
+            }
+        }
         for id in c.stage_deps.clone() {
             spec.inputs.insert(id.clone(), id);
         }

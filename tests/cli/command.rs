@@ -169,6 +169,22 @@ fn bad_command_stages_are_reported_with_positions_all_at_once() {
 }
 
 #[test]
+fn stage_deps_that_would_share_a_variable_are_refused() {
+    let env = command_env();
+    env.write(
+        "clash.yaml",
+        "name: clash\nstages:\n  eval-b:\n    kind: command\n    cmd: echo\n  eval_b:\n    kind: command\n    cmd: echo\n  use:\n    kind: command\n    cmd: echo\n    deps: [eval-b, eval_b]\n",
+    );
+    let err = env.err(&["validate", "clash.yaml"], 2);
+    assert!(
+        err.contains("clash.yaml:12:")
+            && err
+                .contains("stages `eval-b` and `eval_b` would share the variable $PIPE_DEP_EVAL_B"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_sweep_over_a_param_runs_one_command_per_value() {
     let env = command_env();
     env.ok(&["run", "p.yaml"]);
