@@ -223,26 +223,14 @@ impl Stage for Ensemble {
         if units > 1 {
             return self.run_multiclass(ctx, &members, units);
         }
-        let ds = ctx.dataset("data")?;
-        let labels = ds
-            .labels
-            .as_deref()
-            .ok_or_else(|| StageError::Invalid("ensemble needs a labelled dataset".into()))?;
-        let split = SplitArtifact::read(ctx.input("split")?)?;
-        let val = to_usize(&split.val);
-        let eval = to_usize(match self.on {
-            On::Train => &split.train,
-            On::Val => &split.val,
-            On::Test => &split.test,
-        });
-        let pick = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<u8>>();
-        let (val_labels, eval_labels) = (pick(&val), pick(&eval));
-        let (val_probs, eval_probs) = self.member_probs(ctx.store, &members, &ds, &val, &eval)?;
-        let digests = members
-            .iter()
-            .map(|(slot, _)| ctx.input_digest(slot))
-            .collect::<Result<Vec<String>, StageError>>()?;
-        ctx.declare_refs(&digests)?;
+        let Prepared {
+            ds: _,
+            val_labels,
+            eval_labels,
+            val_probs,
+            eval_probs,
+            digests,
+        } = self.prepare(ctx, &members)?;
         let weights = match self.method {
             Method::Weighted => fit_weights(&val_probs, &val_labels, self.threshold),
             _ => vec![1.0 / members.len() as f64; members.len()],
@@ -309,7 +297,54 @@ fn member_units(members: &[(&String, &PathBuf)]) -> Result<usize, StageError> {
     Ok(units[0])
 }
 
+/// What both ensemble paths start from: the data, the labels and every member's probabilities
+/// on the validation images and the evaluated ones, and the members' digests (declared as the
+/// output's refs).
+struct Prepared {
+    ds: crate::data::Dataset,
+    val_labels: Vec<u8>,
+    eval_labels: Vec<u8>,
+    val_probs: Probs,
+    eval_probs: Probs,
+    digests: Vec<String>,
+}
+
 impl Ensemble {
+    fn prepare(
+        &self,
+        ctx: &StageContext,
+        members: &[(&String, &PathBuf)],
+    ) -> Result<Prepared, StageError> {
+        let ds = ctx.dataset("data")?;
+        let labels = ds
+            .labels
+            .as_deref()
+            .ok_or_else(|| StageError::Invalid("ensemble needs a labelled dataset".into()))?;
+        let split = SplitArtifact::read(ctx.input("split")?)?;
+        let val = to_usize(&split.val);
+        let eval = to_usize(match self.on {
+            On::Train => &split.train,
+            On::Val => &split.val,
+            On::Test => &split.test,
+        });
+        let pick = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<u8>>();
+        let (val_labels, eval_labels) = (pick(&val), pick(&eval));
+        let (val_probs, eval_probs) = self.member_probs(ctx.store, members, &ds, &val, &eval)?;
+        let digests = members
+            .iter()
+            .map(|(slot, _)| ctx.input_digest(slot))
+            .collect::<Result<Vec<String>, StageError>>()?;
+        ctx.declare_refs(&digests)?;
+        Ok(Prepared {
+            ds,
+            val_labels,
+            eval_labels,
+            val_probs,
+            eval_probs,
+            digests,
+        })
+    }
+
     /// The ensemble's file: its settings and each member's slot, digest, weight and balanced
     /// accuracy on the evaluated images (`bacc(i)` for member `i`).
     fn file(
@@ -348,26 +383,14 @@ impl Ensemble {
         members: &[(&String, &PathBuf)],
         units: usize,
     ) -> Result<StageReport, StageError> {
-        let ds = ctx.dataset("data")?;
-        let labels = ds
-            .labels
-            .as_deref()
-            .ok_or_else(|| StageError::Invalid("ensemble needs a labelled dataset".into()))?;
-        let split = SplitArtifact::read(ctx.input("split")?)?;
-        let val = to_usize(&split.val);
-        let eval = to_usize(match self.on {
-            On::Train => &split.train,
-            On::Val => &split.val,
-            On::Test => &split.test,
-        });
-        let pick = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<u8>>();
-        let (val_labels, eval_labels) = (pick(&val), pick(&eval));
-        let (val_probs, eval_probs) = self.member_probs(ctx.store, members, &ds, &val, &eval)?;
-        let digests = members
-            .iter()
-            .map(|(slot, _)| ctx.input_digest(slot))
-            .collect::<Result<Vec<String>, StageError>>()?;
-        ctx.declare_refs(&digests)?;
+        let Prepared {
+            ds,
+            val_labels,
+            eval_labels,
+            val_probs,
+            eval_probs,
+            digests,
+        } = self.prepare(ctx, members)?;
         let bacc =
             |l: &[u8], p: &[f32]| ConfusionMatrix::from_probs(l, p, units).balanced_accuracy();
         let weights = match self.method {
