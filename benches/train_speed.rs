@@ -174,6 +174,7 @@ fn bench_resnet() {
             input: Shape::default(),
             weights: None,
             units: 1,
+            trainable_from: None,
         };
         let mut model = resnet::build(&spec, &device).unwrap_or_else(|e| panic!("{e}"));
         let mut optim = AdamConfig::new()

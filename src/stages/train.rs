@@ -55,10 +55,14 @@ pub struct Train {
     pub init: Init,
     #[serde(default = "d_dropout")]
     pub dropout: f64,
-    /// TL1–TL3: torchvision ResNet-50 weights (`.pth`/`.pt`/`.safetensors`), relative to the
-    /// pipeline file; absent = random init.
+    /// ResNets (tl1–tl3, resnet18/34/50): torchvision weights of the same network
+    /// (`.pth`/`.pt`/`.safetensors`), relative to the pipeline file; absent = random init.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<String>,
+    /// resnet18/34/50: `all` (only the head trains), `none` or `until LAYER`; absent = `all`
+    /// with weights, `none` without. Its canonical form enters the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<crate::ml::resnet::Freeze>,
     /// Adam learning rate; default 1e-3 for b1/b2 and 1e-4 for b3 and tl1–tl3 (the report's).
     #[serde(default)]
     pub lr: Option<f64>,
@@ -107,6 +111,7 @@ impl Train {
             dropout: self.dropout,
             weights: self.weights.as_ref().map(|w| base_dir.join(w)),
             layers: self.model.layers().to_vec(),
+            freeze: self.freeze.clone(),
             ..ModelSpec::new(self.model.kind())
         };
         // Adam's betas and epsilon stay TrainConfig::new's (Keras') defaults
@@ -143,7 +148,10 @@ impl Stage for Train {
             trainer::validate(&self.config(Shape::default(), self.device, Path::new("")))
                 .into_iter()
                 .filter(|m| !(self.declared() && m.starts_with("model.")))
-                .map(|m| Problem::new("", m))
+                .map(|m| match m.strip_prefix("freeze: ") {
+                    Some(rest) => Problem::new("freeze", format!("{rest}{}", self.freeze_hint())),
+                    None => Problem::new("", m),
+                })
                 .collect();
         problems.extend(Problem::above(
             "batch_size",
@@ -151,11 +159,12 @@ impl Stage for Train {
             MAX_BATCH_SIZE,
         ));
         problems.extend(Problem::above("epochs", self.epochs, MAX_EPOCHS));
-        if self.weights.is_some() && self.model.kind().transfer_mode().is_none() {
+        if self.weights.is_some() && !self.model.kind().is_resnet() {
             problems.push(Problem::new(
                 "weights",
                 format!(
-                    "pretrained weights apply to tl1, tl2 and tl3 only, not {}",
+                    "pretrained weights apply to the ResNets (tl1–tl3, resnet18, resnet34, \
+                     resnet50) only, not {}",
                     self.model.kind()
                 ),
             ));
@@ -288,6 +297,17 @@ impl Stage for Train {
 }
 
 impl Train {
+    /// " (did you mean `layer4`?)" for an unknown `freeze: until` layer close to a valid one.
+    fn freeze_hint(&self) -> String {
+        match (&self.freeze, self.model.kind().depth()) {
+            (Some(crate::ml::resnet::Freeze::Until(layer)), Some(depth)) => {
+                let names = depth.layer_names();
+                crate::spec::hint(layer, names.iter().map(String::as_str))
+            }
+            _ => String::new(),
+        }
+    }
+
     pub(crate) fn declared(&self) -> bool {
         matches!(self.model, ModelChoice::Declared(_))
     }

@@ -14,6 +14,7 @@ mod multiclass;
 mod outputs;
 mod remote;
 mod report;
+mod resnet;
 mod search;
 mod search_space;
 mod slurm;

@@ -5,12 +5,12 @@
 use super::{Env, find_files};
 use std::path::Path;
 
-const CLASSES: [&str; 3] = ["circle", "cross", "stripes"];
+pub(super) const CLASSES: [&str; 3] = ["circle", "cross", "stripes"];
 const SIDE: u32 = 24;
 
 /// A seeded image of class `k`: a grey-noise background with the class's shape drawn in a
 /// colour and at an offset that vary per image, so the class is in the shape only.
-fn class_image(k: usize, i: usize) -> image::RgbImage {
+pub(super) fn class_image(k: usize, i: usize) -> image::RgbImage {
     let mut s = (k as u64 * 7919 + i as u64 * 104_729) | 1;
     let mut next = move || {
         s ^= s << 13;
@@ -39,7 +39,7 @@ fn class_image(k: usize, i: usize) -> image::RgbImage {
 }
 
 /// `per_class` images of each class under `dir/CLASS/`, as PNG and as upper-case `.JPG`.
-fn write_class_folders(root: &Path, per_class: usize) {
+pub(super) fn write_class_folders(root: &Path, per_class: usize) {
     for (k, class) in CLASSES.iter().enumerate() {
         let d = root.join(class);
         std::fs::create_dir_all(&d).unwrap();

@@ -15,7 +15,8 @@
 use crate::backend::MlError;
 use crate::declared::{self, Layer};
 use crate::defaults;
-use crate::resnet::{self, ResNetSpec, TransferMode};
+use crate::resnet::basic::BasicSpec;
+use crate::resnet::{self, Depth, Freeze, ResNetSpec, TransferMode};
 use burn::module::{Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -44,19 +45,28 @@ pub enum ModelKind {
     Tl2,
     /// ResNet-50 + dense head, everything trains.
     Tl3,
+    /// torchvision's resnet18 + dense head, any number of classes, `freeze:` chooses what trains.
+    Resnet18,
+    /// torchvision's resnet34, as `resnet18`.
+    Resnet34,
+    /// The ResNet-50 of TL1–TL3 as a named model, as `resnet18`.
+    Resnet50,
     /// A model declared in YAML (`layers:`, see [`crate::declared`]); not a name users write.
     Declared,
 }
 
 impl ModelKind {
     /// Every kind, in display order.
-    pub const ALL: [ModelKind; 6] = [
+    pub const ALL: [ModelKind; 9] = [
         ModelKind::B1,
         ModelKind::B2,
         ModelKind::B3,
         ModelKind::Tl1,
         ModelKind::Tl2,
         ModelKind::Tl3,
+        ModelKind::Resnet18,
+        ModelKind::Resnet34,
+        ModelKind::Resnet50,
     ];
 
     /// Whether the architecture has the second hidden dense layer and dropout (B2, B3).
@@ -70,8 +80,24 @@ impl ModelKind {
             ModelKind::Tl1 => Some(TransferMode::Tl1),
             ModelKind::Tl2 => Some(TransferMode::Tl2),
             ModelKind::Tl3 => Some(TransferMode::Tl3),
-            ModelKind::B1 | ModelKind::B2 | ModelKind::B3 | ModelKind::Declared => None,
+            _ => None,
         }
+    }
+
+    /// The depth of a named ResNet (`resnet18`, `resnet34`, `resnet50`), whose `freeze:`
+    /// chooses what trains.
+    pub fn depth(self) -> Option<Depth> {
+        match self {
+            ModelKind::Resnet18 => Some(Depth::R18),
+            ModelKind::Resnet34 => Some(Depth::R34),
+            ModelKind::Resnet50 => Some(Depth::R50),
+            _ => None,
+        }
+    }
+
+    /// Whether the kind is a ResNet (TL1–TL3 or a named one): pretrained weights apply.
+    pub fn is_resnet(self) -> bool {
+        self.transfer_mode().is_some() || self.depth().is_some()
     }
 
     /// The report's learning rate for this kind: 1e-3 for B1/B2, 1e-4 for B3 and TL1–TL3.
@@ -91,6 +117,9 @@ impl ModelKind {
             ModelKind::Tl1 => "tl1",
             ModelKind::Tl2 => "tl2",
             ModelKind::Tl3 => "tl3",
+            ModelKind::Resnet18 => "resnet18",
+            ModelKind::Resnet34 => "resnet34",
+            ModelKind::Resnet50 => "resnet50",
             ModelKind::Declared => "declared",
         }
     }
@@ -110,7 +139,10 @@ impl std::str::FromStr for ModelKind {
             .into_iter()
             .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
-                format!("unknown model `{s}`: expected one of b1, b2, b3, tl1, tl2, tl3")
+                format!(
+                    "unknown model `{s}`: expected one of b1, b2, b3, tl1, tl2, tl3, resnet18, \
+                     resnet34, resnet50"
+                )
             })
     }
 }
@@ -142,8 +174,8 @@ pub struct ModelSpec {
     /// Dropout rate after each hidden dense layer (B2/B3 only).
     #[serde(default = "default_dropout")]
     pub dropout: f64,
-    /// TL1–TL3: a torchvision ResNet-50 state dict (`.pth`, `.pt` or `.safetensors`) to start
-    /// from; `None` = random init (with a warning). Ignored by B1–B3.
+    /// ResNets: a torchvision state dict of the same network (`.pth`, `.pt` or `.safetensors`)
+    /// to start from; `None` = random init (with a warning). Ignored by B1–B3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<PathBuf>,
     /// Number of classes the model tells apart. The train stage sets it from its dataset's
@@ -153,6 +185,9 @@ pub struct ModelSpec {
     /// The layers of a [`ModelKind::Declared`] model (empty for the named ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<Layer>,
+    /// Named ResNets: which layers train; `None` = [`Freeze::default_for`] the weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Freeze>,
 }
 
 fn two() -> usize {
@@ -180,6 +215,7 @@ impl ModelSpec {
             weights: None,
             classes: two(),
             layers: Vec::new(),
+            freeze: None,
         }
     }
 
@@ -191,13 +227,45 @@ impl ModelSpec {
         }
     }
 
-    /// The ResNet description of a transfer-learning spec (`None` for B1–B3).
+    /// The freezing of a named ResNet: `freeze`, else the default for its weights.
+    pub fn effective_freeze(&self) -> Freeze {
+        self.freeze
+            .clone()
+            .unwrap_or_else(|| Freeze::default_for(self.weights.is_some()))
+    }
+
+    /// The first trainable layer of a named ResNet (`None` for other kinds or an unknown
+    /// `freeze: until` layer, which [`validate`] reports).
+    fn trainable_from(&self) -> Option<String> {
+        self.effective_freeze()
+            .first_trainable(self.kind.depth()?)
+            .ok()
+    }
+
+    /// The ResNet-50 description of TL1–TL3 and `resnet50` (`None` otherwise).
     pub fn resnet(&self) -> Option<ResNetSpec> {
-        self.kind.transfer_mode().map(|mode| ResNetSpec {
+        let (mode, trainable_from) = match self.kind {
+            ModelKind::Resnet50 => (TransferMode::Tl3, Some(self.trainable_from()?)),
+            kind => (kind.transfer_mode()?, None),
+        };
+        Some(ResNetSpec {
             mode,
             input: self.input,
             weights: self.weights.clone(),
             units: self.output_units(),
+            trainable_from,
+        })
+    }
+
+    /// The BasicBlock net of `resnet18` / `resnet34` (`None` otherwise).
+    pub fn basic(&self) -> Option<BasicSpec> {
+        let depth = self.kind.depth().filter(|d| *d != Depth::R50)?;
+        Some(BasicSpec {
+            depth,
+            input: self.input,
+            weights: self.weights.clone(),
+            units: self.output_units(),
+            trainable_from: self.trainable_from()?,
         })
     }
 }
@@ -236,7 +304,18 @@ pub fn validate(spec: &ModelSpec) -> Vec<String> {
     } else if !spec.layers.is_empty() {
         problems.push(format!("model: {} takes no layers", spec.kind));
     }
-    if spec.kind.transfer_mode().is_some() {
+    if let (Some(freeze), None) = (&spec.freeze, spec.kind.depth()) {
+        problems.push(format!(
+            "freeze: `{freeze}` applies to resnet18, resnet34 and resnet50, not {}",
+            spec.kind
+        ));
+    }
+    if let Some(depth) = spec.kind.depth()
+        && let Err(e) = spec.effective_freeze().first_trainable(depth)
+    {
+        problems.push(format!("freeze: {e}"));
+    }
+    if spec.kind.is_resnet() {
         if let Err(e) = resnet::validate_input(spec.input) {
             problems.push(format!("model.input: {e}"));
         }
@@ -537,6 +616,12 @@ pub fn param_counts(spec: &ModelSpec) -> (usize, usize) {
     if let Some(mode) = spec.kind.transfer_mode() {
         return resnet::param_counts(mode, spec.input);
     }
+    if let Some(b) = spec.basic() {
+        return resnet::basic::param_counts(&b);
+    }
+    if let Some(rs) = spec.resnet() {
+        return resnet::param_counts_from(rs.first_trainable(), rs.units);
+    }
     if spec.kind == ModelKind::Declared {
         return declared::param_counts(spec);
     }
@@ -554,6 +639,9 @@ pub fn summary(spec: &ModelSpec) -> String {
         let mut s = resnet::summary_tail(&rs);
         s.push('\n');
         return s;
+    }
+    if let Some(b) = spec.basic() {
+        return resnet::basic::summary(&b);
     }
     if spec.kind == ModelKind::Declared {
         return declared::summary(spec, "declared");

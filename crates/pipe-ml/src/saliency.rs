@@ -84,6 +84,7 @@ impl Net {
         match self {
             Net::Cnn(m) => Net::Cnn(m.to_device(device).freeze()),
             Net::ResNet(m) => Net::ResNet(m.to_device(device).freeze()),
+            Net::Basic(m) => Net::Basic(m.to_device(device).freeze()),
             Net::Declared(m) => Net::Declared(m.to_device(device).freeze()),
         }
     }

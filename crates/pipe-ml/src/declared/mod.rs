@@ -681,7 +681,7 @@ impl<'de> Deserialize<'de> for ModelChoice {
                     D::Error::custom(format!("model: {}", e.to_string().replace('`', "'")))
                 }),
             other => Err(D::Error::custom(format!(
-                "expected a model name (b1, b2, b3, tl1, tl2, tl3) or a mapping with `layers`, got {other}"
+                "expected a model name (b1, b2, b3, tl1, tl2, tl3, resnet18, resnet34, resnet50) or a mapping with `layers`, got {other}"
             ))),
         }
     }

@@ -55,6 +55,10 @@
 //! counts and `model.summary()`), [`weights`] (torchvision weight loading); input checks and
 //! caffe preprocessing are here.
 
+pub mod basic;
+#[cfg(test)]
+mod basic_tests;
+mod freeze;
 mod model;
 mod summary;
 #[cfg(test)]
@@ -66,11 +70,13 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 // The submodules share their `pub(super)` helpers through here (each has `use super::*`).
+pub use freeze::{Depth, Freeze};
 use model::*;
 pub use model::{Bottleneck, ResNet50Classifier, build, build_seeded, skeleton};
 use summary::*;
 pub use summary::{
-    KerasLayer, keras_layer_of, keras_layers, param_counts, summary_tail, tensor_sizes,
+    KerasLayer, keras_layer_of, keras_layers, param_counts, param_counts_from, summary_tail,
+    tensor_sizes,
 };
 pub use weights::{LoadReport, load_pretrained, torchvision_key};
 
@@ -83,7 +89,8 @@ const BN_EPSILON: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.01;
 /// Width of the two hidden dense layers of the head.
 const HEAD_WIDTH: usize = 512;
-/// Smallest input side Keras accepts for `ResNet50(include_top=False)`.
+/// Smallest input side Keras accepts for `ResNet50(include_top=False)` (also required of
+/// resnet18/34: their last stage then sees at least 1x1).
 const MIN_SIDE: u32 = 32;
 /// Rows shown by [`summary_tail`]: from `add_15` to the output, as in the report's Figure 12.
 pub const SUMMARY_TAIL_ROWS: usize = 17;
@@ -144,6 +151,27 @@ pub struct ResNetSpec {
     /// Output units of the last dense layer ([`crate::models::ModelSpec::output_units`]).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub units: usize,
+    /// The named `resnet50`: its first trainable Keras layer (from `freeze:`), which replaces
+    /// `mode`'s. `None` for TL1–TL3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trainable_from: Option<String>,
+}
+
+impl ResNetSpec {
+    /// The first trainable Keras layer: `trainable_from`, else `mode`'s.
+    pub fn first_trainable(&self) -> &str {
+        self.trainable_from
+            .as_deref()
+            .unwrap_or(self.mode.first_trainable_layer())
+    }
+
+    /// The model's name in summaries (`resnet50_tl2`, or `resnet50` for the named model).
+    pub fn title(&self) -> String {
+        match self.trainable_from {
+            Some(_) => "resnet50".to_owned(),
+            None => format!("resnet50_{}", self.mode),
+        }
+    }
 }
 
 fn one() -> usize {
@@ -179,7 +207,7 @@ pub enum ResNetError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
-        "{}: no ResNet-50 tensor found (expected torchvision keys such as `layer4.1.conv2.weight`)",
+        "{}: no ResNet tensor found (expected torchvision keys such as `layer4.1.conv2.weight`)",
         path.display()
     )]
     NoMatch { path: PathBuf },
@@ -190,13 +218,13 @@ pub fn validate_input(shape: Shape) -> Result<(), ResNetError> {
     if shape.channels != 1 && shape.channels != 3 {
         return Err(ResNetError::Shape {
             shape,
-            reason: "ResNet-50 needs 1 (grey, replicated) or 3 (RGB) channels",
+            reason: "a ResNet needs 1 (grey, replicated) or 3 (RGB) channels",
         });
     }
     if shape.height < MIN_SIDE || shape.width < MIN_SIDE {
         return Err(ResNetError::Shape {
             shape,
-            reason: "ResNet-50 needs images of at least 32x32",
+            reason: "a ResNet needs images of at least 32x32",
         });
     }
     Ok(())

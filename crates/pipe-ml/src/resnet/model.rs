@@ -224,12 +224,16 @@ impl ResNet50Classifier {
 
     /// Freeze every layer before `mode`'s first trainable layer (Keras order), see the module
     /// documentation. Call it once, on a freshly built network.
-    pub fn apply_transfer_mode(mut self, mode: TransferMode) -> Self {
+    pub fn apply_transfer_mode(self, mode: TransferMode) -> Self {
+        self.freeze_before(mode.first_trainable_layer())
+    }
+
+    /// Freeze every layer before the Keras layer `first_trainable` (Keras order; `dense_1`:
+    /// only the head trains, `conv1`: everything does). Call it once, on a freshly built
+    /// network.
+    pub fn freeze_before(mut self, first_trainable: &str) -> Self {
         let index = keras_index();
-        let cutoff = index
-            .get(mode.first_trainable_layer())
-            .copied()
-            .unwrap_or(0);
+        let cutoff = index.get(first_trainable).copied().unwrap_or(0);
         let frozen = |name: &str| index.get(name).is_some_and(|&i| i < cutoff);
         if frozen("conv1") {
             self.conv1 = self.conv1.freeze();
@@ -336,7 +340,7 @@ pub fn skeleton(spec: &ResNetSpec, device: &Device) -> Result<ResNet50Classifier
     validate_input(spec.input)?;
     let mut model = ResNet50Classifier::with_units(spec.units, device);
     number_running_stats(&mut model);
-    Ok(model.apply_transfer_mode(spec.mode))
+    Ok(model.freeze_before(spec.first_trainable()))
 }
 
 pub(super) fn load_weights_and_freeze(
@@ -367,7 +371,7 @@ pub(super) fn load_weights_and_freeze(
             model
         }
     };
-    Ok(model.apply_transfer_mode(spec.mode))
+    Ok(model.freeze_before(spec.first_trainable()))
 }
 
 /// Re-initialises every parameter from a host RNG (see [`build_seeded`]). Kernels are

@@ -291,12 +291,20 @@ pub fn param_counts(mode: TransferMode, _input: Shape) -> (usize, usize) {
     count_params(&model, mode)
 }
 
+/// (trainable, total) parameters of the network with `units` outputs, trained from the Keras
+/// layer `first_trainable` on (see [`param_counts`]).
+pub fn param_counts_from(first_trainable: &str, units: usize) -> (usize, usize) {
+    let model = ResNet50Classifier::with_units(units, &Device::default());
+    count_params_from(&model, first_trainable)
+}
+
 pub(super) fn count_params(model: &ResNet50Classifier, mode: TransferMode) -> (usize, usize) {
+    count_params_from(model, mode.first_trainable_layer())
+}
+
+fn count_params_from(model: &ResNet50Classifier, first_trainable: &str) -> (usize, usize) {
     let index = keras_index();
-    let cutoff = index
-        .get(mode.first_trainable_layer())
-        .copied()
-        .unwrap_or(0);
+    let cutoff = index.get(first_trainable).copied().unwrap_or(0);
     let mut trainable = 0;
     let mut total = 0;
     for (path, n) in tensor_sizes(model) {
@@ -330,10 +338,10 @@ pub(super) fn summary_row(fields: [&str; 4]) -> String {
 /// like the report's Figures 12/14/16) and the totals for `spec.mode`.
 pub fn summary_tail(spec: &ResNetSpec) -> String {
     let layers = keras_layers(spec.input);
-    let (trainable, total) = param_counts(spec.mode, spec.input);
+    let (trainable, total) = param_counts_from(spec.first_trainable(), spec.units);
     let mut out = String::new();
     let rule = |c: char| c.to_string().repeat(98);
-    let _ = writeln!(out, "Model: \"resnet50_{}\" (last layers)", spec.mode);
+    let _ = writeln!(out, "Model: \"{}\" (last layers)", spec.title());
     let _ = writeln!(out, "{}", rule('_'));
     let _ = writeln!(
         out,

@@ -11,11 +11,11 @@ use safetensors::tensor::{Dtype, TensorView};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-fn values(t: Tensor<1>) -> Vec<f32> {
+pub(super) fn values(t: Tensor<1>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap_or_default()
 }
 
-fn flat<const D: usize>(p: &Param<Tensor<D>>) -> Vec<f32> {
+pub(super) fn flat<const D: usize>(p: &Param<Tensor<D>>) -> Vec<f32> {
     values(p.val().flatten(0, D - 1))
 }
 
@@ -188,6 +188,7 @@ fn input_shapes_are_validated() {
         input: Shape::new(16, 16, 3),
         weights: None,
         units: 1,
+        trainable_from: None,
     };
     assert!(matches!(
         build(&spec, &Device::default()),
@@ -215,6 +216,7 @@ fn summary_tail_looks_like_figure_12() {
         input: Shape::default(),
         weights: None,
         units: 1,
+        trainable_from: None,
     };
     let summary = summary_tail(&spec);
     for needle in [
@@ -559,9 +561,9 @@ fn loads_torchvision_keys_from_pth() {
 }
 
 /// Counts the elements of the parameters that received a gradient.
-struct GradElements<'a> {
-    grads: &'a GradientsParams,
-    elements: usize,
+pub(super) struct GradElements<'a> {
+    pub(super) grads: &'a GradientsParams,
+    pub(super) elements: usize,
 }
 
 impl ModuleVisitor for GradElements<'_> {
@@ -581,6 +583,7 @@ fn tl2_training_updates_only_the_unfrozen_layers() {
         input: Shape::new(32, 32, 3),
         weights: None,
         units: 1,
+        trainable_from: None,
     };
     let mut model = build(&spec, &device).unwrap_or_else(|e| panic!("{e}"));
     let snapshot = |m: &ResNet50Classifier| {

@@ -1,5 +1,7 @@
-//! Loading torchvision's pretrained ResNet-50 weights onto our Keras-named layers.
+//! Loading torchvision's pretrained ResNet weights: ResNet-50 onto our Keras-named layers, and
+//! the state-dict loader the BasicBlock nets ([`super::basic`]) share.
 
+use burn::module::Module;
 use burn::store::{
     KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
@@ -100,6 +102,21 @@ pub fn load_pretrained(
     model: ResNet50Classifier,
     path: &Path,
 ) -> Result<(ResNet50Classifier, LoadReport), ResNetError> {
+    let patterns = remap_patterns(&model);
+    let to_tv = |p: &String| torchvision_key(p).unwrap_or_else(|| p.clone());
+    load_state_dict(model, path, patterns, to_tv, is_conv_bias_or_head)
+}
+
+/// Loads a torchvision state dict into `model` through the exact-key `patterns` (torchvision
+/// → our paths); `to_tv` names our paths in the report, and missing tensors for which
+/// `expected_missing` holds (the new head, …) are not reported.
+pub(super) fn load_state_dict<M: Module>(
+    model: M,
+    path: &Path,
+    patterns: Vec<(String, String)>,
+    to_tv: impl Fn(&String) -> String,
+    expected_missing: impl Fn(&str) -> bool,
+) -> Result<(M, LoadReport), ResNetError> {
     if !path.is_file() {
         return Err(ResNetError::WeightsNotFound {
             path: path.to_path_buf(),
@@ -111,8 +128,7 @@ pub fn load_pretrained(
     };
     // The patterns are generated from our own paths; a failure here would be a bug (and
     // regex's error type does not implement `std::error::Error` in burn-store's build).
-    let remap = KeyRemapper::from_patterns(remap_patterns(&model))
-        .map_err(|e| load_err(e.to_string().into()))?;
+    let remap = KeyRemapper::from_patterns(patterns).map_err(|e| load_err(e.to_string().into()))?;
     let extension = path
         .extension()
         .and_then(|e| e.to_str())
@@ -163,16 +179,15 @@ pub fn load_pretrained(
             path: path.to_path_buf(),
         });
     }
-    let to_tv = |p: &String| torchvision_key(p).unwrap_or_else(|| p.clone());
     let mut report = LoadReport {
-        loaded: result.applied.iter().map(to_tv).collect(),
-        skipped: result.unused.iter().map(to_tv).collect(),
+        loaded: result.applied.iter().map(&to_tv).collect(),
+        skipped: result.unused.iter().map(&to_tv).collect(),
         missing: result
             .missing
             .iter()
             .map(|(p, _)| p)
-            .filter(|p| !is_conv_bias_or_head(p))
-            .map(to_tv)
+            .filter(|p| !expected_missing(p))
+            .map(&to_tv)
             .collect(),
     };
     report.loaded.sort();

@@ -4,6 +4,7 @@
 use crate::backend::MlError;
 use crate::declared::net::DeclaredNet;
 use crate::models::{Cnn, DropoutMasks, ModelKind, ModelSpec};
+use crate::resnet::basic::{self, BasicResNet};
 use crate::resnet::{self, ResNet50Classifier};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -21,6 +22,8 @@ use super::*;
 pub(crate) enum Net {
     Cnn(Cnn),
     ResNet(ResNet50Classifier),
+    /// resnet18 / resnet34.
+    Basic(BasicResNet),
     Declared(DeclaredNet),
 }
 
@@ -43,6 +46,11 @@ impl Net {
     /// A freshly initialised network for `spec` (weights from `seed`; TL: then the pretrained
     /// file, then freezing). The caller must have validated `spec`.
     pub(crate) fn init(spec: &ModelSpec, seed: u64, device: &Device) -> Result<Self, MlError> {
+        if let Some(b) = spec.basic() {
+            return Ok(Net::Basic(
+                basic::build_seeded(&b, seed, device).map_err(resnet_err)?,
+            ));
+        }
         match spec.resnet() {
             Some(rs) => Ok(Net::ResNet(
                 resnet::build_seeded(&rs, seed, device).map_err(resnet_err)?,
@@ -78,6 +86,14 @@ impl Net {
         path: &Path,
         device: &Device,
     ) -> Result<Self, MlError> {
+        if let Some(b) = spec.basic() {
+            return Ok(Net::Basic(
+                basic::skeleton(&b, device)
+                    .map_err(resnet_err)?
+                    .try_load_record(record)
+                    .map_err(record_err(path))?,
+            ));
+        }
         match spec.resnet() {
             Some(rs) => Ok(Net::ResNet(
                 resnet::skeleton(&rs, device)
@@ -114,6 +130,7 @@ impl Net {
                 m.forward(x, masks)
             }
             Net::ResNet(m) => m.forward(x),
+            Net::Basic(m) => m.forward(x),
             Net::Declared(m) => m.forward(x, masks),
         }
     }
@@ -123,6 +140,7 @@ impl Net {
         match self {
             Net::Cnn(m) => m.infer(x),
             Net::ResNet(m) => m.forward(x),
+            Net::Basic(m) => m.forward(x),
             Net::Declared(m) => m.infer(x),
         }
     }
@@ -133,6 +151,7 @@ impl Net {
         match self {
             Net::Cnn(m) => m.embed(x),
             Net::ResNet(m) => m.embed(x),
+            Net::Basic(m) => m.embed(x),
             Net::Declared(m) => m.embed(x),
         }
     }
@@ -142,6 +161,7 @@ impl Net {
         match self {
             Net::Cnn(m) => Net::Cnn(m.valid()),
             Net::ResNet(m) => Net::ResNet(m.valid()),
+            Net::Basic(m) => Net::Basic(m.valid()),
             Net::Declared(m) => Net::Declared(m.valid()),
         }
     }
@@ -157,6 +177,10 @@ impl Net {
                 let g = GradientsParams::from_grads(grads, &m);
                 Net::ResNet(optim.step(lr, m, g))
             }
+            Net::Basic(m) => {
+                let g = GradientsParams::from_grads(grads, &m);
+                Net::Basic(optim.step(lr, m, g))
+            }
             Net::Declared(m) => {
                 let g = GradientsParams::from_grads(grads, &m);
                 Net::Declared(optim.step(lr, m, g))
@@ -171,6 +195,7 @@ impl Net {
         let bytes = match self.valid() {
             Net::Cnn(m) => m.into_record().into_bytes(),
             Net::ResNet(m) => m.into_record().into_bytes(),
+            Net::Basic(m) => m.into_record().into_bytes(),
             Net::Declared(m) => m.into_record().into_bytes(),
         }
         .map_err(encode_err(path))?;
@@ -184,6 +209,7 @@ impl Net {
         let bytes = match self {
             Net::Cnn(m) => m.save_into(&mut store),
             Net::ResNet(m) => m.save_into(&mut store),
+            Net::Basic(m) => m.save_into(&mut store),
             Net::Declared(m) => m.save_into(&mut store),
         }
         .and_then(|()| store.get_bytes())

@@ -1,4 +1,5 @@
-//! How images become network input: rescale (B1–B3) or ResNet's caffe mode (TL1–TL3).
+//! How images become network input: rescale (B1–B3), ResNet's caffe mode (TL1–TL3) or
+//! torchvision's ImageNet normalisation (resnet18/34/50).
 
 use crate::models::{self};
 use crate::resnet::CAFFE_MEANS_BGR;
@@ -15,13 +16,25 @@ pub enum Preprocess {
     /// ResNet-50's Keras 'caffe' mode: RGB → BGR, ImageNet means subtracted, no scaling
     /// (grey images replicated to three channels). TL1–TL3.
     Caffe,
+    /// torchvision's ImageNet normalisation, what its pretrained ResNets expect: RGB scaled to
+    /// [0, 1], minus [`IMAGENET_MEAN`], divided by [`IMAGENET_STD`] (grey replicated).
+    /// resnet18, resnet34, resnet50.
+    Imagenet,
 }
 
+/// torchvision's ImageNet channel means (RGB, on [0, 1] values).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// torchvision's ImageNet channel standard deviations (RGB).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
 impl Preprocess {
-    /// The preprocessing `kind` trains with: caffe for TL kinds, `rescale` otherwise.
+    /// The preprocessing `kind` trains with: caffe for TL kinds, ImageNet normalisation for
+    /// the named ResNets, `rescale` otherwise.
     pub fn for_model(kind: models::ModelKind, rescale: f32) -> Self {
         if kind.transfer_mode().is_some() {
             Preprocess::Caffe
+        } else if kind.depth().is_some() {
+            Preprocess::Imagenet
         } else {
             Preprocess::Rescale { factor: rescale }
         }
@@ -31,7 +44,7 @@ impl Preprocess {
     pub(crate) fn channels_out(self, channels: usize) -> usize {
         match self {
             Preprocess::Rescale { .. } => channels,
-            Preprocess::Caffe => 3,
+            Preprocess::Caffe | Preprocess::Imagenet => 3,
         }
     }
 
@@ -39,7 +52,7 @@ impl Preprocess {
     pub(crate) fn augment_spec(self, spec: Option<&AugmentSpec>) -> Option<AugmentSpec> {
         spec.map(|a| match self {
             Preprocess::Rescale { .. } => a.clone(),
-            Preprocess::Caffe => AugmentSpec {
+            Preprocess::Caffe | Preprocess::Imagenet => AugmentSpec {
                 rescale: 1.0,
                 ..a.clone()
             },
@@ -63,7 +76,7 @@ impl Preprocess {
                 fill_batch(ds, indices, augment, epoch, factor, &mut x);
                 x
             }
-            Preprocess::Caffe => {
+            Preprocess::Caffe | Preprocess::Imagenet => {
                 let mut raw = vec![0.0f32; indices.len() * img];
                 fill_batch(ds, indices, augment, epoch, 1.0, &mut raw);
                 let c = ds.shape.channels as usize;
@@ -71,7 +84,11 @@ impl Preprocess {
                 let mut x = vec![0.0f32; indices.len() * 3 * plane];
                 if img > 0 {
                     for (src, dst) in raw.chunks_exact(img).zip(x.chunks_exact_mut(3 * plane)) {
-                        caffe_planes(src, c, plane, dst);
+                        if self == Preprocess::Caffe {
+                            caffe_planes(src, c, plane, dst);
+                        } else {
+                            imagenet_planes(src, c, plane, dst);
+                        }
                     }
                 }
                 x
@@ -89,6 +106,19 @@ pub(super) fn caffe_planes(src: &[f32], channels: usize, plane: usize, dst: &mut
         let s = &src[from * plane..(from + 1) * plane];
         for (d, &v) in dst[k * plane..(k + 1) * plane].iter_mut().zip(s) {
             *d = v - mean;
+        }
+    }
+}
+
+/// ImageNet normalisation on CHW planes with raw pixel values: `dst` gets R, G, B planes of
+/// `(v / 255 - mean) / std` (a single grey plane is replicated).
+pub(super) fn imagenet_planes(src: &[f32], channels: usize, plane: usize, dst: &mut [f32]) {
+    for k in 0..3 {
+        let from = if channels >= 3 { k } else { 0 };
+        let s = &src[from * plane..(from + 1) * plane];
+        let (mean, std) = (IMAGENET_MEAN[k], IMAGENET_STD[k]);
+        for (d, &v) in dst[k * plane..(k + 1) * plane].iter_mut().zip(s) {
+            *d = (v / 255.0 - mean) / std;
         }
     }
 }

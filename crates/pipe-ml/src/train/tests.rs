@@ -505,6 +505,28 @@ fn caffe_batches_match_resnet_preprocessing() {
     );
 }
 
+#[test]
+fn named_resnets_use_torchvisions_normalisation() {
+    let ds = toy_dataset(2, 8);
+    for kind in [
+        ModelKind::Resnet18,
+        ModelKind::Resnet34,
+        ModelKind::Resnet50,
+    ] {
+        assert_eq!(Preprocess::for_model(kind, 0.5), Preprocess::Imagenet);
+    }
+    let x = Preprocess::Imagenet.fill(&ds, &[1], None, 0);
+    let plane = (ds.shape.height * ds.shape.width) as usize;
+    assert_eq!(x.len(), 3 * plane);
+    let c = ds.shape.channels as usize;
+    // Pixel 0 of each RGB plane (a grey image is replicated).
+    for k in 0..3 {
+        let v = f32::from(ds.image(1)[if c >= 3 { k } else { 0 }]);
+        let want = (v / 255.0 - IMAGENET_MEAN[k]) / IMAGENET_STD[k];
+        assert!((x[k * plane] - want).abs() < 1e-6, "{k}");
+    }
+}
+
 /// Flips one byte of `path` in place, `back` bytes before its end.
 fn flip_byte(path: &Path, back: usize) {
     let mut b = std::fs::read(path).unwrap();
