@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub mod matrix;
+pub mod roc;
 
 static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const FONT: &str = "sans-serif";
@@ -548,6 +549,17 @@ fn confusion_grid(items: &[(String, Confusion)]) -> Result<image::RgbImage, Plot
     })
 }
 
+/// `name`, cut to `max` characters (the last one `…`) when longer.
+fn shorten(name: &str, max: usize) -> String {
+    if name.chars().count() > max {
+        let mut s: String = name.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    } else {
+        name.to_owned()
+    }
+}
+
 /// Matplotlib's "Blues" end points, interpolated linearly by `t` in [0, 1].
 fn blues(t: f64) -> RGBColor {
     let (a, b) = ((247.0, 251.0, 255.0), (8.0, 48.0, 107.0));
@@ -599,38 +611,7 @@ fn confusion_panel(
     text(title, (w / 2, 30), &centred(title_size))?;
 
     let rows = [[c.tn, c.fp], [c.fn_, c.tp]];
-    for (t, row) in rows.iter().enumerate() {
-        let row_total = row[0] + row[1];
-        for (p, &count) in row.iter().enumerate() {
-            let rate = if row_total > 0 {
-                count as f64 / row_total as f64
-            } else {
-                0.0
-            };
-            let (cx, cy) = (x0 + p as i32 * cell, y0 + t as i32 * cell);
-            area.draw(&Rectangle::new(
-                [(cx, cy), (cx + cell, cy + cell)],
-                blues(rate).filled(),
-            ))
-            .map_err(draw_err("confusion matrix"))?;
-            let ink = if rate > 0.5 { WHITE } else { BLACK };
-            let mid = (cx + cell / 2, cy + cell / 2);
-            let count_style = centred(30.0).color(&ink);
-            let rate_style = centred(18.0).color(&ink);
-            text(&count.to_string(), (mid.0, mid.1 - 14), &count_style)?;
-            let rate_text = if row_total > 0 {
-                format!("{:.1}%", 100.0 * rate)
-            } else {
-                "-".to_owned()
-            };
-            text(&rate_text, (mid.0, mid.1 + 20), &rate_style)?;
-        }
-    }
-    area.draw(&Rectangle::new(
-        [(x0, y0), (x0 + 2 * cell, y0 + 2 * cell)],
-        RGBColor(90, 90, 90).stroke_width(1),
-    ))
-    .map_err(draw_err("confusion matrix"))?;
+    matrix::cells(area, (x0, y0, cell), &rows, matrix::CellText::CountAndRate)?;
 
     let tick = centred(18.0);
     for k in 0..2 {

@@ -167,6 +167,8 @@ pub struct EvalView {
     pub classes: Option<ClassesView>,
     /// (false positive rate, true positive rate), from (0, 0) to (1, 1).
     pub roc: Option<Vec<(f64, f64)>>,
+    /// N classes: each class's one-vs-rest ROC curve and their macro average.
+    pub class_rocs: Option<crate::ml::multiclass::ClassRocs>,
     /// The keys of [`METRICS`] in which this evaluation is the best of the table.
     pub best: BTreeSet<String>,
 }
@@ -184,6 +186,9 @@ pub struct ClassesView {
     /// `matrix[true][predicted]`.
     pub matrix: Vec<Vec<u64>>,
     pub per_class: Vec<crate::ml::multiclass::ClassScores>,
+    /// Each class's one-vs-rest ROC AUC (`null` for a class absent from the split).
+    #[serde(default)]
+    pub roc_auc_per_class: Vec<Option<f64>>,
 }
 
 impl EvalView {
@@ -730,7 +735,11 @@ fn eval_view(
         train_seconds: None,
         confusion,
         classes,
-        roc: read_probabilities(&dir.join("probabilities.csv")).map(|(l, p)| roc_curve(&l, &p)),
+        roc: read_probabilities(&dir.join("probabilities.csv"))
+            .map(|(l, p)| crate::ml::metrics::roc_curve(&l, &p, ROC_POINTS)),
+        class_rocs: std::fs::read(dir.join(crate::stages::evaluate::CLASS_ROC_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok()),
         best: BTreeSet::new(),
     })
 }
@@ -770,35 +779,6 @@ fn read_probabilities(path: &Path) -> Option<(Vec<u8>, Vec<f64>)> {
         labels.push(l);
     }
     Some((labels, probs))
-}
-
-/// The ROC curve: one point per distinct threshold (ties move together), thinned evenly to at
-/// most [`ROC_POINTS`].
-pub fn roc_curve(labels: &[u8], probs: &[f64]) -> Vec<(f64, f64)> {
-    let pos = labels.iter().filter(|&&l| l == 1).count() as f64;
-    let neg = labels.len() as f64 - pos;
-    let mut order: Vec<usize> = (0..labels.len().min(probs.len())).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-    let mut pts = vec![(0.0, 0.0)];
-    let (mut tp, mut fp) = (0.0, 0.0);
-    for (k, &i) in order.iter().enumerate() {
-        if labels[i] == 1 {
-            tp += 1.0;
-        } else {
-            fp += 1.0;
-        }
-        let last_of_tie = order.get(k + 1).is_none_or(|&j| probs[j] != probs[i]);
-        if last_of_tie {
-            pts.push((fp / neg.max(1.0), tp / pos.max(1.0)));
-        }
-    }
-    if pts.len() > ROC_POINTS {
-        let step = (pts.len() - 1) as f64 / (ROC_POINTS - 1) as f64;
-        pts = (0..ROC_POINTS)
-            .map(|k| pts[((k as f64 * step).round() as usize).min(pts.len() - 1)])
-            .collect();
-    }
-    pts
 }
 
 #[cfg(test)]

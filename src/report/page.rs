@@ -8,6 +8,7 @@ use super::dag;
 use super::escape;
 use super::model::{EvalView, Figure, ModelView, Report};
 use super::svg::{Chart, Mark, Series, Style, color, line_chart};
+use crate::ml::multiclass::ClassRocs;
 use base64::Engine as _;
 use std::fmt::Write;
 
@@ -432,9 +433,12 @@ fn table_section(s: &mut String, r: &Report) {
     if evals.iter().any(|e| e.confusion.is_some()) {
         s.push_str("</div>");
     }
-    for e in evals {
+    for (i, e) in evals.iter().enumerate() {
         if let Some(c) = &e.classes {
             class_tables(s, &e.label(), c);
+        }
+        if let Some(r) = &e.class_rocs {
+            class_roc_chart(s, &e.label(), r, i);
         }
     }
     let roc: Vec<Series> = evals
@@ -619,20 +623,100 @@ fn class_tables(s: &mut String, label: &str, c: &super::model::ClassesView) {
         }
         s.push_str("</tr>");
     }
-    s.push_str("</table></div><div class=\"scroll\"><table class=\"per-class\"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>");
-    for (name, k) in c.classes.iter().zip(&c.per_class) {
+    let auc = c.roc_auc_per_class.len() == c.classes.len();
+    s.push_str("</table></div><div class=\"scroll\"><table class=\"per-class\"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th>");
+    if auc {
+        s.push_str("<th>ROC AUC (one vs rest)</th>");
+    }
+    s.push_str("<th>support</th></tr>");
+    for (i, (name, k)) in c.classes.iter().zip(&c.per_class).enumerate() {
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td>",
             escape(name),
             k.precision,
             k.recall,
             k.f1,
-            k.support
         );
+        if auc {
+            s.push_str(&num(c.roc_auc_per_class[i], 4));
+        }
+        let _ = write!(s, "<td>{}</td></tr>", k.support);
     }
     s.push_str("</table></div>");
 }
+
+/// An N-class evaluation's one-vs-rest ROC curves: every class's, or the
+/// [`ROC_SHOWN`](crate::ml::multiclass::ROC_SHOWN) with the lowest AUC when there are more
+/// (the legend says so), and the macro average, dashed.
+fn class_roc_chart(s: &mut String, label: &str, r: &ClassRocs, index: usize) {
+    if r.macro_average.is_empty() {
+        return;
+    }
+    let shown = r.shown();
+    let with_curve = r.with_curve();
+    let _ = write!(
+        s,
+        "<h3>{} ROC curves by class (one vs rest)</h3><p class=\"legend\">",
+        escape(label)
+    );
+    if shown.len() < with_curve {
+        let _ = write!(
+            s,
+            "<span>the {} of {with_curve} classes with the lowest AUC:</span> ",
+            shown.len()
+        );
+    }
+    let mut series = Vec::new();
+    for (k, c) in shown.iter().enumerate() {
+        let _ = write!(
+            s,
+            "<span><i style=\"background:{}\"></i>{} (AUC {})</span> ",
+            color(k),
+            escape(&c.class),
+            auc3(c.auc)
+        );
+        series.push(Series {
+            owner: c.class.clone(),
+            name: "roc".into(),
+            color: color(k),
+            style: Style::Solid,
+            points: c.points.clone(),
+        });
+    }
+    let _ = write!(
+        s,
+        "<span><i style=\"background:{MACRO_COLOR}\"></i>macro average of {with_curve} (mean AUC {}), dashed</span></p>",
+        auc3(r.macro_auc)
+    );
+    series.push(Series {
+        owner: "macro average".into(),
+        name: "roc".into(),
+        color: MACRO_COLOR,
+        style: Style::Dashed,
+        points: r.macro_average.clone(),
+    });
+    s.push_str(&line_chart(&Chart {
+        id: &format!("chart-class-roc-{index}"),
+        title: &format!("{label}: ROC by class"),
+        x_label: "false positive rate",
+        y_label: "true positive rate",
+        series,
+        marks: Vec::new(),
+        x_range: Some((0.0, 1.0)),
+        y_range: Some((0.0, 1.0)),
+        x_integer: false,
+        y_limits: None,
+        diagonal: true,
+    }));
+}
+
+fn auc3(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.3}"))
+}
+
+/// The macro-average curve's colour (the class curves take the palette's).
+const MACRO_COLOR: &str = "#333333";
 
 #[cfg(test)]
 mod tests {

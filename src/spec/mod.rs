@@ -3,6 +3,7 @@
 //! field path; nothing stops at the first error.
 
 pub mod ident;
+mod layers;
 pub mod load;
 pub mod resources;
 pub mod validate;

@@ -77,7 +77,24 @@ fn type_stage(stage: &RawStage, diags: &mut Vec<Diagnostic>) -> Option<StageSpec
             super::resources::from_yaml(node, &stage.file, &f, diags)
         })
         .unwrap_or_default();
-    let config = typed_config(stage, &kind, fields, &field, diags)?;
+    let layers = if kind == "train" {
+        super::layers::check(stage, &field)
+    } else {
+        Vec::new()
+    };
+    let before = diags.len();
+    let config = typed_config(stage, &kind, fields, &field, diags);
+    if !layers.is_empty() {
+        // each layer's problem at its position replaces serde's first one at `model:`
+        let model = format!("{field}.model");
+        let mut k = 0;
+        diags.retain(|d| {
+            k += 1;
+            k <= before || d.field != model
+        });
+        diags.extend(layers);
+    }
+    let config = config?;
     check_config(&config, stage, &field, diags);
     Some(StageSpec {
         id: stage.id.clone(),

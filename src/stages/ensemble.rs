@@ -409,26 +409,35 @@ impl Ensemble {
         let c = ConfusionMatrix::from_probs(&eval_labels, &combined, units);
         let classes: Vec<String> = (0..units).map(|k| ds.class_name(k as u8)).collect();
         ctx.write_json(ENSEMBLE_FILE, &file)?;
+        let title = format!("ensemble ({:?})", self.method).to_lowercase();
+        let rocs =
+            super::evaluate::write_class_rocs(ctx, &title, &eval_labels, &combined, &classes)?;
+        let aucs: Vec<Option<f64>> = rocs.classes.iter().map(|c| c.auc).collect();
         ctx.write_json(
             "metrics.json",
             &serde_json::json!({
                 "on": self.on,
                 "balanced_accuracy": c.balanced_accuracy(),
                 "accuracy": c.accuracy(),
-                "roc_auc": multiclass::macro_auc(&multiclass::roc_auc_ovr(&eval_labels, &combined, units)),
+                "roc_auc": rocs.macro_auc,
                 "classes": classes,
                 "matrix": c.matrix,
                 "per_class": c.per_class(),
+                "roc_auc_per_class": aucs,
             }),
         )?;
         let png = ctx.out.join("confusion.png");
-        let title = format!("ensemble ({:?})", self.method).to_lowercase();
         crate::figures::plot::matrix::confusion_matrix_png(&png, &title, &classes, &c.matrix)
             .map_err(|e| StageError::Artifact {
                 path: png.clone(),
                 message: e.to_string(),
             })?;
-        Ok(self.report_with(&file, c.balanced_accuracy(), c.accuracy()))
+        let mut report = self.report_with(&file, c.balanced_accuracy(), c.accuracy());
+        if !rocs.macro_average.is_empty() {
+            report.figures.push(super::evaluate::CLASS_ROC_PNG.into());
+        }
+        report.figures.push(super::evaluate::CLASS_ROC_FILE.into());
+        Ok(report)
     }
 
     /// Each member's probabilities on the validation images (only to fit weights; empty

@@ -2,15 +2,17 @@
 //! confusion matrix (JSON + PNG) of a trained model on one split, at a fixed or tuned threshold.
 //! A model of N > 2 classes is scored by its most probable class: macro balanced accuracy
 //! (mean recall), per-class precision/recall/F1, top-k accuracy, one-vs-rest ROC AUC and the
-//! N×N confusion matrix; `threshold` is for two classes only.
+//! N×N confusion matrix, and each class's ROC curve (`roc.json`, `roc.png`); `threshold` is
+//! for two classes only.
 
 use super::artifacts::{SplitArtifact, to_usize};
 use super::train::Train;
 use super::{ArtifactKind, Problem, Slot, Stage, StageContext, StageError, StageReport, io_err};
 use crate::figures::plot::confusion_png;
 use crate::figures::plot::matrix::confusion_matrix_png;
+use crate::figures::plot::roc::class_roc_png;
 use crate::ml::metrics::{self, Confusion};
-use crate::ml::multiclass::{self, ClassScores, ConfusionMatrix};
+use crate::ml::multiclass::{self, ClassRocs, ClassScores, ConfusionMatrix};
 use crate::ml::train::{Checkpoint, output_units, predict};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -307,8 +309,10 @@ impl Evaluate {
         let probs = model_probs(ctx.store, model_dir, self.checkpoint, ds, idx, self.device)?;
         let l: Vec<u8> = idx.iter().map(|&i| labels[i]).collect();
         let c = ConfusionMatrix::from_probs(&l, &probs, units);
-        let aucs = multiclass::roc_auc_ovr(&l, &probs, units);
         let classes: Vec<String> = (0..units).map(|k| ds.class_name(k as u8)).collect();
+        let title = format!("{} ({:?} split)", ctx.id, self.on);
+        let rocs = write_class_rocs(ctx, &title, &l, &probs, &classes)?;
+        let aucs: Vec<Option<f64>> = rocs.classes.iter().map(|c| c.auc).collect();
         let result = EvaluationResult {
             on: self.on,
             checkpoint: self.checkpoint,
@@ -316,7 +320,7 @@ impl Evaluate {
             count: idx.len(),
             balanced_accuracy: c.balanced_accuracy(),
             accuracy: c.accuracy(),
-            roc_auc: multiclass::macro_auc(&aucs),
+            roc_auc: rocs.macro_auc,
             confusion: None,
             classes: Some(classes.clone()),
             per_class: Some(c.per_class()),
@@ -331,7 +335,6 @@ impl Evaluate {
         ctx.write_json(RESULT_FILE, &result)?;
         write_class_probabilities(ctx, ds, idx, &l, &probs, &classes)?;
         let png = ctx.out.join("confusion.png");
-        let title = format!("{} ({:?} split)", ctx.id, self.on);
         confusion_matrix_png(&png, &title, &classes, &c.matrix).map_err(|e| {
             StageError::Artifact {
                 path: png.clone(),
@@ -358,8 +361,40 @@ impl Evaluate {
         }
         report.summary = summary;
         report.figures = vec!["confusion.png".into(), RESULT_FILE.into()];
+        if !rocs.macro_average.is_empty() {
+            report.figures.push(CLASS_ROC_PNG.into());
+        }
+        report.figures.push(CLASS_ROC_FILE.into());
         Ok(report)
     }
+}
+
+/// N classes: each class's one-vs-rest ROC curve and their macro average (JSON), drawn next
+/// to it (PNG).
+pub const CLASS_ROC_FILE: &str = "roc.json";
+pub const CLASS_ROC_PNG: &str = "roc.png";
+
+/// Writes [`CLASS_ROC_FILE`] and, when some class has a curve, [`CLASS_ROC_PNG`] of an
+/// N-class evaluation (`evaluate`, `ensemble`); returns the curves.
+pub(crate) fn write_class_rocs(
+    ctx: &StageContext,
+    title: &str,
+    labels: &[u8],
+    probs: &[f32],
+    classes: &[String],
+) -> Result<ClassRocs, StageError> {
+    let rocs = ClassRocs::new(labels, probs, classes);
+    ctx.write_json(CLASS_ROC_FILE, &rocs)?;
+    if !rocs.macro_average.is_empty() {
+        let png = ctx.out.join(CLASS_ROC_PNG);
+        class_roc_png(&png, &format!("{title}: one-vs-rest ROC"), &rocs).map_err(|e| {
+            StageError::Artifact {
+                path: png.clone(),
+                message: e.to_string(),
+            }
+        })?;
+    }
+    Ok(rocs)
 }
 
 /// `probabilities.csv` of an N-class evaluation: index, name, true and predicted class, then

@@ -163,5 +163,73 @@ stages:
         &text.replace("max_pool: {size: 30}", "maxpool: {size: 30}"),
     );
     let e = env.err(&["validate", "p.yaml"], 2);
-    assert!(e.contains("layer 2: unknown variant 'maxpool'"), "{e}");
+    assert!(
+        e.contains("p.yaml:13:11: stages.net.model.layers[1]: layer 2: unknown layer kind `maxpool` (did you mean `max_pool`?)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn layer_syntax_errors_are_each_reported_at_their_layer() {
+    let env = Env::new();
+    // line numbers below are those of this text
+    let text = "\
+stages:
+  faces: {kind: source, format: synthetic, count: 60, height: 24, width: 24, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}
+  split: {kind: split, inputs: {data: faces}}
+  net:
+    kind: train
+    inputs: {data: faces, split: split}
+    model:
+      layers:
+        - conv2d: {filterz: 8, kernal: 3}
+        - maxpool
+        - dens: {units: 4}
+        - conv2d: {filters: eight, activation: relux}
+        - residual:
+            layers:
+              - conv2d: {kernel: 3}
+              - flatten: {size: 2}
+            activaton: relu
+        - dense: {}
+";
+    env.write("p.yaml", text);
+    let e = env.err(&["validate", "p.yaml"], 2);
+    for want in [
+        "p.yaml:9:20: stages.net.model.layers[0].conv2d.filterz: layer 1 (conv2d): unknown field `filterz` (did you mean `filters`?); expected one of filters, kernel, stride, padding, activation",
+        "p.yaml:9:32: stages.net.model.layers[0].conv2d.kernal: layer 1 (conv2d): unknown field `kernal` (did you mean `kernel`?)",
+        // after its unknown fields, the layer's missing one
+        "p.yaml:9:19: stages.net.model.layers[0].conv2d: layer 1 (conv2d): missing field `filters`",
+        "p.yaml:10:11: stages.net.model.layers[1]: layer 2: unknown layer kind `maxpool` (did you mean `max_pool`?)",
+        "p.yaml:11:11: stages.net.model.layers[2]: layer 3: unknown layer kind `dens` (did you mean `dense`?)",
+        "p.yaml:12:29: stages.net.model.layers[3].conv2d.filters: layer 4 (conv2d): invalid type: string \"eight\"",
+        "p.yaml:15:25: stages.net.model.layers[4].residual.layers[0].conv2d: layer 5.1 (conv2d): missing field `filters`",
+        "p.yaml:16:27: stages.net.model.layers[4].residual.layers[1].flatten.size: layer 5.2 (flatten): unknown field `size`: flatten takes no settings",
+        "p.yaml:17:13: stages.net.model.layers[4].residual.activaton: unknown field `activaton` (did you mean `activation`?) in a residual block",
+        "p.yaml:18:18: stages.net.model.layers[5].dense: layer 6 (dense): missing field `units`",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in\n{e}");
+    }
+    // serde's single message at `model:` is replaced by the layers' own
+    assert!(!e.contains("stages.net.model: "), "{e}");
+    // a bad value of the activation: its alternatives, at the value
+    env.write("p.yaml", &text.replace("filters: eight", "filters: 8"));
+    let e = env.err(&["run", "p.yaml"], 2);
+    assert!(
+        e.contains("p.yaml:12:44: stages.net.model.layers[3].conv2d.activation: layer 4 (conv2d): unknown value `relux` (did you mean `relu`?); expected one of relu, linear, tanh, sigmoid"),
+        "{e}"
+    );
+    // the model mapping's own keys
+    env.write(
+        "p.yaml",
+        &text.replace(
+            "      layers:\n        - conv2d: {filterz",
+            "      layerz: []\n      layers:\n        - conv2d: {filterz",
+        ),
+    );
+    let e = env.err(&["validate", "p.yaml"], 2);
+    assert!(
+        e.contains("p.yaml:8:7: stages.net.model.layerz: unknown field `layerz` (did you mean `layers`?) in a declared model; expected layers"),
+        "{e}"
+    );
 }

@@ -163,6 +163,23 @@ fn a_three_class_image_folder_runs_end_to_end() {
     );
     assert_eq!(m["roc_auc_per_class"].as_array().unwrap().len(), 3);
     assert!(metrics_path.with_file_name("confusion.png").exists());
+    // Each class's one-vs-rest ROC curve, with the AUC metrics.json reports, and its figure.
+    let rocs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(metrics_path.with_file_name("roc.json")).unwrap(),
+    )
+    .unwrap();
+    let curves = rocs["classes"].as_array().unwrap();
+    assert_eq!(curves.len(), 3);
+    for (k, c) in curves.iter().enumerate() {
+        assert_eq!(c["class"], CLASSES[k]);
+        assert_eq!(c["auc"], m["roc_auc_per_class"][k]);
+        let points = c["points"].as_array().unwrap();
+        assert_eq!(points[0], serde_json::json!([0.0, 0.0]));
+        assert_eq!(points[points.len() - 1], serde_json::json!([1.0, 1.0]));
+    }
+    assert_eq!(rocs["macro_auc"], m["roc_auc"]);
+    let png = image::open(metrics_path.with_file_name("roc.png")).unwrap();
+    assert!(png.width() > 400 && png.height() > 400);
 
     // The model carries its vocabulary; predictions are class names, one per line.
     assert_eq!(
@@ -187,6 +204,16 @@ fn a_three_class_image_folder_runs_end_to_end() {
         html.contains("by class") && html.contains("stripes"),
         "report"
     );
+    // the per-class table's AUC column and the per-class ROC chart with its legend
+    assert!(html.contains("ROC AUC (one vs rest)"), "report");
+    assert!(html.contains("id=\"chart-class-roc-"), "report");
+    for c in CLASSES {
+        assert!(
+            html.contains(&format!("{c} (AUC 0.")) || html.contains(&format!("{c} (AUC 1.")),
+            "{c}"
+        );
+    }
+    assert!(html.contains("macro average of 3 (mean AUC"), "report");
 }
 
 #[test]

@@ -112,6 +112,37 @@ pub fn roc_auc(labels: &[u8], probs: &[f32]) -> Option<f64> {
     Some((rank_sum_pos - p * (p + 1.0) / 2.0) / (p * q))
 }
 
+/// The ROC curve (false positive rate, true positive rate) of `probs` as scores of class 1:
+/// one point per distinct score (ties move together) from (0, 0) to (1, 1), thinned evenly
+/// to at most `max_points` (ends kept).
+pub fn roc_curve(labels: &[u8], probs: &[f64], max_points: usize) -> Vec<(f64, f64)> {
+    let pos = labels.iter().filter(|&&l| l == 1).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    let mut order: Vec<usize> = (0..labels.len().min(probs.len())).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let mut pts = vec![(0.0, 0.0)];
+    let (mut tp, mut fp) = (0.0, 0.0);
+    for (k, &i) in order.iter().enumerate() {
+        if labels[i] == 1 {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        let last_of_tie = order.get(k + 1).is_none_or(|&j| probs[j] != probs[i]);
+        if last_of_tie {
+            pts.push((fp / neg.max(1.0), tp / pos.max(1.0)));
+        }
+    }
+    if pts.len() > max_points.max(2) {
+        let max_points = max_points.max(2);
+        let step = (pts.len() - 1) as f64 / (max_points - 1) as f64;
+        pts = (0..max_points)
+            .map(|k| pts[((k as f64 * step).round() as usize).min(pts.len() - 1)])
+            .collect();
+    }
+    pts
+}
+
 /// The threshold that maximises balanced accuracy of `probs >= threshold` on `labels`.
 ///
 /// Every distinct split of the sorted probabilities is scored (O(n log n)). Each split is

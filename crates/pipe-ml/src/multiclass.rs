@@ -168,6 +168,123 @@ pub fn macro_auc(aucs: &[Option<f64>]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
+/// Most points kept per ROC curve (see [`metrics::roc_curve`]).
+pub const ROC_POINTS: usize = 300;
+/// Most per-class curves a ROC figure draws: beyond that, those of the classes with the
+/// lowest AUC (with the macro average, always drawn).
+pub const ROC_SHOWN: usize = 10;
+/// Evenly spaced false positive rates of the macro-average curve, beyond 0.
+const MACRO_STEPS: usize = 100;
+
+/// One class's one-vs-rest ROC curve: (false positive rate, true positive rate) points from
+/// (0, 0) to (1, 1); no points and no AUC when the split lacks the class or the others.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ClassRoc {
+    pub class: String,
+    pub auc: Option<f64>,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Every class's one-vs-rest ROC curve and their macro average (`roc.json` of an N-class
+/// evaluation).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ClassRocs {
+    pub classes: Vec<ClassRoc>,
+    /// The mean of the defined per-class AUCs.
+    pub macro_auc: Option<f64>,
+    /// The mean true positive rate of the defined curves at evenly spaced false positive rates.
+    pub macro_average: Vec<(f64, f64)>,
+}
+
+impl ClassRocs {
+    /// The curves of `labels` against each column of `probs`, one per name in `names`.
+    pub fn new(labels: &[u8], probs: &[f32], names: &[String]) -> Self {
+        let n = names.len();
+        let aucs = roc_auc_ovr(labels, probs, n);
+        let classes: Vec<ClassRoc> = names
+            .iter()
+            .zip(&aucs)
+            .enumerate()
+            .map(|(c, (name, &auc))| {
+                let points = match auc {
+                    Some(_) => {
+                        let y: Vec<u8> =
+                            labels.iter().map(|&l| u8::from(l as usize == c)).collect();
+                        let p: Vec<f64> = probs.chunks(n).map(|row| f64::from(row[c])).collect();
+                        metrics::roc_curve(&y, &p, ROC_POINTS)
+                    }
+                    None => Vec::new(),
+                };
+                ClassRoc {
+                    class: name.clone(),
+                    auc,
+                    points,
+                }
+            })
+            .collect();
+        let curves: Vec<&[(f64, f64)]> = classes
+            .iter()
+            .filter(|c| !c.points.is_empty())
+            .map(|c| c.points.as_slice())
+            .collect();
+        Self {
+            macro_auc: macro_auc(&aucs),
+            macro_average: macro_roc(&curves),
+            classes,
+        }
+    }
+
+    /// The classes a figure draws: every class with a curve when at most [`ROC_SHOWN`] have
+    /// one (in class order), else the [`ROC_SHOWN`] with the lowest AUC, lowest first.
+    pub fn shown(&self) -> Vec<&ClassRoc> {
+        let mut drawn: Vec<&ClassRoc> = self.classes.iter().filter(|c| c.auc.is_some()).collect();
+        if drawn.len() > ROC_SHOWN {
+            // stable: equal AUCs keep class order
+            drawn.sort_by(|a, b| a.auc.unwrap_or(0.0).total_cmp(&b.auc.unwrap_or(0.0)));
+            drawn.truncate(ROC_SHOWN);
+        }
+        drawn
+    }
+
+    /// How many classes have a curve.
+    pub fn with_curve(&self) -> usize {
+        self.classes.iter().filter(|c| c.auc.is_some()).count()
+    }
+}
+
+/// The macro-average ROC curve: at each of evenly spaced false positive rates, the mean of
+/// the curves' true positive rates (linearly interpolated between their points, the highest
+/// on a vertical step). Empty without curves.
+pub fn macro_roc(curves: &[&[(f64, f64)]]) -> Vec<(f64, f64)> {
+    if curves.is_empty() {
+        return Vec::new();
+    }
+    (0..=MACRO_STEPS)
+        .map(|k| {
+            let x = k as f64 / MACRO_STEPS as f64;
+            let sum: f64 = curves.iter().map(|c| tpr_at(c, x)).sum();
+            (x, sum / curves.len() as f64)
+        })
+        .collect()
+}
+
+/// The true positive rate of a ROC curve (monotone in both coordinates) at `fpr`.
+fn tpr_at(curve: &[(f64, f64)], fpr: f64) -> f64 {
+    let mut best = curve.first().map_or(0.0, |p| p.1);
+    for w in curve.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        if x0 <= fpr && fpr <= x1 {
+            let y = if x1 > x0 {
+                y0 + (y1 - y0) * (fpr - x0) / (x1 - x0)
+            } else {
+                y1
+            };
+            best = best.max(y);
+        }
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +341,81 @@ mod tests {
         let aucs = roc_auc_ovr(&[0, 1], &[0.9, 0.1, 0.0, 0.2, 0.8, 0.0], 3);
         assert_eq!(aucs, vec![Some(1.0), Some(1.0), None]);
         assert_eq!(macro_auc(&aucs), Some(1.0));
+    }
+
+    #[test]
+    fn class_curves_their_macro_average_and_the_shown_classes() {
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let r = ClassRocs::new(&LABELS, &PROBS, &names);
+        let aucs: Vec<Option<f64>> = r.classes.iter().map(|c| c.auc).collect();
+        assert_eq!(aucs, roc_auc_ovr(&LABELS, &PROBS, 3));
+        for c in &r.classes {
+            assert_eq!(c.points.first(), Some(&(0.0, 0.0)));
+            assert_eq!(c.points.last(), Some(&(1.0, 1.0)));
+        }
+        // class 0 is ranked first by its score: a perfect curve through (0, 1)
+        assert!(r.classes[0].points.contains(&(0.0, 1.0)));
+        assert_eq!(r.macro_auc, macro_auc(&aucs));
+        assert_eq!(r.macro_average.len(), MACRO_STEPS + 1);
+        assert_eq!(r.macro_average.last(), Some(&(1.0, 1.0)));
+        assert!(r.macro_average.windows(2).all(|w| w[0].1 <= w[1].1));
+        assert_eq!(r.shown().len(), 3);
+        // an absent class has no curve and is not drawn
+        let r = ClassRocs::new(&[0, 1], &[0.9, 0.1, 0.0, 0.2, 0.8, 0.0], &names);
+        assert!(r.classes[2].points.is_empty() && r.classes[2].auc.is_none());
+        assert_eq!(r.with_curve(), 2);
+        assert_eq!(
+            r.shown()
+                .iter()
+                .map(|c| c.class.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn many_classes_show_the_lowest_aucs_lowest_first() {
+        let n = ROC_SHOWN + 5;
+        // sample i is of class i; class c scores every sample by how close it is to c, so
+        // its AUC falls with c's noise level
+        let labels: Vec<u8> = (0..n as u8).flat_map(|c| [c, c]).collect();
+        let probs: Vec<f32> = labels
+            .iter()
+            .enumerate()
+            .flat_map(|(s, &y)| {
+                (0..n).map(move |c| {
+                    if c == y as usize {
+                        0.5
+                    } else if (s + c) % n < c / 3 {
+                        0.9
+                    } else {
+                        0.1
+                    }
+                })
+            })
+            .collect();
+        let names: Vec<String> = (0..n).map(|c| format!("c{c}")).collect();
+        let r = ClassRocs::new(&labels, &probs, &names);
+        let shown = r.shown();
+        assert_eq!(shown.len(), ROC_SHOWN);
+        let lowest: Vec<f64> = shown.iter().map(|c| c.auc.unwrap()).collect();
+        assert!(lowest.windows(2).all(|w| w[0] <= w[1]));
+        let worst_hidden = r
+            .classes
+            .iter()
+            .filter(|c| !shown.iter().any(|s| s.class == c.class))
+            .map(|c| c.auc.unwrap())
+            .fold(f64::INFINITY, f64::min);
+        assert!(lowest.last().unwrap() <= &worst_hidden);
+    }
+
+    #[test]
+    fn macro_average_interpolates_and_takes_the_top_of_a_step() {
+        let perfect = [(0.0, 0.0), (0.0, 1.0), (1.0, 1.0)];
+        let diagonal = [(0.0, 0.0), (1.0, 1.0)];
+        let m = macro_roc(&[&perfect, &diagonal]);
+        assert_eq!(m[0], (0.0, 0.5));
+        assert!((m[50].1 - 0.75).abs() < 1e-12);
+        assert!(macro_roc(&[]).is_empty());
     }
 }

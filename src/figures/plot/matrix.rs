@@ -2,7 +2,7 @@
 //! predicted ones, each cell shaded by its share of the row (the class's recall on the
 //! diagonal) and labelled with its count while the cells are large enough to read.
 
-use super::{Canvas, FONT, PlotError, blues, draw_err, render_png};
+use super::{Canvas, FONT, PlotError, blues, draw_err, render_png, shorten};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -10,16 +10,6 @@ use std::path::Path;
 
 /// Longest class name drawn as a tick label (longer ones end in `…`).
 const MAX_TICK_CHARS: usize = 12;
-
-fn tick_text(name: &str) -> String {
-    if name.chars().count() > MAX_TICK_CHARS {
-        let mut s: String = name.chars().take(MAX_TICK_CHARS - 1).collect();
-        s.push('…');
-        s
-    } else {
-        name.to_owned()
-    }
-}
 
 /// Writes the matrix (`matrix[true][predicted]`, one row and column per class name) as PNG.
 pub fn confusion_matrix_png(
@@ -60,32 +50,12 @@ fn panel(
     };
     text(title, (w as i32 / 2, 30), &style(20.0, HPos::Center))?;
     let n = classes.len() as i32;
-    for (t, row) in matrix.iter().enumerate() {
-        let total: u64 = row.iter().sum();
-        for (p, &count) in row.iter().enumerate() {
-            let rate = if total > 0 {
-                count as f64 / total as f64
-            } else {
-                0.0
-            };
-            let (cx, cy) = (x0 + p as i32 * cell, y0 + t as i32 * cell);
-            area.draw(&Rectangle::new(
-                [(cx, cy), (cx + cell, cy + cell)],
-                blues(rate).filled(),
-            ))
-            .map_err(draw_err("confusion matrix"))?;
-            if cell >= 24 {
-                let ink = if rate > 0.5 { WHITE } else { BLACK };
-                let st = style(f64::from(cell) * 0.36, HPos::Center).color(&ink);
-                text(&count.to_string(), (cx + cell / 2, cy + cell / 2), &st)?;
-            }
-        }
-    }
-    area.draw(&Rectangle::new(
-        [(x0, y0), (x0 + n * cell, y0 + n * cell)],
-        RGBColor(90, 90, 90).stroke_width(1),
-    ))
-    .map_err(draw_err("confusion matrix"))?;
+    let counts = if cell >= 24 {
+        CellText::Count(f64::from(cell) * 0.36)
+    } else {
+        CellText::Nothing
+    };
+    cells(area, (x0, y0, cell), matrix, counts)?;
     let tick_size = f64::from(cell).clamp(9.0, 16.0);
     let vertical = (FONT, tick_size)
         .into_font()
@@ -94,7 +64,7 @@ fn panel(
         .pos(Pos::new(HPos::Right, VPos::Center));
     for (k, name) in classes.iter().enumerate() {
         let mid = k as i32 * cell + cell / 2;
-        let label = tick_text(name);
+        let label = shorten(name, MAX_TICK_CHARS);
         text(&label, (x0 - 8, y0 + mid), &style(tick_size, HPos::Right))?;
         text(&label, (x0 + mid, y0 + n * cell + 8), &vertical)?;
     }
@@ -109,6 +79,78 @@ fn panel(
         .color(&BLACK)
         .pos(Pos::new(HPos::Center, VPos::Center));
     text("True label", (18, y0 + n * cell / 2), &true_label)
+}
+
+/// What a cell shows over its shade.
+pub(super) enum CellText {
+    /// The count (30 px) over its share of the row in percent (18 px): the 2×2 matrix.
+    CountAndRate,
+    /// The count at this size.
+    Count(f64),
+    Nothing,
+}
+
+/// Draws `matrix` (`[true][predicted]`) as square cells of `cell` pixels from `(x0, y0)`,
+/// each shaded by its share of its row, with `text` in white on dark cells, and the frame
+/// around them: the body of both the 2×2 and the N×N confusion matrix.
+pub(super) fn cells<R: AsRef<[u64]>>(
+    area: &DrawingArea<Canvas<'_>, Shift>,
+    (x0, y0, cell): (i32, i32, i32),
+    matrix: &[R],
+    text: CellText,
+) -> Result<(), PlotError> {
+    fn centred(size: f64, ink: &RGBColor) -> TextStyle<'_> {
+        (FONT, size)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center))
+            .color(ink)
+    }
+    let write = |s: String, at: (i32, i32), st: TextStyle<'_>| {
+        area.draw(&Text::new(s, at, st))
+            .map_err(draw_err("confusion matrix"))
+    };
+    for (t, row) in matrix.iter().enumerate() {
+        let row = row.as_ref();
+        let total: u64 = row.iter().sum();
+        for (p, &count) in row.iter().enumerate() {
+            let rate = if total > 0 {
+                count as f64 / total as f64
+            } else {
+                0.0
+            };
+            let (cx, cy) = (x0 + p as i32 * cell, y0 + t as i32 * cell);
+            area.draw(&Rectangle::new(
+                [(cx, cy), (cx + cell, cy + cell)],
+                blues(rate).filled(),
+            ))
+            .map_err(draw_err("confusion matrix"))?;
+            let ink = if rate > 0.5 { WHITE } else { BLACK };
+            let mid = (cx + cell / 2, cy + cell / 2);
+            match text {
+                CellText::CountAndRate => {
+                    write(count.to_string(), (mid.0, mid.1 - 14), centred(30.0, &ink))?;
+                    let rate_text = if total > 0 {
+                        format!("{:.1}%", 100.0 * rate)
+                    } else {
+                        "-".to_owned()
+                    };
+                    write(rate_text, (mid.0, mid.1 + 20), centred(18.0, &ink))?;
+                }
+                CellText::Count(size) => write(count.to_string(), mid, centred(size, &ink))?,
+                CellText::Nothing => {}
+            }
+        }
+    }
+    let (rows, cols) = (
+        matrix.len() as i32,
+        matrix.first().map_or(0, |r| r.as_ref().len()) as i32,
+    );
+    area.draw(&Rectangle::new(
+        [(x0, y0), (x0 + cols * cell, y0 + rows * cell)],
+        RGBColor(90, 90, 90).stroke_width(1),
+    ))
+    .map_err(draw_err("confusion matrix"))
 }
 
 #[cfg(test)]
