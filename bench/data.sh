@@ -2,8 +2,9 @@
 # Issue #3 benchmark: the data half (source raw → hash → dedup radius 0 → filter_conflicts →
 # split) over 116,000 images of 56x56x3 in the challenge's raw layout, cold (fresh cache):
 # wall time, peak RSS and per-stage seconds; source+hash+dedup against Python ImageHash 4.3.2
-# over the same images from arrays (images/s and ratio, same run); dedup at radius 4 over the
-# 116k hashes; and agreement of pipe's hashes with ImageHash's for every image.
+# over the same images from arrays (images/s and ratio, the two in turn in the same run);
+# blake3 of the raw file, pipe vs b3sum (GB/s, in turn); dedup at radius 4 over the 116k
+# hashes; and agreement of pipe's hashes with ImageHash's for every image.
 # Usage: bench/data.sh [REPEATS]   (default 3; needs cargo and python3 with pip)
 # Honours CARGO_TARGET_DIR. Everything it writes goes under bench/out/data/ (git-ignored).
 set -euo pipefail
@@ -86,22 +87,46 @@ printf 'whole data half, cold: %.2f s wall (median of %d; target < 5 s), peak RS
   "$wall" "$reps" "$(echo "$rss_kib / 1024" | bc -l)" "$rss_ratio"
 hash_obj=$(object_of data.yaml hashes)
 
-# ---- source + hash + dedup: pipe vs Python imagehash ----
-: > sub.txt
+# ---- source + hash + dedup: pipe vs Python imagehash, in turn (pipe, Python, pipe, ...) ----
+: > sub.txt; : > pysub.txt
 for i in $(seq "$reps"); do
   rm -rf cache
   t0=$(date +%s.%N); "$pipe" run data.yaml --until groups > until.log; t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc -l >> sub.txt
+  py=$(python3 "$root/bench/data_imagehash.py" db_train.raw --hashes-out py_hashes.txt | grep '^PY_RESULT' | cut -d' ' -f2-)
+  python3 -c "import json,sys; print(json.loads(sys.argv[1])['seconds'])" "$py" >> pysub.txt
+  echo "  repeat $i: pipe $(tail -1 sub.txt) s, Python $(tail -1 pysub.txt) s  (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 done
+# cloned on btrfs/XFS/bcachefs, copied elsewhere (README, design notes)
+printf '  stage train_raw %.3f s (filesystem: %s)\n' "$(stage_s cache train_raw)" "$(stat -f -c %T .)"
 pipe_sub=$(median < sub.txt)
 pipe_ips=$(echo "$n / $pipe_sub" | bc -l)
-echo "  (load before Python: $(cut -d' ' -f1-3 /proc/loadavg))"
-py=$(python3 "$root/bench/data_imagehash.py" db_train.raw --hashes-out py_hashes.txt | grep '^PY_RESULT' | cut -d' ' -f2-)
-py_s=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['seconds'])" "$py")
+py_s=$(median < pysub.txt)
 py_ips=$(echo "$n / $py_s" | bc -l)
-printf 'source+hash+dedup: pipe %.3f s = %.0f images/s (median of %d, wall of `pipe run --until groups`, fresh cache); Python imagehash %.2f s = %.0f images/s; pipe is %.1fx faster (target >= 30x)\n' \
-  "$pipe_sub" "$pipe_ips" "$reps" "$py_s" "$py_ips" "$(echo "$pipe_ips / $py_ips" | bc -l)"
-echo "  python detail: $py"
+printf 'source+hash+dedup: pipe %.3f s = %.0f images/s (median of %d, wall of `pipe run --until groups`, fresh cache); Python imagehash %.2f s = %.0f images/s (median of %d, its own clock); pipe is %.1fx faster (target >= 30x)\n' \
+  "$pipe_sub" "$pipe_ips" "$reps" "$py_s" "$py_ips" "$reps" "$(echo "$pipe_ips / $py_ips" | bc -l)"
+echo "  python detail (last): $py"
+
+# ---- hashing: pipe's blake3 of the raw file vs b3sum, in turn ----
+# `pipe status` on an empty cache digests db_train.raw for the source's key (nothing else is
+# read); b3sum (`cargo install b3sum --locked`) hashes the same file, mapped, on all cores.
+if command -v b3sum > /dev/null; then
+  : > ph.txt; : > bh.txt
+  for i in $(seq "$reps"); do
+    rm -rf hcache
+    t0=$(date +%s.%N); "$pipe" status data.yaml --cache hcache > /dev/null; t1=$(date +%s.%N)
+    echo "$t1 - $t0" | bc -l >> ph.txt
+    t0=$(date +%s.%N); b3sum db_train.raw > /dev/null; t1=$(date +%s.%N)
+    echo "$t1 - $t0" | bc -l >> bh.txt
+  done
+  rm -rf hcache
+  ph=$(median < ph.txt); bh=$(median < bh.txt)
+  printf 'blake3 of db_train.raw (%d bytes): pipe status (cold key) %.3f s = %.2f GB/s, b3sum %.3f s = %.2f GB/s, pipe/b3sum %.2fx (medians of %d, load %s)\n' \
+    "$raw_bytes" "$ph" "$(echo "$raw_bytes / $ph / 1e9" | bc -l)" "$bh" "$(echo "$raw_bytes / $bh / 1e9" | bc -l)" \
+    "$(echo "$bh / $ph" | bc -l)" "$reps" "$(cut -d' ' -f1-3 /proc/loadavg)"
+else
+  echo "(b3sum not installed: cargo install b3sum --locked)"
+fi
 
 # ---- dedup at radius 4 over the 116k hashes (source and hash cached) ----
 : > r4.txt

@@ -453,3 +453,56 @@ fn a_key_file_holding_another_keys_entry_is_a_miss_with_a_warning() {
     let out = env.ok(&["run", "p.yaml"]);
     assert_eq!(ran(&out), ["groups"], "{out}");
 }
+
+/// The source's stored pixels are never the user's file itself (a clone or a copy, never a
+/// hardlink): after a run, an in-place edit of the raw file (same size, same inode, mtime put
+/// back, as `dd conv=notrunc` or an editor writing in place would) leaves the cached object's
+/// bytes and digest as they were, and the source reruns. With the original bytes back, the
+/// first run's objects are hits again; gc and later runs go on as usual.
+#[test]
+fn editing_a_source_file_in_place_after_a_run_never_changes_the_cached_object() {
+    let env = data_env(40);
+    env.ok(&["run", "p.yaml"]);
+    let raw = env.path("data/db_train.raw");
+    let original = std::fs::read(&raw).unwrap();
+    let first = object_of(&env, "train_raw");
+    let pixels = first.join("pixels.u8");
+    let recorded = |dir: &Path| -> String {
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(".manifest.json")).unwrap()).unwrap();
+        let files = m["files"].as_array().unwrap();
+        let f = files.iter().find(|f| f["path"] == "pixels.u8").unwrap();
+        f["blake3"].as_str().unwrap().to_string()
+    };
+    assert_eq!(recorded(&first), blake3::hash(&original).to_hex().as_str());
+    assert!(!first.join(".digested.json").exists());
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (
+        std::fs::metadata(&raw).unwrap(),
+        std::fs::metadata(&pixels).unwrap(),
+    );
+    assert_ne!(a.ino(), b.ino());
+
+    let at = 16 * 16 * 3 * 10 + 5;
+    poke(&raw, at as u64, original[at] ^ 0xff);
+    assert!(std::fs::read(&pixels).unwrap() == original);
+    assert_eq!(recorded(&first), blake3::hash(&original).to_hex().as_str());
+    let out = env.ok(&["run", "p.yaml"]);
+    assert_eq!(ran(&out), ALL, "{out}");
+    let second = object_of(&env, "train_raw");
+    assert_ne!(second, first);
+    assert!(std::fs::read(second.join("pixels.u8")).unwrap() == std::fs::read(&raw).unwrap());
+    assert!(std::fs::read(&pixels).unwrap() == original);
+
+    // The original bytes back: the first run's key and object are a verified hit.
+    poke(&raw, at as u64, original[at]);
+    let out = env.ok(&["run", "p.yaml"]);
+    assert!(ran(&out).is_empty(), "{out}");
+    assert_eq!(object_of(&env, "train_raw"), first);
+    // Only the edited file's source object differs (the flipped pixel leaves every dHash).
+    let gc = env.ok(&["gc", "--keep-runs", "1"]);
+    assert!(gc.contains("removed 1 objects"), "{gc}");
+    assert!(!second.exists() && first.exists());
+    let out = env.ok(&["run", "p.yaml"]);
+    assert!(ran(&out).is_empty(), "{out}");
+}

@@ -14,6 +14,10 @@ pub const MANIFEST: &str = ".manifest.json";
 pub const REFS: &str = ".refs.json";
 /// Stat fingerprint of the object's files when they last matched the manifest.
 pub const VERIFIED: &str = ".verified";
+/// Digests a stage computed of files it wrote, each with the file's stats then, written through
+/// [`declare_digest`]; commit uses one instead of re-reading the file while its stats are
+/// unchanged, then removes the list.
+pub const DIGESTED: &str = ".digested.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestEntry {
@@ -81,7 +85,11 @@ pub(super) fn hash_file(path: &Path) -> Result<(u64, String), StoreError> {
 
 /// Files pipe keeps in an object directory besides the stage's own.
 fn is_bookkeeping(rel: &str) -> bool {
-    rel == MANIFEST || rel == REFS || rel == VERIFIED || rel.starts_with(".verified.tmp")
+    rel == MANIFEST
+        || rel == REFS
+        || rel == VERIFIED
+        || rel == DIGESTED
+        || rel.starts_with(".verified.tmp")
 }
 
 pub(super) fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), StoreError> {
@@ -116,16 +124,87 @@ pub(super) fn fingerprint(dir: &Path, m: &Manifest) -> Result<String, StoreError
         }
         h.update(f.path.as_bytes());
         h.update(b"\0");
-        for n in [
-            meta.len() as i128,
-            i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-            i128::from(meta.ino()),
-        ] {
+        for n in stats(&meta) {
             h.update(&n.to_le_bytes());
         }
     }
     Ok(h.finalize().to_hex().to_string())
+}
+
+/// Size, mtime, ctime (nanoseconds) and inode: what a fingerprint records of one file.
+fn stats(meta: &std::fs::Metadata) -> [i128; 4] {
+    [
+        i128::from(meta.len()),
+        i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        i128::from(meta.ino()),
+    ]
+}
+
+#[derive(Serialize, Deserialize)]
+struct Digested {
+    path: String,
+    #[serde(deserialize_with = "digest::de")]
+    blake3: String,
+    stats: [i128; 4],
+}
+
+/// Records that the file `rel` of the output being written in `out` holds bytes of digest
+/// `blake3` (computed by the stage from the very bytes it stored, e.g. while copying them), so
+/// that commit need not read the file again. Commit trusts it only while the file's size,
+/// mtime, ctime and inode are those seen here; the first stage to use the object re-digests it
+/// in full as for any other output.
+pub fn declare_digest(out: &Path, rel: &str, blake3: &str) -> Result<(), StoreError> {
+    let p = out.join(DIGESTED);
+    digest::check(blake3).map_err(|e| corrupt(&p, e.to_string()))?;
+    let file = out.join(rel);
+    let meta = std::fs::symlink_metadata(&file).map_err(io(&file))?;
+    let mut list = read_digested(out)?;
+    list.retain(|d| d.path != rel);
+    list.push(Digested {
+        path: rel.to_string(),
+        blake3: blake3.to_string(),
+        stats: stats(&meta),
+    });
+    let text = serde_json::to_vec(&list).expect("paths, digests and numbers serialise");
+    std::fs::write(&p, text).map_err(io(&p))
+}
+
+fn read_digested(out: &Path) -> Result<Vec<Digested>, StoreError> {
+    let p = out.join(DIGESTED);
+    match std::fs::read(&p) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(&p, e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io(&p)(e)),
+    }
+}
+
+/// Size and digest of every file `rels` of `out`: the declared digest of a file whose stats
+/// are unchanged since it was declared, else a fresh digest of its bytes.
+pub(super) fn digest_outputs(
+    out: &Path,
+    rels: &[String],
+) -> Result<Vec<ManifestEntry>, StoreError> {
+    use rayon::prelude::*;
+    let declared = read_digested(out)?;
+    rels.par_iter()
+        .map(|rel| {
+            let p = out.join(rel);
+            let known = declared.iter().find(|d| d.path == *rel).and_then(|d| {
+                let meta = std::fs::symlink_metadata(&p).ok()?;
+                (meta.is_file() && stats(&meta) == d.stats).then(|| (meta.len(), d.blake3.clone()))
+            });
+            let (size, blake3) = match known {
+                Some(k) => k,
+                None => hash_file(&p)?,
+            };
+            Ok(ManifestEntry {
+                path: rel.clone(),
+                size,
+                blake3,
+            })
+        })
+        .collect()
 }
 
 /// Remembers that the files of the object in `dir` matched its manifest with these stats.

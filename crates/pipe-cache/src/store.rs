@@ -18,9 +18,10 @@ pub(super) use super::error::{corrupt, io};
 use super::key::StageKey;
 use super::marker;
 pub use super::object::{
-    MANIFEST, Manifest, ManifestEntry, REFS, VERIFIED, declare_refs, object_digest,
+    DIGESTED, MANIFEST, Manifest, ManifestEntry, REFS, VERIFIED, declare_digest, declare_refs,
+    object_digest,
 };
-use super::object::{fingerprint, hash_file, read_refs, record_fingerprint, walk};
+use super::object::{digest_outputs, fingerprint, hash_file, read_refs, record_fingerprint, walk};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -388,22 +389,12 @@ impl Store {
         let mut files = Vec::new();
         walk(&out.dir, "", &mut files)?;
         files.sort();
-        let entries: Vec<ManifestEntry> = files
-            .par_iter()
-            .map(|rel| {
-                let (size, blake3) = hash_file(&out.dir.join(rel))?;
-                Ok(ManifestEntry {
-                    path: rel.clone(),
-                    size,
-                    blake3,
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
         let manifest = Manifest {
-            files: entries,
+            files: digest_outputs(&out.dir, &files)?,
             refs: read_refs(&out.dir)?,
         };
         remove_entry(&out.dir.join(REFS))?;
+        remove_entry(&out.dir.join(DIGESTED))?;
         let digest = manifest.digest();
         let mpath = out.dir.join(MANIFEST);
         std::fs::write(
@@ -659,6 +650,35 @@ mod tests {
         // A lying fingerprint file only costs a re-digest.
         std::fs::write(dir.join(VERIFIED), "0".repeat(64)).unwrap();
         store.check(&digest).unwrap();
+    }
+
+    /// A digest the stage declared for a file it wrote is what commit records while the file's
+    /// stats are unchanged (no second read); once the file changed it is digested anew. The
+    /// declaration never becomes part of the object.
+    #[test]
+    fn a_declared_digest_is_used_only_while_the_file_is_unchanged() {
+        let (_d, store) = store();
+        let committed = |bytes: &[u8], declared: &[u8], edit: Option<&[u8]>| {
+            let out = store.begin("s").unwrap();
+            std::fs::write(out.dir.join("a.u8"), bytes).unwrap();
+            let d = blake3::hash(declared).to_hex().to_string();
+            declare_digest(&out.dir, "a.u8", &d).unwrap();
+            if let Some(e) = edit {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                std::fs::write(out.dir.join("a.u8"), e).unwrap();
+            }
+            let digest = store.commit(out, "s", &key()).unwrap();
+            assert!(!store.object_dir(&digest).join(DIGESTED).exists());
+            store.manifest(&digest).unwrap().files[0].blake3.clone()
+        };
+        let h = |b: &[u8]| blake3::hash(b).to_hex().to_string();
+        assert_eq!(committed(b"abc", b"abc", None), h(b"abc"));
+        // Trusted as declared: proof that commit did not read the file again.
+        assert_eq!(committed(b"xyz", b"not xyz", None), h(b"not xyz"));
+        // Written again after the declaration (same size): digested from its bytes.
+        assert_eq!(committed(b"uvw", b"uvw", Some(b"UVW")), h(b"UVW"));
+        let e = declare_digest(Path::new("."), "a.u8", "nope").unwrap_err();
+        assert!(e.to_string().contains(DIGESTED), "{e}");
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! as it reads it (one pass: the copy or decode reads each file once) and compares the result
 //! with the key's digest of the same role ([`check`]); on a mismatch the stage fails with
 //! [`StageError::Changed`] and nothing is committed.
+//!
+//! A file stored as it is ([`store_hashed`]) is cloned (`FICLONE`: the filesystem shares the
+//! blocks copy-on-write, so no byte is copied and a later write to either file leaves the
+//! other as it was) where the filesystem can, and copied otherwise; never hardlinked, since a
+//! hardlink is the user's file itself (see the README's design notes).
 
 use super::{StageContext, StageError};
 use crate::cache::statcache;
@@ -34,24 +39,80 @@ pub(super) fn digest(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-/// Copies `src` to the new file `dst` in one pass, hashing every byte written, and returns the
-/// digest (hex). A file that does not hold exactly `len` bytes when read has changed since it
-/// was inspected. `pause` (tests only) sleeps after each chunk.
-pub(super) fn copy_hashed(
+/// How [`store_hashed`] stored a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stored {
+    /// A copy-on-write clone sharing the source's blocks.
+    Cloned,
+    /// A byte-for-byte copy.
+    Copied,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError {
+    let path = path.to_path_buf();
+    move |source| StageError::Io { path, source }
+}
+
+/// Stores the bytes of `src` as the new file `dst` and returns their digest (hex), with how
+/// they were stored: a clone where the filesystem can make one (its digest is then computed
+/// from the clone, which no later write to `src` can change), else [`copy_hashed`]. A file that
+/// does not hold exactly `len` bytes has changed since it was inspected. The digest is
+/// declared to the store ([`crate::cache::object::declare_digest`]), so commit does not read
+/// the bytes again. `pause` (tests only) forces the copy and sleeps after each of its chunks,
+/// so a test can rewrite the file while it is being read.
+pub(super) fn store_hashed(
     src: &Path,
     dst: &Path,
     len: u64,
     pause: Option<Duration>,
-) -> Result<String, StageError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StageError::Io { path, source }
-    };
-    let mut input = std::fs::File::open(src).map_err(|e| StageError::Input {
+) -> Result<(String, Stored), StageError> {
+    let input = std::fs::File::open(src).map_err(|e| StageError::Input {
         path: src.to_path_buf(),
         message: format!("cannot read: {e}"),
     })?;
-    let mut output = std::fs::File::create_new(dst).map_err(io(dst))?;
+    let output = std::fs::File::create_new(dst).map_err(io(dst))?;
+    let cloned = pause.is_none() && rustix::fs::ioctl_ficlone(&output, &input).is_ok();
+    let (digest, how) = if cloned {
+        drop(input);
+        (hash_clone(output, src, dst, len)?, Stored::Cloned)
+    } else {
+        // No clone here (ext4, tmpfs, the cache on another filesystem than the file): copy.
+        let digest = copy_hashed(input, src, output, dst, len, pause)?;
+        (digest, Stored::Copied)
+    };
+    let out = dst.parent().unwrap_or(Path::new("."));
+    let rel = dst.strip_prefix(out).unwrap_or(dst).to_string_lossy();
+    crate::cache::object::declare_digest(out, &rel, &digest).map_err(|e| StageError::Artifact {
+        path: dst.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok((digest, how))
+}
+
+/// The digest of `dst` (the open file `file`), a clone of `src` that must hold `len` bytes.
+fn hash_clone(file: std::fs::File, src: &Path, dst: &Path, len: u64) -> Result<String, StageError> {
+    let size = file.metadata().map_err(io(dst))?.len();
+    if size != len {
+        return Err(changed(src));
+    }
+    drop(file);
+    let mut h = blake3::Hasher::new();
+    // Mapped: nothing else writes to a file in the stage's own output directory.
+    h.update_mmap_rayon(dst).map_err(io(dst))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Copies `input` (the file `src`) to `output` (the new file `dst`) in one pass, hashing every
+/// byte written, and returns the digest (hex). A file that does not hold exactly `len` bytes
+/// when read has changed since it was inspected. `pause` (tests only) sleeps after each chunk.
+fn copy_hashed(
+    mut input: std::fs::File,
+    src: &Path,
+    mut output: std::fs::File,
+    dst: &Path,
+    len: u64,
+    pause: Option<Duration>,
+) -> Result<String, StageError> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; CHUNK.min(usize::try_from(len).unwrap_or(CHUNK)).max(1)];
     let mut copied = 0u64;
@@ -125,6 +186,78 @@ pub(super) fn pairs<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// [`copy_hashed`] between two paths.
+    fn copy(
+        src: &Path,
+        dst: &Path,
+        len: u64,
+        pause: Option<Duration>,
+    ) -> Result<String, StageError> {
+        let input = std::fs::File::open(src).unwrap();
+        let output = std::fs::File::create_new(dst).unwrap();
+        copy_hashed(input, src, output, dst, len, pause)
+    }
+
+    /// Stores `bytes` from a file in `dir` into `dir/out/pixels.u8`, then rewrites the source in
+    /// place (same size, same inode, as `dd conv=notrunc` or an editor that writes in place
+    /// would): what was stored keeps its bytes, inode and digest. Returns how it was stored.
+    fn store_then_edit_in_place(dir: &Path) -> Stored {
+        let src = dir.join("db.raw");
+        let bytes: Vec<u8> = (0..CHUNK + 77).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&src, &bytes).unwrap();
+        let out = dir.join("out");
+        std::fs::create_dir(&out).unwrap();
+        let dst = out.join("pixels.u8");
+        let (d, how) = store_hashed(&src, &dst, bytes.len() as u64, None).unwrap();
+        assert_eq!(d, digest(&bytes));
+        let (s, t) = (
+            std::fs::metadata(&src).unwrap(),
+            std::fs::metadata(&dst).unwrap(),
+        );
+        assert_ne!(s.ino(), t.ino(), "never a hardlink");
+        assert_eq!((s.nlink(), t.nlink()), (1, 1));
+        assert!(std::fs::read(out.join(crate::cache::object::DIGESTED)).is_ok());
+
+        let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[!bytes[5]; 4096], 0).unwrap();
+        drop(f);
+        assert_ne!(std::fs::read(&src).unwrap()[5], bytes[5]);
+        assert!(std::fs::read(&dst).unwrap() == bytes);
+        assert_eq!(digest(&std::fs::read(&dst).unwrap()), d);
+        how
+    }
+
+    /// Wherever the test runs (a clone or a copy, whichever its filesystem makes).
+    #[test]
+    fn a_stored_file_keeps_its_bytes_when_the_source_is_edited_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        store_then_edit_in_place(dir.path());
+    }
+
+    /// The clone itself: needs a filesystem with reflinks (btrfs, XFS, bcachefs), which the
+    /// test machines' ext4 is not: `PIPE_TEST_REFLINK_DIR=/mnt/btrfs/tmp cargo test --release
+    /// -- --ignored a_clone`.
+    #[test]
+    #[ignore = "needs PIPE_TEST_REFLINK_DIR on a filesystem with reflinks"]
+    fn a_clone_is_made_where_the_filesystem_allows_and_keeps_its_bytes() {
+        let base = std::env::var("PIPE_TEST_REFLINK_DIR").expect("PIPE_TEST_REFLINK_DIR");
+        let dir = tempfile::tempdir_in(base).unwrap();
+        assert_eq!(store_then_edit_in_place(dir.path()), Stored::Cloned);
+    }
+
+    /// The test-only read delay forces the copy, so a rewrite during the copy can be tested on
+    /// any filesystem.
+    #[test]
+    fn the_test_read_delay_forces_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a");
+        std::fs::write(&src, b"abc").unwrap();
+        let dst = dir.path().join("b");
+        let (d, how) = store_hashed(&src, &dst, 3, Some(Duration::ZERO)).unwrap();
+        assert_eq!((d, how), (digest(b"abc"), Stored::Copied));
+    }
 
     /// A writer thread flips a byte of the source while it is copied (the copy pauses after
     /// each chunk): the digest of what was stored differs from the file's digest as keyed.
@@ -138,7 +271,7 @@ mod tests {
 
         // Undisturbed: the copy's digest is the key's and the copy holds the same bytes.
         let dst = dir.path().join("a.u8");
-        let d = copy_hashed(&src, &dst, bytes.len() as u64, None).unwrap();
+        let d = copy(&src, &dst, bytes.len() as u64, None).unwrap();
         assert_eq!(d, keyed);
         assert!(std::fs::read(&dst).unwrap() == bytes);
 
@@ -154,7 +287,7 @@ mod tests {
                 std::os::unix::fs::FileExt::write_all_at(&f, &[bytes[at as usize] ^ 1], at)
                     .unwrap();
             });
-            let d = copy_hashed(
+            let d = copy(
                 &src,
                 &dst,
                 bytes.len() as u64,
@@ -175,7 +308,7 @@ mod tests {
         std::fs::write(&src, b"abcdef").unwrap();
         for (i, len) in [5u64, 7].into_iter().enumerate() {
             let dst = dir.path().join(format!("{i}.u8"));
-            let e = copy_hashed(&src, &dst, len, None).unwrap_err();
+            let e = copy(&src, &dst, len, None).unwrap_err();
             assert!(matches!(e, StageError::Changed { .. }), "{e}");
             assert!(!e.is_user_error());
             assert!(e.to_string().contains("changed while it was read"), "{e}");

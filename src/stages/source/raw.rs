@@ -109,8 +109,8 @@ impl RawSource {
     }
 }
 
-/// Copies the array (digesting it on the way, see [`keyed`]) and writes the labels, after
-/// checking both against the key.
+/// Stores the array (a clone where the filesystem allows, else a copy, digested either way,
+/// see [`keyed`]) and writes the labels, after checking both against the key.
 pub(super) fn run(r: &RawSource, ctx: &StageContext) -> Result<StageReport, StageError> {
     let shape = r.shape();
     let path = ctx.base_dir.join(&r.images);
@@ -124,7 +124,8 @@ pub(super) fn run(r: &RawSource, ctx: &StageContext) -> Result<StageReport, Stag
     };
     let out_pixels = ctx.out.join(PIXELS_FILE);
     let len = (count * shape.image_len()) as u64;
-    let digest = keyed::copy_hashed(&path, &out_pixels, len, keyed::test_read_delay())?;
+    let (digest, how) = keyed::store_hashed(&path, &out_pixels, len, keyed::test_read_delay())?;
+    tracing::debug!(stage = %ctx.id, ?how, "stored {}", path.display());
     keyed::check_one(ctx, "images", &path, &digest)?;
     if let Some(l) = &labels {
         let p = ctx.out.join(LABELS_FILE);
