@@ -233,3 +233,43 @@ stages:
         "{e}"
     );
 }
+
+/// A batch whose training step cannot fit any machine's memory: 65,000 filters at 32x32 keep
+/// ~266 MB per image for the backward pass, and the batch is the whole training split (~5,600
+/// images, over a TiB). The stage fails before training, exit 2, naming the numbers; nothing is
+/// committed.
+#[test]
+fn a_batch_too_large_for_memory_fails_the_stage_with_its_numbers() {
+    let env = Env::new();
+    env.write(
+        "p.yaml",
+        "\
+stages:
+  faces: {kind: source, format: synthetic, count: 8000, height: 32, width: 32, seed: 4, exact_duplicates: 0, near_duplicates: 0, conflicting_duplicates: 0}
+  split: {kind: split, inputs: {data: faces}}
+  net:
+    kind: train
+    epochs: 1
+    batch_size: 8000
+    inputs: {data: faces, split: split}
+    model:
+      layers:
+        - conv2d: {filters: 65000, padding: same}
+        - global_avg_pool
+",
+    );
+    let err = env.err(&["run", "p.yaml"], 2);
+    for want in [
+        "net",
+        "does not fit the memory of device `cpu`",
+        "TiB",
+        "is available",
+        "images per batch would fit",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    // Nothing of `net` was committed: the next run tries it again (and fails the same way).
+    let err = env.err(&["run", "p.yaml"], 2);
+    assert!(err.contains("does not fit"), "{err}");
+}

@@ -52,6 +52,13 @@ pub enum MlError {
     /// The backend reported an execution failure.
     #[error("device error: {0}")]
     Device(String),
+    /// A training step of this batch size does not fit the device's memory.
+    #[error("batch_size {batch} does not fit the memory of device `{device}`: {detail}")]
+    TooLarge {
+        device: DeviceChoice,
+        batch: usize,
+        detail: String,
+    },
 }
 
 impl MlError {
@@ -96,7 +103,8 @@ impl MlError {
         match self {
             MlError::DeviceUnavailable { .. }
             | MlError::DeviceMissing { .. }
-            | MlError::InvalidConfig(_) => true,
+            | MlError::InvalidConfig(_)
+            | MlError::TooLarge { .. } => true,
             // Loading a weights file the pipeline names (missing, wrong format, no match).
             MlError::Record { .. } => true,
             MlError::Io { .. }

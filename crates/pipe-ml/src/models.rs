@@ -701,6 +701,46 @@ pub fn summary(spec: &ModelSpec) -> String {
     declared::render_table(spec.kind.as_str(), &rows, total, 0)
 }
 
+/// Values per image that a training step keeps for its backward pass: the output of every
+/// layer from the first trainable one on (the input included). A lower bound of what autodiff
+/// holds (some operations keep more), used to tell a batch that cannot fit before training.
+/// 0 for an invalid spec.
+pub fn activation_values(spec: &ModelSpec) -> usize {
+    if !validate(spec).is_empty() {
+        return 0;
+    }
+    let input = spec.input.image_len();
+    if let Some(mode) = spec.kind.transfer_mode() {
+        let layers = resnet::keras_layers(spec.input);
+        let first = layers
+            .iter()
+            .position(|l| l.name == mode.first_trainable_layer())
+            .unwrap_or(0);
+        let kept: usize = layers[first..]
+            .iter()
+            .filter(|l| l.class != "ZeroPadding2D")
+            .map(|l| l.output.iter().product::<usize>())
+            .sum();
+        // A frozen base runs without autodiff: only the head's inputs are kept.
+        return if first == 0 { input + kept } else { kept };
+    }
+    if spec.kind == ModelKind::Declared {
+        let plan = declared::plan(&spec.layers, spec.input, spec.output_units());
+        return input + plan.rows.iter().map(|r| r.out.values()).sum::<usize>();
+    }
+    let (mut h, mut w) = (spec.input.height as usize, spec.input.width as usize);
+    let mut values = input;
+    for ch in CONV_CHANNELS {
+        (h, w) = (h - (KERNEL - 1), w - (KERNEL - 1));
+        values += h * w * ch; // convolution
+        (h, w) = (h / 2, w / 2);
+        values += 2 * h * w * ch; // pooling, ReLU
+    }
+    let dense = if spec.kind.regularised() { 2 } else { 1 };
+    // Each hidden dense layer: its output, ReLU and (B2/B3) the dropout product.
+    values + dense * 3 * HIDDEN + spec.output_units()
+}
+
 /// The dropout layers of `spec` in forward order: (rate, values per image). B2/B3 have two
 /// after their hidden dense layers (none at rate 0); B1 and the TL models none.
 pub fn dropout_layers(spec: &ModelSpec) -> Vec<(f64, usize)> {

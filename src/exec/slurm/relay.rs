@@ -9,6 +9,7 @@
 //! (its study hears the whole curve). Nobody answering for [`PATIENCE`], the job stops asking
 //! and trains to the end (a complete trial, never a wrong one).
 
+use crate::ml::backend::DeviceChoice;
 use crate::ml::curve::CurveRow;
 use crate::ml::train::EpochDone;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,8 @@ struct Told {
     row: CurveRow,
     epochs: u32,
     replayed: bool,
+    #[serde(default)]
+    device: DeviceChoice,
 }
 
 const GO: &str = "go";
@@ -76,6 +79,7 @@ impl Asker {
             row: done.row.clone(),
             epochs: done.epochs,
             replayed: done.replayed,
+            device: done.device,
         })
         .expect("an epoch serialises");
         let appended = std::fs::OpenOptions::new()
@@ -143,6 +147,7 @@ impl Answerer {
                 row: t.row,
                 epochs: t.epochs,
                 images_per_second: 0.0,
+                device: t.device,
                 eta: Duration::ZERO,
                 replayed: t.replayed,
             };
@@ -176,6 +181,7 @@ mod tests {
             },
             epochs: 3,
             images_per_second: 10.0,
+            device: DeviceChoice::Cpu,
             eta: Duration::from_secs(1),
             replayed: e == 1,
         }

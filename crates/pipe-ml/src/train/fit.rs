@@ -1,7 +1,7 @@
-//! The training loop: per-epoch shuffle, batches prepared ahead on a second thread, Adam steps,
-//! validation, callbacks and the per-epoch resume checkpoint.
+//! The training loop: per-epoch shuffle, batches prepared ahead on a second thread
+//! ([`prefetch`]), Adam steps, validation, callbacks and the per-epoch resume checkpoint.
 
-use crate::backend::{self, MlError};
+use crate::backend::{self, DeviceChoice, MlError};
 use crate::curve::CurveRow;
 use crate::models;
 use burn::nn::loss::{
@@ -14,10 +14,11 @@ use pipe_data::augment::AugmentSpec;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::Path;
-use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::Instant;
 
+use super::prefetch::{PREFETCH_DEPTH, prefetched};
 use super::*;
 
 /// The data a run trains on: one dataset and index lists into it.
@@ -60,13 +61,14 @@ pub(super) const STREAM_INIT: u64 = 1;
 pub(super) const STREAM_SHUFFLE: u64 = 2;
 pub(super) const STREAM_DROPOUT: u64 = 3;
 
-/// One prepared training batch.
+/// One training batch, prepared and on the device.
 pub(super) struct Batch {
-    pub(super) x: Vec<f32>,
+    /// The images, `[n, c, h, w]`.
+    pub(super) x: Tensor<4>,
+    /// One dropout mask per dropout layer ([`models::dropout_layers`]), `[n, width]`.
+    pub(super) masks: Vec<Tensor<2>>,
     pub(super) y: Vec<i64>,
     pub(super) labels: Vec<u8>,
-    /// One dropout mask per dropout layer ([`models::dropout_layers`]), `n x width` values.
-    pub(super) masks: Vec<(Vec<f32>, usize)>,
 }
 
 /// Checks the inputs against the config; every problem at once.
@@ -149,13 +151,15 @@ impl<'a> Hooks<'a> {
     }
 }
 
-/// One finished epoch, as a person follows a training: its curve row, throughput and the time
-/// left. Displayed as `epoch 3/15: loss 0.6012, val loss …, ETA 2m 10s`.
+/// One finished epoch, as a person follows a training: its curve row, throughput, device and
+/// the time left. Displayed as `epoch 3/15: loss 0.6012, val loss …, 812 img/s on cpu, ETA 2m`.
 #[derive(Clone, Debug)]
 pub struct EpochDone {
     pub row: CurveRow,
     pub epochs: u32,
     pub images_per_second: f64,
+    /// Where the epoch ran.
+    pub device: DeviceChoice,
     /// Epochs left times the mean epoch time so far.
     pub eta: std::time::Duration,
     /// An epoch of the checkpoint a resumed training started from, told again (not run).
@@ -167,14 +171,15 @@ impl std::fmt::Display for EpochDone {
         let r = &self.row;
         write!(
             f,
-            "epoch {}/{}: loss {:.4}, val loss {:.4}, val balanced accuracy {:.4}, {:.0} img/s, \
-             ETA {}",
+            "epoch {}/{}: loss {:.4}, val loss {:.4}, val balanced accuracy {:.4}, {:.0} img/s on \
+             {}, ETA {}",
             r.epoch,
             self.epochs,
             r.train_loss,
             r.val_loss,
             r.val_bacc,
             self.images_per_second,
+            self.device,
             humantime::format_duration(self.eta)
         )
     }
@@ -212,7 +217,7 @@ impl Loss {
 }
 
 /// The set-up every epoch shares: devices, loss, preprocessing and the data.
-struct Session<'a> {
+pub(super) struct Session<'a> {
     cfg: &'a TrainConfig,
     inputs: &'a TrainInputs<'a>,
     resume_dir: &'a Path,
@@ -241,6 +246,7 @@ pub fn train(
     hooks: &Hooks,
 ) -> Result<Trained, MlError> {
     check_inputs(cfg, inputs)?;
+    memory::check_cpu_fits(cfg, cfg.batch_size.min(inputs.train.len()))?;
     let s = Session::new(cfg, inputs, resume_dir, hooks)?;
     let (mut model, mut optim, mut st, resumed_from_epoch) = s.start()?;
     // A resumed training tells its checkpoint's epochs again, so that whoever follows the
@@ -251,6 +257,7 @@ pub fn train(
                 row: row.clone(),
                 epochs: cfg.epochs,
                 images_per_second: 0.0,
+                device: cfg.device,
                 eta: std::time::Duration::ZERO,
                 replayed: true,
             });
@@ -273,7 +280,7 @@ pub fn train(
         s.save_best(&model, &mut st, &row)?;
         reduce_on_plateau(cfg, &mut st, &row);
         st.epoch_seconds.push(t_epoch.elapsed().as_secs_f64());
-        (hooks.epoch_done)(&epoch_done(&row, cfg.epochs, &pass, &st.epoch_seconds));
+        (hooks.epoch_done)(&epoch_done(cfg, &row, &pass, &st.epoch_seconds));
         tracing::info!(
             epoch,
             train_loss = row.train_loss,
@@ -305,7 +312,7 @@ pub fn train(
 }
 
 impl<'a> Session<'a> {
-    fn new(
+    pub(super) fn new(
         cfg: &'a TrainConfig,
         inputs: &'a TrainInputs<'a>,
         resume_dir: &'a Path,
@@ -374,8 +381,20 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// This epoch's order of the training images.
+    pub(super) fn epoch_order(&self, epoch: u32) -> Vec<usize> {
+        let mut order = self.inputs.train.to_vec();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+            self.cfg.seed,
+            STREAM_SHUFFLE,
+            epoch as u64,
+        )));
+        order
+    }
+
     /// One pass over the training images in this epoch's shuffled order: a producer thread
-    /// prepares (augments) batches ahead of the model, which takes an Adam step per batch.
+    /// prepares the batches ahead of the model ([`prefetched`]), which takes an Adam step per
+    /// batch.
     fn train_epoch(
         &self,
         model: Net,
@@ -383,59 +402,40 @@ impl<'a> Session<'a> {
         epoch: u32,
         lr: f64,
     ) -> Result<(Net, Pass), MlError> {
-        let (cfg, ds, ad) = (self.cfg, self.inputs.data, &self.ad);
-        let all_labels = ds.labels.as_deref().unwrap_or_default();
-        let (c, h, w) = self.chw;
-        let mut order = self.inputs.train.to_vec();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
-            cfg.seed,
-            STREAM_SHUFFLE,
-            epoch as u64,
-        )));
+        let order = self.epoch_order(epoch);
         let progress = self.hooks.progress;
         progress.set_position(0);
         let mut logits_all: Vec<f32> = Vec::with_capacity(order.len());
         let mut labels_all: Vec<u8> = Vec::with_capacity(order.len());
         let mut loss_sum = 0.0f64;
         let t_train = Instant::now();
-        let model = std::thread::scope(|scope| -> Result<Net, MlError> {
-            // The model moves in and out so the optimiser owns the only handle to its tensors.
-            let mut model = model;
-            let (tx, rx) = sync_channel::<Batch>(3);
-            let order = &order;
-            scope.spawn(move || self.produce(order, all_labels, epoch, &tx));
-            for b in rx {
-                let n = b.labels.len();
-                let x = Tensor::<4>::from_data(TensorData::new(b.x, [n, c, h, w]), ad);
-                let masks = b
-                    .masks
-                    .into_iter()
-                    .map(|(m, width)| Tensor::from_data(TensorData::new(m, [n, width]), ad))
-                    .collect();
-                let logits = model.forward(x, masks);
-                let loss = self.loss.forward(logits.clone(), b.y, ad);
-                model = model.step(optim, lr, loss.backward());
-                let data = logits.into_data();
-                let v = data.as_slice::<f32>().map_err(device_err)?;
-                let batch_loss: f64 = v
-                    .chunks(self.units)
-                    .zip(&b.labels)
-                    .map(|(x, &y)| loss_of_logits(x, y))
-                    .sum();
-                loss_sum += batch_loss;
-                logits_all.extend_from_slice(v);
-                labels_all.extend_from_slice(&b.labels);
-                let done = labels_all.len();
-                let rate = done as f64 / t_train.elapsed().as_secs_f64().max(1e-9);
-                progress.set_position(done as u64);
-                progress.set_message(format!(
-                    "epoch {epoch}/{} loss {:.4} {rate:.0} img/s",
-                    cfg.epochs,
-                    loss_sum / done as f64
-                ));
-            }
-            Ok(model)
+        // The model moves in and out of each step so the optimiser owns the only handle to its
+        // tensors.
+        let mut current = Some(model);
+        prefetched(PREFETCH_DEPTH, self.batches(&order, epoch), |mut b| {
+            let model = current.take().expect("every step puts the model back");
+            let labels = std::mem::take(&mut b.labels);
+            let (model, v) = self.step(model, optim, lr, b)?;
+            current = Some(model);
+            loss_sum += v
+                .chunks(self.units)
+                .zip(&labels)
+                .map(|(x, &y)| loss_of_logits(x, y))
+                .sum::<f64>();
+            logits_all.extend_from_slice(&v);
+            labels_all.extend_from_slice(&labels);
+            let done = labels_all.len();
+            let rate = done as f64 / t_train.elapsed().as_secs_f64().max(1e-9);
+            progress.set_position(done as u64);
+            progress.set_message(format!(
+                "epoch {epoch}/{} loss {:.4} {rate:.0} img/s on {}",
+                self.cfg.epochs,
+                loss_sum / done as f64,
+                self.cfg.device
+            ));
+            Ok(())
         })?;
+        let model = current.expect("every step puts the model back");
         self.base.sync().map_err(device_err)?;
         let (loss, acc, bacc) = score(&logits_all, &labels_all, self.units);
         let pass = Pass {
@@ -448,47 +448,91 @@ impl<'a> Session<'a> {
         Ok((model, pass))
     }
 
-    /// The producer of [`Session::train_epoch`]: the batches of `order`, augmented, with their
-    /// dropout masks drawn from the epoch's stream.
-    fn produce(&self, order: &[usize], all_labels: &[u8], epoch: u32, tx: &SyncSender<Batch>) {
-        let (cfg, ds) = (self.cfg, self.inputs.data);
-        let mut mask_rng =
-            ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64));
-        for chunk in order.chunks(cfg.batch_size) {
-            let n = chunk.len();
-            let x = self
-                .prep
-                .fill(ds, chunk, self.augment.as_ref(), epoch as u64);
-            let labels: Vec<u8> = chunk.iter().map(|&i| all_labels[i]).collect();
-            let y = labels.iter().map(|&l| l as i64).collect();
-            let masks = self
-                .dropout
-                .iter()
-                .map(|&(rate, width)| {
-                    let scale = 1.0 / (1.0 - rate);
-                    let m = (0..n * width)
-                        .map(|_| {
-                            if mask_rng.random::<f32>() < rate {
-                                0.0
-                            } else {
-                                scale
-                            }
-                        })
-                        .collect();
-                    (m, width)
-                })
-                .collect();
-            if tx
-                .send(Batch {
-                    x,
-                    y,
-                    labels,
-                    masks,
-                })
-                .is_err()
-            {
-                break;
+    /// One Adam step on `b`: the updated model and the batch's logits. On a cubecl device an
+    /// allocation that fails for want of memory, whether the backend says so in an error or in
+    /// a panic, becomes [`MlError::TooLarge`] (on the CPU, [`memory::check_cpu_fits`] stands
+    /// for it before training).
+    fn step(
+        &self,
+        model: Net,
+        optim: &mut ModuleOptimizer,
+        lr: f64,
+        b: Batch,
+    ) -> Result<(Net, Vec<f32>), MlError> {
+        let n = b.y.len();
+        let run = || -> Result<(Net, Vec<f32>), MlError> {
+            let logits = model.forward(b.x, b.masks);
+            let loss = self.loss.forward(logits.clone(), b.y, &self.ad);
+            let model = model.step(optim, lr, loss.backward());
+            let data = logits.into_data();
+            let v = data.as_slice::<f32>().map_err(device_err)?.to_vec();
+            Ok((model, v))
+        };
+        let device = self.cfg.device;
+        if device == DeviceChoice::Cpu {
+            return run();
+        }
+        let memory = || memory::device_memory(&self.base);
+        match catch_unwind(AssertUnwindSafe(run)) {
+            Ok(Err(MlError::Device(m))) => Err(memory::step_error(device, memory(), n, m)),
+            Ok(r) => r,
+            Err(payload) => {
+                let m = memory::panic_message(payload.as_ref());
+                if !memory::says_out_of_memory(&m) {
+                    resume_unwind(payload);
+                }
+                Err(memory::step_error(device, memory(), n, m))
             }
+        }
+    }
+
+    /// The batches of `order`, in order: augmented, with their dropout masks drawn from the
+    /// epoch's stream, on the device. [`Session::train_epoch`] runs it on the producer thread;
+    /// every draw happens here in batch order, so the batches do not depend on timing.
+    pub(super) fn batches<'s>(
+        &'s self,
+        order: &'s [usize],
+        epoch: u32,
+    ) -> impl Iterator<Item = Batch> + Send + 's {
+        let mut mask_rng =
+            ChaCha8Rng::seed_from_u64(derive_seed(self.cfg.seed, STREAM_DROPOUT, epoch as u64));
+        order
+            .chunks(self.cfg.batch_size)
+            .map(move |chunk| self.batch(chunk, epoch, &mut mask_rng))
+    }
+
+    fn batch(&self, chunk: &[usize], epoch: u32, mask_rng: &mut ChaCha8Rng) -> Batch {
+        let ds = self.inputs.data;
+        let all_labels = ds.labels.as_deref().unwrap_or_default();
+        let (c, h, w) = self.chw;
+        let n = chunk.len();
+        let x = self
+            .prep
+            .fill(ds, chunk, self.augment.as_ref(), epoch as u64);
+        let labels: Vec<u8> = chunk.iter().map(|&i| all_labels[i]).collect();
+        let y = labels.iter().map(|&l| l as i64).collect();
+        let masks = self
+            .dropout
+            .iter()
+            .map(|&(rate, width)| {
+                let scale = 1.0 / (1.0 - rate);
+                let m = (0..n * width)
+                    .map(|_| {
+                        if mask_rng.random::<f32>() < rate {
+                            0.0
+                        } else {
+                            scale
+                        }
+                    })
+                    .collect();
+                Tensor::from_data(TensorData::new(m, [n, width]), &self.ad)
+            })
+            .collect();
+        Batch {
+            x: Tensor::from_data(TensorData::new(x, [n, c, h, w]), &self.ad),
+            masks,
+            y,
+            labels,
         }
     }
 
@@ -621,13 +665,15 @@ fn reduce_on_plateau(cfg: &TrainConfig, st: &mut ResumeState, row: &CurveRow) {
 
 /// The report of a finished epoch; the time left is the mean epoch time so far times the
 /// epochs left.
-fn epoch_done(row: &CurveRow, epochs: u32, pass: &Pass, epoch_seconds: &[f64]) -> EpochDone {
+fn epoch_done(cfg: &TrainConfig, row: &CurveRow, pass: &Pass, epoch_seconds: &[f64]) -> EpochDone {
+    let epochs = cfg.epochs;
     let left = epochs.saturating_sub(row.epoch) as f64;
     let mean = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len().max(1) as f64;
     EpochDone {
         row: row.clone(),
         epochs,
         images_per_second: pass.images as f64 / pass.seconds,
+        device: cfg.device,
         eta: std::time::Duration::from_secs((left * mean).round() as u64),
         replayed: false,
     }

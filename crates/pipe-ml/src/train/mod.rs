@@ -24,7 +24,8 @@
 //!
 //! Where things are: [`config`] (the settings and their validation), [`callbacks`] (plateau,
 //! early stopping), [`preprocess`] (rescale / caffe input), [`net`] (either model family behind
-//! one type), [`fit`] (the loop), [`checkpoint`] (the model directory and the resume state),
+//! one type), [`fit`] (the loop), [`prefetch`] (batches prepared ahead), [`memory`] (whether a
+//! batch fits), [`checkpoint`] (the model directory and the resume state),
 //! [`inference`] (batched prediction and scores). Defaults live in [`crate::defaults`].
 
 mod callbacks;
@@ -32,7 +33,9 @@ mod checkpoint;
 mod config;
 mod fit;
 mod inference;
+mod memory;
 mod net;
+mod prefetch;
 mod preprocess;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! Unit tests of the trainer: tiny trainings on separable toy data.
 
+use super::prefetch::{PREFETCH_DEPTH, prefetched};
 use super::{callbacks::*, checkpoint::*, config::*, fit::*, inference::*, net::*, preprocess::*};
 use crate::backend::{self, DeviceChoice, MlError};
 use crate::curve::CurveRow;
@@ -684,4 +685,52 @@ fn a_declared_model_trains_deterministically_and_resumes_exactly() {
     )
     .unwrap();
     assert!(p[0] < 0.5 && p[1] > 0.5, "{p:?}");
+}
+
+/// A batch as host values: images, masks, targets, labels.
+fn host(b: Batch) -> (Vec<f32>, Vec<Vec<f32>>, Vec<i64>, Vec<u8>) {
+    let f = |t: burn::prelude::TensorData| t.try_to_vec::<f32>().unwrap();
+    (
+        f(b.x.into_data()),
+        b.masks.into_iter().map(|m| f(m.into_data())).collect(),
+        b.y,
+        b.labels,
+    )
+}
+
+#[test]
+fn prefetched_batches_equal_the_sequential_ones() {
+    // B3: augmented images and two dropout masks per batch, all drawn on the producer thread.
+    let ds = toy_dataset(200, 1);
+    let cfg = toy_config(ModelKind::B3, 2);
+    let train: Vec<usize> = (0..120).collect();
+    let val: Vec<usize> = (120..160).collect();
+    let aug = AugmentSpec::default();
+    let inputs = TrainInputs {
+        data: &ds,
+        train: &train,
+        val: &val,
+        test: &[],
+        augment: Some(&aug),
+        rescale: 1.0 / 255.0,
+    };
+    let resume = tempfile::tempdir().unwrap();
+    let pb = indicatif::ProgressBar::hidden();
+    let hooks = Hooks::bar(&pb);
+    let s = Session::new(&cfg, &inputs, resume.path(), &hooks).unwrap();
+    let order = s.epoch_order(2);
+    let sequential: Vec<_> = s.batches(&order, 2).map(host).collect();
+    let mut ahead = Vec::new();
+    prefetched(PREFETCH_DEPTH, s.batches(&order, 2), |b| {
+        ahead.push(host(b));
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    assert_eq!(sequential.len(), 4); // 120 images in batches of 32
+    assert_eq!(sequential[3].3.len(), 24);
+    assert_eq!(sequential[0].1.len(), 2, "two dropout masks");
+    assert!(sequential == ahead, "the prefetched batches differ");
+    // Another epoch draws other masks and another order.
+    let other: Vec<_> = s.batches(&s.epoch_order(3), 3).map(host).collect();
+    assert!(other != sequential);
 }
