@@ -55,6 +55,7 @@
 //! counts and `model.summary()`), [`weights`] (torchvision weight loading); input checks and
 //! caffe preprocessing are here.
 
+mod fold;
 mod model;
 mod summary;
 #[cfg(test)]
@@ -66,6 +67,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 // The submodules share their `pub(super)` helpers through here (each has `use super::*`).
+pub use fold::{FoldedPrefix, frozen_blocks};
 use model::*;
 pub use model::{Bottleneck, ResNet50Classifier, build, build_seeded, skeleton};
 use summary::*;
