@@ -177,6 +177,10 @@ fn bench_resnet() {
             trainable_from: None,
         };
         let mut model = resnet::build(&spec, &device).unwrap_or_else(|e| panic!("{e}"));
+        // as pipe trains: the frozen stem and blocks (TL1: the whole backbone) folded, without
+        // autodiff
+        let prefix = resnet::frozen_blocks(mode.first_trainable_layer())
+            .map(|blocks| model.fold_prefix(blocks));
         let mut optim = AdamConfig::new()
             .with_epsilon(defaults::ADAM_EPSILON as f32)
             .init();
@@ -188,7 +192,11 @@ fn bench_resnet() {
                 Tensor::<4>::from_data(TensorData::new(host.clone(), [BATCH, 3, 56, 56]), &device);
             let y =
                 Tensor::<2, Int>::from_data(TensorData::new(labels.clone(), [BATCH, 1]), &device);
-            let loss = bce.forward(model.forward(x), y);
+            let logits = match &prefix {
+                Some(prefix) => model.forward_folded(prefix, x),
+                None => model.forward(x),
+            };
+            let loss = bce.forward(logits, y);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             let model = optim.step(1e-4, model, grads);
             let _ = loss.into_scalar::<f32>();
@@ -202,20 +210,35 @@ fn bench_resnet() {
         let train_rate = (train_steps * BATCH) as f64 / t.elapsed().as_secs_f64();
 
         let eval = model.valid();
-        let infer = |m: &ResNet50Classifier| {
-            let x =
-                Tensor::<4>::from_data(TensorData::new(host.clone(), [BATCH, 3, 56, 56]), &base);
-            let _ = m.forward(x).into_data();
-        };
-        infer(&eval); // warm-up
         let t = Instant::now();
-        for _ in 0..infer_batches {
-            infer(&eval);
-        }
-        let infer_rate = (infer_batches * BATCH) as f64 / t.elapsed().as_secs_f64();
+        let folded = eval.fold_bn();
+        let fold_ms = t.elapsed().as_secs_f64() * 1e3;
+        let rate = |fold: bool| {
+            let infer = || {
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(host.clone(), [BATCH, 3, 56, 56]),
+                    &base,
+                );
+                let y = if fold {
+                    eval.forward_folded(&folded, x)
+                } else {
+                    eval.forward(x)
+                };
+                let _ = y.into_data();
+            };
+            infer(); // warm-up
+            let t = Instant::now();
+            for _ in 0..infer_batches {
+                infer();
+            }
+            (infer_batches * BATCH) as f64 / t.elapsed().as_secs_f64()
+        };
+        let unfolded_rate = rate(false);
+        let infer_rate = rate(true);
         println!(
             "burn  {base:?} {mode}: train {train_rate:.1} img/s ({train_steps} steps of \
-             {BATCH}), inference {infer_rate:.1} img/s"
+             {BATCH}), inference {infer_rate:.1} img/s (batch norms folded, as pipe infers; \
+             fold {fold_ms:.0} ms once; unfolded {unfolded_rate:.1} img/s)"
         );
         burn_rates.insert(mode.to_string(), (train_rate, infer_rate));
     }

@@ -83,7 +83,8 @@ impl Net {
     fn into_frozen_on(self, device: &Device) -> Net {
         match self {
             Net::Cnn(m) => Net::Cnn(m.to_device(device).freeze()),
-            Net::ResNet(m) => Net::ResNet(m.to_device(device).freeze()),
+            // no folded prefix: the gradient must reach the input
+            Net::ResNet(m, _) => Net::ResNet(m.to_device(device).freeze(), None),
             Net::Basic(m) => Net::Basic(m.to_device(device).freeze()),
             Net::Declared(m) => Net::Declared(m.to_device(device).freeze()),
         }

@@ -58,6 +58,7 @@
 pub mod basic;
 #[cfg(test)]
 mod basic_tests;
+mod fold;
 mod freeze;
 mod model;
 mod summary;
@@ -70,6 +71,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 // The submodules share their `pub(super)` helpers through here (each has `use super::*`).
+pub use fold::{FoldedPrefix, frozen_blocks};
 pub use freeze::{Depth, Freeze};
 use model::*;
 pub use model::{Bottleneck, ResNet50Classifier, build, build_seeded, skeleton};

@@ -549,7 +549,7 @@ impl<'a> Session<'a> {
         let (cfg, inputs) = (self.cfg, self.inputs);
         let ds = inputs.data;
         let all_labels = ds.labels.as_deref().unwrap_or_default();
-        let eval = model.valid();
+        let eval = model.inference();
         let labels_of = |idx: &[usize]| idx.iter().map(|&i| all_labels[i]).collect::<Vec<u8>>();
         let val_logits = infer_logits(&eval, ds, inputs.val, self.prep, &self.base, INFER_BATCH)?;
         let (val_loss, val_acc, val_bacc) = score(&val_logits, &labels_of(inputs.val), self.units);

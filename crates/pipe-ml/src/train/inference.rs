@@ -169,7 +169,7 @@ pub fn predict_batched(
     let prep = mf
         .preprocess
         .unwrap_or(Preprocess::Rescale { factor: rescale });
-    let logits = infer_logits(&model.valid(), data, indices, prep, &dev, batch)?;
+    let logits = infer_logits(&model.inference(), data, indices, prep, &dev, batch)?;
     Ok(probabilities(logits, mf.model.output_units()))
 }
 
@@ -195,7 +195,7 @@ pub fn features(
     let prep = mf
         .preprocess
         .unwrap_or(Preprocess::Rescale { factor: rescale });
-    let model = model.valid();
+    let model = model.inference();
     let rows = infer_rows(data, indices, prep, &dev, INFER_BATCH, |x| model.embed(x))?;
     let width = if indices.is_empty() {
         0

@@ -5,7 +5,7 @@ use crate::backend::MlError;
 use crate::declared::net::DeclaredNet;
 use crate::models::{Cnn, DropoutMasks, ModelKind, ModelSpec};
 use crate::resnet::basic::{self, BasicResNet};
-use crate::resnet::{self, ResNet50Classifier};
+use crate::resnet::{self, FoldedPrefix, ResNet50Classifier};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -21,7 +21,9 @@ use super::*;
 #[allow(clippy::enum_variant_names)] // ResNet is the family's name, not the enum's suffix
 pub(crate) enum Net {
     Cnn(Cnn),
-    ResNet(ResNet50Classifier),
+    /// With the folded frozen prefix it runs through ([`resnet::FoldedPrefix`]): in training
+    /// the layers TL1/TL2 freeze, in an [`Net::inference`] copy the whole backbone.
+    ResNet(ResNet50Classifier, Option<FoldedPrefix>),
     /// resnet18 / resnet34.
     Basic(BasicResNet),
     Declared(DeclaredNet),
@@ -52,8 +54,10 @@ impl Net {
             ));
         }
         match spec.resnet() {
-            Some(rs) => Ok(Net::ResNet(
+            Some(rs) => Ok(Net::resnet(
                 resnet::build_seeded(&rs, seed, device).map_err(resnet_err)?,
+                rs.first_trainable(),
+                device,
             )),
             None if spec.kind == ModelKind::Declared => {
                 Ok(Net::Declared(DeclaredNet::new(spec, Some(seed), device)))
@@ -95,11 +99,13 @@ impl Net {
             ));
         }
         match spec.resnet() {
-            Some(rs) => Ok(Net::ResNet(
+            Some(rs) => Ok(Net::resnet(
                 resnet::skeleton(&rs, device)
                     .map_err(resnet_err)?
                     .try_load_record(record)
                     .map_err(record_err(path))?,
+                rs.first_trainable(),
+                device,
             )),
             None if spec.kind == ModelKind::Declared => Ok(Net::Declared(
                 DeclaredNet::new(spec, None, device)
@@ -129,7 +135,8 @@ impl Net {
                 };
                 m.forward(x, masks)
             }
-            Net::ResNet(m) => m.forward(x),
+            Net::ResNet(m, Some(prefix)) => m.forward_folded(prefix, x),
+            Net::ResNet(m, None) => m.forward(x),
             Net::Basic(m) => m.forward(x),
             Net::Declared(m) => m.forward(x, masks),
         }
@@ -139,7 +146,8 @@ impl Net {
     pub(crate) fn infer(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             Net::Cnn(m) => m.infer(x),
-            Net::ResNet(m) => m.forward(x),
+            Net::ResNet(m, Some(prefix)) => m.forward_folded(prefix, x),
+            Net::ResNet(m, None) => m.forward(x),
             Net::Basic(m) => m.forward(x),
             Net::Declared(m) => m.infer(x),
         }
@@ -150,7 +158,8 @@ impl Net {
     pub(crate) fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
             Net::Cnn(m) => m.embed(x),
-            Net::ResNet(m) => m.embed(x),
+            Net::ResNet(m, Some(prefix)) => m.embed_folded(prefix, x),
+            Net::ResNet(m, None) => m.embed(x),
             Net::Basic(m) => m.embed(x),
             Net::Declared(m) => m.embed(x),
         }
@@ -160,10 +169,32 @@ impl Net {
     pub(crate) fn valid(&self) -> Self {
         match self {
             Net::Cnn(m) => Net::Cnn(m.valid()),
-            Net::ResNet(m) => Net::ResNet(m.valid()),
+            Net::ResNet(m, _) => Net::ResNet(m.valid(), None),
             Net::Basic(m) => Net::Basic(m.valid()),
             Net::Declared(m) => Net::Declared(m.valid()),
         }
+    }
+
+    /// The inference copy for running batches through: [`Net::valid`], and for a ResNet its
+    /// whole backbone with the batch norms folded into the convolutions (`fold_bn`: the same
+    /// values up to float rounding, one pass over memory fewer per convolution).
+    pub(crate) fn inference(&self) -> Self {
+        match self.valid() {
+            Net::ResNet(m, _) => {
+                let folded = m.fold_bn();
+                Net::ResNet(m, Some(folded))
+            }
+            other => other,
+        }
+    }
+
+    /// A ResNet that trains (`device` has autodiff) runs the stem and blocks `mode` freezes
+    /// as a folded prefix without autodiff (see [`resnet::FoldedPrefix`]).
+    fn resnet(m: ResNet50Classifier, first_trainable: &str, device: &Device) -> Self {
+        let prefix = resnet::frozen_blocks(first_trainable)
+            .filter(|_| device.is_autodiff())
+            .map(|blocks| m.fold_prefix(blocks));
+        Net::ResNet(m, prefix)
     }
 
     /// One optimiser step from the gradients of a backward pass.
@@ -173,9 +204,10 @@ impl Net {
                 let g = GradientsParams::from_grads(grads, &m);
                 Net::Cnn(optim.step(lr, m, g))
             }
-            Net::ResNet(m) => {
+            Net::ResNet(m, prefix) => {
+                // the prefix's layers are frozen: the step leaves them as they are
                 let g = GradientsParams::from_grads(grads, &m);
-                Net::ResNet(optim.step(lr, m, g))
+                Net::ResNet(optim.step(lr, m, g), prefix)
             }
             Net::Basic(m) => {
                 let g = GradientsParams::from_grads(grads, &m);
@@ -194,7 +226,7 @@ impl Net {
     pub(super) fn save_record(&self, path: &Path) -> Result<String, MlError> {
         let bytes = match self.valid() {
             Net::Cnn(m) => m.into_record().into_bytes(),
-            Net::ResNet(m) => m.into_record().into_bytes(),
+            Net::ResNet(m, _) => m.into_record().into_bytes(),
             Net::Basic(m) => m.into_record().into_bytes(),
             Net::Declared(m) => m.into_record().into_bytes(),
         }
@@ -208,7 +240,7 @@ impl Net {
         let mut store = SafetensorsStore::from_bytes(None);
         let bytes = match self {
             Net::Cnn(m) => m.save_into(&mut store),
-            Net::ResNet(m) => m.save_into(&mut store),
+            Net::ResNet(m, _) => m.save_into(&mut store),
             Net::Basic(m) => m.save_into(&mut store),
             Net::Declared(m) => m.save_into(&mut store),
         }

@@ -186,6 +186,12 @@ fn output<T: Scalar>(values: Vec<T>, shape: &[usize]) -> FlexTensor {
 
 /// Fills `col` (`[K, P]`) from one NCHW image.
 fn im2col<T: Scalar>(img: &[T], col: &mut [T], g: &Geom) {
+    im2col_strided(img, col, g.p(), g);
+}
+
+/// [`im2col`] into rows `ld` apart: row `r` of the image's `[K, P]` block is
+/// `col[r·ld .. r·ld + P]` (`ld = P` for one image alone).
+fn im2col_strided<T: Scalar>(img: &[T], col: &mut [T], ld: usize, g: &Geom) {
     let p = g.p();
     let mut row = 0;
     for c in 0..g.c_in {
@@ -194,7 +200,7 @@ fn im2col<T: Scalar>(img: &[T], col: &mut [T], g: &Geom) {
             let (ylo, yhi, yoff) = Geom::valid(g.oh, g.h, g.stride[0], ky, g.dil[0], g.pad[0]);
             for kx in 0..g.kw {
                 let (xlo, xhi, xoff) = Geom::valid(g.ow, g.w, g.stride[1], kx, g.dil[1], g.pad[1]);
-                let dst = &mut col[row * p..(row + 1) * p];
+                let dst = &mut col[row * ld..row * ld + p];
                 row += 1;
                 for oy in 0..g.oh {
                     let d = &mut dst[oy * g.ow..(oy + 1) * g.ow];
@@ -385,6 +391,10 @@ fn conv2d_typed<T: Scalar>(
     if out.is_empty() {
         return output(out, &shape);
     }
+    if g.groups == 1 && p <= SMALL_MAP && g.n > 1 {
+        conv2d_small_maps(&g, xd, wd, bd, &mut out);
+        return output(out, &shape);
+    }
     let par = gemm_parallel(g.n);
     let run = |col: &mut Vec<T>, (img, y): (usize, &mut [T])| {
         if let Some(b) = bd {
@@ -422,6 +432,71 @@ fn conv2d_typed<T: Scalar>(
         .enumerate()
         .for_each_init(|| vec![T::ZERO; g.col_len()], run);
     output(out, &shape)
+}
+
+/// Output maps of at most this many pixels run several images per gemm (see
+/// [`conv2d_small_maps`]).
+const SMALL_MAP: usize = 64;
+/// Gemm columns (images x pixels) a small-map chunk aims for.
+const SMALL_MAP_COLUMNS: usize = 128;
+
+/// Forward pass for small output maps (ResNet's 7x7, 4x4 and 2x2 stages at 56x56 input): one
+/// gemm per image would pack the whole weight matrix to multiply it by a handful of columns,
+/// so chunks of images share one `col[K, images x P]` and one gemm `W · col`, whose
+/// `[c_out, images x P]` result is then copied into the NCHW output. The chunk size depends on
+/// the shapes only, never on the thread count (chunks run in parallel; a gemm splits over
+/// threads only by output tiles, which leaves every sum's order unchanged), so results are the
+/// same bits for any number of threads.
+fn conv2d_small_maps<T: Scalar>(g: &Geom, xd: &[T], wd: &[T], bd: Option<&[T]>, out: &mut [T]) {
+    let (k, p) = (g.kg(), g.p());
+    let per_chunk = SMALL_MAP_COLUMNS.div_ceil(p).min(g.n);
+    let par = g.n.div_ceil(per_chunk) < rayon::current_num_threads();
+    let run = |(col, y): &mut (Vec<T>, Vec<T>), (chunk, o): (usize, &mut [T])| {
+        let images = o.len() / (g.c_out * p);
+        let cols = images * p;
+        col.resize(k * cols, T::ZERO);
+        y.resize(g.c_out * cols, T::ZERO);
+        for i in 0..images {
+            let img = chunk * per_chunk + i;
+            let xi = &xd[img * g.image()..(img + 1) * g.image()];
+            if g.is_pointwise() {
+                for (r, src) in xi.chunks_exact(p).enumerate() {
+                    col[r * cols + i * p..r * cols + (i + 1) * p].copy_from_slice(src);
+                }
+            } else {
+                im2col_strided(xi, &mut col[i * p..], cols, g);
+            }
+        }
+        if let Some(b) = bd {
+            for (row, &v) in y.chunks_exact_mut(cols).zip(b) {
+                row.fill(v);
+            }
+        }
+        gemm(
+            (g.c_out, cols, k),
+            y,
+            bd.is_some(),
+            Mat {
+                data: wd,
+                rs: k,
+                cs: 1,
+            },
+            Mat {
+                data: col,
+                rs: cols,
+                cs: 1,
+            },
+            par,
+        );
+        for (i, oi) in o.chunks_exact_mut(g.c_out * p).enumerate() {
+            for (co, dst) in oi.chunks_exact_mut(p).enumerate() {
+                dst.copy_from_slice(&y[co * cols + i * p..co * cols + (i + 1) * p]);
+            }
+        }
+    };
+    out.par_chunks_mut(per_chunk * g.c_out * p)
+        .enumerate()
+        .for_each_init(|| (Vec::new(), Vec::new()), run);
 }
 
 /// Input gradient: `dx = col2im(Wᵀ · dy)` per image.
@@ -746,6 +821,57 @@ mod tests {
                 vec![g.n, g.c_out, g.oh, g.ow]
             );
             close(values(&got), &reference(&x, &w, &b, &g));
+        }
+    }
+
+    /// Small output maps (several images per gemm, [`conv2d_small_maps`]): against the
+    /// definition, with batches that leave a partial last chunk, and the same bits on 1 and 3
+    /// threads.
+    #[test]
+    fn small_maps_match_definition_on_any_thread_count() {
+        let cases = [
+            (
+                [37, 16, 4, 4],
+                [24, 16, 3, 3],
+                ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+            ),
+            (
+                [9, 8, 2, 2],
+                [12, 8, 1, 1],
+                ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+            ),
+            (
+                [5, 8, 4, 4],
+                [12, 8, 1, 1],
+                ConvOptions::new([2, 2], [0, 0], [1, 1], 1),
+            ),
+        ];
+        for (xs, ws, opt) in cases {
+            let g = Geom::new(&Shape::from(xs.to_vec()), &Shape::from(ws.to_vec()), &opt);
+            assert!(g.p() <= SMALL_MAP && g.n > SMALL_MAP_COLUMNS.div_ceil(g.p()).min(g.n) / 2);
+            let (x, w, b) = (
+                seq(xs.iter().product(), 4),
+                seq(ws.iter().product(), 5),
+                seq(ws[0], 6),
+            );
+            let on = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    conv2d(
+                        tensor(x.clone(), xs),
+                        tensor(w.clone(), ws),
+                        Some(output(b.clone(), &[ws[0]])),
+                        &opt,
+                    )
+                })
+            };
+            let (one, three) = (on(1), on(3));
+            close(values(&one), &reference(&x, &w, &b, &g));
+            let bits = |t: &FlexTensor| values(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&one), bits(&three));
         }
     }
 

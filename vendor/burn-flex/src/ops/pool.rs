@@ -469,6 +469,7 @@ pub fn max_pool2d_with_indices_f32(
             x,
             kernel_size,
             stride,
+            padding,
             out_hw,
             DType::F32,
         );
@@ -500,6 +501,7 @@ pub fn max_pool2d_with_indices_f64(
             x,
             kernel_size,
             stride,
+            padding,
             out_hw,
             DType::F64,
         );
@@ -531,6 +533,7 @@ pub fn max_pool2d_with_indices_f16(
             x,
             kernel_size,
             stride,
+            padding,
             out_hw,
             DType::F16,
         );
@@ -579,7 +582,7 @@ pub fn max_pool2d_f32(
 ) -> FlexTensor {
     // pipe's patch: no index tensor when none is asked for (PATCH.md)
     if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
-        return pool_direct::max_pool2d::<f32>(x, kernel_size, stride, out_hw, DType::F32);
+        return pool_direct::max_pool2d::<f32>(x, kernel_size, stride, padding, out_hw, DType::F32);
     }
     max_pool2d_with_indices_f32(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }
@@ -595,7 +598,7 @@ pub fn max_pool2d_f64(
 ) -> FlexTensor {
     // pipe's patch: no index tensor when none is asked for (PATCH.md)
     if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
-        return pool_direct::max_pool2d::<f64>(x, kernel_size, stride, out_hw, DType::F64);
+        return pool_direct::max_pool2d::<f64>(x, kernel_size, stride, padding, out_hw, DType::F64);
     }
     max_pool2d_with_indices_f64(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }
@@ -611,7 +614,7 @@ pub fn max_pool2d_f16(
 ) -> FlexTensor {
     // pipe's patch: no index tensor when none is asked for (PATCH.md)
     if let Some(out_hw) = direct_geometry(&x, kernel_size, stride, padding, dilation, ceil_mode) {
-        return pool_direct::max_pool2d::<f16>(x, kernel_size, stride, out_hw, DType::F16);
+        return pool_direct::max_pool2d::<f16>(x, kernel_size, stride, padding, out_hw, DType::F16);
     }
     max_pool2d_with_indices_f16(x, kernel_size, stride, padding, dilation, ceil_mode).0
 }

@@ -1,6 +1,8 @@
-//! pipe's patch: direct 2D max pooling for windows that lie wholly inside the input (no padding,
-//! no dilation, every window complete), the case of every CNN's `MaxPool2d(k)` with the default
-//! stride. Upstream runs all 2D pooling through its 3D implementation, which recomputes each
+//! pipe's patch: direct 2D max pooling without dilation and without a partial ceil-mode window:
+//! every CNN's `MaxPool2d(k)` with the default stride, and padded poolings such as ResNet's
+//! 3x3/2 with padding 1 (padding never wins, as upstream: each window's maximum is taken over
+//! its positions inside the input, and padding smaller than the kernel leaves every window at
+//! least one). Upstream runs all 2D pooling through its 3D implementation, which recomputes each
 //! window's valid range per output element and always allocates argmax indices; here each
 //! output row reads `kernel_h` input rows directly, and indices are written only when asked for.
 //!
@@ -24,15 +26,21 @@ pub(crate) fn direct_output(
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> Option<(usize, usize)> {
-    if padding != [0, 0] || dilation != [1, 1] {
+    if dilation != [1, 1] {
         return None;
     }
     let mut out = [0usize; 2];
     for d in 0..2 {
-        if kernel[d] == 0 || stride[d] == 0 || in_hw[d] < kernel[d] {
+        let padded = in_hw[d] + 2 * padding[d];
+        if kernel[d] == 0
+            || stride[d] == 0
+            || in_hw[d] == 0
+            || padded < kernel[d]
+            || padding[d] >= kernel[d]
+        {
             return None;
         }
-        let span = in_hw[d] - kernel[d];
+        let span = padded - kernel[d];
         // ceil mode adds a partial last window only when the stride does not divide the span
         out[d] = if ceil_mode && span % stride[d] != 0 {
             return None;
@@ -69,13 +77,14 @@ pub(crate) fn max_pool2d<T>(
     x: FlexTensor,
     kernel: [usize; 2],
     stride: [usize; 2],
+    padding: [usize; 2],
     out_hw: (usize, usize),
     dtype: DType,
 ) -> FlexTensor
 where
     T: bytemuck::Pod + Copy + PartialOrd + Send + Sync + Element + num_traits::Float,
 {
-    pool::<T, i64>(x, kernel, stride, out_hw, dtype, false).0
+    pool::<T, i64>(x, kernel, stride, padding, out_hw, dtype, false).0
 }
 
 /// Max pooling with argmax indices of element type `I` (offsets within each plane; an `i32`
@@ -84,13 +93,14 @@ pub(crate) fn max_pool2d_with_indices<T, I: PoolIndex>(
     x: FlexTensor,
     kernel: [usize; 2],
     stride: [usize; 2],
+    padding: [usize; 2],
     out_hw: (usize, usize),
     dtype: DType,
 ) -> (FlexTensor, FlexTensor)
 where
     T: bytemuck::Pod + Copy + PartialOrd + Send + Sync + Element + num_traits::Float,
 {
-    let (out, idx) = pool::<T, I>(x, kernel, stride, out_hw, dtype, true);
+    let (out, idx) = pool::<T, I>(x, kernel, stride, padding, out_hw, dtype, true);
     (out, idx.expect("indices were asked for"))
 }
 
@@ -98,6 +108,7 @@ fn pool<T, I: PoolIndex>(
     x: FlexTensor,
     kernel: [usize; 2],
     stride: [usize; 2],
+    padding: [usize; 2],
     out_hw: (usize, usize),
     dtype: DType,
     with_indices: bool,
@@ -121,7 +132,11 @@ where
 
     let pool_plane = |p: usize, out: &mut [T], idx: Option<&mut [I]>| {
         let src = &data[p * h * w..(p + 1) * h * w];
-        pool_plane(src, w, kernel, stride, (oh, ow), out, idx);
+        if padding == [0, 0] {
+            pool_plane(src, w, kernel, stride, (oh, ow), out, idx);
+        } else {
+            pool_plane_padded(src, (h, w), kernel, stride, padding, (oh, ow), out, idx);
+        }
     };
     if plane_out > 0 {
         run_planes(&mut output, &mut indices, plane_out, pool_plane);
@@ -164,11 +179,11 @@ pub(crate) fn try_with_indices(
         ($t:ty) => {
             match indices_dtype {
                 IntDType::I64 => Some(max_pool2d_with_indices::<$t, i64>(
-                    x, kernel, stride, out_hw, dtype,
+                    x, kernel, stride, padding, out_hw, dtype,
                 )),
                 IntDType::I32 if plane <= i32::MAX as usize => {
                     Some(max_pool2d_with_indices::<$t, i32>(
-                        x, kernel, stride, out_hw, dtype,
+                        x, kernel, stride, padding, out_hw, dtype,
                     ))
                 }
                 _ => None,
@@ -341,6 +356,52 @@ fn pool_plane_any<T, I: PoolIndex>(
     }
 }
 
+/// Any kernel and stride with padding: each window's maximum over its positions inside the
+/// input, scanned in upstream's order (the caller guarantees padding < kernel, so each window
+/// has at least one).
+#[allow(clippy::too_many_arguments)]
+fn pool_plane_padded<T, I: PoolIndex>(
+    src: &[T],
+    (h, w): (usize, usize),
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    (oh, ow): (usize, usize),
+    out: &mut [T],
+    mut idx: Option<&mut [I]>,
+) where
+    T: Copy + PartialOrd + num_traits::Float,
+{
+    // the window's input positions along one axis, clipped to [0, len)
+    let inside = |o: usize, axis: usize, len: usize| {
+        let start = o * stride[axis];
+        let lo = start.saturating_sub(padding[axis]);
+        let hi = (start + kernel[axis] - padding[axis]).min(len);
+        lo..hi
+    };
+    for r in 0..oh {
+        let rows = inside(r, 0, h);
+        for col in 0..ow {
+            let cols = inside(col, 1, w);
+            let mut at = rows.start * w + cols.start;
+            let mut best = src[at];
+            for y in rows.clone() {
+                for x in cols.clone() {
+                    let v = src[y * w + x];
+                    if v > best || v.is_nan() {
+                        best = v;
+                        at = y * w + x;
+                    }
+                }
+            }
+            out[r * ow + col] = best;
+            if let Some(idx) = idx.as_deref_mut() {
+                idx[r * ow + col] = I::from_offset(at);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,28 +430,34 @@ mod tests {
     /// odd sizes, ties, NaNs, non-square kernels and strides, ceil mode that adds nothing.
     #[test]
     fn direct_matches_upstream() {
-        let cases: &[([usize; 4], [usize; 2], [usize; 2], bool)] = &[
-            ([3, 4, 9, 11], [2, 2], [2, 2], false),
-            ([2, 3, 8, 8], [2, 2], [2, 2], true),
-            ([1, 2, 7, 10], [3, 2], [1, 2], false),
-            ([2, 1, 6, 5], [3, 3], [3, 1], false),
-            ([64, 16, 27, 27], [2, 2], [2, 2], false),
-            ([3, 2, 5, 4], [2, 3], [2, 2], false),
-            ([3, 2, 6, 6], [2, 2], [1, 1], false),
+        let cases: &[([usize; 4], [usize; 2], [usize; 2], [usize; 2], bool)] = &[
+            ([3, 4, 9, 11], [2, 2], [2, 2], [0, 0], false),
+            ([2, 3, 8, 8], [2, 2], [2, 2], [0, 0], true),
+            ([1, 2, 7, 10], [3, 2], [1, 2], [0, 0], false),
+            ([2, 1, 6, 5], [3, 3], [3, 1], [0, 0], false),
+            ([64, 16, 27, 27], [2, 2], [2, 2], [0, 0], false),
+            ([3, 2, 5, 4], [2, 3], [2, 2], [0, 0], false),
+            ([3, 2, 6, 6], [2, 2], [1, 1], [0, 0], false),
+            // ResNet's stem pooling (3x3/2, padding 1) on even and odd sizes
+            ([4, 8, 28, 28], [3, 3], [2, 2], [1, 1], false),
+            ([2, 3, 9, 7], [3, 3], [2, 2], [1, 1], false),
+            ([2, 3, 6, 9], [3, 2], [1, 2], [1, 0], false),
+            ([1, 2, 5, 5], [3, 3], [2, 2], [1, 1], true),
         ];
-        for (k, &(shape, kernel, stride, ceil)) in cases.iter().enumerate() {
+        for (k, &(shape, kernel, stride, padding, ceil)) in cases.iter().enumerate() {
             let len = shape.iter().product();
             let mut v = values(k as u32 + 1, len);
             v[len / 3] = f32::NAN;
             v[len / 3 + 1] = f32::NAN;
             let x = tensor(shape, v.clone());
             let (ho, wo) =
-                direct_output([shape[2], shape[3]], kernel, stride, [0, 0], [1, 1], ceil)
+                direct_output([shape[2], shape[3]], kernel, stride, padding, [1, 1], ceil)
                     .expect("direct geometry");
             let (out, idx) = max_pool2d_with_indices::<f32, i64>(
                 x.clone(),
                 kernel,
                 stride,
+                padding,
                 (ho, wo),
                 DType::F32,
             );
@@ -398,6 +465,7 @@ mod tests {
                 x.clone(),
                 kernel,
                 stride,
+                padding,
                 (ho, wo),
                 DType::F32,
             );
@@ -410,7 +478,7 @@ mod tests {
                 x3,
                 [1, kernel[0], kernel[1]],
                 [1, stride[0], stride[1]],
-                [0, 0, 0],
+                [0, padding[0], padding[1]],
                 [1, 1, 1],
                 ceil,
             );
@@ -428,7 +496,7 @@ mod tests {
                 i32s.iter().zip(ia).all(|(&a, &b)| a as i64 == b),
                 "case {k} i32 indices"
             );
-            let plain = max_pool2d::<f32>(x, kernel, stride, (ho, wo), DType::F32);
+            let plain = max_pool2d::<f32>(x, kernel, stride, padding, (ho, wo), DType::F32);
             let p: &[f32] = plain.storage();
             assert!(p.iter().zip(a).all(|(x, y)| x.to_bits() == y.to_bits()));
         }
@@ -437,8 +505,12 @@ mod tests {
     #[test]
     fn geometry_outside_the_direct_case_falls_back() {
         assert_eq!(
-            direct_output([8, 8], [2, 2], [2, 2], [1, 1], [1, 1], false),
+            direct_output([8, 8], [2, 2], [2, 2], [2, 0], [1, 1], false),
             None
+        );
+        assert_eq!(
+            direct_output([8, 8], [2, 2], [2, 2], [1, 1], [1, 1], false),
+            Some((5, 5))
         );
         assert_eq!(
             direct_output([8, 8], [2, 2], [2, 2], [0, 0], [2, 2], false),
