@@ -215,10 +215,12 @@ fn torchvision_keyed_weights_round_trip() {
     assert_eq!(fa, fb);
     // resnet18's tensors all fit resnet34 (same shapes, fewer blocks): the blocks resnet34
     // has beyond them are reported missing.
-    let (_, r34) =
-        basic::load_pretrained(BasicResNet::new(Depth::R34, 3, &device), &path).unwrap();
+    let (_, r34) = basic::load_pretrained(BasicResNet::new(Depth::R34, 3, &device), &path).unwrap();
     assert_eq!(r34.loaded.len(), backbone);
-    assert!(r34.missing.contains(&"layer3.5.conv1.weight".to_owned()), "{r34:?}");
+    assert!(
+        r34.missing.contains(&"layer3.5.conv1.weight".to_owned()),
+        "{r34:?}"
+    );
     assert!(!r34.missing.iter().any(|k| k.starts_with("dense")));
 }
 
