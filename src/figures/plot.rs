@@ -316,8 +316,19 @@ const VAL: RGBColor = RGBColor(255, 127, 14);
 const TEST: RGBColor = RGBColor(44, 160, 44);
 
 /// Two panels side by side like the report's figures: loss (train/val) and balanced accuracy
-/// (train/val, and test points where present) per epoch. Non-finite values are skipped.
-pub fn learning_curve_png(path: &Path, title: &str, rows: &[CurveRow]) -> Result<(), PlotError> {
+/// (train/val, and test points where present) per epoch. Non-finite values are skipped. A
+/// model of `classes` > 2 is labelled with its cross-entropy and macro balanced accuracy.
+pub fn learning_curve_png(
+    path: &Path,
+    title: &str,
+    rows: &[CurveRow],
+    classes: usize,
+) -> Result<(), PlotError> {
+    let (loss_desc, bacc_desc) = if classes > 2 {
+        ("Cross-entropy", "Macro balanced accuracy")
+    } else {
+        ("Binary cross-entropy", "Balanced accuracy")
+    };
     if rows.is_empty() {
         return Err(PlotError::Empty("learning curve without epochs"));
     }
@@ -363,7 +374,7 @@ pub fn learning_curve_png(path: &Path, title: &str, rows: &[CurveRow]) -> Result
         let loss_hi = if max_loss > 0.0 { max_loss * 1.05 } else { 1.0 };
         let loss_panel = Panel {
             caption: "Loss",
-            y_desc: "Binary cross-entropy",
+            y_desc: loss_desc,
             x,
             x_ticks: x_ticks.clone(),
             y: nice_ticks(0.0, loss_hi, 10, false),
@@ -379,7 +390,7 @@ pub fn learning_curve_png(path: &Path, title: &str, rows: &[CurveRow]) -> Result
         // Balanced accuracy lives in [0, 1]: the axis ends at 1 (a 1-2-5 step divides 1).
         let bacc_panel = Panel {
             caption: "Balanced accuracy",
-            y_desc: "Balanced accuracy",
+            y_desc: bacc_desc,
             x,
             x_ticks,
             y: nice_ticks((min_bacc - 0.02).clamp(0.0, 0.9), 1.0, 10, false),
@@ -549,19 +560,23 @@ fn confusion_grid(items: &[(String, Confusion)]) -> Result<image::RgbImage, Plot
     })
 }
 
-/// `name`, cut to `max` characters (the last one `…`) when longer.
+/// `name`, cut to `max` characters when longer by an `…` in its middle, so that names
+/// differing only at their end (`class_with_a_long_name_3`) stay apart.
 fn shorten(name: &str, max: usize) -> String {
-    if name.chars().count() > max {
-        let mut s: String = name.chars().take(max.saturating_sub(1)).collect();
-        s.push('…');
-        s
-    } else {
-        name.to_owned()
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= max {
+        return name.to_owned();
     }
+    let head = max.saturating_sub(1) / 2;
+    let tail = max.saturating_sub(1) - head;
+    let mut s: String = chars[..head].iter().collect();
+    s.push('…');
+    s.extend(&chars[chars.len() - tail..]);
+    s
 }
 
 /// Matplotlib's "Blues" end points, interpolated linearly by `t` in [0, 1].
-fn blues(t: f64) -> RGBColor {
+pub(crate) fn blues(t: f64) -> RGBColor {
     let (a, b) = ((247.0, 251.0, 255.0), (8.0, 48.0, 107.0));
     let t = if t.is_finite() {
         t.clamp(0.0, 1.0)
@@ -670,7 +685,7 @@ mod tests {
     fn learning_curve_png_decodes() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("curve.png");
-        learning_curve_png(&p, "B3: augmented CNN", &rows()).unwrap();
+        learning_curve_png(&p, "B3: augmented CNN", &rows(), 2).unwrap();
         assert_eq!(decoded_size(&p), (1400, 560));
         if let Ok(copy) = std::env::var("PIPE_PLOT_COPY_DIR") {
             std::fs::copy(&p, Path::new(&copy).join("curve.png")).unwrap();
@@ -678,12 +693,12 @@ mod tests {
         // A single epoch and non-finite values still plot.
         let mut one = rows()[..1].to_vec();
         one[0].val_loss = f64::NAN;
-        learning_curve_png(&p, "one epoch", &one).unwrap();
+        learning_curve_png(&p, "one epoch", &one, 3).unwrap();
         if let Ok(copy) = std::env::var("PIPE_PLOT_COPY_DIR") {
             std::fs::copy(&p, Path::new(&copy).join("curve1.png")).unwrap();
         }
         assert!(matches!(
-            learning_curve_png(&p, "none", &[]),
+            learning_curve_png(&p, "none", &[], 2),
             Err(PlotError::Empty(_))
         ));
     }
@@ -736,6 +751,13 @@ mod tests {
             confusion_grid_png(&g, &many),
             Err(PlotError::TooMany { .. })
         ));
+    }
+
+    #[test]
+    fn long_names_keep_their_start_and_end() {
+        assert_eq!(shorten("class_with_a_long_name_3", 12), "class…name_3");
+        assert_eq!(shorten("short", 12), "short");
+        assert_eq!(shorten("abcdef", 5), "ab…ef");
     }
 
     #[test]

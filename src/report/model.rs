@@ -135,7 +135,12 @@ pub struct DataStage {
     pub metrics: BTreeMap<String, f64>,
     /// Part → (images, positives).
     pub balance: Vec<(String, usize, usize)>,
+    /// N classes: the class names and, per part, its images of each class.
+    pub class_balance: Option<(Vec<String>, Vec<PartClasses>)>,
 }
+
+/// A split part's name and its number of images of each class.
+pub type PartClasses = (String, Vec<usize>);
 
 #[derive(Debug)]
 pub struct ModelView {
@@ -295,6 +300,27 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// The class names of the dataset stage `id` reads (its `data` input's vocabulary), or
+    /// the `n` indices where it has none or cannot be read.
+    fn class_names(&self, id: &str, rec: &RunRecord, n: usize) -> Vec<String> {
+        let vocabulary = self
+            .run
+            .graph
+            .get(id)
+            .and_then(|ins| ins.get("data"))
+            .and_then(|data| rec.stages.get(data)?.digest.clone())
+            .and_then(|d| (self.objects)(&d).ok())
+            .and_then(|dir| {
+                crate::stages::artifacts::read_json::<crate::data::dataset::DatasetMeta>(
+                    &dir.join(crate::data::dataset::META_FILE),
+                )
+                .ok()?
+                .classes
+            })
+            .filter(|c| c.len() == n);
+        vocabulary.unwrap_or_else(|| (0..n).map(|k| k.to_string()).collect())
+    }
+
     /// Adds the views of `rec`'s stages whose kind `take` accepts, in topological order.
     fn add_stages(&mut self, rec: &RunRecord, take: fn(&str) -> bool) {
         for (id, s) in self
@@ -318,8 +344,8 @@ impl Context<'_> {
     }
 
     fn add_stage(&mut self, id: &str, s: &StageRecord, rec: &RunRecord, variant: Variant) {
-        let report = &mut *self.report;
         if s.outcome == Outcome::Pruned {
+            let report = &mut *self.report;
             let m = |k: &str| s.report.metrics.get(k).copied();
             report.pruned.push(PrunedView {
                 stage: id.to_string(),
@@ -332,10 +358,13 @@ impl Context<'_> {
             return;
         }
         if DATA_KINDS.contains(&s.kind.as_str()) {
-            report
-                .data
-                .push(data_stage(id, s, self.objects, &mut report.warnings));
+            let mut d = data_stage(id, s, self.objects, &mut self.report.warnings);
+            if let Some((names, _)) = &mut d.class_balance {
+                *names = self.class_names(id, rec, names.len());
+            }
+            self.report.data.push(d);
         }
+        let report = &mut *self.report;
         let Some(digest) = &s.digest else { return };
         let dir = match (self.objects)(digest) {
             Ok(d) => d,
@@ -611,6 +640,7 @@ fn data_stage(
     warnings: &mut Vec<String>,
 ) -> DataStage {
     let mut balance = Vec::new();
+    let mut classes: Vec<(String, Vec<usize>)> = Vec::new();
     if s.kind == "split"
         && let Some(d) = &s.digest
     {
@@ -625,6 +655,9 @@ fn data_stage(
                 for part in ["train", "val", "test"] {
                     if let Some(b) = a.balance.get(part) {
                         balance.push((part.to_string(), b.count, b.positives));
+                        if let Some(c) = &b.class_counts {
+                            classes.push((part.to_string(), c.clone()));
+                        }
                     }
                 }
             }
@@ -637,6 +670,11 @@ fn data_stage(
         summary: s.report.summary.clone(),
         metrics: s.report.metrics.clone(),
         balance,
+        // the names are filled in by the caller, which sees the data stage
+        class_balance: classes
+            .first()
+            .map(|(_, c)| vec![String::new(); c.len()])
+            .map(|names| (names, classes)),
     }
 }
 

@@ -148,6 +148,10 @@ fn data_section(s: &mut String, r: &Report) {
     }
     s.push_str("</tbody></table></div>");
     for d in r.data.iter().filter(|d| !d.balance.is_empty()) {
+        if let Some((names, parts)) = &d.class_balance {
+            class_balance(s, &d.id, names, parts);
+            continue;
+        }
         let _ = write!(
             s,
             "<h3>Split sizes and class balance ({})</h3><table class=\"balance\"><thead><tr><th>part</th><th>images</th><th>positives</th><th>positive share</th></tr></thead><tbody>",
@@ -330,6 +334,9 @@ fn metric(e: &EvalView, key: &str, v: Option<f64>) -> String {
 /// paths (short names), then the facts.
 fn table_head(s: &mut String, r: &Report) {
     s.push_str("<section id=\"table1\"><h2>Table 1: evaluations</h2><p>Click a header to sort; the best value of each metric is bold.</p>");
+    if r.evaluations.iter().any(|e| e.classes.is_some()) {
+        s.push_str("<p>For more than two classes, balanced accuracy is the macro one (the mean of the per-class recalls) and ROC AUC the mean of the one-vs-rest AUCs; each such evaluation's classes are shown below the table.</p>");
+    }
     for w in &r.sweeps {
         let _ = write!(
             s,
@@ -604,6 +611,29 @@ fn overrides(all: &[String]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+/// A split of N classes: per part, its images and each class's count and share.
+fn class_balance(s: &mut String, id: &str, names: &[String], parts: &[super::model::PartClasses]) {
+    let _ = write!(
+        s,
+        "<h3>Split sizes and class balance ({})</h3><div class=\"scroll\"><table class=\"balance\"><thead><tr><th>part</th><th>images</th>",
+        escape(id)
+    );
+    for name in names {
+        let _ = write!(s, "<th>{}</th>", escape(name));
+    }
+    s.push_str("</tr></thead><tbody>");
+    for (part, counts) in parts {
+        let n: usize = counts.iter().sum();
+        let _ = write!(s, "<tr><td>{}</td><td class=\"n\">{n}</td>", escape(part));
+        for c in counts {
+            let share = *c as f64 / n.max(1) as f64 * 100.0;
+            let _ = write!(s, "<td class=\"n\">{c} ({share:.1}%)</td>");
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</tbody></table></div>");
+}
+
 /// An N-class evaluation: its N×N confusion matrix (rows true, columns predicted) and each
 /// class's precision, recall and F1.
 fn class_tables(s: &mut String, label: &str, c: &super::model::ClassesView) {
@@ -618,8 +648,17 @@ fn class_tables(s: &mut String, label: &str, c: &super::model::ClassesView) {
     s.push_str("</tr>");
     for (name, row) in c.classes.iter().zip(&c.matrix) {
         let _ = write!(s, "<tr><th>{}</th>", escape(name));
+        let total: u64 = row.iter().sum();
         for v in row {
-            let _ = write!(s, "<td>{v}</td>");
+            // shaded by the share of the row, as confusion.png
+            let rate = *v as f64 / total.max(1) as f64;
+            let b = crate::figures::plot::blues(rate);
+            let ink = if rate > 0.5 { "#fff" } else { "#000" };
+            let _ = write!(
+                s,
+                "<td style=\"background:rgb({},{},{});color:{ink}\">{v}</td>",
+                b.0, b.1, b.2
+            );
         }
         s.push_str("</tr>");
     }
@@ -632,16 +671,16 @@ fn class_tables(s: &mut String, label: &str, c: &super::model::ClassesView) {
     for (i, (name, k)) in c.classes.iter().zip(&c.per_class).enumerate() {
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td>",
+            "<tr><td>{}</td>{}{}{}",
             escape(name),
-            k.precision,
-            k.recall,
-            k.f1,
+            num(Some(k.precision), 4),
+            num(Some(k.recall), 4),
+            num(Some(k.f1), 4),
         );
         if auc {
             s.push_str(&num(c.roc_auc_per_class[i], 4));
         }
-        let _ = write!(s, "<td>{}</td></tr>", k.support);
+        let _ = write!(s, "<td class=\"n\">{}</td></tr>", k.support);
     }
     s.push_str("</table></div>");
 }

@@ -376,9 +376,11 @@ impl Predict {
         let captions: Vec<String> = shown
             .iter()
             .map(|&(t, tr, label)| {
+                // class names where the data has them (indices, as before, where not)
                 format!(
-                    "test #{t} = train #{tr}: label {label} taken (model said {})",
-                    labels.model[t]
+                    "test #{t} = train #{tr}: label {} taken (model said {})",
+                    train.class_name(label),
+                    train.class_name(labels.model[t])
                 )
             })
             .collect();

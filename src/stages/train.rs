@@ -359,7 +359,7 @@ fn draw_curve(cfg: &TrainConfig, rows: &[CurveRow], png: &Path) -> Result<(), St
         cfg.lr,
         cfg.batch_size
     );
-    learning_curve_png(png, &title, rows).map_err(|e| StageError::Artifact {
+    learning_curve_png(png, &title, rows, cfg.model.classes).map_err(|e| StageError::Artifact {
         path: png.to_path_buf(),
         message: format!("cannot draw the learning curve: {e}"),
     })

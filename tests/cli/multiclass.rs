@@ -214,6 +214,11 @@ fn a_three_class_image_folder_runs_end_to_end() {
         );
     }
     assert!(html.contains("macro average of 3 (mean AUC"), "report");
+    // the split's balance per class, by name
+    assert!(
+        html.contains("<th>part</th><th>images</th><th>circle</th><th>cross</th><th>stripes</th>"),
+        "report"
+    );
 }
 
 #[test]

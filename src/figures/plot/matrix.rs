@@ -2,7 +2,7 @@
 //! predicted ones, each cell shaded by its share of the row (the class's recall on the
 //! diagonal) and labelled with its count while the cells are large enough to read.
 
-use super::{Canvas, FONT, PlotError, blues, draw_err, render_png, shorten};
+use super::{Canvas, FONT, PlotError, blues, draw_err, render_png, shorten, text_width};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -20,14 +20,30 @@ pub fn confusion_matrix_png(
 ) -> Result<(), PlotError> {
     let n = classes.len().max(1);
     let cell = (640 / n as i32).clamp(8, 72);
-    let (left, top, bottom, right) = (150, 64, 150, 24);
-    let size = (
-        (left + n as i32 * cell + right).max(420) as u32,
-        (top + n as i32 * cell + bottom) as u32,
-    );
+    // margins sized to the longest tick label, so short names leave no empty band
+    let tick_size = tick_size(cell);
+    let mut label_w = 0;
+    for name in classes {
+        label_w = label_w.max(text_width(&shorten(name, MAX_TICK_CHARS), tick_size as f32)? as i32);
+    }
+    let (left, top, right) = (AXIS_TITLE + label_w + TICK_GAP, 64, 24);
+    let bottom = label_w + TICK_GAP + AXIS_TITLE;
+    let width =
+        (left + n as i32 * cell + right).max(text_width(title, TITLE_SIZE as f32)? as i32 + 32);
+    let size = (width as u32, (top + n as i32 * cell + bottom) as u32);
     render_png(path, size, |root| {
-        panel(root, title, classes, matrix, (left, top, cell))
+        panel(root, title, classes, matrix, (left, top, cell, label_w))
     })
+}
+
+/// Room for an axis title ("True label", "Predicted label") beside the tick labels.
+const AXIS_TITLE: i32 = 44;
+/// Between a tick label and the matrix.
+const TICK_GAP: i32 = 8;
+const TITLE_SIZE: f64 = 20.0;
+
+fn tick_size(cell: i32) -> f64 {
+    f64::from(cell).clamp(9.0, 16.0)
 }
 
 fn panel(
@@ -35,7 +51,7 @@ fn panel(
     title: &str,
     classes: &[String],
     matrix: &[Vec<u64>],
-    (x0, y0, cell): (i32, i32, i32),
+    (x0, y0, cell, label_w): (i32, i32, i32, i32),
 ) -> Result<(), PlotError> {
     let (w, _) = area.dim_in_pixel();
     let style = |size: f64, h: HPos| {
@@ -48,7 +64,7 @@ fn panel(
         area.draw(&Text::new(s.to_owned(), at, st.clone()))
             .map_err(draw_err("confusion matrix"))
     };
-    text(title, (w as i32 / 2, 30), &style(20.0, HPos::Center))?;
+    text(title, (w as i32 / 2, 30), &style(TITLE_SIZE, HPos::Center))?;
     let n = classes.len() as i32;
     let counts = if cell >= 24 {
         CellText::Count(f64::from(cell) * 0.36)
@@ -56,7 +72,7 @@ fn panel(
         CellText::Nothing
     };
     cells(area, (x0, y0, cell), matrix, counts)?;
-    let tick_size = f64::from(cell).clamp(9.0, 16.0);
+    let tick_size = tick_size(cell);
     let vertical = (FONT, tick_size)
         .into_font()
         .transform(FontTransform::Rotate270)
@@ -65,12 +81,19 @@ fn panel(
     for (k, name) in classes.iter().enumerate() {
         let mid = k as i32 * cell + cell / 2;
         let label = shorten(name, MAX_TICK_CHARS);
-        text(&label, (x0 - 8, y0 + mid), &style(tick_size, HPos::Right))?;
-        text(&label, (x0 + mid, y0 + n * cell + 8), &vertical)?;
+        text(
+            &label,
+            (x0 - TICK_GAP, y0 + mid),
+            &style(tick_size, HPos::Right),
+        )?;
+        text(&label, (x0 + mid, y0 + n * cell + TICK_GAP), &vertical)?;
     }
     text(
         "Predicted label",
-        (x0 + n * cell / 2, y0 + n * cell + 130),
+        (
+            x0 + n * cell / 2,
+            y0 + n * cell + TICK_GAP + label_w + AXIS_TITLE / 2,
+        ),
         &style(17.0, HPos::Center),
     )?;
     let true_label = (FONT, 17)
@@ -78,7 +101,11 @@ fn panel(
         .transform(FontTransform::Rotate270)
         .color(&BLACK)
         .pos(Pos::new(HPos::Center, VPos::Center));
-    text("True label", (18, y0 + n * cell / 2), &true_label)
+    text(
+        "True label",
+        (x0 - TICK_GAP - label_w - AXIS_TITLE / 2, y0 + n * cell / 2),
+        &true_label,
+    )
 }
 
 /// What a cell shows over its shade.
@@ -175,6 +202,9 @@ mod tests {
             confusion_matrix_png(&png, "test", &classes, &matrix).unwrap();
             let img = image::open(&png).unwrap().to_rgb8();
             assert!(img.pixels().any(|p| p.0 != [255, 255, 255]));
+            if let Ok(copy) = std::env::var("PIPE_PLOT_COPY_DIR") {
+                std::fs::copy(&png, Path::new(&copy).join(format!("m{n}.png"))).unwrap();
+            }
         }
     }
 }
