@@ -38,7 +38,7 @@ for l in sys.stdin:
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 rss_mib() { awk '/Maximum resident/ {printf "%.0f", $NF / 1024}' "$1"; }
 res() { grep '^RESULT' "$1" | cut -d' ' -f2- | "$py" -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 : > "$out/rows.txt"
 for r in $(seq "$rounds"); do
