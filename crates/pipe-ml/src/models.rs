@@ -716,13 +716,13 @@ pub fn activation_values(spec: &ModelSpec) -> usize {
             .iter()
             .position(|l| l.name == mode.first_trainable_layer())
             .unwrap_or(0);
-        let kept: usize = layers[first..]
+        // Frozen layers run without autodiff: only what follows the first trainable one is
+        // kept.
+        return layers[first..]
             .iter()
             .filter(|l| l.class != "ZeroPadding2D")
             .map(|l| l.output.iter().product::<usize>())
             .sum();
-        // A frozen base runs without autodiff: only the head's inputs are kept.
-        return if first == 0 { input + kept } else { kept };
     }
     if spec.kind == ModelKind::Declared {
         let plan = declared::plan(&spec.layers, spec.input, spec.output_units());

@@ -60,9 +60,8 @@ mod tests {
     fn the_producer_runs_ahead_of_a_slow_consumer_within_the_bound() {
         const N: usize = 8;
         let prepared = AtomicUsize::new(0);
-        let items = (0..N).map(|k| {
+        let items = (0..N).inspect(|_| {
             prepared.fetch_add(1, Ordering::SeqCst);
-            k
         });
         let mut seen = Vec::new();
         prefetched(PREFETCH_DEPTH, items, |k| -> Result<(), String> {
@@ -91,9 +90,8 @@ mod tests {
     #[test]
     fn an_error_stops_the_producer() {
         let prepared = AtomicUsize::new(0);
-        let items = (0..1000).map(|k| {
+        let items = (0..1000).inspect(|_| {
             prepared.fetch_add(1, Ordering::SeqCst);
-            k
         });
         let r = prefetched(
             PREFETCH_DEPTH,
