@@ -22,7 +22,7 @@ pub(crate) enum Net {
     Cnn(Cnn),
     /// With the folded frozen prefix it runs through ([`resnet::FoldedPrefix`]): in training
     /// the layers TL1/TL2 freeze, in an [`Net::inference`] copy the whole backbone.
-    ResNet(ResNet50Classifier, Option<FoldedPrefix>),
+    ResNet(ResNet50Classifier, Option<Box<FoldedPrefix>>),
     Declared(DeclaredNet),
 }
 
@@ -161,7 +161,7 @@ impl Net {
     pub(crate) fn inference(&self) -> Self {
         match self.valid() {
             Net::ResNet(m, _) => {
-                let folded = m.fold_bn();
+                let folded = Box::new(m.fold_bn());
                 Net::ResNet(m, Some(folded))
             }
             other => other,
@@ -173,7 +173,7 @@ impl Net {
     fn resnet(m: ResNet50Classifier, mode: TransferMode, device: &Device) -> Self {
         let prefix = resnet::frozen_blocks(mode)
             .filter(|_| device.is_autodiff())
-            .map(|blocks| m.fold_prefix(blocks));
+            .map(|blocks| Box::new(m.fold_prefix(blocks)));
         Net::ResNet(m, prefix)
     }
 
