@@ -23,7 +23,7 @@ pub(crate) enum Net {
     Cnn(Cnn),
     /// With the folded frozen prefix it runs through ([`resnet::FoldedPrefix`]): in training
     /// the layers TL1/TL2 freeze, in an [`Net::inference`] copy the whole backbone.
-    ResNet(ResNet50Classifier, Option<FoldedPrefix>),
+    ResNet(ResNet50Classifier, Option<Box<FoldedPrefix>>),
     /// resnet18 / resnet34.
     Basic(BasicResNet),
     Declared(DeclaredNet),
@@ -181,19 +181,19 @@ impl Net {
     pub(crate) fn inference(&self) -> Self {
         match self.valid() {
             Net::ResNet(m, _) => {
-                let folded = m.fold_bn();
+                let folded = Box::new(m.fold_bn());
                 Net::ResNet(m, Some(folded))
             }
             other => other,
         }
     }
 
-    /// A ResNet that trains (`device` has autodiff) runs the stem and blocks `mode` freezes
-    /// as a folded prefix without autodiff (see [`resnet::FoldedPrefix`]).
+    /// A ResNet that trains (`device` has autodiff) runs the stem and the blocks frozen before
+    /// `first_trainable` as a folded prefix without autodiff (see [`resnet::FoldedPrefix`]).
     fn resnet(m: ResNet50Classifier, first_trainable: &str, device: &Device) -> Self {
         let prefix = resnet::frozen_blocks(first_trainable)
             .filter(|_| device.is_autodiff())
-            .map(|blocks| m.fold_prefix(blocks));
+            .map(|blocks| Box::new(m.fold_prefix(blocks)));
         Net::ResNet(m, prefix)
     }
 
