@@ -200,7 +200,8 @@ fn fit_weights_by(k: usize, score: impl Fn(&[f64]) -> f64) -> Vec<f64> {
 impl Stage for Ensemble {
     const KIND: &'static str = "ensemble";
     /// 2: members are declared as manifest refs (an older ensemble object lacks them).
-    const VERSION: u32 = 2;
+    /// 3: N classes also write roc.json/roc.png and per-class AUCs.
+    const VERSION: u32 = 3;
     const OUTPUT: ArtifactKind = ArtifactKind::Ensemble;
     /// Every other slot (any name) takes a trained model.
     const USES_DEVICE: bool = true;

@@ -117,7 +117,8 @@ pub const RESULT_FILE: &str = "metrics.json";
 
 impl Stage for Evaluate {
     const KIND: &'static str = "evaluate";
-    const VERSION: u32 = 1;
+    // 2: N classes also write roc.json/roc.png; N-class figures name the classes.
+    const VERSION: u32 = 2;
     const OUTPUT: ArtifactKind = ArtifactKind::Evaluation;
     const USES_DEVICE: bool = true;
     const INPUTS: &'static [Slot] = &[

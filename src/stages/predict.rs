@@ -75,7 +75,8 @@ pub struct PredictSummary {
 
 impl Stage for Predict {
     const KIND: &'static str = "predict";
-    const VERSION: u32 = 2;
+    // 3: N-class override captions name the classes.
+    const VERSION: u32 = 3;
     const OUTPUT: ArtifactKind = ArtifactKind::Predictions;
     const USES_DEVICE: bool = true;
     const INPUTS: &'static [Slot] = &[

@@ -130,7 +130,8 @@ impl Train {
 impl Stage for Train {
     const KIND: &'static str = "train";
     // 2: curve.png's axes on round (1-2-5) ticks, epochs whole.
-    const VERSION: u32 = 2;
+    // 3: N-class curve.png says cross-entropy and macro balanced accuracy.
+    const VERSION: u32 = 3;
     const OUTPUT: ArtifactKind = ArtifactKind::Model;
     const USES_DEVICE: bool = true;
     /// A training stopped early (pruned) is continued by one with more epochs.
