@@ -262,6 +262,7 @@ mod tests {
             input: Shape::new(32, 32, 3),
             weights: None,
             units: 1,
+            trainable_from: None,
         };
         let mut model = build_seeded(&spec, 11, device).unwrap_or_else(|e| panic!("{e}"));
         let mut rng = ChaCha8Rng::seed_from_u64(5);
