@@ -1,6 +1,7 @@
 //! Echoing user-supplied text in messages safely: a 1 MB bad value or a line of binary garbage
 //! must not flood the terminal or write raw control bytes (NUL, escapes) into it. Everything a
-//! message repeats from a file, a YAML value or a `--set` goes through [`quote`].
+//! message repeats from a file, a YAML value or a `--set` goes through [`quote`]. The
+//! "did you mean" hints of messages ([`hint`]) live here too, below every layer that words errors.
 
 /// Characters of echoed text kept before the ellipsis.
 pub const MAX_ECHO_CHARS: usize = 80;
@@ -57,6 +58,26 @@ pub fn path(p: &std::path::Path) -> String {
             out
         }
     }
+}
+
+/// The closest candidate to `word`, if one is close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, c)| *score > 0.8 || strsim::levenshtein(word, c) <= (c.len() / 3).max(1))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// ", did you mean `x`?" or "".
+pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    did_you_mean(word, candidates)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

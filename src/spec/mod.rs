@@ -121,25 +121,7 @@ pub struct StageSpec {
     pub resources: resources::Resources,
 }
 
-/// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, c)| *score > 0.8 || strsim::levenshtein(word, c) <= (c.len() / 3).max(1))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
-
-/// ", did you mean `x`?" or "".
-pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    did_you_mean(word, candidates)
-        .map(|c| format!(" (did you mean `{c}`?)"))
-        .unwrap_or_default()
-}
+pub use crate::quote::{did_you_mean, hint};
 
 #[cfg(test)]
 mod fuzz;

@@ -303,7 +303,7 @@ impl Train {
         match (&self.freeze, self.model.kind().depth()) {
             (Some(crate::ml::resnet::Freeze::Until(layer)), Some(depth)) => {
                 let names = depth.layer_names();
-                crate::spec::hint(layer, names.iter().map(String::as_str))
+                crate::quote::hint(layer, names.iter().map(String::as_str))
             }
             _ => String::new(),
         }
