@@ -45,13 +45,14 @@ pipe=$(cd "$(dirname "$pipe")" && pwd)/$(basename "$pipe")
 parity=$(cd "$(dirname "$parity")" && pwd)/$(basename "$parity")
 
 if [ "${LAVAPIPE:-1}" = 1 ] && [ -z "${VK_DRIVER_FILES:-}" ]; then
-  icd=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
-  if [ ! -e $icd ]; then
+  # Mesa 22 names the ICD lvp_icd.x86_64.json, Mesa 25 (bookworm-backports) lvp_icd.json
+  lavapipe_icd() { ls /usr/share/vulkan/icd.d/lvp_icd*.json 2>/dev/null | head -n 1; }
+  if [ -z "$(lavapipe_icd)" ]; then
     echo "installing mesa-vulkan-drivers (lavapipe)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       mesa-vulkan-drivers libvulkan1 >/dev/null
   fi
-  export VK_DRIVER_FILES=$icd
+  export VK_DRIVER_FILES=$(lavapipe_icd)
   echo "driver: lavapipe, mesa $(dpkg-query -W -f '${Version}' mesa-vulkan-drivers 2>/dev/null || echo '?')"
 fi
 

@@ -24,11 +24,13 @@ if [ -z "$pipe" ]; then
 fi
 pipe=$(cd "$(dirname "$pipe")" && pwd)/$(basename "$pipe")
 if [ "$device" = vulkan ]; then
-  if [ ! -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ]; then
+  # Mesa 22 names the ICD lvp_icd.x86_64.json, Mesa 25 (bookworm-backports) lvp_icd.json
+  lavapipe_icd() { ls /usr/share/vulkan/icd.d/lvp_icd*.json 2>/dev/null | head -n 1; }
+  if [ -z "$(lavapipe_icd)" ]; then
     apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
   fi
   # Only lavapipe, whatever else is installed.
-  export VK_DRIVER_FILES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
+  export VK_DRIVER_FILES=$(lavapipe_icd)
   echo "mesa: $(dpkg-query -W -f '${Version}' mesa-vulkan-drivers 2>/dev/null || echo '?')"
 fi
 rm -rf "$out"
