@@ -277,21 +277,7 @@ mod tests {
             bn.running_mean = RunningState::with_id(ParamId::new(), draw(-0.5, 0.5));
             bn.running_var = RunningState::with_id(ParamId::new(), draw(0.5, 2.0));
         };
-        perturb(&mut model.bn_conv1);
-        for block in model
-            .res2
-            .iter_mut()
-            .chain(&mut model.res3)
-            .chain(&mut model.res4)
-            .chain(&mut model.res5)
-        {
-            perturb(&mut block.bn_branch2a);
-            perturb(&mut block.bn_branch2b);
-            perturb(&mut block.bn_branch2c);
-            if let Some(bn) = &mut block.bn_branch1 {
-                perturb(bn);
-            }
-        }
+        model.for_each_batch_norm(&mut perturb);
         model
     }
 

@@ -317,19 +317,27 @@ pub(super) fn number_running_stats(model: &mut ResNet50Classifier) {
             *stat = RunningState::with_id(ParamId::from(next), stat.value());
         }
     };
-    renumber(&mut model.bn_conv1);
-    for block in model
-        .res2
-        .iter_mut()
-        .chain(&mut model.res3)
-        .chain(&mut model.res4)
-        .chain(&mut model.res5)
-    {
-        renumber(&mut block.bn_branch2a);
-        renumber(&mut block.bn_branch2b);
-        renumber(&mut block.bn_branch2c);
-        if let Some(bn) = &mut block.bn_branch1 {
-            renumber(bn);
+    model.for_each_batch_norm(&mut renumber);
+}
+
+impl ResNet50Classifier {
+    /// Calls `f` on every batch norm of the backbone, in module order (`bn_conv1`, then each
+    /// block's `2a`, `2b`, `2c` and, in a stage's first block, the shortcut's).
+    pub(super) fn for_each_batch_norm(&mut self, mut f: impl FnMut(&mut BatchNorm)) {
+        f(&mut self.bn_conv1);
+        for block in self
+            .res2
+            .iter_mut()
+            .chain(&mut self.res3)
+            .chain(&mut self.res4)
+            .chain(&mut self.res5)
+        {
+            f(&mut block.bn_branch2a);
+            f(&mut block.bn_branch2b);
+            f(&mut block.bn_branch2c);
+            if let Some(bn) = &mut block.bn_branch1 {
+                f(bn);
+            }
         }
     }
 }
