@@ -56,6 +56,11 @@ if [ "${LAVAPIPE:-1}" = 1 ] && [ -z "${VK_DRIVER_FILES:-}" ]; then
   echo "driver: lavapipe, mesa $(dpkg-query -W -f '${Version}' mesa-vulkan-drivers 2>/dev/null || echo '?')"
 fi
 
+# the Vulkan loader and Mesa want a runtime directory (a container often has none)
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "$XDG_RUNTIME_DIR" ]; then
+  export XDG_RUNTIME_DIR=$(mktemp -d)
+fi
+
 rm -rf "$out"
 mkdir -p "$out"
 cd "$out"

@@ -3,7 +3,7 @@
 //! rather than ignored unit tests, so timing code stays out of the test modules and runs with
 //! the release profile:
 //!
-//! `cargo bench --bench train_speed -- b3` (or `tl`, `resnet`; none = all).
+//! `cargo bench --bench train_speed -- b3` (or `tl`, `resnet`, `tl1run`; none = all).
 //! `BENCH_B3_BATCHES` = B3 training batches of 124 (default 10); `BENCH_STEPS` = timed ResNet
 //! training steps (default 10): small values give a quick smoke run.
 
@@ -285,6 +285,64 @@ fn bench_resnet() {
     }
 }
 
+/// A whole TL1 training as the train stage runs it (no augmentation: the frozen backbone's
+/// outputs are kept from epoch 1), against Keras' `fit` of the same run
+/// (`bench/tl1_run_keras.py`, which runs the frozen base every epoch). `BENCH_TL1_TRAIN`
+/// (default 512), `BENCH_TL1_EPOCHS` (default 5); 128 validation images.
+fn bench_tl1_run() {
+    let n_train = env_usize("BENCH_TL1_TRAIN", 512);
+    let epochs = env_usize("BENCH_TL1_EPOCHS", 5);
+    let n_val = 128;
+    let ds = random_dataset(n_train + n_val);
+    let mut cfg = TrainConfig::new(ModelSpec::new(ModelKind::Tl1), 1e-4, epochs as u32);
+    cfg.batch_size = 32;
+    cfg.test_every = 0;
+    let train_idx: Vec<usize> = (0..n_train).collect();
+    let val: Vec<usize> = (n_train..n_train + n_val).collect();
+    let t = Instant::now();
+    let _ = fit(&cfg, &ds, &train_idx, &val);
+    let pipe_s = t.elapsed().as_secs_f64();
+    println!(
+        "pipe tl1: {epochs} epochs over {n_train} images (validation over {n_val} each) in \
+         {pipe_s:.1} s ({:.1} img/s)",
+        (n_train * epochs) as f64 / pipe_s
+    );
+    let keras = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/bench/tl1_run_keras.py"
+        ))
+        .args([n_train, n_val, epochs].map(|v| v.to_string()))
+        .output();
+    let out = match keras {
+        Ok(out) if out.status.success() => out,
+        Ok(out) => {
+            println!(
+                "keras benchmark failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        Err(e) => {
+            println!("keras not run: {e}");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seconds = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        .find_map(|v| v["seconds"].as_f64());
+    print!("{stdout}");
+    if let Some(k) = seconds {
+        println!(
+            "pipe / keras tl1 run: {:.2}x (Keras seconds / pipe seconds)",
+            k / pipe_s
+        );
+    }
+}
+
 fn main() {
     // As the `pipe` binary does at start-up.
     allocator::tune();
@@ -293,13 +351,18 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let benches: [(&str, fn()); 3] = [("b3", bench_b3), ("tl", bench_tl), ("resnet", bench_resnet)];
+    let benches: [(&str, fn()); 4] = [
+        ("b3", bench_b3),
+        ("tl", bench_tl),
+        ("resnet", bench_resnet),
+        ("tl1run", bench_tl1_run),
+    ];
     let unknown: Vec<&String> = picked
         .iter()
         .filter(|p| !benches.iter().any(|(name, _)| name == p))
         .collect();
     if !unknown.is_empty() {
-        eprintln!("unknown benchmark(s) {unknown:?}: choose from b3, tl, resnet");
+        eprintln!("unknown benchmark(s) {unknown:?}: choose from b3, tl, resnet, tl1run");
         std::process::exit(2);
     }
     println!("load average: {}", load_average());

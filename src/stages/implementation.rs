@@ -33,7 +33,7 @@ pub fn crate_version(name: &str) -> &'static str {
 /// burn's CPU backend as built here: `flex` with the convolution patch of
 /// `vendor/burn-flex/PATCH.md`. Bump the revision whenever that patch changes, since it changes
 /// the bytes every CPU stage computes.
-pub const CPU_BACKEND: &str = "flex+pipe-conv.2";
+pub const CPU_BACKEND: &str = "flex+pipe-conv.3";
 
 /// The burn backend that runs on `device`.
 pub fn backend(device: DeviceChoice) -> &'static str {

@@ -125,12 +125,23 @@ impl FoldedPrefix {
     }
 
     /// `[N, 3, H, W]` (any device) → the output of its last block, on the inner device.
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let relu = Relu::new();
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_from(0, self.stem(x))
+    }
+
+    /// `[N, 3, H, W]` (any device) → the stem's output (the first block's input), on the inner
+    /// device.
+    fn stem(&self, x: Tensor<4>) -> Tensor<4> {
         // ReLU after the pooling: max and ReLU commute, and the map is 4x smaller there.
         let x = self.pool1.forward(self.conv1.forward(x.inner()));
-        let mut x = relu.forward(x);
-        for block in &self.blocks {
+        Relu::new().forward(x)
+    }
+
+    /// The output of the first `done` blocks → the output of its last block (`x` itself when
+    /// `done` is past them).
+    fn forward_from(&self, done: usize, x: Tensor<4>) -> Tensor<4> {
+        let mut x = x.inner();
+        for block in self.blocks.iter().skip(done) {
             x = block.forward(x);
         }
         x
@@ -171,14 +182,41 @@ impl ResNet50Classifier {
     /// on the device `x` came on (re-entering autodiff if it did).
     pub fn features_folded(&self, prefix: &FoldedPrefix, x: Tensor<4>) -> Tensor<4> {
         let autodiff = x.is_autodiff();
-        let mut x = prefix.forward(x);
+        self.features_after(prefix, 0, prefix.stem(x), autodiff)
+    }
+
+    /// [`Self::features_folded`] from `x`, the output of the first `done` blocks (0: of the
+    /// stem): `prefix`'s blocks past `done`, then the model's own past `prefix`, on autodiff
+    /// from there when `autodiff`.
+    fn features_after(
+        &self,
+        prefix: &FoldedPrefix,
+        done: usize,
+        x: Tensor<4>,
+        autodiff: bool,
+    ) -> Tensor<4> {
+        let mut x = prefix.forward_from(done, x);
         if autodiff {
             x = x.autodiff();
         }
-        for block in self.blocks().skip(prefix.blocks()) {
+        for block in self.blocks().skip(prefix.blocks().max(done)) {
             x = block.forward(x);
         }
         x
+    }
+
+    /// [`Self::forward_folded`] from `x`, the output of the first `done` blocks as
+    /// [`FoldedPrefix::forward`] of a prefix that long gives it (e.g. kept from an earlier
+    /// epoch): the logits, with autodiff from the first layer after `prefix` when `autodiff`.
+    pub fn forward_after(
+        &self,
+        prefix: &FoldedPrefix,
+        done: usize,
+        x: Tensor<4>,
+        autodiff: bool,
+    ) -> Tensor<2> {
+        let features = self.features_after(prefix, done, x, autodiff);
+        self.dense_3.forward(self.head_hidden(features))
     }
 
     /// [`Self::forward`] through [`Self::features_folded`].
@@ -361,5 +399,67 @@ mod tests {
             folded.get::<4>(model.res5[0].branch2a.weight.id).is_none(),
             "frozen layers get no gradient"
         );
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// What the per-image cache of frozen outputs rests on: an image's prefix output is the
+    /// same bits whatever batch it runs in (alone, first, last, in a chunk of the small-map
+    /// gemm with other images).
+    #[test]
+    fn the_prefix_output_of_an_image_does_not_depend_on_its_batch() {
+        let device = Device::default();
+        device.seed(6);
+        let model = network(TransferMode::Tl1, &device).valid();
+        let prefix = model.fold_prefix(16);
+        let x = Tensor::<4>::random(
+            [5, 3, 32, 32],
+            burn::tensor::Distribution::Uniform(-100.0, 100.0),
+            &device,
+        );
+        let whole = values(prefix.forward(x.clone()));
+        let per_image = whole.len() / 5;
+        for groups in [
+            vec![0..1, 1..2, 2..3, 3..4, 4..5],
+            vec![0..2, 2..5],
+            vec![0..3, 3..5],
+        ] {
+            let mut parts = Vec::new();
+            for g in groups {
+                parts.extend(values(prefix.forward(x.clone().slice([g]))));
+            }
+            assert_eq!(parts.len(), whole.len());
+            for (i, (a, b)) in parts
+                .chunks(per_image)
+                .zip(whole.chunks(per_image))
+                .enumerate()
+            {
+                assert!(a == b, "image {i}: its prefix output depends on its batch");
+            }
+        }
+    }
+
+    /// The logits from a kept prefix output equal the whole pass's, bit for bit: in training
+    /// (TL2's 14 frozen blocks) and in inference (the whole backbone folded, resumed after 14).
+    #[test]
+    fn the_pass_after_a_kept_prefix_output_equals_the_whole_pass() {
+        let device = Device::default().autodiff();
+        device.seed(7);
+        let model = network(TransferMode::Tl2, &device);
+        let prefix = model.fold_prefix(14);
+        let x = input(&device);
+        let kept = prefix.forward(x.clone());
+        let whole = values(model.forward_folded(&prefix, x.clone()));
+        let after = model.forward_after(&prefix, 14, kept.clone(), true);
+        assert!(after.is_autodiff());
+        assert_eq!(values(after), whole);
+
+        let eval = model.valid();
+        let folded = eval.fold_bn();
+        let x = x.inner();
+        let whole = values(eval.forward_folded(&folded, x));
+        assert_eq!(values(eval.forward_after(&folded, 14, kept, false)), whole);
     }
 }

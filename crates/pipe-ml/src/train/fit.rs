@@ -69,6 +69,8 @@ pub(super) struct Batch {
     pub(super) masks: Vec<Tensor<2>>,
     pub(super) y: Vec<i64>,
     pub(super) labels: Vec<u8>,
+    /// The images' indices in the dataset.
+    pub(super) indices: Vec<usize>,
 }
 
 /// Checks the inputs against the config; every problem at once.
@@ -233,6 +235,8 @@ pub(super) struct Session<'a> {
     chw: (usize, usize, usize),
     /// Per dropout layer: rate and values per image.
     dropout: Vec<(f32, usize)>,
+    /// The frozen layers' outputs kept across epochs, where that applies ([`frozen`]).
+    frozen: Option<FrozenOutputs>,
 }
 
 /// Trains `cfg.model` on `inputs`, writing the model directory into `out_dir` and a per-epoch
@@ -247,8 +251,9 @@ pub fn train(
 ) -> Result<Trained, MlError> {
     check_inputs(cfg, inputs)?;
     memory::check_cpu_fits(cfg, cfg.batch_size.min(inputs.train.len()))?;
-    let s = Session::new(cfg, inputs, resume_dir, hooks)?;
+    let mut s = Session::new(cfg, inputs, resume_dir, hooks)?;
     let (mut model, mut optim, mut st, resumed_from_epoch) = s.start()?;
+    s.frozen = s.plan_frozen(&model);
     // A resumed training tells its checkpoint's epochs again, so that whoever follows the
     // curve (a search's pruner) sees all of it, and may stop the training right there.
     if resumed_from_epoch.is_some() && st.epoch < cfg.epochs && !st.stopped_early {
@@ -354,7 +359,22 @@ impl<'a> Session<'a> {
             units,
             prep,
             dropout,
+            frozen: None,
         })
+    }
+
+    /// The store of frozen layers' outputs for training `model`, where it applies.
+    fn plan_frozen(&self, model: &Net) -> Option<FrozenOutputs> {
+        let (c, h, w) = self.chw;
+        let image = Tensor::zeros([1, c, h, w], &self.base);
+        let scores_test = self.cfg.test_every > 0 && !self.inputs.test.is_empty();
+        FrozenOutputs::plan(
+            model,
+            self.inputs,
+            self.augment.is_some(),
+            scores_test,
+            image,
+        )
     }
 
     /// The model, optimiser and state to start from: the checkpoint's in `resume_dir` when it
@@ -461,7 +481,10 @@ impl<'a> Session<'a> {
     ) -> Result<(Net, Vec<f32>), MlError> {
         let n = b.y.len();
         let run = || -> Result<(Net, Vec<f32>), MlError> {
-            let logits = model.forward(b.x, b.masks);
+            let logits = match &self.frozen {
+                Some(f) => f.train_logits(&model, b.x, &b.indices, &self.base)?,
+                None => model.forward(b.x, b.masks),
+            };
             let loss = self.loss.forward(logits.clone(), b.y, &self.ad);
             let model = model.step(optim, lr, loss.backward());
             let data = logits.into_data();
@@ -533,6 +556,7 @@ impl<'a> Session<'a> {
             masks,
             y,
             labels,
+            indices: chunk.to_vec(),
         }
     }
 
@@ -551,7 +575,11 @@ impl<'a> Session<'a> {
         let all_labels = ds.labels.as_deref().unwrap_or_default();
         let eval = model.inference();
         let labels_of = |idx: &[usize]| idx.iter().map(|&i| all_labels[i]).collect::<Vec<u8>>();
-        let val_logits = infer_logits(&eval, ds, inputs.val, self.prep, &self.base, INFER_BATCH)?;
+        let logits_of = |idx: &[usize]| match &self.frozen {
+            Some(f) => f.infer_logits(model, &eval, ds, idx, self.prep, &self.base, INFER_BATCH),
+            None => infer_logits(&eval, ds, idx, self.prep, &self.base, INFER_BATCH),
+        };
+        let val_logits = logits_of(inputs.val)?;
         let (val_loss, val_acc, val_bacc) = score(&val_logits, &labels_of(inputs.val), self.units);
         let mut row = CurveRow {
             epoch,
@@ -581,7 +609,7 @@ impl<'a> Session<'a> {
             && !inputs.test.is_empty()
             && (epoch.is_multiple_of(cfg.test_every) || last)
         {
-            let t = infer_logits(&eval, ds, inputs.test, self.prep, &self.base, INFER_BATCH)?;
+            let t = logits_of(inputs.test)?;
             row.test_bacc = Some(score(&t, &labels_of(inputs.test), self.units).2);
         }
         Ok(row)

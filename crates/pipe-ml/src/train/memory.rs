@@ -27,7 +27,7 @@ pub(super) fn step_bytes(spec: &models::ModelSpec, batch: usize) -> u64 {
 
 /// Memory this process may still take: the machine's available memory, or its cgroup's free
 /// memory where that is less (a Slurm job's limit).
-fn available_bytes() -> u64 {
+pub(super) fn available_bytes() -> u64 {
     let mut sys = sysinfo::System::new();
     sys.refresh_memory();
     let machine = sys.available_memory();

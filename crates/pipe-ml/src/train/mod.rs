@@ -25,13 +25,15 @@
 //! Where things are: [`config`] (the settings and their validation), [`callbacks`] (plateau,
 //! early stopping), [`preprocess`] (rescale / caffe input), [`net`] (either model family behind
 //! one type), [`fit`] (the loop), [`prefetch`] (batches prepared ahead), [`memory`] (whether a
-//! batch fits), [`checkpoint`] (the model directory and the resume state),
-//! [`inference`] (batched prediction and scores). Defaults live in [`crate::defaults`].
+//! batch fits), [`frozen`] (frozen layers' outputs kept across epochs), [`checkpoint`] (the
+//! model directory and the resume state), [`inference`] (batched prediction and scores).
+//! Defaults live in [`crate::defaults`].
 
 mod callbacks;
 mod checkpoint;
 mod config;
 mod fit;
+mod frozen;
 mod inference;
 mod memory;
 mod net;
@@ -43,6 +45,7 @@ mod tests;
 // The submodules share their `pub(super)` helpers through here (each has `use super::*`).
 use callbacks::*;
 use checkpoint::*;
+use frozen::FrozenOutputs;
 use inference::*;
 use net::*;
 

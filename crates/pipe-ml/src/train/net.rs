@@ -165,6 +165,40 @@ impl Net {
         }
     }
 
+    /// The number of blocks of the frozen prefix a training ResNet runs without autodiff.
+    pub(super) fn frozen_prefix_blocks(&self) -> Option<usize> {
+        match self {
+            Net::ResNet(_, Some(prefix)) => Some(prefix.blocks()),
+            _ => None,
+        }
+    }
+
+    /// The frozen prefix's output for `x` (no autodiff), where a training ResNet has one.
+    pub(super) fn frozen_output(&self, x: Tensor<4>) -> Option<Tensor<4>> {
+        match self {
+            Net::ResNet(_, Some(prefix)) => Some(prefix.forward(x)),
+            _ => None,
+        }
+    }
+
+    /// The logits from `x`, the output of the first `done` blocks of a ResNet that runs a
+    /// folded prefix at least that long (a training network's [`Net::frozen_output`], or any
+    /// [`Net::inference`] copy); autodiff from the first trainable layer when `autodiff`.
+    /// `None` for any other network.
+    pub(super) fn forward_after(
+        &self,
+        done: usize,
+        x: Tensor<4>,
+        autodiff: bool,
+    ) -> Option<Tensor<2>> {
+        match self {
+            Net::ResNet(m, Some(prefix)) if prefix.blocks() >= done => {
+                Some(m.forward_after(prefix, done, x, autodiff))
+            }
+            _ => None,
+        }
+    }
+
     /// The inference copy (no autodiff).
     pub(crate) fn valid(&self) -> Self {
         match self {

@@ -490,6 +490,51 @@ fn tl2_is_deterministic_and_resumes_exactly() {
     assert_eq!(a.rows, b.rows);
 }
 
+/// TL1 without augmentation keeps its frozen backbone's outputs from epoch 1 (the module
+/// `frozen`): three epochs give the bytes and the curve of the run that recomputes them.
+#[test]
+fn kept_frozen_outputs_train_the_same_bytes() {
+    let shape = Shape::new(32, 32, 3);
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let n = 28;
+    let pixels: Vec<u8> = (0..n * shape.image_len()).map(|_| rng.random()).collect();
+    let labels = (0..n).map(|i| (i % 2) as u8).collect();
+    let ds = Dataset::new(
+        shape,
+        pixels,
+        Some(labels),
+        (0..n).map(|i| i.to_string()).collect(),
+    );
+    let mut spec = ModelSpec::new(ModelKind::Tl1);
+    spec.input = shape;
+    let mut cfg = TrainConfig::new(spec, 1e-3, 3);
+    // 18 images in batches of 7: a last batch of 4, other images in it each epoch
+    cfg.batch_size = 7;
+    cfg.test_every = 2;
+    let (train, val, test): (Vec<usize>, Vec<usize>, Vec<usize>) =
+        ((0..18).collect(), (18..23).collect(), (23..28).collect());
+    let inputs = TrainInputs {
+        data: &ds,
+        train: &train,
+        val: &val,
+        test: &test,
+        augment: None,
+        rescale: 1.0,
+    };
+    let pb = indicatif::ProgressBar::hidden();
+    let go = |keep: bool| {
+        super::frozen::OFF.set(!keep);
+        let (out, resume) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let t = train_fn(&cfg, &inputs, out.path(), resume.path(), &Hooks::bar(&pb)).unwrap();
+        let bpk = std::fs::read(out.path().join(Checkpoint::Last.file_name())).unwrap();
+        (bpk, t.curve)
+    };
+    let (kept, recomputed) = (go(true), go(false));
+    super::frozen::OFF.set(false);
+    assert!(kept.0 == recomputed.0, "the weights differ");
+    assert_eq!(kept.1, recomputed.1);
+}
+
 #[test]
 fn caffe_batches_match_resnet_preprocessing() {
     let ds = toy_dataset(3, 7);

@@ -391,7 +391,7 @@ fn conv2d_typed<T: Scalar>(
     if out.is_empty() {
         return output(out, &shape);
     }
-    if g.groups == 1 && p <= SMALL_MAP && g.n > 1 {
+    if g.groups == 1 && p <= SMALL_MAP {
         conv2d_small_maps(&g, xd, wd, bd, &mut out);
         return output(out, &shape);
     }
@@ -444,18 +444,26 @@ const SMALL_MAP_COLUMNS: usize = 128;
 /// gemm per image would pack the whole weight matrix to multiply it by a handful of columns,
 /// so chunks of images share one `col[K, images x P]` and one gemm `W · col`, whose
 /// `[c_out, images x P]` result is then copied into the NCHW output. The chunk size depends on
-/// the shapes only, never on the thread count (chunks run in parallel; a gemm splits over
-/// threads only by output tiles, which leaves every sum's order unchanged), so results are the
-/// same bits for any number of threads.
+/// the map size only, and a last chunk with fewer images (or a batch smaller than a chunk) is
+/// padded with zero columns, so every gemm of a layer has the same shape: an image's output is
+/// the same bits whatever batch it runs in and wherever it sits there (a gemm's sum for one
+/// column does not depend on the other columns, but its blocking depends on their number).
+/// It never depends on the thread count either (chunks run in parallel; a gemm splits over
+/// threads only by output tiles, which leaves every sum's order unchanged).
 fn conv2d_small_maps<T: Scalar>(g: &Geom, xd: &[T], wd: &[T], bd: Option<&[T]>, out: &mut [T]) {
     let (k, p) = (g.kg(), g.p());
-    let per_chunk = SMALL_MAP_COLUMNS.div_ceil(p).min(g.n);
+    let per_chunk = SMALL_MAP_COLUMNS.div_ceil(p);
+    let cols = per_chunk * p;
     let par = g.n.div_ceil(per_chunk) < rayon::current_num_threads();
     let run = |(col, y): &mut (Vec<T>, Vec<T>), (chunk, o): (usize, &mut [T])| {
         let images = o.len() / (g.c_out * p);
-        let cols = images * p;
         col.resize(k * cols, T::ZERO);
         y.resize(g.c_out * cols, T::ZERO);
+        if images < per_chunk {
+            for row in col.chunks_exact_mut(cols) {
+                row[images * p..].fill(T::ZERO);
+            }
+        }
         for i in 0..images {
             let img = chunk * per_chunk + i;
             let xi = &xd[img * g.image()..(img + 1) * g.image()];
@@ -848,7 +856,7 @@ mod tests {
         ];
         for (xs, ws, opt) in cases {
             let g = Geom::new(&Shape::from(xs.to_vec()), &Shape::from(ws.to_vec()), &opt);
-            assert!(g.p() <= SMALL_MAP && g.n > SMALL_MAP_COLUMNS.div_ceil(g.p()).min(g.n) / 2);
+            assert!(g.p() <= SMALL_MAP);
             let (x, w, b) = (
                 seq(xs.iter().product(), 4),
                 seq(ws.iter().product(), 5),
@@ -872,6 +880,33 @@ mod tests {
             close(values(&one), &reference(&x, &w, &b, &g));
             let bits = |t: &FlexTensor| values(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&one), bits(&three));
+        }
+    }
+
+    /// An image's output of the small-map path is the same bits alone, first or last in a
+    /// batch, in a full chunk or a padded one.
+    #[test]
+    fn small_maps_do_not_depend_on_the_batch() {
+        let ws = [24, 16, 3, 3];
+        let opt = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let (n, image) = (11, 16 * 4 * 4);
+        let x = seq(n * image, 4);
+        let (w, b) = (seq(ws.iter().product(), 5), seq(ws[0], 6));
+        let run = |images: std::ops::Range<usize>| {
+            let xs = [images.len(), 16, 4, 4];
+            let y = conv2d(
+                tensor(x[images.start * image..images.end * image].to_vec(), xs),
+                tensor(w.clone(), ws),
+                Some(output(b.clone(), &[ws[0]])),
+                &opt,
+            );
+            values(&y).iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        let all = run(0..n);
+        let per = all.len() / n;
+        for (start, len) in [(0, 1), (10, 1), (3, 5), (2, 9), (1, 8)] {
+            let part = run(start..start + len);
+            assert_eq!(part, all[start * per..(start + len) * per], "images {start}..+{len}");
         }
     }
 
