@@ -13,7 +13,8 @@
 //! It applies when the training has no `augment` input (augmented images differ each epoch)
 //! and the outputs of every image the training passes (train, validation, and test when it is
 //! scored) take at most half the memory available when the training starts (at 56x56, 32 KiB
-//! per image for TL1, 64 KiB for TL2); otherwise the prefix runs every time, as before.
+//! per image for TL1 and for TL2, whose prefix ends after `res5a`); otherwise the prefix runs
+//! every time, as before.
 
 use crate::backend::MlError;
 use burn::prelude::*;
