@@ -28,6 +28,9 @@ use rayon::prelude::*;
 
 use crate::{FlexTensor, Layout};
 
+#[path = "conv_direct.rs"]
+mod direct;
+
 /// Number of batch slices whose weight-gradient partial sums are added in order.
 const WGRAD_SLICES: usize = 16;
 
@@ -372,6 +375,14 @@ pub(crate) fn conv2d(
         .collect();
     via_f32_for_bf16(tensors, |t| {
         let b = has_bias.then(|| &t[2]);
+        if t[0].dtype() == DType::F32 {
+            let g = Geom::new(t[0].layout().shape(), t[1].layout().shape(), options);
+            if direct::applies(&g) {
+                let mut out = vec![0f32; g.n * g.c_out * g.p()];
+                direct::forward(&g, data(&t[0]), data(&t[1]), b.map(data), &mut out);
+                return output(out, &[g.n, g.c_out, g.oh, g.ow]);
+            }
+        }
         by_dtype!(conv2d_typed, t[0].dtype(), &t[0], &t[1], b, options)
     })
 }
@@ -883,6 +894,59 @@ mod tests {
         }
     }
 
+    /// The direct path of the first layers (`conv_direct.rs`) computes the gemm path's bits:
+    /// RGB and grey inputs, with and without bias, on this CPU (where it has AVX2 and FMA; the
+    /// test says which path it compared).
+    #[test]
+    fn direct_matches_the_gemm_path_bit_for_bit() {
+        let opt = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+        // rows of 54 (7 vectors, the last overlapping), 73 (two blocks), 5 (narrower than a
+        // vector), 8 (exactly one)
+        let cases: [([usize; 4], [usize; 4]); 5] = [
+            ([5, 3, 56, 56], [16, 3, 3, 3]),
+            ([2, 1, 80, 75], [4, 1, 3, 3]),
+            ([2, 1, 10, 9], [4, 1, 5, 5]),
+            ([3, 2, 7, 8], [6, 2, 4, 4]),
+            ([2, 3, 10, 10], [5, 3, 3, 3]),
+        ];
+        for (xs, ws) in cases {
+            let g = Geom::new(&Shape::from(xs.to_vec()), &Shape::from(ws.to_vec()), &opt);
+            assert_eq!(direct::applies(&g), direct::cpu_has_fma(), "{xs:?} {ws:?}");
+            eprintln!(
+                "{xs:?} * {ws:?}: direct path taken: {}",
+                direct::applies(&g)
+            );
+            let (x, w, b) = (
+                seq(xs.iter().product(), 4),
+                seq(ws.iter().product(), 5),
+                seq(ws[0], 6),
+            );
+            for bias in [true, false] {
+                let bt = bias.then(|| output(b.clone(), &[ws[0]]));
+                let got = conv2d(
+                    tensor(x.clone(), xs),
+                    tensor(w.clone(), ws),
+                    bt.clone(),
+                    &opt,
+                );
+                let gemm = conv2d_typed::<f32>(
+                    &tensor(x.clone(), xs),
+                    &tensor(w.clone(), ws),
+                    bt.as_ref(),
+                    &opt,
+                );
+                let bits =
+                    |t: &FlexTensor| values(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&gemm), "{xs:?} * {ws:?}, bias {bias}");
+                let zero = vec![0.0f32; ws[0]];
+                close(
+                    values(&got),
+                    &reference(&x, &w, if bias { &b } else { &zero }, &g),
+                );
+            }
+        }
+    }
+
     /// An image's output of the small-map path is the same bits alone, first or last in a
     /// batch, in a full chunk or a padded one.
     #[test]
@@ -906,7 +970,11 @@ mod tests {
         let per = all.len() / n;
         for (start, len) in [(0, 1), (10, 1), (3, 5), (2, 9), (1, 8)] {
             let part = run(start..start + len);
-            assert_eq!(part, all[start * per..(start + len) * per], "images {start}..+{len}");
+            assert_eq!(
+                part,
+                all[start * per..(start + len) * per],
+                "images {start}..+{len}"
+            );
         }
     }
 
