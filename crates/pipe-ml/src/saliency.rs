@@ -35,12 +35,7 @@ pub fn saliency(
     });
     let ad = base.autodiff();
     let model = model.into_frozen_on(&ad);
-    let s = data.shape;
-    let (c, h, w) = (
-        prep.channels_out(s.channels as usize),
-        s.height as usize,
-        s.width as usize,
-    );
+    let (c, h, w) = prep.input_dims(data.shape);
     let mut maps = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(SALIENCY_BATCH) {
         let n = chunk.len();

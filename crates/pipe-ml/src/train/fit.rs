@@ -326,11 +326,6 @@ impl<'a> Session<'a> {
         let base = backend::device(cfg.device)?;
         let ad = base.clone().autodiff();
         let spec = &cfg.model;
-        let (c, h, w) = (
-            spec.input.channels as usize,
-            spec.input.height as usize,
-            spec.input.width as usize,
-        );
         let dropout = models::dropout_layers(spec)
             .into_iter()
             .map(|(rate, width)| (rate as f32, width))
@@ -347,7 +342,7 @@ impl<'a> Session<'a> {
         };
         let prep = Preprocess::for_model(spec.kind, inputs.rescale);
         Ok(Self {
-            chw: (prep.channels_out(c), h, w),
+            chw: prep.input_dims(spec.input),
             augment: prep.augment_spec(inputs.augment),
             cfg,
             inputs,

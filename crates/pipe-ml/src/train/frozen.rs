@@ -164,12 +164,7 @@ impl FrozenOutputs {
         device: &Device,
         batch: usize,
     ) -> Result<Vec<f32>, MlError> {
-        let s = ds.shape;
-        let (c, h, w) = (
-            prep.channels_out(s.channels as usize),
-            s.height as usize,
-            s.width as usize,
-        );
+        let (c, h, w) = prep.input_dims(ds.shape);
         let mut logits = Vec::with_capacity(indices.len());
         for chunk in indices.chunks(batch) {
             let x = || {

@@ -63,12 +63,7 @@ fn infer_rows(
     batch: usize,
     f: impl Fn(Tensor<4>) -> Tensor<2>,
 ) -> Result<Vec<f32>, MlError> {
-    let s = ds.shape;
-    let (c, h, w) = (
-        prep.channels_out(s.channels as usize),
-        s.height as usize,
-        s.width as usize,
-    );
+    let (c, h, w) = prep.input_dims(ds.shape);
     let mut logits = Vec::with_capacity(indices.len());
     std::thread::scope(|scope| -> Result<(), MlError> {
         let (tx, rx) = sync_channel::<(usize, Vec<f32>)>(2);

@@ -3,8 +3,8 @@
 
 use crate::models::{self};
 use crate::resnet::CAFFE_MEANS_BGR;
-use pipe_data::Dataset;
 use pipe_data::augment::{AugmentSpec, fill_batch};
+use pipe_data::{Dataset, Shape};
 use serde::{Deserialize, Serialize};
 
 /// How images become network input (recorded in `model.json`).
@@ -46,6 +46,15 @@ impl Preprocess {
             Preprocess::Rescale { .. } => channels,
             Preprocess::Caffe | Preprocess::Imagenet => 3,
         }
+    }
+
+    /// The network input's (channels, height, width) for images of `shape`.
+    pub(crate) fn input_dims(self, shape: Shape) -> (usize, usize, usize) {
+        (
+            self.channels_out(shape.channels as usize),
+            shape.height as usize,
+            shape.width as usize,
+        )
     }
 
     /// The augmentation to apply before this preprocessing: caffe needs raw pixel values.
