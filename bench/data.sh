@@ -122,7 +122,7 @@ if command -v b3sum > /dev/null; then
   rm -rf hcache
   ph=$(median < ph.txt); bh=$(median < bh.txt)
   printf 'blake3 of db_train.raw (%d bytes): pipe status (cold key) %.3f s = %.2f GB/s, b3sum %.3f s = %.2f GB/s, pipe/b3sum %.2fx (medians of %d, load %s)\n' \
-    "$raw_bytes" "$ph" "$(echo "$raw_bytes / $ph / 1e9" | bc -l)" "$bh" "$(echo "$raw_bytes / $bh / 1e9" | bc -l)" \
+    "$raw_bytes" "$ph" "$(echo "$raw_bytes / $ph / 1000000000" | bc -l)" "$bh" "$(echo "$raw_bytes / $bh / 1000000000" | bc -l)" \
     "$(echo "$bh / $ph" | bc -l)" "$reps" "$(cut -d' ' -f1-3 /proc/loadavg)"
 else
   echo "(b3sum not installed: cargo install b3sum --locked)"
