@@ -16,78 +16,21 @@
 #[path = "../src/allocator.rs"]
 mod allocator;
 
-use burn_backend::TensorData;
 use burn_backend::ops::{ActivationOps, ConvOptions, FloatTensorOps, ModuleOps};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use std::collections::BTreeMap;
-use std::hint::black_box;
-use std::time::Instant;
+
+#[path = "common/profile.rs"]
+mod profile;
+use profile::{fma_peak, tensor, time};
 
 const BATCH: usize = 32;
 const SIDE: usize = 56;
 /// Output maps of at most this many pixels took one gemm per image before issue 24 (the flex
 /// patch's `SMALL_MAP`).
 const SMALL_MAP: usize = 64;
-
-fn tensor(shape: &[usize], seed: u32) -> FlexTensor {
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n)
-        .map(|i| {
-            let v = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 9;
-            (v % 2001) as f32 / 1000.0 - 1.0
-        })
-        .collect();
-    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
-}
-
-/// Median seconds of `reps` calls of `f` (after one warm-up call).
-fn time<R>(reps: usize, mut f: impl FnMut() -> R) -> f64 {
-    black_box(f());
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            black_box(f());
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[reps / 2]
-}
-
-/// FLOP/s of independent 8-wide FMA chains on every core (as `b3_profile`'s `fma_peak`).
-fn fma_peak() -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let iters = 50_000_000u64;
-        let s = Instant::now();
-        std::thread::scope(|sc| {
-            for _ in 0..threads {
-                // SAFETY: the CPU has AVX2 and FMA (checked above).
-                sc.spawn(|| unsafe { fma_chains(iters) });
-            }
-        });
-        return (threads as u64 * iters * 12 * 8 * 2) as f64 / s.elapsed().as_secs_f64();
-    }
-    f64::NAN
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn fma_chains(iters: u64) {
-    use std::arch::x86_64::*;
-    let m = _mm256_set1_ps(black_box(0.999_999_9));
-    let a = _mm256_set1_ps(black_box(1e-7));
-    let mut acc = [_mm256_set1_ps(1.0); 12];
-    for _ in 0..iters {
-        for v in acc.iter_mut() {
-            *v = _mm256_fmadd_ps(*v, m, a);
-        }
-    }
-    black_box(acc);
-}
 
 /// Seconds and FLOPs summed per row name, in first-seen order.
 #[derive(Default)]
