@@ -18,7 +18,7 @@ use burn_flex::{Flex, FlexTensor};
 
 #[path = "common/profile.rs"]
 mod profile;
-use profile::{fma_peak, tensor, time};
+use profile::{fma_peak, print_table, tensor, time};
 
 const TRAIN_BATCH: usize = 124;
 const INFER_BATCH: usize = 256;
@@ -54,34 +54,12 @@ impl Profile {
     }
 
     fn print(&self, title: &str, peak: f64, images: usize) {
-        let total: f64 = self.rows.iter().map(|r| r.secs).sum();
-        println!("\n{title}");
-        println!("| operation | ms | share | GFLOP | GFLOP/s | % of peak |");
-        println!("|---|---:|---:|---:|---:|---:|");
-        for r in &self.rows {
-            let rate = r.flops / r.secs;
-            println!(
-                "| {} | {:.2} | {:.1}% | {:.3} | {:.1} | {:.1}% |",
-                r.name,
-                r.secs * 1e3,
-                100.0 * r.secs / total,
-                r.flops / 1e9,
-                rate / 1e9,
-                100.0 * rate / peak
-            );
-        }
-        let flops: f64 = self.rows.iter().map(|r| r.flops).sum();
-        println!(
-            "| **sum of operations** | **{:.2}** | 100% | {:.3} | {:.1} | {:.1}% |",
-            total * 1e3,
-            flops / 1e9,
-            flops / total / 1e9,
-            100.0 * flops / total / peak
-        );
-        println!(
-            "(sum of operations alone: {:.0} img/s)",
-            images as f64 / total
-        );
+        let rows: Vec<(&str, f64, f64)> = self
+            .rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.secs, r.flops))
+            .collect();
+        print_table(title, &rows, peak, images, 0);
     }
 }
 

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 #[path = "common/profile.rs"]
 mod profile;
-use profile::{fma_peak, tensor, time};
+use profile::{fma_peak, print_table, tensor, time};
 
 const BATCH: usize = 32;
 const SIDE: usize = 56;
@@ -52,34 +52,12 @@ impl Profile {
     }
 
     fn print(&self, title: &str, peak: f64) -> f64 {
-        let total: f64 = self.rows.values().map(|r| r.0).sum();
-        let flops: f64 = self.rows.values().map(|r| r.1).sum();
-        println!("\n{title}");
-        println!("| operation | ms | share | GFLOP | GFLOP/s | % of peak |");
-        println!("|---|---:|---:|---:|---:|---:|");
-        for name in &self.order {
-            let (secs, fl) = self.rows[name];
-            println!(
-                "| {name} | {:.2} | {:.1}% | {:.3} | {:.1} | {:.1}% |",
-                secs * 1e3,
-                100.0 * secs / total,
-                fl / 1e9,
-                fl / secs / 1e9,
-                100.0 * fl / secs / peak
-            );
-        }
-        println!(
-            "| **sum of operations** | **{:.2}** | 100% | {:.3} | {:.1} | {:.1}% |",
-            total * 1e3,
-            flops / 1e9,
-            flops / total / 1e9,
-            100.0 * flops / total / peak
-        );
-        println!(
-            "(sum of operations alone: {:.1} img/s)",
-            BATCH as f64 / total
-        );
-        total
+        let rows: Vec<(&str, f64, f64)> = self
+            .order
+            .iter()
+            .map(|name| (name.as_str(), self.rows[name].0, self.rows[name].1))
+            .collect();
+        print_table(title, &rows, peak, BATCH, 1)
     }
 }
 

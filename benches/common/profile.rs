@@ -65,3 +65,43 @@ unsafe fn fma_chains(iters: u64) {
     }
     black_box(acc);
 }
+
+/// Prints a per-operation table (one row per name, seconds and FLOPs, with its share of the
+/// time and of `peak`), the sum of its rows, and the images/s of that sum for a batch of
+/// `images` (with `decimals` places); returns the summed seconds.
+pub fn print_table(
+    title: &str,
+    rows: &[(&str, f64, f64)],
+    peak: f64,
+    images: usize,
+    decimals: usize,
+) -> f64 {
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    let flops: f64 = rows.iter().map(|r| r.2).sum();
+    println!("\n{title}");
+    println!("| operation | ms | share | GFLOP | GFLOP/s | % of peak |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for &(name, secs, fl) in rows {
+        println!(
+            "| {name} | {:.2} | {:.1}% | {:.3} | {:.1} | {:.1}% |",
+            secs * 1e3,
+            100.0 * secs / total,
+            fl / 1e9,
+            fl / secs / 1e9,
+            100.0 * fl / secs / peak
+        );
+    }
+    println!(
+        "| **sum of operations** | **{:.2}** | 100% | {:.3} | {:.1} | {:.1}% |",
+        total * 1e3,
+        flops / 1e9,
+        flops / total / 1e9,
+        100.0 * flops / total / peak
+    );
+    println!(
+        "(sum of operations alone: {:.*} img/s)",
+        decimals,
+        images as f64 / total
+    );
+    total
+}
